@@ -1,0 +1,47 @@
+// args: declarative command-line options shared by every clipc subcommand.
+//
+// A subcommand lists its options once (name, type, destination, help); args_parse() fills the
+// destinations from argv, args_apply_json() from a JSON object with the same keys (the
+// `--config FILE` of `clipc train`), and args_print_help() prints the list. An unknown option or
+// key is an error that suggests the nearest valid name. Options take `--name value` or
+// `--name=value`; ARG_FLAG options take no value (`--flag`, or true/false in JSON).
+#ifndef CLIPC_COMMON_ARGS_H
+#define CLIPC_COMMON_ARGS_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+typedef enum {
+    ARG_STR,    // char *: points into argv or to a copy owned by the args module (never freed)
+    ARG_INT,    // long
+    ARG_FLOAT,  // double
+    ARG_FLAG,   // bool
+} arg_type;
+
+typedef struct {
+    const char *name;  // without the leading "--", e.g. "batch-size"
+    arg_type type;
+    void *dest;
+    const char *help;
+    bool seen;         // set by the parser when the option was given
+} arg_spec;
+
+// Parses argv[0..argc) (argv[0] is the first argument, not the program). Positional arguments
+// are collected in order into positional[0..*n_positional) (capacity max_positional).
+// Returns 0, or -1 with err_msg() set. "--help"/"-h" returns 1.
+int args_parse(arg_spec *specs, int n_specs, int argc, char **argv, char **positional,
+               int max_positional, int *n_positional);
+
+// Applies the keys of a JSON object (text) as if given on the command line, except for options
+// already marked seen (flags override the config file). Keys may use '-' or '_'.
+int args_apply_json(arg_spec *specs, int n_specs, const char *json_text, const char *source_name);
+
+// Writes "name: value" lines (the resolved configuration) to f, or a JSON object when json is true.
+void args_print(const arg_spec *specs, int n_specs, FILE *f, bool json);
+
+void args_print_help(const arg_spec *specs, int n_specs, const char *usage);
+
+// The candidate nearest to word by edit distance, or NULL when none is close enough to suggest.
+const char *args_nearest(const char *word, const char *const *candidates, int n);
+
+#endif

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs the Debian packages clipc needs, when missing. Idempotent; silent when all is there.
+# An optimized BLAS matters: Debian's libtorch calls whatever libblas.so.3 points to, and the
+# reference BLAS makes every matrix product 10-50x slower, so OpenBLAS (OpenMP build) is installed
+# and selected.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config git
+  libtorch-dev libopenblas0-openmp libgloo-dev
+  libhdf5-dev libwebp-dev libjpeg-dev libpng-dev zlib1g-dev
+  libcjson-dev libutf8proc-dev libcmocka-dev
+  dataset-fashion-mnist
+)
+# Optional: python3-torch runs the side-by-side PyTorch benchmarks in bench/.
+if [ "${CLIPC_SETUP_BENCH:-0}" = 1 ]; then packages+=(python3-torch); fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -qq
+  $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Select OpenBLAS for libblas.so.3 when another implementation is active.
+blas=$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || true)
+case "$blas" in
+  *openblas*) ;;
+  *)
+    alt=$(update-alternatives --list libblas.so.3-x86_64-linux-gnu 2>/dev/null | grep openblas | head -n1 || true)
+    if [ -n "$alt" ]; then
+      echo "setup: selecting $alt for libblas.so.3"
+      sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+      $sudo update-alternatives --set libblas.so.3-x86_64-linux-gnu "$alt" >/dev/null
+    fi
+    ;;
+esac

@@ -1,0 +1,202 @@
+// tensor: the C API over libtorch that every clipc module computes with.
+//
+// Handles are opaque. Every function that returns a `tensor *` returns a NEW handle owned by the
+// caller; tensor arguments are borrowed. On failure a function returns NULL (or -1) and sets the
+// thread-local message of common/error.h (the libtorch message, without its C++ backtrace); no
+// C++ exception ever crosses into C. A NULL tensor argument is taken as an earlier failure: the
+// function returns NULL at once and keeps that message, so a chain of ops needs one check at the end.
+//
+// Scopes free intermediates: between tensor_scope_begin() and tensor_scope_end() every new handle
+// is recorded and freed at the end, except those passed to tensor_keep(), which move to the
+// enclosing scope (or become unscoped). Handles made outside any scope (model parameters, optimizer
+// state) live until tensor_free().
+//
+// Builds against Debian's libtorch 1.13 (CPU) and PyTorch 2.x's libtorch (CUDA).
+#ifndef CLIPC_SHIM_TENSOR_H
+#define CLIPC_SHIM_TENSOR_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct tensor tensor;
+typedef struct tensor_generator tensor_generator;
+
+#define TENSOR_MAX_DIMS 8
+
+typedef enum {
+    TENSOR_F32,
+    TENSOR_F16,
+    TENSOR_BF16,
+    TENSOR_F64,
+    TENSOR_I64,
+    TENSOR_I32,
+    TENSOR_U8,
+    TENSOR_BOOL,
+} tensor_dtype;
+
+typedef enum {
+    TENSOR_DEVICE_CPU,
+    TENSOR_DEVICE_CUDA,
+} tensor_device_type;
+
+typedef struct {
+    tensor_device_type type;
+    int index;  // CUDA ordinal; 0 for the CPU
+} tensor_device;
+
+static const tensor_device TENSOR_CPU = {TENSOR_DEVICE_CPU, 0};
+
+size_t tensor_dtype_size(tensor_dtype dtype);
+const char *tensor_dtype_name(tensor_dtype dtype);
+
+// ---- runtime ---------------------------------------------------------------------------------
+// Sets libtorch's intra-op threads (0: one per core). Returns the number in use.
+int tensor_set_threads(int threads);
+int tensor_get_threads(void);
+int tensor_cuda_device_count(void);  // 0 when libtorch has no CUDA or no GPU is present
+bool tensor_has_cuda_build(void);    // libtorch was built with CUDA
+const char *tensor_torch_version(void);
+
+// ---- lifetime and scopes ---------------------------------------------------------------------
+void tensor_free(tensor *t);  // NULL is ignored
+void tensor_scope_begin(void);
+void tensor_scope_end(void);
+tensor *tensor_keep(tensor *t);  // moves t out of the innermost scope; returns t
+size_t tensor_live_count(void);  // live handles in this process (leak checks)
+
+// ---- creation --------------------------------------------------------------------------------
+tensor *tensor_zeros(const int64_t *shape, int ndim, tensor_dtype dtype, tensor_device dev);
+tensor *tensor_ones(const int64_t *shape, int ndim, tensor_dtype dtype, tensor_device dev);
+tensor *tensor_full(const int64_t *shape, int ndim, double value, tensor_dtype dtype, tensor_device dev);
+tensor *tensor_empty(const int64_t *shape, int ndim, tensor_dtype dtype, tensor_device dev);
+tensor *tensor_scalar(double value, tensor_dtype dtype, tensor_device dev);  // rank 0
+tensor *tensor_arange(int64_t n, tensor_dtype dtype, tensor_device dev);
+// Copies a host buffer (C order) into a new CPU tensor; pinned=true allocates page-locked memory
+// for fast, asynchronous transfer to a GPU (ignored without CUDA).
+tensor *tensor_from_host(const void *data, const int64_t *shape, int ndim, tensor_dtype dtype, bool pinned);
+
+// Seeded random numbers. A generator lives on one device; its state can be saved and restored.
+tensor_generator *tensor_generator_new(uint64_t seed, tensor_device dev);
+void tensor_generator_free(tensor_generator *g);
+// Serialized state: *size bytes written to a new malloc'ed *bytes (caller frees).
+int tensor_generator_get_state(tensor_generator *g, uint8_t **bytes, size_t *size);
+int tensor_generator_set_state(tensor_generator *g, const uint8_t *bytes, size_t size);
+tensor *tensor_normal(const int64_t *shape, int ndim, double mean, double std, tensor_dtype dtype,
+                      tensor_device dev, tensor_generator *g);
+tensor *tensor_uniform(const int64_t *shape, int ndim, double lo, double hi, tensor_dtype dtype,
+                       tensor_device dev, tensor_generator *g);
+
+// ---- queries and host copies -----------------------------------------------------------------
+int tensor_ndim(const tensor *t);
+int64_t tensor_size(const tensor *t, int dim);  // negative dims count from the end
+int tensor_shape(const tensor *t, int64_t shape[TENSOR_MAX_DIMS]);  // returns ndim
+int64_t tensor_numel(const tensor *t);
+tensor_dtype tensor_get_dtype(const tensor *t);
+tensor_device tensor_get_device(const tensor *t);
+// Copies the elements (C order, the tensor's own dtype) to dst, which holds exactly nbytes.
+int tensor_to_host(const tensor *t, void *dst, size_t nbytes);
+// Overwrites t's elements from a host buffer of exactly nbytes (t's dtype, C order).
+int tensor_copy_from_host(tensor *t, const void *src, size_t nbytes);
+// The value of a one-element tensor as a double.
+int tensor_item(const tensor *t, double *out);
+
+tensor *tensor_to_device(const tensor *t, tensor_device dev, bool non_blocking);
+tensor *tensor_to_dtype(const tensor *t, tensor_dtype dtype);
+tensor *tensor_clone(const tensor *t);
+tensor *tensor_detach(const tensor *t);
+
+// ---- shape -----------------------------------------------------------------------------------
+tensor *tensor_reshape(const tensor *t, const int64_t *shape, int ndim);  // one -1 allowed
+tensor *tensor_permute(const tensor *t, const int64_t *dims, int ndim);
+tensor *tensor_transpose(const tensor *t, int d0, int d1);
+tensor *tensor_unsqueeze(const tensor *t, int dim);
+tensor *tensor_expand(const tensor *t, const int64_t *shape, int ndim);
+tensor *tensor_contiguous(const tensor *t);
+tensor *tensor_cat(const tensor *const *ts, int n, int dim);
+tensor *tensor_slice(const tensor *t, int dim, int64_t start, int64_t end);  // [start, end)
+tensor *tensor_select(const tensor *t, int dim, int64_t index);  // drops dim
+tensor *tensor_index_select(const tensor *t, int dim, const tensor *index);
+tensor *tensor_gather(const tensor *t, int dim, const tensor *index);
+
+// ---- elementwise -----------------------------------------------------------------------------
+tensor *tensor_add(const tensor *a, const tensor *b);
+tensor *tensor_sub(const tensor *a, const tensor *b);
+tensor *tensor_mul(const tensor *a, const tensor *b);
+tensor *tensor_div(const tensor *a, const tensor *b);
+tensor *tensor_add_scalar(const tensor *a, double s);
+tensor *tensor_mul_scalar(const tensor *a, double s);
+tensor *tensor_neg(const tensor *a);
+tensor *tensor_exp(const tensor *a);
+tensor *tensor_log(const tensor *a);
+tensor *tensor_sqrt(const tensor *a);
+tensor *tensor_abs(const tensor *a);
+tensor *tensor_pow_scalar(const tensor *a, double exponent);
+tensor *tensor_clamp(const tensor *a, double lo, double hi);
+tensor *tensor_eq(const tensor *a, const tensor *b);  // bool
+tensor *tensor_isfinite(const tensor *a);             // bool
+
+// ---- reductions ------------------------------------------------------------------------------
+tensor *tensor_sum(const tensor *a);   // over all elements, rank 0
+tensor *tensor_mean(const tensor *a);  // over all elements, rank 0
+tensor *tensor_sum_dim(const tensor *a, int dim, bool keepdim);
+tensor *tensor_mean_dim(const tensor *a, int dim, bool keepdim);
+tensor *tensor_max_dim(const tensor *a, int dim, bool keepdim);  // values only
+tensor *tensor_argmax(const tensor *a, int dim, bool keepdim);
+tensor *tensor_topk_indices(const tensor *a, int64_t k, int dim);  // largest first
+tensor *tensor_norm(const tensor *a);  // L2 norm of all elements, rank 0
+
+// ---- neural-network ops ----------------------------------------------------------------------
+tensor *tensor_matmul(const tensor *a, const tensor *b);
+tensor *tensor_linear(const tensor *x, const tensor *w, const tensor *b);  // x @ w^T + b; b may be NULL
+tensor *tensor_conv2d(const tensor *x, const tensor *w, const tensor *b, int stride, int padding);
+tensor *tensor_layer_norm(const tensor *x, const tensor *w, const tensor *b, double eps);
+tensor *tensor_gelu(const tensor *x);        // exact (erf)
+tensor *tensor_quick_gelu(const tensor *x);  // x * sigmoid(1.702 x)
+tensor *tensor_sigmoid(const tensor *x);
+tensor *tensor_log_sigmoid(const tensor *x);
+tensor *tensor_softmax(const tensor *x, int dim);
+tensor *tensor_log_softmax(const tensor *x, int dim);
+// Mean cross-entropy of logits (N, C) against int64 class indices (N).
+tensor *tensor_cross_entropy(const tensor *logits, const tensor *labels);
+tensor *tensor_embedding(const tensor *weight, const tensor *ids);
+tensor *tensor_l2_normalize(const tensor *x, int dim);  // x / max(||x||, 1e-12)
+// softmax(q k^T / sqrt(Dh) [+ causal mask]) v for q, k, v (B, H, L, Dh). Uses fused
+// scaled_dot_product_attention on libtorch >= 2.0 and the explicit product on 1.13.
+tensor *tensor_attention(const tensor *q, const tensor *k, const tensor *v, bool causal);
+
+// ---- in place (optimizer updates; no autograd history is recorded) ---------------------------
+int tensor_copy_(tensor *dst, const tensor *src);
+int tensor_fill_(tensor *t, double value);
+int tensor_mul_scalar_(tensor *t, double s);
+int tensor_add_(tensor *t, const tensor *other, double alpha);              // t += alpha * other
+int tensor_addcmul_(tensor *t, const tensor *a, const tensor *b, double v);  // t += v * a * b
+int tensor_addcdiv_(tensor *t, const tensor *a, const tensor *b, double v);  // t += v * a / b
+int tensor_clamp_(tensor *t, double lo, double hi);
+
+// ---- autograd --------------------------------------------------------------------------------
+int tensor_set_requires_grad(tensor *t, bool requires_grad);
+bool tensor_requires_grad(const tensor *t);
+// Backpropagates from t; grad_output may be NULL for a one-element t.
+int tensor_backward(const tensor *t, const tensor *grad_output);
+// Backpropagates from several roots at once (outputs[i] with grads[i]) in one graph traversal.
+int tensor_backward_multi(const tensor *const *outputs, const tensor *const *grads, int n);
+bool tensor_has_grad(const tensor *t);
+tensor *tensor_grad(const tensor *t);  // NULL with an error when t has no gradient
+int tensor_zero_grad(tensor *t);        // drops the gradient (set to none)
+// Gradient mode and autocast as nestable begin/end pairs (per thread).
+void tensor_no_grad_begin(void);
+void tensor_no_grad_end(void);
+// bf16/f16 autocast on CUDA; a no-op on the CPU. Returns -1 when autocast is not available.
+int tensor_autocast_begin(tensor_dtype dtype);
+void tensor_autocast_end(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

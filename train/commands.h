@@ -1,0 +1,9 @@
+// commands: the subcommands of the `clipc` driver. Each takes the arguments after its name and
+// returns the process exit status (0 success, 1 failure with a one-line message on stderr,
+// 2 usage error).
+#ifndef CLIPC_TRAIN_COMMANDS_H
+#define CLIPC_TRAIN_COMMANDS_H
+
+int cmd_info(int argc, char **argv);
+
+#endif

@@ -28,7 +28,7 @@ void sysinfo_blas(char *out, size_t cap) {
     const char *(*openblas_config)(void) = (const char *(*)(void))dlsym(RTLD_DEFAULT, "openblas_get_config");
     int (*openblas_threads)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "openblas_get_num_threads");
     if (openblas_config)
-        snprintf(out, cap, "OpenBLAS %s, %d threads (%s)", openblas_config(),
+        snprintf(out, cap, "%s, %d threads (%s)", openblas_config(),
                  openblas_threads ? openblas_threads() : 0, s.path[0] ? s.path : "linked");
     else if (s.path[0] && strstr(s.path, "/blas/"))
         snprintf(out, cap, "reference BLAS, slow: run scripts/setup.sh to install OpenBLAS (%s)", s.path);
@@ -39,4 +39,10 @@ void sysinfo_blas(char *out, size_t cap) {
 int sysinfo_cores(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
+}
+
+void sysinfo_tune_openmp(char **argv) {
+    if (getenv("OMP_WAIT_POLICY")) return;
+    setenv("OMP_WAIT_POLICY", "passive", 1);
+    execv("/proc/self/exe", argv);
 }

@@ -139,7 +139,8 @@ static uint64_t read_le64(const uint8_t *p) {
 static int parse_header(st_file *f, uint64_t header_len) {
     const char *text = (const char *)f->map + 8;
     if (memchr(text, '\0', header_len)) return file_error(f, "header contains a NUL byte");
-    size_t start = strspn(text, " \t\r\n");
+    size_t start = 0;  // the header is not NUL-terminated: stay within header_len
+    while (start < header_len && strchr(" \t\r\n", text[start])) start++;
     if (start >= header_len || text[start] != '{')
         return file_error(f, "header is not a JSON object");
     const char *end = NULL;
@@ -442,6 +443,7 @@ int st_writer_add(st_writer *w, const char *name, st_dtype dtype, const int64_t 
 }
 
 int st_writer_set_metadata(st_writer *w, const char *key, const char *value) {
+    if (!key || !value) return err_set("metadata '%s': missing key or value", key ? key : "");
     cJSON *v = cJSON_CreateString(value);
     if (cJSON_GetObjectItemCaseSensitive(w->metadata, key))
         cJSON_ReplaceItemInObjectCaseSensitive(w->metadata, key, v);

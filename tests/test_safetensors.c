@@ -195,6 +195,8 @@ static void test_writer_rejects(void **state) {
     assert_non_null(strstr(err_msg(), "too large"));
     int64_t zero[1] = {0};
     assert_int_equal(st_writer_add(w, "nothing", ST_DTYPE_F32, zero, 1, NULL), 0);
+    assert_int_equal(st_writer_set_metadata(w, "k", NULL), -1);
+    assert_non_null(strstr(err_msg(), "metadata 'k': missing"));
     st_writer_free(w);
 }
 
@@ -395,6 +397,7 @@ static const bad_case bad_cases[] = {
     {"trailing", "{} x", 0, "trailing bytes"},
     {"array", "[1, 2]", 0, "not a JSON object"},
     {"zero", "", 0, "not a JSON object"},
+    {"spaces", "        ", 8, "not a JSON object"},
     {"nul", "{\"a\0\": 1}", 0, "NUL byte"},
     {"notobj", "{\"w\": 3}", 0, "tensor 'w': not a JSON object"},
     {"nodtype", "{\"w\": {\"shape\": [1], \"data_offsets\": [0, 4]}}", 4, "tensor 'w': missing dtype"},

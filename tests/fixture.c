@@ -1,108 +1,53 @@
-// TEST-ONLY safetensors reader; see fixture.h.
-#include "tests/fixture.h"
+#include "fixture.h"
 
-#include <stdint.h>
+#include <math.h>
 #include <stdio.h>
-#include <string.h>
-
-#include <cjson/cJSON.h>
+#include <stdlib.h>
 
 #include "common/error.h"
-
-static uint64_t read_le64(const unsigned char b[8]) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = (v << 8) | b[i];
-    return v;
-}
-
-// Reads the JSON header; the data section starts at *data_start.
-static cJSON *read_header(FILE *f, const char *path, long *data_start) {
-    unsigned char len_bytes[8];
-    if (fread(len_bytes, 1, 8, f) != 8) {
-        err_set("%s: truncated safetensors header", path);
-        return NULL;
-    }
-    uint64_t len = read_le64(len_bytes);
-    if (len == 0 || len > (1u << 26)) {
-        err_set("%s: implausible safetensors header length %llu", path, (unsigned long long)len);
-        return NULL;
-    }
-    char *text = xmalloc(len + 1);
-    size_t got = fread(text, 1, len, f);
-    text[got] = '\0';
-    cJSON *header = got == len ? cJSON_Parse(text) : NULL;
-    free(text);
-    if (!header) err_set("%s: unreadable safetensors header", path);
-    *data_start = 8 + (long)len;
-    return header;
-}
-
-static int entry_shape(const cJSON *entry, int64_t *shape, int *ndim, int64_t *numel) {
-    const cJSON *dims = cJSON_GetObjectItemCaseSensitive(entry, "shape");
-    if (!cJSON_IsArray(dims) || cJSON_GetArraySize(dims) > TENSOR_MAX_DIMS) return -1;
-    *ndim = 0;
-    *numel = 1;
-    const cJSON *d;
-    cJSON_ArrayForEach(d, dims) {
-        if (!cJSON_IsNumber(d) || d->valuedouble < 0) return -1;
-        shape[(*ndim)++] = (int64_t)d->valuedouble;
-        *numel *= (int64_t)d->valuedouble;
-    }
-    return 0;
-}
-
-static tensor *read_entry(FILE *f, const char *path, const char *name, const cJSON *entry, long data_start) {
-    const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(entry, "dtype");
-    const cJSON *offsets = cJSON_GetObjectItemCaseSensitive(entry, "data_offsets");
-    int64_t shape[TENSOR_MAX_DIMS], numel;
-    int ndim;
-    if (!cJSON_IsString(dtype) || !cJSON_IsArray(offsets) || cJSON_GetArraySize(offsets) != 2 ||
-        entry_shape(entry, shape, &ndim, &numel) < 0) {
-        err_set("%s: %s: malformed header entry", path, name);
-        return NULL;
-    }
-    tensor_dtype type;
-    if (strcmp(dtype->valuestring, "F32") == 0) type = TENSOR_F32;
-    else if (strcmp(dtype->valuestring, "I64") == 0) type = TENSOR_I64;
-    else {
-        err_set("%s: %s: dtype %s not supported by the test reader", path, name, dtype->valuestring);
-        return NULL;
-    }
-    long begin = (long)cJSON_GetArrayItem(offsets, 0)->valuedouble;
-    long end = (long)cJSON_GetArrayItem(offsets, 1)->valuedouble;
-    size_t nbytes = (size_t)numel * tensor_dtype_size(type);
-    if (end < begin || (size_t)(end - begin) != nbytes) {
-        err_set("%s: %s: data offsets do not match the shape", path, name);
-        return NULL;
-    }
-    void *data = xmalloc(nbytes ? nbytes : 1);
-    tensor *t = NULL;
-    if (fseek(f, data_start + begin, SEEK_SET) != 0 || fread(data, 1, nbytes, f) != nbytes)
-        err_set("%s: %s: truncated tensor data", path, name);
-    else
-        t = tensor_from_host(data, shape, ndim, type, false);
-    free(data);
-    return t;
-}
+#include "model/safetensors.h"
 
 tensor *fixture_tensor(const char *path, const char *name) {
-    FILE *f = fopen_checked(path, "rb");
+    st_file *f = st_open(path);
     if (!f) return NULL;
-    long data_start;
-    cJSON *header = read_header(f, path, &data_start);
-    tensor *t = NULL;
-    if (header) {
-        const cJSON *entry = cJSON_GetObjectItemCaseSensitive(header, name);
-        if (!entry) err_set("%s: no tensor named %s", path, name);
-        else t = read_entry(f, path, name, entry, data_start);
-    }
-    cJSON_Delete(header);
-    fclose(f);
-    return t;
+    const st_tensor *t = st_find(f, name);
+    tensor *out = NULL;
+    if (!t) err_set("%s: no tensor '%s'", path, name);
+    else if (t->dtype != ST_DTYPE_F32 && t->dtype != ST_DTYPE_I64)
+        err_set("%s: '%s' is %s, not F32 or I64", path, name, st_dtype_name(t->dtype));
+    else out = tensor_from_host(t->data, t->shape, t->ndim, t->dtype == ST_DTYPE_I64 ? TENSOR_I64 : TENSOR_F32, false);
+    st_close(f);
+    return out;
 }
 
 tensor *fixture_tensor_in(const char *dir, const char *file, const char *name) {
     char path[4096];
     snprintf(path, sizeof path, "%s/%s", dir, file);
     return fixture_tensor(path, name);
+}
+
+double fixture_max_diff(const char *path, const char *name, const tensor *got, double *max_abs) {
+    tensor *want = fixture_tensor(path, name);
+    *max_abs = 0;
+    if (!want || !got || tensor_numel(want) != tensor_numel(got)) {
+        tensor_free(want);
+        return NAN;
+    }
+    size_t n = (size_t)tensor_numel(want);
+    float *w = malloc(n * sizeof(float)), *g = malloc(n * sizeof(float));
+    tensor *got_f32 = tensor_to_dtype(got, TENSOR_F32);
+    double max_diff = NAN;
+    if (tensor_to_host(want, w, n * sizeof(float)) == 0 && tensor_to_host(got_f32, g, n * sizeof(float)) == 0) {
+        max_diff = 0;
+        for (size_t i = 0; i < n; i++) {
+            double d = fabs((double)g[i] - (double)w[i]);
+            if (!(d <= max_diff)) max_diff = d;  // a NaN stays NaN
+            if (fabs(w[i]) > *max_abs) *max_abs = fabs(w[i]);
+        }
+    }
+    free(w);
+    free(g);
+    tensor_free(got_f32);
+    tensor_free(want);
+    return max_diff;
 }

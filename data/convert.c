@@ -1,0 +1,389 @@
+#include "data/convert.h"
+
+#include <cjson/cJSON.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/args.h"
+#include "common/error.h"
+#include "data/fsutil.h"
+#include "data/image.h"
+#include "data/manifest.h"
+#include "data/shard.h"
+#include "data/sources.h"
+
+void convert_options_default(convert_options *o) {
+    memset(o, 0, sizeof *o);
+    o->csv_img_key = "filepath";
+    o->csv_caption_key = "title";
+    o->csv_separator = "\t";
+    o->split = "train";
+    o->shard_size = 10000;
+    o->max_size = 256;
+    o->quality = 90;
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    o->workers = cores > 0 ? (int)cores : 1;
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static const char *source_name(convert_source s) {
+    return s == CONVERT_SOURCE_CSV ? "csv" : s == CONVERT_SOURCE_FOLDERS ? "folders" : "fashion-mnist";
+}
+
+// The options that decide the shards' contents, as JSON: stored in every shard and the manifest.
+static char *made_by_json(const convert_options *o) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "tool", "clipc shards");
+    cJSON_AddStringToObject(j, "source", source_name(o->source));
+    cJSON_AddStringToObject(j, "input", o->input);
+    if (o->source == CONVERT_SOURCE_CSV) {
+        cJSON_AddStringToObject(j, "csv_img_key", o->csv_img_key);
+        cJSON_AddStringToObject(j, "csv_caption_key", o->csv_caption_key);
+        cJSON_AddStringToObject(j, "csv_separator", o->csv_separator);
+        if (o->image_root) cJSON_AddStringToObject(j, "image_root", o->image_root);
+    }
+    if (o->source == CONVERT_SOURCE_FOLDERS && o->class_names_file)
+        cJSON_AddStringToObject(j, "class_names_file", o->class_names_file);
+    if (o->source == CONVERT_SOURCE_FASHION_MNIST) cJSON_AddStringToObject(j, "split", o->split);
+    cJSON_AddNumberToObject(j, "shard_size", (double)o->shard_size);
+    cJSON_AddNumberToObject(j, "max_size", o->max_size);
+    cJSON_AddNumberToObject(j, "min_size", o->min_size);
+    cJSON_AddBoolToObject(j, "upscale", o->upscale);
+    cJSON_AddBoolToObject(j, "lossless", o->lossless);
+    if (!o->lossless) cJSON_AddNumberToObject(j, "quality", o->quality);
+    cJSON_AddNumberToObject(j, "seed", (double)o->seed);
+    char *text = cJSON_PrintUnformatted(j);
+    cJSON_Delete(j);
+    return text;
+}
+
+// ---- encoding one shard in parallel ----------------------------------------------------------
+
+typedef struct {
+    const convert_options *o;
+    const source_item *items;  // this shard's inputs
+    int64_t n;
+    uint8_t **webp;            // (n) NULL when skipped
+    size_t *sizes;             // (n)
+    char **reasons;            // (n) why an input was skipped
+    int64_t next;
+    pthread_mutex_t mu;
+} shard_job;
+
+static int load_pixels(const convert_options *o, const source_item *it, image_rgb *img) {
+    if (it->gray) {
+        img->width = it->gray_w, img->height = it->gray_h;
+        img->rgb = xmalloc((size_t)it->gray_w * (size_t)it->gray_h * 3);
+        for (int p = 0; p < it->gray_w * it->gray_h; p++) memset(img->rgb + 3 * p, it->gray[p], 3);
+        return 0;
+    }
+    size_t size = 0;
+    uint8_t *bytes = fs_read_all(it->path, &size);
+    if (!bytes) return -1;
+    int rc = image_decode(bytes, size, o->upscale ? 0 : o->max_size, img);
+    free(bytes);
+    return rc;
+}
+
+static void encode_item(shard_job *job, int64_t i) {
+    const convert_options *o = job->o;
+    image_rgb img = {0};
+    int rc = load_pixels(o, &job->items[i], &img);
+    if (rc == 0) {
+        int w = 0, h = 0;
+        image_target_size(img.width, img.height, o->max_size, o->min_size, o->upscale, &w, &h);
+        rc = image_encode_webp(&img, w, h, o->quality, o->lossless, &job->webp[i], &job->sizes[i]);
+    }
+    image_rgb_free(&img);
+    if (rc != 0) {
+        job->webp[i] = NULL;
+        job->reasons[i] = xstrdup(err_msg());
+    }
+}
+
+static void *encode_worker(void *arg) {
+    shard_job *job = arg;
+    for (;;) {
+        pthread_mutex_lock(&job->mu);
+        int64_t i = job->next++;
+        pthread_mutex_unlock(&job->mu);
+        if (i >= job->n) return NULL;
+        encode_item(job, i);
+    }
+}
+
+static void encode_all(shard_job *job, int workers) {
+    pthread_t *threads = xcalloc((size_t)workers, sizeof(pthread_t));
+    pthread_mutex_init(&job->mu, NULL);
+    for (int t = 0; t < workers; t++) pthread_create(&threads[t], NULL, encode_worker, job);
+    for (int t = 0; t < workers; t++) pthread_join(threads[t], NULL);
+    pthread_mutex_destroy(&job->mu);
+    free(threads);
+}
+
+// Appends "key\tsource\treason\n" for every skipped input of the job.
+static char *skipped_report(const shard_job *job, int64_t *n_skipped) {
+    size_t len = 0;
+    *n_skipped = 0;
+    for (int64_t i = 0; i < job->n; i++)
+        if (job->reasons[i]) len += strlen(job->items[i].key) + strlen(job->items[i].path ? job->items[i].path : "") +
+                                    strlen(job->reasons[i]) + 3;
+    char *out = xmalloc(len + 1), *p = out;
+    *p = '\0';
+    for (int64_t i = 0; i < job->n; i++) {
+        if (!job->reasons[i]) continue;
+        p += sprintf(p, "%s\t%s\t%s\n", job->items[i].key, job->items[i].path ? job->items[i].path : "", job->reasons[i]);
+        (*n_skipped)++;
+    }
+    return out;
+}
+
+static int write_shard(const char *path, const shard_job *job, const source_list *src, const char *made_by,
+                       convert_progress *p, char **skipped) {
+    int64_t n = 0;
+    const uint8_t **images = xcalloc((size_t)job->n + 1, sizeof(uint8_t *));
+    size_t *sizes = xcalloc((size_t)job->n + 1, sizeof(size_t));
+    const char **captions = xcalloc((size_t)job->n + 1, sizeof(char *)), **keys = xcalloc((size_t)job->n + 1, sizeof(char *));
+    int32_t *labels = xcalloc((size_t)job->n + 1, sizeof(int32_t));
+    for (int64_t i = 0; i < job->n; i++) {
+        if (!job->webp[i]) continue;
+        images[n] = job->webp[i], sizes[n] = job->sizes[i];
+        captions[n] = job->items[i].caption, keys[n] = job->items[i].key, labels[n] = job->items[i].label;
+        p->bytes += (int64_t)sizes[n++];
+    }
+    *skipped = skipped_report(job, &p->skipped);
+    shard_contents c = {
+        .n = n, .images = images, .image_sizes = sizes, .captions = captions, .keys = keys,
+        .labels = src->n_classes ? labels : NULL, .class_names = (const char *const *)src->class_names,
+        .n_classes = src->n_classes, .made_by = made_by, .skipped = *skipped,
+    };
+    p->samples = n;
+    int rc = shard_write(path, &c);
+    free(images), free(sizes), free(captions), free(keys), free(labels);
+    return rc;
+}
+
+static int make_shard(const convert_options *o, const source_list *src, int64_t first, int64_t n, const char *path,
+                      const char *made_by, convert_progress *p, char **skipped) {
+    shard_job job = {.o = o, .items = src->items + first, .n = n};
+    job.webp = xcalloc((size_t)n, sizeof(uint8_t *));
+    job.sizes = xcalloc((size_t)n, sizeof(size_t));
+    job.reasons = xcalloc((size_t)n, sizeof(char *));
+    double t0 = now_seconds();
+    encode_all(&job, o->workers > 0 ? o->workers : 1);
+    p->images_per_second = (double)n / (now_seconds() - t0 + 1e-9);
+    int rc = write_shard(path, &job, src, made_by, p, skipped);
+    for (int64_t i = 0; i < n; i++) free(job.webp[i]), free(job.reasons[i]);
+    free(job.webp), free(job.sizes), free(job.reasons);
+    return rc;
+}
+
+// ---- resuming --------------------------------------------------------------------------------
+
+// Keeps a finished shard made with the same options. Returns 1 (kept), 0 (to make) or -1.
+static int reuse_shard(const char *path, const char *made_by, convert_progress *p, char **skipped) {
+    if (access(path, F_OK) != 0) return 0;
+    shard_reader *r = shard_reader_open(path);
+    if (!r) return 0;  // incomplete or damaged: made again
+    int rc = 1;
+    if (strcmp(shard_reader_made_by(r), made_by) != 0) {
+        rc = err_set("%s: made with other options (%s); use another --out folder or delete it", path,
+                     shard_reader_made_by(r));
+    } else {
+        p->samples = shard_reader_count(r);
+        p->skipped = 0;
+        for (const char *s = shard_reader_skipped(r); *s; s++) p->skipped += *s == '\n';
+        *skipped = xstrdup(shard_reader_skipped(r));
+        for (int64_t i = 0; i < p->samples; i++)
+            p->bytes += (int64_t)(shard_reader_image_offset(r, i + 1) - shard_reader_image_offset(r, i));
+    }
+    shard_reader_close(r);
+    return rc;
+}
+
+static int read_sources(const convert_options *o, source_list *src) {
+    switch (o->source) {
+    case CONVERT_SOURCE_CSV: return sources_read_csv(o, src);
+    case CONVERT_SOURCE_FOLDERS: return sources_read_folders(o, src);
+    default: return sources_read_fashion_mnist(o, src);
+    }
+}
+
+static int check_options(const convert_options *o) {
+    if (!o->input || !o->out_dir) return err_set("an input (--csv, --folders or --fashion-mnist) and --out are required");
+    if (o->shard_size <= 0) return err_set("--shard-size must be positive");
+    if (o->max_size < 0 || o->min_size < 0) return err_set("--max-size and --min-size cannot be negative");
+    if (o->upscale && o->max_size <= 0) return err_set("--upscale needs a positive --max-size");
+    if (o->quality < 0 || o->quality > 100) return err_set("--quality must be within 0-100");
+    return 0;
+}
+
+typedef struct {
+    manifest m;
+    char *report;
+    size_t report_len;
+} convert_output;
+
+static void output_add_shard(convert_output *out, const char *name, const convert_progress *p, const char *skipped) {
+    manifest_shard *s = &out->m.shards[out->m.n_shards++];
+    s->path = xstrdup(name);
+    s->num_samples = p->samples;
+    s->skipped = p->skipped;
+    size_t len = strlen(skipped);
+    out->report = xrealloc(out->report, out->report_len + len + 1);
+    memcpy(out->report + out->report_len, skipped, len + 1);
+    out->report_len += len;
+}
+
+static int convert_shard(const convert_options *o, const source_list *src, int i, const char *made_by,
+                         convert_output *out, convert_summary *sum) {
+    char name[32];
+    snprintf(name, sizeof name, "shard-%05d.h5", i);
+    char *path = fs_join(o->out_dir, name), *skipped = NULL;
+    int64_t first = (int64_t)i * o->shard_size;
+    int64_t n = src->n - first < o->shard_size ? src->n - first : o->shard_size;
+    convert_progress p = {.shard = i, .n_shards = sum->n_shards};
+    int rc = reuse_shard(path, made_by, &p, &skipped);
+    p.reused = rc == 1;
+    if (rc == 0) rc = make_shard(o, src, first, n, path, made_by, &p, &skipped);
+    if (rc >= 0) {
+        output_add_shard(out, name, &p, skipped);
+        sum->shards_reused += p.reused;
+        sum->samples += p.samples, sum->skipped += p.skipped, sum->bytes += p.bytes;
+        if (o->progress) o->progress(o->progress_ctx, &p);
+    }
+    free(skipped);
+    free(path);
+    return rc < 0 ? -1 : 0;
+}
+
+// Writes the report of skipped inputs, and the manifest when any sample was kept.
+static int write_outputs(const convert_options *o, convert_output *out, bool with_manifest) {
+    char *report_path = fs_join(o->out_dir, "skipped.tsv"), *manifest_path = fs_join(o->out_dir, MANIFEST_DEFAULT_NAME);
+    const char *head = "key\tsource\treason\n";
+    char *report = xmalloc(strlen(head) + out->report_len + 1);
+    sprintf(report, "%s%s", head, out->report ? out->report : "");
+    int rc = fs_write_atomic(report_path, report, strlen(report));
+    if (rc == 0 && with_manifest) rc = manifest_save(manifest_path, &out->m);
+    free(report), free(report_path), free(manifest_path);
+    return rc;
+}
+
+int convert_run(const convert_options *o, convert_summary *sum) {
+    memset(sum, 0, sizeof *sum);
+    if (check_options(o) || fs_mkdirs(o->out_dir)) return -1;
+    double t0 = now_seconds();
+    source_list src = {0};
+    if (read_sources(o, &src)) {
+        sources_free(&src);
+        return -1;
+    }
+    if (src.n == 0) {
+        sources_free(&src);
+        return err_set("%s: no inputs found", o->input);
+    }
+    sum->n_shards = (int)((src.n + o->shard_size - 1) / o->shard_size);
+    char *made_by = made_by_json(o);
+    convert_output out = {.m = {.made_by = made_by, .class_names = src.class_names, .n_classes = src.n_classes}};
+    out.m.shards = xcalloc((size_t)sum->n_shards, sizeof(manifest_shard));
+    int rc = 0;
+    for (int i = 0; rc == 0 && i < sum->n_shards; i++) rc = convert_shard(o, &src, i, made_by, &out, sum);
+    if (rc == 0) rc = write_outputs(o, &out, sum->samples > 0);
+    if (rc == 0 && sum->samples == 0)
+        rc = err_set("%s: none of the %lld inputs could be read (see %s/skipped.tsv)", o->input, (long long)src.n,
+                     o->out_dir);
+    for (int i = 0; i < out.m.n_shards; i++) free(out.m.shards[i].path);
+    free(out.m.shards);
+    free(out.report);
+    free(made_by);
+    sources_free(&src);
+    sum->seconds = now_seconds() - t0;
+    return rc;
+}
+
+// ---- clipc shards ----------------------------------------------------------------------------
+
+static void print_progress(void *ctx, const convert_progress *p) {
+    (void)ctx;
+    if (p->reused)
+        fprintf(stderr, "clipc shards: shard %d/%d already complete: %lld samples\n", p->shard + 1, p->n_shards,
+                (long long)p->samples);
+    else
+        fprintf(stderr, "clipc shards: shard %d/%d: %lld samples, %lld skipped, %.1f MB, %.0f images/s\n", p->shard + 1,
+                p->n_shards, (long long)p->samples, (long long)p->skipped, (double)p->bytes / 1e6, p->images_per_second);
+}
+
+static const char shards_usage[] =
+    "usage: clipc shards (--csv FILE | --folders DIR | --fashion-mnist DIR) --out DIR [options]\n"
+    "Converts images with captions or labels into clipc HDF5 shards of WebP images (docs/data-format.md).";
+
+int cmd_shards(int argc, char **argv) {
+    convert_options o;
+    convert_options_default(&o);
+    char *csv = NULL, *folders = NULL, *fmnist = NULL, *out = NULL, *class_names = NULL, *image_root = NULL;
+    char *split = (char *)o.split, *img_key = (char *)o.csv_img_key, *cap_key = (char *)o.csv_caption_key;
+    char *sep = (char *)o.csv_separator;
+    long shard_size = o.shard_size, max_size = o.max_size, min_size = 0, quality = o.quality, workers = o.workers, seed = 0;
+    bool lossless = false, lossy = false, upscale = false;
+    arg_spec specs[] = {
+        {"csv", ARG_STR, &csv, "CSV/TSV file of image paths and captions", false},
+        {"folders", ARG_STR, &folders, "class folders root/<class>/<image>", false},
+        {"fashion-mnist", ARG_STR, &fmnist, "folder of Fashion-MNIST's IDX files", false},
+        {"out", ARG_STR, &out, "output folder (shards, manifest.json, skipped.tsv)", false},
+        {"split", ARG_STR, &split, "Fashion-MNIST split: train or test", false},
+        {"csv-img-key", ARG_STR, &img_key, "CSV column of image paths", false},
+        {"csv-caption-key", ARG_STR, &cap_key, "CSV column of captions", false},
+        {"csv-separator", ARG_STR, &sep, "CSV separator (default tab)", false},
+        {"image-root", ARG_STR, &image_root, "folder that relative CSV image paths start from", false},
+        {"class-names", ARG_STR, &class_names, "class names: 'folder name' lines or one name per line", false},
+        {"shard-size", ARG_INT, &shard_size, "samples per shard (10000)", false},
+        {"max-size", ARG_INT, &max_size, "shorter side at most this (256; 0: keep)", false},
+        {"min-size", ARG_INT, &min_size, "enlarge images whose shorter side is below this", false},
+        {"upscale", ARG_FLAG, &upscale, "bring every shorter side to --max-size, enlarging small images", false},
+        {"quality", ARG_INT, &quality, "lossy WebP quality 0-100 (90)", false},
+        {"lossless", ARG_FLAG, &lossless, "lossless WebP (default for Fashion-MNIST)", false},
+        {"lossy", ARG_FLAG, &lossy, "lossy WebP even for Fashion-MNIST", false},
+        {"workers", ARG_INT, &workers, "encoding threads (one per core)", false},
+        {"seed", ARG_INT, &seed, "seed of caption templates and class-folder order (0)", false},
+    };
+    int n_specs = (int)(sizeof specs / sizeof specs[0]);
+    int rc = args_parse(specs, n_specs, argc, argv, NULL, 0, NULL);
+    if (rc == 1) {
+        args_print_help(specs, n_specs, shards_usage);
+        return 0;
+    }
+    if (rc == 0 && (!!csv + !!folders + !!fmnist) != 1) rc = err_set("give exactly one of --csv, --folders, --fashion-mnist");
+    if (rc != 0) {
+        fprintf(stderr, "clipc shards: %s\n", err_msg());
+        return 2;
+    }
+    o.source = csv ? CONVERT_SOURCE_CSV : folders ? CONVERT_SOURCE_FOLDERS : CONVERT_SOURCE_FASHION_MNIST;
+    o.input = csv ? csv : folders ? folders : fmnist;
+    o.out_dir = out, o.split = split, o.csv_img_key = img_key, o.csv_caption_key = cap_key, o.csv_separator = sep;
+    o.image_root = image_root, o.class_names_file = class_names;
+    o.shard_size = shard_size, o.max_size = (int)max_size, o.min_size = (int)min_size, o.upscale = upscale;
+    o.quality = (int)quality, o.workers = (int)workers, o.seed = (uint64_t)seed;
+    o.lossless = lossless || (o.source == CONVERT_SOURCE_FASHION_MNIST && !lossy);
+    o.progress = print_progress;
+    convert_summary sum;
+    if (convert_run(&o, &sum)) {
+        fprintf(stderr, "clipc shards: %s\n", err_msg());
+        return 1;
+    }
+    fprintf(stderr,
+            "clipc shards: %lld samples in %d shards (%d already complete), %lld inputs skipped (listed in "
+            "%s/skipped.tsv), %.1f MB, %.1f s -> %s/%s\n",
+            (long long)sum.samples, sum.n_shards, sum.shards_reused, (long long)sum.skipped, out,
+            (double)sum.bytes / 1e6, sum.seconds, out, MANIFEST_DEFAULT_NAME);
+    return 0;
+}

@@ -1,0 +1,82 @@
+#include "data/fsutil.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/error.h"
+
+uint8_t *fs_read_all(const char *path, size_t *size) {
+    FILE *f = fopen_checked(path, "rb");
+    if (!f) return NULL;
+    size_t cap = 1 << 16, n = 0;
+    uint8_t *buf = xmalloc(cap);
+    for (;;) {
+        n += fread(buf + n, 1, cap - n - 1, f);
+        if (n + 1 < cap) break;
+        cap *= 2;
+        buf = xrealloc(buf, cap);
+    }
+    int failed = ferror(f);
+    fclose(f);
+    if (failed) {
+        free(buf);
+        err_set("%s: read error", path);
+        return NULL;
+    }
+    buf[n] = 0;
+    if (size) *size = n;
+    return buf;
+}
+
+int fs_write_atomic(const char *path, const void *data, size_t size) {
+    char *tmp = xmalloc(strlen(path) + 5);
+    sprintf(tmp, "%s.tmp", path);
+    FILE *f = fopen_checked(tmp, "wb");
+    int rc = f ? 0 : -1;
+    if (f && fwrite(data, 1, size, f) != size) rc = err_errno(tmp);
+    if (f && fclose(f) != 0 && rc == 0) rc = err_errno(tmp);
+    if (rc == 0 && rename(tmp, path) != 0) rc = err_errno(path);
+    if (rc != 0) remove(tmp);
+    free(tmp);
+    return rc;
+}
+
+char *fs_join(const char *dir, const char *name) {
+    if (name[0] == '/' || !dir[0]) return xstrdup(name);
+    char *out = xmalloc(strlen(dir) + strlen(name) + 2);
+    sprintf(out, "%s%s%s", dir, dir[strlen(dir) - 1] == '/' ? "" : "/", name);
+    return out;
+}
+
+char *fs_dirname(const char *path) {
+    const char *slash = strrchr(path, '/');
+    if (!slash) return xstrdup(".");
+    if (slash == path) return xstrdup("/");
+    char *out = xstrdup(path);
+    out[slash - path] = '\0';
+    return out;
+}
+
+int fs_mkdirs(const char *path) {
+    char *p = xstrdup(path);
+    int rc = 0;
+    for (char *s = p + 1; rc == 0; s++) {
+        if (*s != '/' && *s != '\0') continue;
+        char saved = *s;
+        *s = '\0';
+        if (mkdir(p, 0777) != 0 && errno != EEXIST) rc = err_errno(p);
+        *s = saved;
+        if (!saved) break;
+    }
+    if (rc == 0 && !fs_is_dir(path)) rc = err_set("%s: exists and is not a folder", path);
+    free(p);
+    return rc;
+}
+
+int fs_is_dir(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}

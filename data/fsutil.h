@@ -1,0 +1,26 @@
+// fsutil: the small file-system helpers shared by the data modules (whole-file reads, atomic
+// writes, path joining, folder creation).
+#ifndef CLIPC_DATA_FSUTIL_H
+#define CLIPC_DATA_FSUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+// Reads a whole file into a new NUL-terminated buffer. Returns NULL with err_msg() "<path>: ...".
+uint8_t *fs_read_all(const char *path, size_t *size);
+
+// Writes data to path + ".tmp" and renames it to path. Returns 0 or -1.
+int fs_write_atomic(const char *path, const void *data, size_t size);
+
+// dir + "/" + name (name alone when it is absolute or dir is empty); malloc'ed.
+char *fs_join(const char *dir, const char *name);
+
+// The folder part of a path ("." when it has none); malloc'ed.
+char *fs_dirname(const char *path);
+
+// Creates a folder and its parents when missing. Returns 0 or -1.
+int fs_mkdirs(const char *path);
+
+int fs_is_dir(const char *path);
+
+#endif

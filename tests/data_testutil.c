@@ -1,0 +1,158 @@
+#include "data_testutil.h"
+
+#include <ftw.h>
+#include <math.h>
+#include <png.h>
+#include <stdio.h>
+#include <jpeglib.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/error.h"
+#include "data/fsutil.h"
+#include "data/manifest.h"
+#include "data/shard.h"
+
+char *testutil_tmpdir(void) {
+    const char *base = getenv("TMPDIR");
+    char *t = xmalloc(strlen(base ? base : "/tmp") + 32);
+    sprintf(t, "%s/clipc-data-XXXXXX", base ? base : "/tmp");
+    if (!mkdtemp(t)) abort();
+    return t;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+    (void)st, (void)flag, (void)ftw;
+    return remove(path);
+}
+
+void testutil_rmtree(const char *path) { nftw(path, remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+char *testutil_path(const char *dir, const char *name) { return fs_join(dir, name); }
+
+image_rgb testutil_picture(int w, int h, int seed) {
+    image_rgb img = {w, h, xmalloc((size_t)w * (size_t)h * 3)};
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+            for (int c = 0; c < 3; c++) {
+                double v = 127.5 + 100 * sin(0.07 * (c + 1) * x + 0.05 * y + seed * 0.9 + c) * cos(0.04 * y * (c + 1) + seed);
+                img.rgb[((size_t)y * w + x) * 3 + c] = (uint8_t)lround(v);
+            }
+    return img;
+}
+
+int testutil_write_file(const char *path, const void *data, size_t size) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return -1;
+    size_t n = fwrite(data, 1, size, f);
+    fclose(f);
+    return n == size ? 0 : -1;
+}
+
+int testutil_write_jpeg(const char *path, const image_rgb *img, int quality) {
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr e;
+    c.err = jpeg_std_error(&e);
+    jpeg_create_compress(&c);
+    unsigned char *mem = NULL;
+    unsigned long size = 0;
+    jpeg_mem_dest(&c, &mem, &size);
+    c.image_width = (JDIMENSION)img->width;
+    c.image_height = (JDIMENSION)img->height;
+    c.input_components = 3;
+    c.in_color_space = JCS_RGB;
+    jpeg_set_defaults(&c);
+    jpeg_set_quality(&c, quality, TRUE);
+    jpeg_start_compress(&c, TRUE);
+    while (c.next_scanline < c.image_height) {
+        JSAMPROW row = img->rgb + (size_t)c.next_scanline * (size_t)img->width * 3;
+        jpeg_write_scanlines(&c, &row, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    int rc = testutil_write_file(path, mem, size);
+    free(mem);
+    return rc;
+}
+
+int testutil_write_png(const char *path, const image_rgb *img) {
+    png_image p;
+    memset(&p, 0, sizeof p);
+    p.version = PNG_IMAGE_VERSION;
+    p.width = (png_uint_32)img->width;
+    p.height = (png_uint_32)img->height;
+    p.format = PNG_FORMAT_RGB;
+    return png_image_write_to_file(&p, path, 0, img->rgb, 0, NULL) ? 0 : -1;
+}
+
+int testutil_write_webp(const char *path, const image_rgb *img, bool lossless) {
+    uint8_t *bytes = NULL;
+    size_t size = 0;
+    if (image_encode_webp(img, img->width, img->height, 90, lossless, &bytes, &size)) return -1;
+    int rc = testutil_write_file(path, bytes, size);
+    free(bytes);
+    return rc;
+}
+
+int testutil_truncate(const char *path, long keep) { return truncate(path, keep); }
+
+double testutil_psnr(const uint8_t *a, const uint8_t *b, size_t pixels) {
+    double se = 0;
+    for (size_t i = 0; i < pixels * 3; i++) se += (double)(a[i] - b[i]) * (a[i] - b[i]);
+    if (se == 0) return INFINITY;
+    return 10 * log10(255.0 * 255.0 / (se / (double)(pixels * 3)));
+}
+
+static void write_test_shard(const char *path, int first, int n, int w, int h, bool labelled, int corrupt_key) {
+    static const char *const classes[] = {"zero", "one", "two"};
+    uint8_t **images = xcalloc((size_t)n + 1, sizeof(uint8_t *));
+    size_t *sizes = xcalloc((size_t)n + 1, sizeof(size_t));
+    char **captions = xcalloc((size_t)n + 1, sizeof(char *)), **keys = xcalloc((size_t)n + 1, sizeof(char *));
+    int32_t *labels = xcalloc((size_t)n + 1, sizeof(int32_t));
+    for (int i = 0; i < n; i++) {
+        int k = first + i;
+        image_rgb img = testutil_picture(w, h, k);
+        if (k == corrupt_key) {
+            images[i] = (uint8_t *)xstrdup("RIFF\x20\0\0\0WEBPVP8 garbage garbage garbage");
+            sizes[i] = 40;
+        } else if (image_encode_webp(&img, w, h, 90, true, &images[i], &sizes[i])) {
+            abort();
+        }
+        image_rgb_free(&img);
+        captions[i] = xmalloc(32), keys[i] = xmalloc(32);
+        sprintf(captions[i], "caption %d", k);
+        sprintf(keys[i], "s%d", k);
+        labels[i] = k % 3;
+    }
+    shard_contents c = {.n = n, .images = (const uint8_t *const *)images, .image_sizes = sizes,
+                        .captions = (const char *const *)captions, .keys = (const char *const *)keys,
+                        .labels = labelled ? labels : NULL, .class_names = labelled ? classes : NULL,
+                        .n_classes = labelled ? 3 : 0};
+    if (shard_write(path, &c)) abort();
+    for (int i = 0; i < n; i++) free(images[i]), free(captions[i]), free(keys[i]);
+    free(images), free(sizes), free(captions), free(keys), free(labels);
+}
+
+char *testutil_make_dataset(const char *dir, const int *sizes, int n_shards, int w, int h, bool labelled,
+                            int corrupt_key) {
+    static char *const classes[] = {"zero", "one", "two"};
+    manifest m = {.n_shards = n_shards, .made_by = "{\"tool\":\"test\"}", .class_names = labelled ? (char **)classes : NULL,
+                  .n_classes = labelled ? 3 : 0};
+    m.shards = xcalloc((size_t)n_shards, sizeof(manifest_shard));
+    int first = 0;
+    for (int s = 0; s < n_shards; s++) {
+        char name[32];
+        sprintf(name, "shard-%05d.h5", s);
+        char *path = fs_join(dir, name);
+        write_test_shard(path, first, sizes[s], w, h, labelled, corrupt_key);
+        m.shards[s] = (manifest_shard){.path = xstrdup(name), .num_samples = sizes[s]};
+        first += sizes[s];
+        free(path);
+    }
+    char *manifest_path = fs_join(dir, MANIFEST_DEFAULT_NAME);
+    if (manifest_save(manifest_path, &m)) abort();
+    for (int s = 0; s < n_shards; s++) free(m.shards[s].path);
+    free(m.shards);
+    return manifest_path;
+}

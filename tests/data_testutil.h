@@ -1,0 +1,37 @@
+// data_testutil: helpers shared by the data tests: temporary folders, small generated images in
+// every input format, and datasets of shards written through the library.
+#ifndef CLIPC_TESTS_DATA_TESTUTIL_H
+#define CLIPC_TESTS_DATA_TESTUTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "data/image.h"
+
+// A new empty folder under $TMPDIR (or /tmp); testutil_rmtree removes it with its contents.
+char *testutil_tmpdir(void);
+void testutil_rmtree(const char *path);
+char *testutil_path(const char *dir, const char *name);  // malloc'ed join
+
+// A smooth RGB test picture whose colours depend on seed.
+image_rgb testutil_picture(int w, int h, int seed);
+
+int testutil_write_file(const char *path, const void *data, size_t size);
+int testutil_write_jpeg(const char *path, const image_rgb *img, int quality);
+int testutil_write_png(const char *path, const image_rgb *img);
+int testutil_write_webp(const char *path, const image_rgb *img, bool lossless);
+// Keeps the first `keep` bytes of a file.
+int testutil_truncate(const char *path, long keep);
+
+// PSNR (dB) between two RGB buffers of n pixels.
+double testutil_psnr(const uint8_t *a, const uint8_t *b, size_t pixels);
+
+// Writes shards of the given sizes into dir (shard-NNNNN.h5) with a manifest, sample k (counted
+// over all shards) keyed "s<k>", captioned "caption <k>", labelled k % 3 when labelled, with a
+// w x h lossless picture of seed k. corrupt_key >= 0 stores garbage as that sample's image.
+// Returns the manifest path (malloc'ed).
+char *testutil_make_dataset(const char *dir, const int *sizes, int n_shards, int w, int h, bool labelled,
+                            int corrupt_key);
+
+#endif

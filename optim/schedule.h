@@ -32,7 +32,7 @@ typedef struct {
 int schedule_kind_parse(const char *name, schedule_kind *kind);
 // Checks that the schedule is defined on every step of 0..total_steps; -1 with a message if not.
 int schedule_check(const schedule *s);
-// The learning rate of step (0-based); s must pass schedule_check.
+// The learning rate of step (0-based, below total_steps); s must pass schedule_check.
 double schedule_lr(const schedule *s, int64_t step);
 
 #endif

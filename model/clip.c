@@ -301,6 +301,48 @@ tensor *clip_encode_text(const clip_model *m, const tensor *tokens, bool normali
     SCOPED_RESULT(normalize ? tensor_l2_normalize(text_features(m, tokens), -1) : text_features(m, tokens));
 }
 
+static uint64_t row_hash(const int64_t *row, int64_t n) {
+    uint64_t h = 1469598103934665603ull;
+    for (int64_t i = 0; i < n; i++) h = (h ^ (uint64_t)row[i]) * 1099511628211ull;
+    return h;
+}
+
+// Distinct rows of tokens (B, C) in first-seen order into unique, and each row's index into it.
+static int64_t distinct_rows(const int64_t *tokens, int64_t B, int64_t C, int64_t *unique, int64_t *index) {
+    int64_t cap = 1;
+    while (cap < 2 * B) cap <<= 1;
+    int64_t *slots = xmalloc((size_t)cap * sizeof(int64_t));  // unique row number + 1, 0 = empty
+    memset(slots, 0, (size_t)cap * sizeof(int64_t));
+    int64_t n = 0;
+    for (int64_t b = 0; b < B; b++) {
+        const int64_t *row = tokens + b * C;
+        int64_t s = (int64_t)(row_hash(row, C) & (uint64_t)(cap - 1));
+        while (slots[s] && memcmp(unique + (slots[s] - 1) * C, row, (size_t)C * sizeof(int64_t)) != 0) s = (s + 1) & (cap - 1);
+        if (!slots[s]) {
+            memcpy(unique + n * C, row, (size_t)C * sizeof(int64_t));
+            slots[s] = ++n;
+        }
+        index[b] = slots[s] - 1;
+    }
+    free(slots);
+    return n;
+}
+
+tensor *clip_encode_text_host(const clip_model *m, const int64_t *tokens, int64_t B, bool normalize) {
+    int64_t C = m->cfg.text.context_length;
+    int64_t *unique = xmalloc((size_t)(B * C) * sizeof(int64_t)), *index = xmalloc((size_t)B * sizeof(int64_t));
+    int64_t n = distinct_rows(tokens, B, C, unique, index);
+    int64_t ushape[2] = {n, C}, ishape[1] = {B};
+    tensor_scope_begin();
+    tensor *u = tensor_to_device(tensor_from_host(unique, ushape, 2, TENSOR_I64, false), m->device, false);
+    tensor *i = tensor_to_device(tensor_from_host(index, ishape, 1, TENSOR_I64, false), m->device, false);
+    tensor *features = tensor_keep(tensor_index_select(clip_encode_text(m, u, normalize), 0, i));
+    tensor_scope_end();
+    free(unique);
+    free(index);
+    return features;
+}
+
 // ---- weights I/O -----------------------------------------------------------------------------
 
 static int load_param(clip_param *p, const st_tensor *t, const char *path) {

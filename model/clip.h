@@ -65,6 +65,11 @@ tensor *clip_encode_image(const clip_model *m, const tensor *images, bool normal
 // the EOT rows under the causal mask, so the tower runs on the shortest prefix that holds them.
 tensor *clip_encode_text(const clip_model *m, const tensor *tokens, bool normalize);
 
+// The same features for tokens (B, C) held on the host, encoding each distinct caption of the
+// batch once (captions repeat in labelled sets): rows are gathered back with index_select, whose
+// backward sums the gradients of the copies, so values and gradients equal clip_encode_text's.
+tensor *clip_encode_text_host(const clip_model *m, const int64_t *tokens, int64_t B, bool normalize);
+
 // Loads weights from an OpenCLIP state dict in safetensors (F32, F16 or BF16): strict, so a
 // missing or unexpected key or a wrong shape is an error naming the key and the file.
 int clip_model_load(clip_model *m, const char *path);

@@ -244,6 +244,38 @@ static int run_zeroshot(trainer *t) {
     return rc;
 }
 
+static tensor *batch_loss(trainer *t, const loader_batch *b);
+
+// Mean contrastive loss over the validation set (OpenCLIP's val_loss), logged as a "val" line.
+static int run_validation(trainer *t) {
+    loader *l = open_loader(t, t->o.val_data, false, (int)t->o.batch_size, t->tok);
+    if (!l) return -1;
+    double sum = 0;
+    int64_t n = 0;
+    loader_batch b;
+    int rc;
+    tensor_no_grad_begin();
+    while ((rc = loader_next(l, &b)) == 1) {
+        double value = 0;
+        tensor_scope_begin();
+        tensor *loss = batch_loss(t, &b);
+        rc = loss ? tensor_item(loss, &value) : -1;
+        tensor_scope_end();
+        if (rc != 0) break;
+        sum += value * b.n;
+        n += b.n;
+    }
+    tensor_no_grad_end();
+    loader_free(l);
+    if (rc < 0) return -1;
+    if (n == 0) return err_set("%s: the validation set gave no samples", t->o.val_data);
+    printf("Eval Epoch: %" PRId64 " val loss %.5f (%" PRId64 " samples)\n", t->epoch, sum / (double)n, n);
+    fprintf(t->metrics, "{\"type\":\"val\",\"step\":%" PRId64 ",\"epoch\":%" PRId64 ",\"loss\":%.9g,\"n\":%" PRId64 "}\n",
+            t->step, t->epoch, sum / (double)n, n);
+    fflush(t->metrics);
+    return 0;
+}
+
 // ---- the step --------------------------------------------------------------------------------
 
 static tensor *batch_tensor(const trainer *t, const void *data, const int64_t *shape, int ndim, tensor_dtype dt) {
@@ -252,12 +284,10 @@ static tensor *batch_tensor(const trainer *t, const void *data, const int64_t *s
 
 static tensor *batch_loss(trainer *t, const loader_batch *b) {
     int64_t img_shape[4] = {b->n, 3, t->cfg.vision.image_size, t->cfg.vision.image_size};
-    int64_t tok_shape[2] = {b->n, t->cfg.text.context_length};
     tensor *images = batch_tensor(t, b->images, img_shape, 4, TENSOR_F32);
-    tensor *tokens = batch_tensor(t, b->tokens, tok_shape, 2, TENSOR_I64);
     if (t->bf16 && tensor_autocast_begin(TENSOR_BF16) != 0) return NULL;
     tensor *img = clip_encode_image(t->model, images, true);
-    tensor *txt = clip_encode_text(t->model, tokens, true);
+    tensor *txt = clip_encode_text_host(t->model, b->tokens, b->n, true);
     if (t->bf16) {
         tensor_autocast_end();
         img = tensor_to_dtype(img, TENSOR_F32);
@@ -335,6 +365,7 @@ static int finish_epoch(trainer *t) {
         if (save_checkpoint(t, stem) != 0) return -1;
     }
     if (t->o.save_most_recent && save_checkpoint(t, "epoch_latest") != 0) return -1;
+    if (t->o.val_data && run_validation(t) != 0) return -1;
     if (t->o.zeroshot_data && t->o.zeroshot_frequency > 0 && (t->epoch % t->o.zeroshot_frequency == 0 || last))
         return run_zeroshot(t);
     return 0;

@@ -178,20 +178,6 @@ static void text_index_put(text_index *ix, int32_t id) {
     ix->slots[i] = id;
 }
 
-// The merges file's symbols for the base tokens, written in the byte alphabet.
-static size_t base_token_text(int id, char *out) {
-    unsigned char byte = 0;
-    for (unsigned b = 0; b < BYTE_ALPHABET_SIZE; b++)
-        if (byte_alphabet_id((unsigned char)b) == id % BYTE_ALPHABET_SIZE) byte = (unsigned char)b;
-    uint32_t cp = byte_alphabet_char(byte);
-    size_t n = clip_text_utf8(&cp, 1, out);
-    if (id >= BYTE_ALPHABET_SIZE) {
-        memcpy(out + n, END_OF_WORD, 4);
-        n += 4;
-    }
-    return n;
-}
-
 typedef struct {
     const char *path;
     char *data;
@@ -280,7 +266,7 @@ static int build_vocab(tokenizer *tok, const merges_file *f) {
     char *base = xmalloc(BASE_TOKENS * 8);
     for (int i = 0; i < BASE_TOKENS; i++) {
         text[i] = base + 8 * i;
-        len[i] = base_token_text(i, text[i]);
+        len[i] = byte_alphabet_token_text(i, text[i]);
     }
     for (int r = 0; r < f->n_merges; r++) {
         const merge_line *m = &f->merges[r];

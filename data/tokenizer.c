@@ -106,20 +106,21 @@ static char *read_gzip_text(const char *path, size_t *len) {
     }
     size_t cap = 1 << 20, n = 0;
     char *data = xmalloc(cap);
-    for (;;) {
+    int got;
+    do {
         if (cap - n < (1 << 16)) data = xrealloc(data, cap *= 2);
-        int got = gzread(gz, data + n, 1 << 16);
-        if (got < 0) {
-            int code;
-            const char *why = gzerror(gz, &code);
-            err_set("%s: line %zu: corrupt or truncated gzip data (%s)", path, count_lines(data, n),
-                    why);
-            free(data);
-            gzclose(gz);
-            return NULL;
-        }
-        if (got == 0) break;
-        n += (size_t)got;
+        got = gzread(gz, data + n, 1 << 16);
+        if (got > 0) n += (size_t)got;
+    } while (got > 0);
+    int code;
+    const char *why = gzerror(gz, &code);  // a truncated stream reads as Z_BUF_ERROR, not -1
+    if (got < 0 || code != Z_OK) {
+        size_t skip = strlen(path);  // zlib's message starts with "<path>: "
+        if (strncmp(why, path, skip) == 0 && strncmp(why + skip, ": ", 2) == 0) why += skip + 2;
+        err_set("%s: line %zu: corrupt or truncated gzip data (%s)", path, count_lines(data, n), why);
+        free(data);
+        gzclose(gz);
+        return NULL;
     }
     gzclose(gz);
     *len = n;

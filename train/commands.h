@@ -4,6 +4,7 @@
 #ifndef CLIPC_TRAIN_COMMANDS_H
 #define CLIPC_TRAIN_COMMANDS_H
 
-int cmd_info(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_tokenizer(int argc, char **argv);
 
 #endif

@@ -11,7 +11,8 @@ typedef struct {
 } command;
 
 static const command commands[] = {
-    {"info", cmd_info, "show the build, libtorch, BLAS and thread count"},
+    {"tokenize", cmd_tokenize, "captions on stdin to CLIP token ids on stdout"},
+    {"tokenizer", cmd_tokenizer, "tokenizer train: learn BPE merges from a caption corpus"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 

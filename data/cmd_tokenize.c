@@ -119,20 +119,19 @@ static int tokenizer_train(int argc, char **argv) {
     }
     bpe_trainer *t = bpe_trainer_init();
     long lines = 0;
-    for (int i = 0; i < n_corpus && rc < 0; i++) {
+    bool ok = true;
+    for (int i = 0; i < n_corpus && ok; i++) {
         long got = bpe_trainer_add_file(t, corpus[i]);
-        if (got < 0) rc = 1;
+        ok = got >= 0;
         lines += got;
     }
-    if (rc < 0) {
-        int learned = bpe_trainer_learn(t, (int)merges, min_count);
-        rc = bpe_trainer_write(t, output) < 0 ? 1 : 0;
-        if (rc == 0)
-            printf("learned %d merges from %ld lines (vocabulary %d); wrote %s\n", learned, lines,
-                   512 + learned + 2, output);
-    }
+    int learned = ok ? bpe_trainer_learn(t, (int)merges, min_count) : 0;
+    ok = ok && bpe_trainer_write(t, output) == 0;
     bpe_trainer_free(t);
-    return rc ? fail("tokenizer train") : 0;
+    if (!ok) return fail("tokenizer train");
+    printf("learned %d merges from %ld lines (vocabulary %d); wrote %s\n", learned, lines,
+           512 + learned + 2, output);
+    return 0;
 }
 
 int cmd_tokenizer(int argc, char **argv) {

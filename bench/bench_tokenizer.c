@@ -1,7 +1,8 @@
 // Benchmarks the CLIP tokenizer: lines per second on one thread, encoding the texts of a
-// tokenizer.jsonl fixture (or of a plain text file, one caption per line) into context 77, repeated.
-// The first pass warms the word cache, as OpenCLIP's figure is taken with a warm cache.
-// Usage: bench_tokenizer TEXTS(.jsonl|.txt) MERGES_GZ [REPEATS=200]
+// tokenizer.jsonl fixture (or of a plain text file, one caption per line), repeated, into context 77
+// (or CONTEXT: a large one tokenizes long texts whole). The first pass warms the word cache, as
+// OpenCLIP's figure is taken with a warm cache.
+// Usage: bench_tokenizer TEXTS(.jsonl|.txt) MERGES_GZ [REPEATS=200] [CONTEXT=77]
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,12 +37,26 @@ static int load_texts(const char *path, tokenizer_fixture *fx) {
     return fx->n ? 0 : err_set("%s: no lines", path);
 }
 
+static void free_texts(tokenizer_fixture *fx) {
+    if (fx->ids) {
+        tokenizer_fixture_free(fx);
+        return;
+    }
+    for (int i = 0; i < fx->n; i++) free(fx->text[i]);
+    free(fx->text);
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s TEXTS(.jsonl|.txt) MERGES_GZ [REPEATS]\n", argv[0]);
+        fprintf(stderr, "usage: %s TEXTS(.jsonl|.txt) MERGES_GZ [REPEATS] [CONTEXT]\n", argv[0]);
         return 2;
     }
     int repeats = argc > 3 ? atoi(argv[3]) : 200;
+    int ctx = argc > 4 ? atoi(argv[4]) : TOKENIZER_DEFAULT_CONTEXT;
+    if (repeats < 1 || ctx < 2) {
+        fprintf(stderr, "bench_tokenizer: REPEATS must be positive and CONTEXT at least 2\n");
+        return 2;
+    }
     tokenizer_fixture fx;
     double t0 = now();
     tokenizer *tok = tokenizer_load(argv[2], 0);
@@ -50,26 +65,21 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_tokenizer: %s\n", err_msg());
         return 1;
     }
-    const int ctx = TOKENIZER_DEFAULT_CONTEXT;
+    const char *const *texts = (const char *const *)fx.text;
     int64_t *out = xmalloc((size_t)fx.n * ctx * sizeof(int64_t));
-    if (tokenizer_encode_batch(tok, (const char *const *)fx.text, fx.n, ctx, out) < 0) return 1;
+    if (tokenizer_encode_batch(tok, texts, fx.n, ctx, out) < 0) return 1;  // warms the cache
     int64_t checksum = 0;
     t0 = now();
     for (int r = 0; r < repeats; r++) {
-        tokenizer_encode_batch(tok, (const char *const *)fx.text, fx.n, ctx, out);
+        tokenizer_encode_batch(tok, texts, fx.n, ctx, out);
         checksum += out[(size_t)(r % fx.n) * ctx + 1];
     }
-    double secs = now() - t0;
-    double lines = (double)fx.n * repeats;
+    double secs = now() - t0, lines = (double)fx.n * repeats;
     printf("vocabulary load: %.3f s (%d merges)\n", load_s, tokenizer_n_merges(tok));
     printf("%d lines x %d repeats, 1 thread, context %d: %.0f lines/s (%.2f us/line; checksum %lld)\n",
            fx.n, repeats, ctx, lines / secs, 1e6 * secs / lines, (long long)checksum);
     free(out);
-    if (fx.ids) tokenizer_fixture_free(&fx);
-    else {
-        for (int i = 0; i < fx.n; i++) free(fx.text[i]);
-        free(fx.text);
-    }
+    free_texts(&fx);
     tokenizer_free(tok);
     return 0;
 }

@@ -1,6 +1,7 @@
 #include "data/byte_alphabet.h"
 
 #include <stdbool.h>
+#include <string.h>
 
 enum { PRINTABLE_COUNT = 188 };
 
@@ -35,4 +36,22 @@ int byte_alphabet_byte(uint32_t cp) {
 
 int byte_alphabet_id(unsigned char b) {
     return is_printable(b) ? printable_rank(b) : PRINTABLE_COUNT + other_rank(b);
+}
+
+size_t byte_alphabet_token_text(int id, char *out) {
+    unsigned b = 0;
+    while (byte_alphabet_id((unsigned char)b) != id % BYTE_ALPHABET_SIZE) b++;
+    uint32_t cp = byte_alphabet_char((unsigned char)b);
+    size_t n = 0;
+    if (cp < 0x80) {
+        out[n++] = (char)cp;
+    } else {
+        out[n++] = (char)(0xC0 | (cp >> 6));
+        out[n++] = (char)(0x80 | (cp & 0x3F));
+    }
+    if (id >= BYTE_ALPHABET_SIZE) {
+        memcpy(out + n, "</w>", 4);
+        n += 4;
+    }
+    return n;
 }

@@ -7,6 +7,7 @@
 #ifndef CLIPC_DATA_BYTE_ALPHABET_H
 #define CLIPC_DATA_BYTE_ALPHABET_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 enum { BYTE_ALPHABET_SIZE = 256 };
@@ -17,5 +18,9 @@ uint32_t byte_alphabet_char(unsigned char b);
 int byte_alphabet_byte(uint32_t cp);
 // The token id of byte b (0..255); add BYTE_ALPHABET_SIZE for its end-of-word form.
 int byte_alphabet_id(unsigned char b);
+
+// Writes base token `id` (0..511) as merges files spell it (its byte's code point in UTF-8, then
+// `</w>` for ids from 256) into out (room for 8 bytes). Returns the length.
+size_t byte_alphabet_token_text(int id, char *out);
 
 #endif

@@ -130,16 +130,17 @@ static bool is_number_category(utf8proc_category_t k) {
     return k >= UTF8PROC_CATEGORY_ND && k <= UTF8PROC_CATEGORY_NO;
 }
 
-// With IGNORECASE a property class matches a character when it matches any of its case forms
-// (e.g. U+0345 COMBINING YPOGEGRAMMENI is a letter through its upper case U+0399).
-static bool any_case_in(uint32_t c, bool (*in_class)(utf8proc_category_t)) {
-    utf8proc_int32_t x = (utf8proc_int32_t)c;
-    return in_class(category(c)) || in_class(utf8proc_category(utf8proc_toupper(x))) ||
-           in_class(utf8proc_category(utf8proc_tolower(x))) ||
-           in_class(utf8proc_category(utf8proc_totitle(x)));
-}
+// What a character can start or continue in CLIP's pattern under IGNORECASE. The regex module
+// matches [\p{L}] and [\p{N}] by the character's own category, but excludes from the negated
+// class [^\s\p{L}\p{N}] every character one of whose case forms is a letter or number: such a
+// character (U+0345 COMBINING YPOGEGRAMMENI, upper case U+0399) matches no alternative and is
+// skipped like a space.
+typedef enum { CLASS_SPACE, CLASS_LETTER, CLASS_NUMBER, CLASS_OTHER, CLASS_NONE } char_class;
 
-typedef enum { CLASS_SPACE, CLASS_LETTER, CLASS_NUMBER, CLASS_OTHER } char_class;
+static bool is_letter_or_number(utf8proc_int32_t c) {
+    utf8proc_category_t k = utf8proc_category(c);
+    return is_letter_category(k) || is_number_category(k);
+}
 
 static char_class classify(uint32_t c) {
     if (c < 0x80) {
@@ -148,20 +149,31 @@ static char_class classify(uint32_t c) {
         return regex_space(c) ? CLASS_SPACE : CLASS_OTHER;
     }
     if (regex_space(c)) return CLASS_SPACE;
-    if (any_case_in(c, is_letter_category)) return CLASS_LETTER;
-    if (any_case_in(c, is_number_category)) return CLASS_NUMBER;
+    utf8proc_category_t k = category(c);
+    if (is_letter_category(k)) return CLASS_LETTER;
+    if (is_number_category(k)) return CLASS_NUMBER;
+    utf8proc_int32_t x = (utf8proc_int32_t)c;
+    if (is_letter_or_number(utf8proc_toupper(x)) || is_letter_or_number(utf8proc_tolower(x)) ||
+        is_letter_or_number(utf8proc_totitle(x)))
+        return CLASS_NONE;
     return CLASS_OTHER;
 }
 
 // --- Lower-casing (Python's str.lower()) ------------------------------------------------------
 
-// Python's Cased property: letters with case, plus characters with a case mapping.
+#include "data/python_cased.inc"
+
+// Python's Cased property: letters with case, characters with a case mapping, and the few cased
+// characters without either that utf8proc cannot tell (generated from Python).
 static bool is_cased(uint32_t c) {
     utf8proc_category_t k = category(c);
     if (k == UTF8PROC_CATEGORY_LU || k == UTF8PROC_CATEGORY_LL || k == UTF8PROC_CATEGORY_LT)
         return true;
     utf8proc_int32_t x = (utf8proc_int32_t)c;
-    return utf8proc_tolower(x) != x || utf8proc_toupper(x) != x;
+    if (utf8proc_tolower(x) != x || utf8proc_toupper(x) != x) return true;
+    for (size_t i = 0; i < sizeof python_cased_unmapped / sizeof python_cased_unmapped[0]; i++)
+        if (c >= python_cased_unmapped[i][0] && c <= python_cased_unmapped[i][1]) return true;
+    return false;
 }
 
 // Python's Case_Ignorable property: categories Mn, Me, Cf, Lm, Sk, and the characters whose
@@ -291,8 +303,17 @@ static size_t match_literal(const uint32_t *cp, size_t n, size_t pos, clip_piece
     static const char *const contractions[] = {"'s", "'t", "'re", "'ve", "'m", "'ll", "'d"};
     *kind = CLIP_PIECE_WORD;
     if (cp[pos] == '<') {
-        if (matches_at(cp, n, pos, "<start_of_text>")) return *kind = CLIP_PIECE_SOT, 15;
-        if (matches_at(cp, n, pos, "<end_of_text>")) return *kind = CLIP_PIECE_EOT, 13;
+        // A special token spelt with a case variant (U+017F for 's') is matched by the pattern
+        // but is not the special token: it is byte-pair encoded like any other piece.
+        static const char *const specials[] = {"<start_of_text>", "<end_of_text>"};
+        for (int i = 0; i < 2; i++) {
+            size_t len = strlen(specials[i]);
+            if (!matches_at(cp, n, pos, specials[i])) continue;
+            bool exact = true;
+            for (size_t j = 0; j < len; j++) exact &= cp[pos + j] == (uint32_t)specials[i][j];
+            if (exact) *kind = i == 0 ? CLIP_PIECE_SOT : CLIP_PIECE_EOT;
+            return len;
+        }
     } else if (cp[pos] == '\'') {
         for (size_t i = 0; i < sizeof contractions / sizeof contractions[0]; i++)
             if (matches_at(cp, n, pos, contractions[i])) return strlen(contractions[i]);
@@ -303,7 +324,7 @@ static size_t match_literal(const uint32_t *cp, size_t n, size_t pos, clip_piece
 clip_piece clip_text_next_piece(const uint32_t *cp, size_t n, size_t *pos, size_t *start) {
     size_t i = *pos;
     char_class k = CLASS_SPACE;
-    while (i < n && (k = classify(cp[i])) == CLASS_SPACE) i++;
+    while (i < n && ((k = classify(cp[i])) == CLASS_SPACE || k == CLASS_NONE)) i++;
     *start = i;
     if (i == n) {
         *pos = n;

@@ -106,20 +106,21 @@ static char *read_gzip_text(const char *path, size_t *len) {
     }
     size_t cap = 1 << 20, n = 0;
     char *data = xmalloc(cap);
-    for (;;) {
+    int got;
+    do {
         if (cap - n < (1 << 16)) data = xrealloc(data, cap *= 2);
-        int got = gzread(gz, data + n, 1 << 16);
-        if (got < 0) {
-            int code;
-            const char *why = gzerror(gz, &code);
-            err_set("%s: line %zu: corrupt or truncated gzip data (%s)", path, count_lines(data, n),
-                    why);
-            free(data);
-            gzclose(gz);
-            return NULL;
-        }
-        if (got == 0) break;
-        n += (size_t)got;
+        got = gzread(gz, data + n, 1 << 16);
+        if (got > 0) n += (size_t)got;
+    } while (got > 0);
+    int code;
+    const char *why = gzerror(gz, &code);  // a truncated stream reads as Z_BUF_ERROR, not -1
+    if (got < 0 || code != Z_OK) {
+        size_t skip = strlen(path);  // zlib's message starts with "<path>: "
+        if (strncmp(why, path, skip) == 0 && strncmp(why + skip, ": ", 2) == 0) why += skip + 2;
+        err_set("%s: line %zu: corrupt or truncated gzip data (%s)", path, count_lines(data, n), why);
+        free(data);
+        gzclose(gz);
+        return NULL;
     }
     gzclose(gz);
     *len = n;
@@ -176,20 +177,6 @@ static void text_index_put(text_index *ix, int32_t id) {
             break;
     }
     ix->slots[i] = id;
-}
-
-// The merges file's symbols for the base tokens, written in the byte alphabet.
-static size_t base_token_text(int id, char *out) {
-    unsigned char byte = 0;
-    for (unsigned b = 0; b < BYTE_ALPHABET_SIZE; b++)
-        if (byte_alphabet_id((unsigned char)b) == id % BYTE_ALPHABET_SIZE) byte = (unsigned char)b;
-    uint32_t cp = byte_alphabet_char(byte);
-    size_t n = clip_text_utf8(&cp, 1, out);
-    if (id >= BYTE_ALPHABET_SIZE) {
-        memcpy(out + n, END_OF_WORD, 4);
-        n += 4;
-    }
-    return n;
 }
 
 typedef struct {
@@ -280,7 +267,7 @@ static int build_vocab(tokenizer *tok, const merges_file *f) {
     char *base = xmalloc(BASE_TOKENS * 8);
     for (int i = 0; i < BASE_TOKENS; i++) {
         text[i] = base + 8 * i;
-        len[i] = base_token_text(i, text[i]);
+        len[i] = byte_alphabet_token_text(i, text[i]);
     }
     for (int r = 0; r < f->n_merges; r++) {
         const merge_line *m = &f->merges[r];

@@ -15,6 +15,8 @@ static const command commands[] = {
     {"info", cmd_info, "show the build, libtorch, BLAS and thread count"},
     {"shards", cmd_shards, "convert images and captions (CSV, class folders, Fashion-MNIST) into shards"},
     {"train", cmd_train, "train a CLIP model (OpenCLIP's flags)"},
+    {"tokenize", cmd_tokenize, "captions on stdin to CLIP token ids on stdout"},
+    {"tokenizer", cmd_tokenizer, "tokenizer train: learn BPE merges from a caption corpus"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 

@@ -12,6 +12,7 @@ typedef struct {
 
 static const command commands[] = {
     {"info", cmd_info, "show the build, libtorch, BLAS and thread count"},
+    {"plot", cmd_plot, "draw a run's loss, learning rate, logit scale and accuracy curves to PNG"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 

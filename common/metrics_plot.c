@@ -71,7 +71,7 @@ static void curve_push(metrics *m, curve_kind kind, const char *name, double ste
     dvec_push(&c->value, value);
 }
 
-// A numeric field, or NaN when absent or not a number (a writer may log a non-finite value as null).
+// A numeric field, or NaN when absent or not a number (non-finite values may be logged as null).
 static double number_field(const cJSON *obj, const char *key) {
     const cJSON *item = cJSON_GetObjectItemCaseSensitive(obj, key);
     return cJSON_IsNumber(item) ? item->valuedouble : NAN;
@@ -284,9 +284,10 @@ static int draw_all(const metrics *m, const char *out_dir, metrics_plot_report *
     } singles[] = {{"loss.png", ch[LOSS]}, {"lr.png", ch[LR]}, {"logit_scale.png", ch[SCALE]},
                    {"zeroshot.png", ch[ACC]}};
     int rc = 0;
-    for (int i = 0; i < (int)(sizeof singles / sizeof singles[0]) && rc == 0; i++)
-        if (singles[i].chart)
-            rc = write_one(&singles[i].chart, 1, 1, out_dir, singles[i].file, CHART_W, CHART_H, rep);
+    for (int i = 0; i < (int)(sizeof singles / sizeof singles[0]) && rc == 0; i++) {
+        const plot_chart *const *one = &singles[i].chart;
+        if (*one) rc = write_one(one, 1, 1, out_dir, singles[i].file, CHART_W, CHART_H, rep);
+    }
     const plot_chart *overview[4] = {ch[LOSS], ch[LR], ch[SCALE], ch[ACC] ? ch[ACC] : ch[SPEED]};
     if (rc == 0)
         rc = write_one(overview, 4, 2, out_dir, "overview.png", OVERVIEW_W, OVERVIEW_H, rep);

@@ -2,6 +2,7 @@
 
 #include <cairo.h>
 #include <errno.h>
+#include <fontconfig/fontconfig.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -83,7 +84,7 @@ static void free_labels(char **labels, int n) {
     free(labels);
 }
 
-// Chart construction --------------------------------------------------------------------------------
+// Chart construction ------------------------------------------------------------------------------
 
 plot_chart *plot_chart_init(const char *title, const char *x_label, const char *y_label) {
     plot_chart *c = xcalloc(1, sizeof *c);
@@ -166,7 +167,7 @@ void plot_chart_set_matrix(plot_chart *c, const double *values, int rows, int co
     c->annotate = annotate;
 }
 
-// Numbers and ticks ---------------------------------------------------------------------------------
+// Numbers and ticks -------------------------------------------------------------------------------
 
 typedef struct {
     double v[MAX_TICKS];
@@ -240,7 +241,8 @@ static void format_number(double v, double step, double max_abs, char *out, size
         format_alone(v, out, cap);
     } else if (max_abs >= 1e4 && max_abs < 1e15) {
         double scale = max_abs >= 1e6 ? 1e6 : 1e3;
-        snprintf(out, cap, "%.*f%s", step_decimals(step / scale), v / scale, scale == 1e6 ? "M" : "k");
+        snprintf(out, cap, "%.*f%s", step_decimals(step / scale), v / scale,
+                 scale == 1e6 ? "M" : "k");
     } else if (max_abs < 1e-3 || max_abs >= 1e15) {
         int e = (int)floor(log10(max_abs));
         snprintf(out, cap, "%.*fe%d", step_decimals(step / pow(10, e)), v / pow(10, e), e);
@@ -255,7 +257,7 @@ static double ticks_max_abs(const ticks *t) {
     return m;
 }
 
-// Text ----------------------------------------------------------------------------------------------
+// Text --------------------------------------------------------------------------------------------
 
 static void set_font(cairo_t *cr, double size, bool bold) {
     cairo_select_font_face(cr, FONT_FACE, CAIRO_FONT_SLANT_NORMAL,
@@ -287,7 +289,8 @@ static void draw_text(cairo_t *cr, const char *s, double x, double y, double ax,
     cairo_show_text(cr, s);
 }
 
-static void draw_text_vertical(cairo_t *cr, const char *s, double x, double y, double ax, double ay) {
+static void draw_text_vertical(cairo_t *cr, const char *s, double x, double y, double ax,
+                               double ay) {
     cairo_save(cr);
     cairo_translate(cr, x, y);
     cairo_rotate(cr, -M_PI / 2);
@@ -310,7 +313,7 @@ static void fit_text(cairo_t *cr, const char *s, double max_w, char *out, size_t
     snprintf(out, cap, "\xE2\x80\xA6");
 }
 
-// Layout --------------------------------------------------------------------------------------------
+// Layout ------------------------------------------------------------------------------------------
 
 typedef struct {
     double x, y, w, h;
@@ -353,7 +356,7 @@ static void draw_no_data(cairo_t *cr, rect area, double fs) {
     draw_text(cr, "no data", area.x + area.w / 2, area.y + area.h / 2, 0.5, 0.5);
 }
 
-// Line charts ---------------------------------------------------------------------------------------
+// Line charts -------------------------------------------------------------------------------------
 
 typedef struct {
     double x0, x1;  // x axis ends
@@ -374,7 +377,8 @@ static double to_px_x(const axes *a, double x) {
 
 static double to_px_y(const axes *a, double y) {
     double v = a->log_y ? log10(y) : y;
-    return a->area.y + a->area.h - a->inset - (v - a->y0) / (a->y1 - a->y0) * (a->area.h - 2 * a->inset);
+    return a->area.y + a->area.h - a->inset -
+           (v - a->y0) / (a->y1 - a->y0) * (a->area.h - 2 * a->inset);
 }
 
 // Widens [*lo, *hi] by frac of its span, or around a single value.
@@ -476,6 +480,54 @@ static void dot(cairo_t *cr, double x, double y, double radius) {
     cairo_fill(cr);
 }
 
+// Builds a polyline as a cairo path. With `reduce`, consecutive points in one pixel column become
+// the column's first, lowest, highest and last points: the same picture, with at most four points
+// per column however long the series (stroking 10^5 points is slow).
+typedef struct {
+    cairo_t *cr;
+    bool reduce;
+    bool pen_down;  // the next point continues the line
+    bool open;      // a column is being collected
+    double col;     // its pixel column
+    double x_first, y_first, y_lo, y_hi, x_last, y_last;
+} path_reducer;
+
+static void path_point(path_reducer *r, double x, double y) {
+    if (r->pen_down) cairo_line_to(r->cr, x, y);
+    else cairo_move_to(r->cr, x, y);
+    r->pen_down = true;
+}
+
+static void path_flush(path_reducer *r) {
+    if (!r->open) return;
+    path_point(r, r->x_first, r->y_first);
+    path_point(r, r->col, r->y_lo);
+    path_point(r, r->col, r->y_hi);
+    path_point(r, r->x_last, r->y_last);
+    r->open = false;
+}
+
+static void path_add(path_reducer *r, double x, double y) {
+    if (!r->reduce) {
+        path_point(r, x, y);
+        return;
+    }
+    double col = floor(x) + 0.5;
+    if (r->open && col == r->col) {
+        r->y_lo = fmin(r->y_lo, y), r->y_hi = fmax(r->y_hi, y);
+        r->x_last = x, r->y_last = y;
+        return;
+    }
+    path_flush(r);
+    *r = (path_reducer){r->cr, true, r->pen_down, true, col, x, y, y, y, x, y};
+}
+
+// A gap: the line stops here and starts again at the next point.
+static void path_break(path_reducer *r) {
+    path_flush(r);
+    r->pen_down = false;
+}
+
 static void draw_series(cairo_t *cr, const axes *a, const series *s) {
     const plot_style *st = &s->style;
     set_color(cr, palette[st->color - 1], st->opacity);
@@ -484,13 +536,12 @@ static void draw_series(cairo_t *cr, const axes *a, const series *s) {
     cairo_set_line_cap(cr, CAIRO_LINE_CAP_ROUND);
     double dash[] = {st->width * 3, st->width * 2.5};
     cairo_set_dash(cr, dash, st->dashed ? 2 : 0, 0);
-    bool pen_down = false;
+    path_reducer r = {.cr = cr, .reduce = s->n > 2 * a->area.w};
     for (int k = 0; k < s->n; k++) {
-        bool ok = point_ok(a, s->x[k], s->y[k]);
-        if (ok && pen_down) cairo_line_to(cr, to_px_x(a, s->x[k]), to_px_y(a, s->y[k]));
-        else if (ok) cairo_move_to(cr, to_px_x(a, s->x[k]), to_px_y(a, s->y[k]));
-        pen_down = ok;
+        if (point_ok(a, s->x[k], s->y[k])) path_add(&r, to_px_x(a, s->x[k]), to_px_y(a, s->y[k]));
+        else path_break(&r);
     }
+    path_break(&r);
     cairo_stroke(cr);
     cairo_set_dash(cr, NULL, 0, 0);
     // A point without valid neighbours draws no segment: mark it, as for series with markers.
@@ -592,7 +643,7 @@ static void draw_line_chart(cairo_t *cr, const plot_chart *c, rect panel) {
     else draw_no_data(cr, a.area, fs);
 }
 
-// Heatmaps ------------------------------------------------------------------------------------------
+// Heatmaps ----------------------------------------------------------------------------------------
 
 static rgb colormap(double t) {
     if (!(t > 0)) return viridis[0];
@@ -716,7 +767,8 @@ static void draw_cells(cairo_t *cr, const plot_chart *c, const heatmap_layout *L
         }
 }
 
-static void draw_matrix_labels(cairo_t *cr, const plot_chart *c, const heatmap_layout *L, double fs) {
+static void draw_matrix_labels(cairo_t *cr, const plot_chart *c, const heatmap_layout *L,
+                               double fs) {
     char raw[256], fitted[256];
     set_color(cr, faint_ink, 1);
     set_font(cr, L->rows.fs, false);
@@ -775,7 +827,7 @@ static void draw_heatmap(cairo_t *cr, const plot_chart *c, rect panel) {
     draw_color_bar(cr, &L, fs);
 }
 
-// Output --------------------------------------------------------------------------------------------
+// Output ------------------------------------------------------------------------------------------
 
 static cairo_status_t write_to_file(void *closure, const unsigned char *data, unsigned int len) {
     return fwrite(data, 1, len, closure) == len ? CAIRO_STATUS_SUCCESS : CAIRO_STATUS_WRITE_ERROR;
@@ -829,9 +881,10 @@ int plot_grid_write_png(const plot_chart *const *charts, int n, int cols, const 
     for (int i = 0; i < n; i++)
         draw_chart(cr, charts[i], (rect){(i % cols) * pw, (i / cols) * ph, pw, ph});
     cairo_surface_flush(surface);
-    int rc = cairo_status(cr) == CAIRO_STATUS_SUCCESS
-                 ? write_png_atomic(surface, path)
-                 : err_set("%s: drawing failed: %s", path, cairo_status_to_string(cairo_status(cr)));
+    int rc =
+        cairo_status(cr) == CAIRO_STATUS_SUCCESS
+            ? write_png_atomic(surface, path)
+            : err_set("%s: drawing failed: %s", path, cairo_status_to_string(cairo_status(cr)));
     cairo_destroy(cr);
     cairo_surface_destroy(surface);
     return rc;
@@ -839,4 +892,9 @@ int plot_grid_write_png(const plot_chart *const *charts, int n, int cols, const 
 
 int plot_chart_write_png(const plot_chart *c, const char *path, int width, int height) {
     return plot_grid_write_png(&c, 1, 1, path, width, height);
+}
+
+void plot_free_caches(void) {
+    cairo_debug_reset_static_data();
+    FcFini();
 }

@@ -335,6 +335,29 @@ static void test_line_edge_cases(void **state) {
     assert_true(dot.n > 10);
 }
 
+// A long series is drawn as its envelope: 10^5 points alternating 0 and 1 fill the plotting area,
+// except where a run of NaN leaves a gap in the middle.
+static void test_long_series(void **state) {
+    (void)state;
+    enum { N = 100000 };
+    double *x = malloc(N * sizeof *x), *y = malloc(N * sizeof *y);
+    for (int k = 0; k < N; k++) x[k] = k, y[k] = k > 45000 && k < 55000 ? NAN : k % 2;
+    plot_chart *c = plot_chart_init(NULL, NULL, NULL);
+    plot_chart_add_series(c, NULL, x, y, N, &(plot_style){.color = 3});
+    free(x);
+    free(y);
+    const char *path = tmpdir_path("long.png");
+    assert_int_equal(plot_chart_write_png(c, path, 400, 300), 0);
+    plot_chart_free(c);
+    image im = load_png(path);
+    color_stats filled = stats_of(&im, GREEN, im.w);
+    long centre = 0;
+    for (int y0 = 0; y0 < im.h; y0++) centre += near_color(&im, im.w / 2 + 10, y0, GREEN);
+    cairo_surface_destroy(im.s);
+    assert_true(filled.n > im.w * im.h / 2);
+    assert_int_equal(centre, 0);
+}
+
 static void test_write_errors(void **state) {
     (void)state;
     plot_chart *c = plot_chart_init("t", NULL, NULL);
@@ -355,11 +378,17 @@ static void test_write_errors(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_run_plots),         cmocka_unit_test(test_run_curves_drawn),
-        cmocka_unit_test(test_run_without_zeroshot), cmocka_unit_test(test_run_missing_file),
-        cmocka_unit_test(test_run_only_garbage),  cmocka_unit_test(test_run_bad_out_dir),
-        cmocka_unit_test(test_heatmap),           cmocka_unit_test(test_heatmap_dense),
-        cmocka_unit_test(test_line_edge_cases),   cmocka_unit_test(test_write_errors),
+        cmocka_unit_test(test_run_plots),
+        cmocka_unit_test(test_run_curves_drawn),
+        cmocka_unit_test(test_run_without_zeroshot),
+        cmocka_unit_test(test_run_missing_file),
+        cmocka_unit_test(test_run_only_garbage),
+        cmocka_unit_test(test_run_bad_out_dir),
+        cmocka_unit_test(test_heatmap),
+        cmocka_unit_test(test_heatmap_dense),
+        cmocka_unit_test(test_line_edge_cases),
+        cmocka_unit_test(test_long_series),
+        cmocka_unit_test(test_write_errors),
     };
     int failed = cmocka_run_group_tests(tests, tmpdir_setup, tmpdir_teardown);
     plot_free_caches();

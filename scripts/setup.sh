@@ -11,6 +11,7 @@ packages=(
   libhdf5-dev libwebp-dev libjpeg-dev libpng-dev zlib1g-dev
   libcjson-dev libutf8proc-dev libcmocka-dev
   dataset-fashion-mnist
+  libcairo2-dev fonts-dejavu-core
 )
 # Optional: python3-torch runs the side-by-side PyTorch benchmarks in bench/.
 if [ "${CLIPC_SETUP_BENCH:-0}" = 1 ]; then packages+=(python3-torch); fi

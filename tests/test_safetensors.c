@@ -22,18 +22,9 @@
 #include "common/error.h"
 #include "model/config.h"
 #include "model/safetensors.h"
+#include "tests/tmpdir.h"
 
 static const char *fixtures_dir;
-static char tmp_dir[256];
-
-static char *tmp_path(const char *name) {
-    static char buf[4][512];
-    static int next;
-    char *p = buf[next++ % 4];
-    snprintf(p, sizeof buf[0], "%s/%s", tmp_dir, name);
-    return p;
-}
-
 static void write_bytes(const char *path, const void *data, size_t n) {
     FILE *f = fopen(path, "wb");
     assert_non_null(f);
@@ -61,15 +52,6 @@ static void expect_open_error(const char *path, const char *defect) {
     assert_null(f);
     if (!strstr(err_msg(), path) || !strstr(err_msg(), defect))
         fail_msg("for %s expected an error with '%s', got '%s'", path, defect, err_msg());
-}
-
-static int count_tmp_leftovers(void) {
-    DIR *d = opendir(tmp_dir);
-    assert_non_null(d);
-    int n = 0;
-    for (struct dirent *e; (e = readdir(d));) n += strstr(e->d_name, ".tmp.") != NULL;
-    closedir(d);
-    return n;
 }
 
 // Round trips -------------------------------------------------------------------------------------
@@ -116,7 +98,7 @@ static void test_roundtrip_all_dtypes(void **state) {
     st_writer_set_metadata(w, "format", "pt");
     st_writer_set_metadata(w, "note", "first");
     st_writer_set_metadata(w, "note", "\"quoted\" \\ unicode \xc3\xa9");
-    const char *path = tmp_path("all.safetensors");
+    const char *path = tmpdir_path("all.safetensors");
     assert_int_equal(st_writer_write(w, path), 0);
     st_writer_free(w);
 
@@ -162,7 +144,7 @@ static void test_roundtrip_all_dtypes(void **state) {
 static void test_empty_file_list(void **state) {
     (void)state;
     st_writer *w = st_writer_init();
-    const char *path = tmp_path("none.safetensors");
+    const char *path = tmpdir_path("none.safetensors");
     assert_int_equal(st_writer_write(w, path), 0);
     st_writer_free(w);
     st_file *f = st_open(path);
@@ -348,7 +330,7 @@ static void test_fixture_rewrite(void **state) {
         assert_int_equal(st_writer_add(w, t->name, t->dtype, t->shape, t->ndim, t->data), 0);
     }
     st_writer_set_metadata(w, "config", st_metadata(f, "config"));
-    const char *path = tmp_path("rewritten.safetensors");
+    const char *path = tmpdir_path("rewritten.safetensors");
     assert_int_equal(st_writer_write(w, path), 0);
     st_writer_free(w);
     st_file *g = st_open(path);
@@ -369,18 +351,18 @@ static void test_fixture_rewrite(void **state) {
 
 static void test_missing_and_short_files(void **state) {
     (void)state;
-    expect_open_error(tmp_path("does-not-exist.safetensors"), "No such file");
-    expect_open_error(tmp_dir, "not a regular file");
-    const char *empty = tmp_path("empty.safetensors");
+    expect_open_error(tmpdir_path("does-not-exist.safetensors"), "No such file");
+    expect_open_error(tmpdir_root, "not a regular file");
+    const char *empty = tmpdir_path("empty.safetensors");
     write_bytes(empty, "", 0);
     expect_open_error(empty, "empty file");
-    const char *shorter = tmp_path("short.safetensors");
+    const char *shorter = tmpdir_path("short.safetensors");
     write_bytes(shorter, "\x10\0\0\0\0", 5);
     expect_open_error(shorter, "truncated header length");
-    const char *beyond = tmp_path("beyond.safetensors");
+    const char *beyond = tmpdir_path("beyond.safetensors");
     write_st(beyond, "{}", 1000, 0);
     expect_open_error(beyond, "header length 1000 exceeds");
-    const char *huge = tmp_path("huge.safetensors");
+    const char *huge = tmpdir_path("huge.safetensors");
     write_st(huge, "{}", (long long)1 << 62, 0);
     expect_open_error(huge, "exceeds");
 }
@@ -446,7 +428,7 @@ static void test_malformed_headers(void **state) {
     for (size_t i = 0; i < sizeof bad_cases / sizeof *bad_cases; i++) {
         char name[64];
         snprintf(name, sizeof name, "%s.safetensors", bad_cases[i].file);
-        const char *path = tmp_path(name);
+        const char *path = tmpdir_path(name);
         // The "nul" header holds a NUL byte, so its length is not strlen's.
         size_t hl = strcmp(bad_cases[i].file, "nul") == 0 ? 9 : strlen(bad_cases[i].header);
         uint8_t *buf = calloc(1, 8 + hl + bad_cases[i].data_len);
@@ -468,7 +450,7 @@ static void test_truncations_and_corruptions(void **state) {
     st_writer_add(w, "a", ST_DTYPE_F32, s3, 1, a);
     st_writer_add(w, "b", ST_DTYPE_I64, s2, 1, b);
     st_writer_set_metadata(w, "k", "v");
-    const char *good = tmp_path("good.safetensors");
+    const char *good = tmpdir_path("good.safetensors");
     assert_int_equal(st_writer_write(w, good), 0);
     st_writer_free(w);
     FILE *f = fopen(good, "rb");
@@ -477,7 +459,7 @@ static void test_truncations_and_corruptions(void **state) {
     fclose(f);
     assert_true(n > 40 && n < sizeof bytes);
 
-    const char *cut = tmp_path("cut.safetensors");
+    const char *cut = tmpdir_path("cut.safetensors");
     for (size_t len = 0; len < n; len++) {
         write_bytes(cut, bytes, len);
         err_clear();
@@ -485,12 +467,12 @@ static void test_truncations_and_corruptions(void **state) {
         assert_null(g);
         assert_non_null(strstr(err_msg(), cut));
     }
-    const char *truncated_data = tmp_path("truncated-data.safetensors");
+    const char *truncated_data = tmpdir_path("truncated-data.safetensors");
     write_bytes(truncated_data, bytes, n - 4);
     expect_open_error(truncated_data, "run past the end of the data region");
 
     const uint8_t probes[] = {0, '"', '{', '}', '[', ']', ',', '-', '9', 0xff};
-    const char *mutated = tmp_path("mutated.safetensors");
+    const char *mutated = tmpdir_path("mutated.safetensors");
     for (size_t pos = 0; pos < n; pos++)
         for (size_t p = 0; p < sizeof probes; p++) {
             uint8_t copy[512];
@@ -515,7 +497,7 @@ static void test_truncations_and_corruptions(void **state) {
 static void test_misaligned_data(void **state) {
     (void)state;
     const char *header = "{\"x\": {\"dtype\": \"F64\", \"shape\": [2], \"data_offsets\": [0, 16]}}";
-    const char *path = tmp_path("misaligned.safetensors");
+    const char *path = tmpdir_path("misaligned.safetensors");
     size_t hl = strlen(header);
     assert_true(hl % 8 != 0);
     uint8_t buf[256] = {0};
@@ -557,17 +539,17 @@ static void expect_version(const char *path, float value, int64_t count) {
 
 static void test_atomic_replace(void **state) {
     (void)state;
-    const char *path = tmp_path("model.safetensors");
+    const char *path = tmpdir_path("model.safetensors");
     write_version(path, 1.0f, 4);
     write_version(path, 2.0f, 8);
     expect_version(path, 2.0f, 8);
-    assert_int_equal(count_tmp_leftovers(), 0);
+    assert_int_equal(tmpdir_count_leftovers(), 0);
 }
 
 // The file size limit makes the write fail half-way (EFBIG), as a full disk would.
 static void test_atomic_write_failure_keeps_old_file(void **state) {
     (void)state;
-    const char *path = tmp_path("kept.safetensors");
+    const char *path = tmpdir_path("kept.safetensors");
     write_version(path, 1.0f, 4);
     struct rlimit old;
     assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
@@ -587,32 +569,32 @@ static void test_atomic_write_failure_keeps_old_file(void **state) {
     assert_non_null(strstr(err_msg(), path));
     assert_non_null(strstr(err_msg(), "write failed"));
     expect_version(path, 1.0f, 4);
-    assert_int_equal(count_tmp_leftovers(), 0);
+    assert_int_equal(tmpdir_count_leftovers(), 0);
 }
 
 static void test_atomic_write_bad_targets(void **state) {
     (void)state;
-    write_version(tmp_path("x"), 1.0f, 1);  // leaves a valid file to compare against below
+    write_version(tmpdir_path("x"), 1.0f, 1);  // leaves a valid file to compare against below
     st_writer *w = st_writer_init();
     int64_t one = 1;
     float v = 3;
     st_writer_add(w, "v", ST_DTYPE_F32, &one, 1, &v);
-    const char *no_dir = tmp_path("missing-dir/out.safetensors");
+    const char *no_dir = tmpdir_path("missing-dir/out.safetensors");
     assert_int_equal(st_writer_write(w, no_dir), -1);
     assert_non_null(strstr(err_msg(), no_dir));
     assert_non_null(strstr(err_msg(), "cannot create temporary file"));
 
-    const char *dir = tmp_path("a-directory");
+    const char *dir = tmpdir_path("a-directory");
     assert_int_equal(mkdir(dir, 0755), 0);
     assert_int_equal(st_writer_write(w, dir), -1);
     assert_non_null(strstr(err_msg(), "cannot rename"));
     struct stat st;
     assert_int_equal(stat(dir, &st), 0);
     assert_true(S_ISDIR(st.st_mode));
-    assert_int_equal(count_tmp_leftovers(), 0);
+    assert_int_equal(tmpdir_count_leftovers(), 0);
 
     if (geteuid() != 0) {  // root writes into read-only directories anyway
-        const char *ro = tmp_path("read-only");
+        const char *ro = tmpdir_path("read-only");
         assert_int_equal(mkdir(ro, 0755), 0);
         char target[600];
         snprintf(target, sizeof target, "%s/m.safetensors", ro);
@@ -624,7 +606,7 @@ static void test_atomic_write_bad_targets(void **state) {
         expect_version(target, 1.0f, 2);
     }
     st_writer_free(w);
-    expect_version(tmp_path("x"), 1.0f, 1);
+    expect_version(tmpdir_path("x"), 1.0f, 1);
 }
 
 // Conversion --------------------------------------------------------------------------------------
@@ -720,33 +702,6 @@ static void test_convert_arrays(void **state) {
     assert_non_null(strstr(err_msg(), "cannot convert I64 to F32"));
 }
 
-// Setup -------------------------------------------------------------------------------------------
-
-static int remove_tree(const char *path) {
-    DIR *d = opendir(path);
-    if (!d) return remove(path);
-    for (struct dirent *e; (e = readdir(d));) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
-        char child[1024];
-        snprintf(child, sizeof child, "%s/%s", path, e->d_name);
-        remove_tree(child);
-    }
-    closedir(d);
-    return rmdir(path);
-}
-
-static int setup(void **state) {
-    (void)state;
-    const char *base = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-    snprintf(tmp_dir, sizeof tmp_dir, "%s/clipc-st-XXXXXX", base);
-    return mkdtemp(tmp_dir) ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    return remove_tree(tmp_dir);
-}
-
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s FIXTURES_DIR\n", argv[0]);
@@ -772,5 +727,5 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_f16_matches_compiler),
         cmocka_unit_test(test_convert_arrays),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, tmpdir_setup, tmpdir_teardown);
 }

@@ -9,5 +9,6 @@ int cmd_train(int argc, char **argv);
 int cmd_shards(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
 
 #endif

@@ -134,10 +134,30 @@ static int tokenizer_train(int argc, char **argv) {
     return 0;
 }
 
+// `clipc tokenizer info`: the vocabulary size of a merges file (what a model config's vocab_size
+// must be at least).
+static int tokenizer_info(int argc, char **argv) {
+    char *vocab = getenv("CLIPC_VOCAB");
+    arg_spec specs[] = {{"vocab", ARG_STR, &vocab, VOCAB_HELP, false}};
+    int rc = parse_options("tokenizer info", "clipc tokenizer info [--vocab PATH]", specs, 1, argc, argv, NULL, 0, NULL);
+    if (rc >= 0) return rc;
+    if (!vocab || !*vocab) {
+        fprintf(stderr, "clipc tokenizer info: no vocabulary: pass --vocab PATH or set CLIPC_VOCAB\n");
+        return 2;
+    }
+    tokenizer *tok = tokenizer_load(vocab, 0);
+    if (!tok) return fail("tokenizer info");
+    printf("vocab_size %d\nmerges %d\n", tokenizer_vocab_size(tok), tokenizer_n_merges(tok));
+    tokenizer_free(tok);
+    return 0;
+}
+
 int cmd_tokenizer(int argc, char **argv) {
     if (argc >= 1 && !strcmp(argv[0], "train")) return tokenizer_train(argc - 1, argv + 1);
+    if (argc >= 1 && !strcmp(argv[0], "info")) return tokenizer_info(argc - 1, argv + 1);
     bool help = argc >= 1 && (!strcmp(argv[0], "--help") || !strcmp(argv[0], "-h"));
     fprintf(help ? stdout : stderr,
-            "usage: clipc tokenizer train CORPUS... --merges N --output MERGES.txt.gz\n");
+            "usage: clipc tokenizer train CORPUS... --merges N --output MERGES.txt.gz\n"
+            "       clipc tokenizer info [--vocab PATH]\n");
     return help ? 0 : 2;
 }

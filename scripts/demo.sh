@@ -31,7 +31,7 @@ if [ -z "$vocab" ] || [ ! -f "$vocab" ]; then
     while read -r class; do
       while read -r template; do echo "${template//\{\}/$class}"; done < configs/zeroshot/fashion-mnist-templates.txt
     done < configs/zeroshot/fashion-mnist-classnames.txt > "$out/captions.txt"
-    $clipc tokenizer train --corpus "$out/captions.txt" --merges 256 --out "$vocab"
+    $clipc tokenizer train "$out/captions.txt" --merges 256 --output "$vocab"
   fi
 fi
 

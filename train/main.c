@@ -16,7 +16,7 @@ static const command commands[] = {
     {"shards", cmd_shards, "convert images and captions (CSV, class folders, Fashion-MNIST) into shards"},
     {"train", cmd_train, "train a CLIP model (OpenCLIP's flags)"},
     {"tokenize", cmd_tokenize, "captions on stdin to CLIP token ids on stdout"},
-    {"tokenizer", cmd_tokenizer, "tokenizer train: learn BPE merges from a caption corpus"},
+    {"tokenizer", cmd_tokenizer, "tokenizer train (learn BPE merges from captions), tokenizer info"},
     {"plot", cmd_plot, "draw a run's loss, learning rate, logit scale and accuracy curves to PNG"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);

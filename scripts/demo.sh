@@ -8,13 +8,14 @@
 # Env:   CLIPC_VOCAB         CLIP's bpe_simple_vocab_16e6.txt.gz, if you have it
 #        DEMO_SAMPLES        training samples per epoch (default: all 60000)
 #        DEMO_EPOCHS         epochs (default 1)
+#        DEMO_OUT            output folder (default demo)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$(nproc)" --target clipc
 clipc=build/train/clipc
-out=demo
+out=${DEMO_OUT:-demo}
 fmnist=/usr/share/datasets/fashion-mnist
 mkdir -p "$out"
 

@@ -15,6 +15,9 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DCLIPC_WERROR=ON -DCLIPC_SHARED_
 cmake --build build -j "$jobs"
 ctest --test-dir build --output-on-failure -j "$jobs"
 
+# A shortened demo (30 steps instead of 234) checks the README's first command end to end.
+DEMO_SAMPLES=7680 DEMO_OUT=build/demo-ci bash scripts/demo.sh
+
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCLIPC_WERROR=ON -DCLIPC_SANITIZE=ON \
   -DCLIPC_TORCH=OFF -DCLIPC_BENCH=OFF -DCLIPC_SHARED_DIR="$shared" >/dev/null
 cmake --build build-asan -j "$jobs"

@@ -135,12 +135,12 @@ static void write_test_shard(const char *path, int first, int n, int w, int h, b
 }
 
 char *testutil_make_dataset(const char *dir, const int *sizes, int n_shards, int w, int h, bool labelled,
-                            int corrupt_key) {
+                            int corrupt_key, int first_key) {
     static char *const classes[] = {"zero", "one", "two"};
     manifest m = {.n_shards = n_shards, .made_by = "{\"tool\":\"test\"}", .class_names = labelled ? (char **)classes : NULL,
                   .n_classes = labelled ? 3 : 0};
     m.shards = xcalloc((size_t)n_shards, sizeof(manifest_shard));
-    int first = 0;
+    int first = first_key;
     for (int s = 0; s < n_shards; s++) {
         char name[32];
         sprintf(name, "shard-%05d.h5", s);

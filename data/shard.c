@@ -20,7 +20,11 @@ static void hdf5_enter(void) {
     hdf5_silenced = true;
 }
 
-static void hdf5_leave(void) { pthread_mutex_unlock(&hdf5_lock); }
+// Clears this thread's error stack: HDF5 keeps it per thread and does not free it at thread exit.
+static void hdf5_leave(void) {
+    H5Eclear2(H5E_DEFAULT);
+    pthread_mutex_unlock(&hdf5_lock);
+}
 
 // ---- writing -------------------------------------------------------------------------------
 

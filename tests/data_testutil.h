@@ -9,6 +9,11 @@
 
 #include "data/image.h"
 
+// cmocka group setup/teardown: testutil_dir is a new empty folder for the group's files.
+extern char *testutil_dir;
+int testutil_setup(void **state);
+int testutil_teardown(void **state);
+
 // A new empty folder under $TMPDIR (or /tmp); testutil_rmtree removes it with its contents.
 char *testutil_tmpdir(void);
 void testutil_rmtree(const char *path);

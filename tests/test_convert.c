@@ -18,20 +18,7 @@
 #include "data/shard.h"
 #include "data_testutil.h"
 
-static char *tmp;
-
-static int setup(void **state) {
-    (void)state;
-    tmp = testutil_tmpdir();
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    testutil_rmtree(tmp);
-    free(tmp);
-    return 0;
-}
+#define tmp testutil_dir
 
 static char *sub(const char *name) { return testutil_path(tmp, name); }
 
@@ -373,24 +360,21 @@ static void test_resume(void **state) {
     free(dir), free(csv), free(out);
 }
 
+// Converting a CSV of this text must fail with `message`.
+static void expect_csv_error(const char *csv, const char *out, const char *text, const char *message) {
+    write_text(csv, text);
+    assert_int_equal(shards("--csv", csv, "--out", out, NULL), 1);
+    if (!strstr(err_msg(), message)) fail_msg("got '%s', want '%s'", err_msg(), message);
+}
+
 static void test_bad_inputs(void **state) {
     (void)state;
     char *csv = sub("bad.csv"), *out = sub("bad-out");
-    write_text(csv, "path\ttitle\nx.jpg\tx\n");
-    assert_int_equal(shards("--csv", csv, "--out", out, NULL), 1);
-    assert_non_null(strstr(err_msg(), "no column 'filepath'"));
-    write_text(csv, "filepath\ttitle\nx.jpg\t\"open quote\n");
-    assert_int_equal(shards("--csv", csv, "--out", out, NULL), 1);
-    assert_non_null(strstr(err_msg(), ":2: unterminated quoted field"));
-    write_text(csv, "filepath\ttitle\nx.jpg\n");
-    assert_int_equal(shards("--csv", csv, "--out", out, NULL), 1);
-    assert_non_null(strstr(err_msg(), ":2: 1 fields"));
-    write_text(csv, "filepath\ttitle\nnothere.jpg\tx\n");
-    assert_int_equal(shards("--csv", csv, "--out", out, NULL), 1);
-    assert_non_null(strstr(err_msg(), "none of the 1 inputs"));
-    write_text(csv, "");
-    assert_int_equal(shards("--csv", csv, "--out", out, NULL), 1);
-    assert_non_null(strstr(err_msg(), "empty file"));
+    expect_csv_error(csv, out, "path\ttitle\nx.jpg\tx\n", "no column 'filepath'");
+    expect_csv_error(csv, out, "filepath\ttitle\nx.jpg\t\"open quote\n", ":2: unterminated quoted field");
+    expect_csv_error(csv, out, "filepath\ttitle\nx.jpg\n", ":2: 1 fields");
+    expect_csv_error(csv, out, "filepath\ttitle\nnothere.jpg\tx\n", "none of the 1 inputs");
+    expect_csv_error(csv, out, "", "empty file");
     assert_int_equal(shards("--csv", csv, "--out", out, "--csv-separator", "ab", NULL), 1);
     assert_int_equal(shards("--csv", "/nonexistent.csv", "--out", out, NULL), 1);
     assert_non_null(strstr(err_msg(), "/nonexistent.csv"));
@@ -408,5 +392,5 @@ int main(void) {
         cmocka_unit_test(test_folders),       cmocka_unit_test(test_fashion_mnist),
         cmocka_unit_test(test_resume),        cmocka_unit_test(test_bad_inputs),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, testutil_setup, testutil_teardown);
 }

@@ -17,7 +17,8 @@
 
 #define MAX_KEYS 100000
 
-static char *tmp, *dataset, *dataset_b;
+#define tmp testutil_dir
+static char *dataset, *dataset_b;
 static const int sizes[] = {5, 9, 0, 13, 7, 11, 6};
 #define N_SHARDS 7
 #define N_SAMPLES 51
@@ -31,8 +32,7 @@ static char *make_in(const char *sub, const int *s, int n, int w, int h, bool la
 }
 
 static int setup(void **state) {
-    (void)state;
-    tmp = testutil_tmpdir();
+    testutil_setup(state);
     dataset = make_in("a", sizes, N_SHARDS, 12, 10, true, -1, 0);
     const int sizes_b[] = {10, 10, 10, 10};
     dataset_b = make_in("b", sizes_b, 4, 12, 10, false, -1, 1000);
@@ -40,10 +40,8 @@ static int setup(void **state) {
 }
 
 static int teardown(void **state) {
-    (void)state;
-    testutil_rmtree(tmp);
-    free(tmp), free(dataset), free(dataset_b);
-    return 0;
+    free(dataset), free(dataset_b);
+    return testutil_teardown(state);
 }
 
 static loader_config small_config(const char *data, bool train) {
@@ -223,6 +221,13 @@ static void test_resume_after_set_epoch(void **state) {
     free(scratch);
 }
 
+static void expect_restore_error(const loader_config *c, const uint8_t *s, size_t n, const char *message) {
+    loader *l = loader_init(c);
+    assert_int_equal(loader_state_restore(l, s, n), -1);
+    if (!strstr(err_msg(), message)) fail_msg("got '%s', want '%s'", err_msg(), message);
+    loader_free(l);
+}
+
 static void test_restore_errors(void **state) {
     (void)state;
     loader_config c = small_config(dataset, true);
@@ -235,18 +240,10 @@ static void test_restore_errors(void **state) {
     loader_free(l);
 
     c.seed = 7;
-    l = loader_init(&c);
-    assert_int_equal(loader_state_restore(l, s, n), -1);
-    assert_non_null(strstr(err_msg(), "seed 42"));
-    loader_free(l);
-
+    expect_restore_error(&c, s, n, "seed 42");
     c.seed = 42;
     c.shuffle_buffer = 9;
-    l = loader_init(&c);
-    assert_int_equal(loader_state_restore(l, s, n), -1);
-    assert_non_null(strstr(err_msg(), "shuffle settings"));
-    loader_free(l);
-
+    expect_restore_error(&c, s, n, "shuffle settings");
     c.shuffle_buffer = 8;
     l = loader_init(&c);
     s[30] ^= 1;

@@ -5,5 +5,6 @@
 #define CLIPC_TRAIN_COMMANDS_H
 
 int cmd_info(int argc, char **argv);
+int cmd_shards(int argc, char **argv);
 
 #endif

@@ -12,6 +12,7 @@ typedef struct {
 
 static const command commands[] = {
     {"info", cmd_info, "show the build, libtorch, BLAS and thread count"},
+    {"shards", cmd_shards, "convert images with captions or labels into HDF5 shards"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 

@@ -7,6 +7,7 @@
 #define CLIPC_COMMON_ERROR_H
 
 #include <stdio.h>
+#include <stdlib.h>
 
 // Sets the message (printf-style). Always returns -1 so callers can `return err_set(...)`.
 int err_set(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

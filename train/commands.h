@@ -5,6 +5,9 @@
 #define CLIPC_TRAIN_COMMANDS_H
 
 int cmd_info(int argc, char **argv);
+int cmd_train(int argc, char **argv);
 int cmd_shards(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_tokenizer(int argc, char **argv);
 
 #endif

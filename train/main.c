@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/sysinfo.h"
 #include "train/commands.h"
 
 typedef struct {
@@ -12,7 +13,10 @@ typedef struct {
 
 static const command commands[] = {
     {"info", cmd_info, "show the build, libtorch, BLAS and thread count"},
-    {"shards", cmd_shards, "convert images with captions or labels into HDF5 shards"},
+    {"shards", cmd_shards, "convert images and captions (CSV, class folders, Fashion-MNIST) into shards"},
+    {"train", cmd_train, "train a CLIP model (OpenCLIP's flags)"},
+    {"tokenize", cmd_tokenize, "captions on stdin to CLIP token ids on stdout"},
+    {"tokenizer", cmd_tokenizer, "tokenizer train: learn BPE merges from a caption corpus"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 
@@ -22,6 +26,7 @@ static void usage(void) {
 }
 
 int main(int argc, char **argv) {
+    sysinfo_tune_openmp(argv);
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage();
         return argc < 2 ? 2 : 0;

@@ -1,0 +1,48 @@
+#include "common/sysinfo.h"
+
+#include <dlfcn.h>
+#include <link.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef struct {
+    char path[PATH_MAX];
+} blas_search;
+
+static int find_blas(struct dl_phdr_info *info, size_t size, void *data) {
+    (void)size;
+    blas_search *s = data;
+    if (info->dlpi_name && strstr(info->dlpi_name, "libblas.so")) {
+        if (!realpath(info->dlpi_name, s->path)) snprintf(s->path, sizeof s->path, "%s", info->dlpi_name);
+        return 1;
+    }
+    return 0;
+}
+
+void sysinfo_blas(char *out, size_t cap) {
+    blas_search s = {{0}};
+    dl_iterate_phdr(find_blas, &s);
+    const char *(*openblas_config)(void) = (const char *(*)(void))dlsym(RTLD_DEFAULT, "openblas_get_config");
+    int (*openblas_threads)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "openblas_get_num_threads");
+    if (openblas_config)
+        snprintf(out, cap, "%s, %d threads (%s)", openblas_config(),
+                 openblas_threads ? openblas_threads() : 0, s.path[0] ? s.path : "linked");
+    else if (s.path[0] && strstr(s.path, "/blas/"))
+        snprintf(out, cap, "reference BLAS, slow: run scripts/setup.sh to install OpenBLAS (%s)", s.path);
+    else
+        snprintf(out, cap, "%s", s.path[0] ? s.path : "no libblas loaded");
+}
+
+int sysinfo_cores(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
+void sysinfo_tune_openmp(char **argv) {
+    if (getenv("OMP_WAIT_POLICY")) return;
+    setenv("OMP_WAIT_POLICY", "passive", 1);
+    execv("/proc/self/exe", argv);
+}

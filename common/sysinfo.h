@@ -1,0 +1,19 @@
+// sysinfo: what the running process computes with: which BLAS library libtorch resolved and how
+// many threads it uses, and the core count. Printed by every tool that does heavy math.
+#ifndef CLIPC_COMMON_SYSINFO_H
+#define CLIPC_COMMON_SYSINFO_H
+
+#include <stddef.h>
+
+// A short description of the BLAS loaded in this process, e.g. "OpenBLAS 0.3.21 (openmp),
+// /usr/lib/.../libblas.so.3", or "reference BLAS (slow: run scripts/setup.sh)".
+void sysinfo_blas(char *out, size_t cap);
+int sysinfo_cores(void);
+
+// libgomp spin-waits between parallel regions by default. libtorch and OpenBLAS each keep an
+// OpenMP pool, and on a small machine the spinning threads of one starve the other: a training
+// step ran 5-8x slower with 2 threads than with 1 here. The policy is read only when libgomp
+// loads, so when OMP_WAIT_POLICY is unset this sets it to "passive" and re-executes the program
+// (argv as given to main). Returns only if nothing needed doing or the re-exec failed.
+void sysinfo_tune_openmp(char **argv);
+#endif

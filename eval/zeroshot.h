@@ -1,0 +1,36 @@
+// zeroshot: zero-shot classification with a CLIP model, as OpenCLIP's zero_shot_classifier and
+// run(): each class name goes into every template, the normalized text embeddings are averaged
+// per class and normalized again (the classifier); an image's class is the row of highest cosine.
+#ifndef CLIPC_EVAL_ZEROSHOT_H
+#define CLIPC_EVAL_ZEROSHOT_H
+
+#include <stdint.h>
+
+#include "data/loader.h"
+#include "data/tokenizer.h"
+#include "model/clip.h"
+
+// Reads non-empty lines of a file (class names or templates) into a new array of strings.
+// Returns the count, or -1 with err_msg() naming the file.
+int zeroshot_read_lines(const char *path, char ***lines);
+void zeroshot_free_lines(char **lines, int n);
+
+// Fills a template: "{}" or "{c}" becomes the class name. Returns a new malloc'ed string.
+char *zeroshot_fill_template(const char *templ, const char *class_name);
+
+// The classifier (C, E) on the model's device, outside any scope; NULL with err_msg() on failure.
+tensor *zeroshot_classifier(const clip_model *m, const tokenizer *tok, const char *const *class_names,
+                            int n_classes, const char *const *templates, int n_templates);
+
+typedef struct {
+    int64_t n;                 // images evaluated
+    double top1, top5;         // accuracy in [0, 1]
+    int n_classes;
+    int64_t *confusion;        // (C, C): row = true class, column = predicted (caller frees)
+} zeroshot_result;
+
+// Classifies every batch the loader gives for its current epoch (labels required).
+int zeroshot_evaluate(const clip_model *m, const tensor *classifier, loader *l, zeroshot_result *out);
+void zeroshot_result_free(zeroshot_result *r);
+
+#endif

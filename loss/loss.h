@@ -1,0 +1,56 @@
+// loss: the contrastive objectives of CLIP training, as OpenCLIP v2.20 computes them.
+//
+// - CLIP (InfoNCE): 1/2 [CE(s I T^T, arange N) + CE(s T I^T, arange N)].
+// - SigLIP: -sum(logsigmoid(Y * (s I T^T + b))) / N with Y = 2 eye(N) - 1.
+// - Distillation (DistillClipLoss): the CLIP loss plus, separately, 1/2 [H(P_t(image), P_s(image))
+//   + H(P_t(text), P_s(text))], where H(p, q) = -(p * log q).sum(1).mean() is the cross-entropy
+//   between the teacher's and the student's softmaxed logits.
+//
+// Inputs are L2-normalized features (N, D) of matched pairs (row i of I goes with row i of T) and
+// the EXP'ed scale s = exp(logit_scale) as a one-element tensor, so gradients flow back to the
+// log-space parameter. Every result is a new rank-0 tensor on the autograd graph.
+//
+// The *_rows forms compute the share of the loss owned by rows [row_begin, row_end) of the
+// global features (own rows against ALL columns, in both directions), scaled so that the shares of
+// disjoint ranges covering 0..N sum to the full loss. Summing their gradients over the ranges gives
+// exactly the gradient of the full loss; see docs/training-math.md for how ranks and gradient
+// accumulation use this.
+//
+// Any NULL tensor argument is taken as an earlier failure (NULL / -1 returned, message kept). Bad
+// shapes or ranges return NULL / -1 with a message naming the function.
+#ifndef CLIPC_LOSS_LOSS_H
+#define CLIPC_LOSS_LOSS_H
+
+#include <stdint.h>
+
+#include "shim/tensor.h"
+
+// (s * a) @ b^T, the logits of a's rows against b's rows: (Na, Nb). OpenCLIP's operand order.
+tensor *loss_logits(const tensor *a, const tensor *b, const tensor *scale);
+
+tensor *loss_clip(const tensor *image_features, const tensor *text_features, const tensor *scale);
+tensor *loss_clip_rows(const tensor *image_features, const tensor *text_features, const tensor *scale,
+                       int64_t row_begin, int64_t row_end);
+
+// bias: the learnable logit bias (one element); required.
+tensor *loss_siglip(const tensor *image_features, const tensor *text_features, const tensor *scale,
+                    const tensor *bias);
+tensor *loss_siglip_rows(const tensor *image_features, const tensor *text_features,
+                         const tensor *scale, const tensor *bias, int64_t row_begin, int64_t row_end);
+
+// DistillClipLoss's two outputs; the caller owns both (the training loss is their sum).
+typedef struct {
+    tensor *contrastive;  // the CLIP loss of the student
+    tensor *distill;      // the distillation term
+} loss_distill_terms;
+
+// The teacher features and scale are used detached (the teacher is frozen).
+int loss_distill(const tensor *image_features, const tensor *text_features, const tensor *scale,
+                 const tensor *teacher_image_features, const tensor *teacher_text_features,
+                 const tensor *teacher_scale, loss_distill_terms *out);
+int loss_distill_rows(const tensor *image_features, const tensor *text_features, const tensor *scale,
+                      const tensor *teacher_image_features, const tensor *teacher_text_features,
+                      const tensor *teacher_scale, int64_t row_begin, int64_t row_end,
+                      loss_distill_terms *out);
+
+#endif

@@ -1,0 +1,410 @@
+#include "model/clip.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "model/safetensors.h"
+
+#define LAYER_NORM_EPS 1e-5
+
+// ---- parameter registry and initialisation ---------------------------------------------------
+
+static tensor *add_param(clip_model *m, int capacity, tensor *value, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static tensor *add_param(clip_model *m, int capacity, tensor *value, const char *fmt, ...) {
+    CLIPC_ASSERT(m->n_params < capacity);
+    clip_param *p = &m->params[m->n_params++];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(p->name, sizeof p->name, fmt, ap);
+    va_end(ap);
+    p->value = value;
+    p->frozen = false;
+    if (value) tensor_set_requires_grad(value, true);
+    return value;
+}
+
+static tensor *normal(tensor_generator *g, double std, int64_t d0, int64_t d1) {
+    int64_t shape[2] = {d0, d1};
+    return tensor_normal(shape, d1 ? 2 : 1, 0.0, std, TENSOR_F32, TENSOR_CPU, g);
+}
+
+static tensor *constant(double value, int64_t d0) {
+    int64_t shape[1] = {d0};
+    return tensor_full(shape, 1, value, TENSOR_F32, TENSOR_CPU);
+}
+
+// PyTorch's nn.Linear default weight: kaiming_uniform(a=sqrt(5)), i.e. U(+-1/sqrt(fan_in)).
+static tensor *linear_default(tensor_generator *g, int64_t out, int64_t in) {
+    int64_t shape[2] = {out, in};
+    double bound = 1.0 / sqrt((double)in);
+    return tensor_uniform(shape, 2, -bound, bound, TENSOR_F32, TENSOR_CPU, g);
+}
+
+static tensor *xavier_uniform(tensor_generator *g, int64_t out, int64_t in) {
+    int64_t shape[2] = {out, in};
+    double bound = sqrt(6.0 / (double)(in + out));
+    return tensor_uniform(shape, 2, -bound, bound, TENSOR_F32, TENSOR_CPU, g);
+}
+
+typedef struct {
+    double attn_std, proj_std, fc_std;  // > 0: OpenCLIP's text-tower normal init; 0: PyTorch defaults
+} block_init;
+
+// A weight initialised as OpenCLIP's text tower does (normal with std) or, with std 0, as
+// PyTorch's module defaults do (the image tower), drawn by `fallback`.
+static tensor *weight(tensor_generator *g, double std, int64_t out, int64_t in,
+                      tensor *(*fallback)(tensor_generator *, int64_t, int64_t)) {
+    return std > 0 ? normal(g, std, out, in) : fallback(g, out, in);
+}
+
+static tensor *bias_default(tensor_generator *g, int64_t out, int64_t fan_in) {
+    int64_t shape[1] = {out};
+    double bound = 1.0 / sqrt((double)fan_in);
+    return tensor_uniform(shape, 1, -bound, bound, TENSOR_F32, TENSOR_CPU, g);
+}
+
+static void init_block(clip_model *m, int cap, clip_block *b, const char *pre, int i, int64_t width,
+                       int64_t hidden, block_init init, tensor_generator *g) {
+    b->ln_1_w = add_param(m, cap, constant(1, width), "%sresblocks.%d.ln_1.weight", pre, i);
+    b->ln_1_b = add_param(m, cap, constant(0, width), "%sresblocks.%d.ln_1.bias", pre, i);
+    b->in_proj_w = add_param(m, cap, weight(g, init.attn_std, 3 * width, width, xavier_uniform),
+                             "%sresblocks.%d.attn.in_proj_weight", pre, i);
+    b->in_proj_b = add_param(m, cap, constant(0, 3 * width), "%sresblocks.%d.attn.in_proj_bias", pre, i);
+    b->out_proj_w = add_param(m, cap, weight(g, init.proj_std, width, width, linear_default),
+                              "%sresblocks.%d.attn.out_proj.weight", pre, i);
+    b->out_proj_b = add_param(m, cap, constant(0, width), "%sresblocks.%d.attn.out_proj.bias", pre, i);
+    b->ln_2_w = add_param(m, cap, constant(1, width), "%sresblocks.%d.ln_2.weight", pre, i);
+    b->ln_2_b = add_param(m, cap, constant(0, width), "%sresblocks.%d.ln_2.bias", pre, i);
+    b->fc_w = add_param(m, cap, weight(g, init.fc_std, hidden, width, linear_default), "%sresblocks.%d.mlp.c_fc.weight", pre, i);
+    b->fc_b = add_param(m, cap, bias_default(g, hidden, width), "%sresblocks.%d.mlp.c_fc.bias", pre, i);
+    b->proj_w = add_param(m, cap, weight(g, init.proj_std, width, hidden, linear_default),
+                          "%sresblocks.%d.mlp.c_proj.weight", pre, i);
+    b->proj_b = add_param(m, cap, bias_default(g, width, hidden), "%sresblocks.%d.mlp.c_proj.bias", pre, i);
+}
+
+static int params_capacity(const clip_config *cfg) {
+    return 16 + 12 * (cfg->vision.layers + cfg->text.layers);
+}
+
+static void init_image_tower(clip_model *m, int cap, tensor_generator *g) {
+    const clip_config *c = &m->cfg;
+    int W = c->vision.width, P = c->vision.patch_size, G = c->vision.image_size / P;
+    double scale = 1.0 / sqrt((double)W);
+    m->class_embedding = add_param(m, cap, normal(g, scale, W, 0), "visual.class_embedding");
+    m->visual_pos = add_param(m, cap, normal(g, scale, (int64_t)G * G + 1, W), "visual.positional_embedding");
+    m->visual_proj = add_param(m, cap, normal(g, scale, W, c->embed_dim), "visual.proj");
+    int64_t conv_shape[4] = {W, 3, P, P};
+    double conv_bound = 1.0 / sqrt(3.0 * P * P);
+    m->conv1_w = add_param(m, cap, tensor_uniform(conv_shape, 4, -conv_bound, conv_bound, TENSOR_F32, TENSOR_CPU, g),
+                           "visual.conv1.weight");
+    m->ln_pre_w = add_param(m, cap, constant(1, W), "visual.ln_pre.weight");
+    m->ln_pre_b = add_param(m, cap, constant(0, W), "visual.ln_pre.bias");
+    int mlp = (int)(W * c->vision.mlp_ratio);
+    m->visual_blocks = xcalloc((size_t)c->vision.layers, sizeof(clip_block));
+    for (int i = 0; i < c->vision.layers; i++)
+        init_block(m, cap, &m->visual_blocks[i], "visual.transformer.", i, W, mlp, (block_init){0, 0, 0}, g);
+    m->ln_post_w = add_param(m, cap, constant(1, W), "visual.ln_post.weight");
+    m->ln_post_b = add_param(m, cap, constant(0, W), "visual.ln_post.bias");
+}
+
+static void init_text_tower(clip_model *m, int cap, tensor_generator *g) {
+    const clip_config *c = &m->cfg;
+    int W = c->text.width, L = c->text.layers;
+    block_init init = {
+        .attn_std = 1.0 / sqrt((double)W),
+        .proj_std = 1.0 / sqrt((double)W) / sqrt(2.0 * L),
+        .fc_std = 1.0 / sqrt(2.0 * W),
+    };
+    m->text_blocks = xcalloc((size_t)L, sizeof(clip_block));
+    for (int i = 0; i < L; i++) init_block(m, cap, &m->text_blocks[i], "transformer.", i, W, 4 * W, init, g);
+    m->token_embedding = add_param(m, cap, normal(g, 0.02, c->text.vocab_size, W), "token_embedding.weight");
+    m->ln_final_w = add_param(m, cap, constant(1, W), "ln_final.weight");
+    m->ln_final_b = add_param(m, cap, constant(0, W), "ln_final.bias");
+}
+
+clip_model *clip_model_init(const clip_config *cfg, uint64_t seed) {
+    clip_model *m = xcalloc(1, sizeof *m);
+    m->cfg = *cfg;
+    m->device = TENSOR_CPU;
+    int cap = params_capacity(cfg);
+    m->params = xcalloc((size_t)cap, sizeof(clip_param));
+    tensor_generator *g = tensor_generator_new(seed, TENSOR_CPU);
+    int W = cfg->text.width;
+    // CLIP's own parameters come first in OpenCLIP's state dict, then the towers.
+    m->text_pos = add_param(m, cap, normal(g, 0.01, cfg->text.context_length, W), "positional_embedding");
+    m->text_projection = add_param(m, cap, normal(g, 1.0 / sqrt((double)W), W, cfg->embed_dim), "text_projection");
+    m->logit_scale = add_param(m, cap, tensor_scalar(cfg->init_logit_scale, TENSOR_F32, TENSOR_CPU), "logit_scale");
+    if (cfg->init_logit_bias_set)
+        m->logit_bias = add_param(m, cap, tensor_scalar(cfg->init_logit_bias, TENSOR_F32, TENSOR_CPU), "logit_bias");
+    init_image_tower(m, cap, g);
+    init_text_tower(m, cap, g);
+    tensor_generator_free(g);
+    for (int i = 0; i < m->n_params; i++)
+        if (!m->params[i].value) {
+            err_prefix("initialising %s", m->params[i].name);
+            clip_model_free(m);
+            return NULL;
+        }
+    return m;
+}
+
+void clip_model_free(clip_model *m) {
+    if (!m) return;
+    for (int i = 0; i < m->n_params; i++) tensor_free(m->params[i].value);
+    free(m->params);
+    free(m->visual_blocks);
+    free(m->text_blocks);
+    free(m);
+}
+
+clip_param *clip_model_find_param(clip_model *m, const char *name) {
+    for (int i = 0; i < m->n_params; i++)
+        if (!strcmp(m->params[i].name, name)) return &m->params[i];
+    return NULL;
+}
+
+// Rebinds every struct field that pointed at `old` to `new` after a parameter was replaced.
+static void rebind(clip_model *m, const tensor *old, tensor *new) {
+    tensor **fields[] = {&m->conv1_w, &m->class_embedding, &m->visual_pos, &m->ln_pre_w, &m->ln_pre_b,
+                         &m->ln_post_w, &m->ln_post_b, &m->visual_proj, &m->token_embedding, &m->text_pos,
+                         &m->ln_final_w, &m->ln_final_b, &m->text_projection, &m->logit_scale, &m->logit_bias};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+        if (*fields[i] == old) *fields[i] = new;
+    clip_block *sets[2] = {m->visual_blocks, m->text_blocks};
+    int counts[2] = {m->cfg.vision.layers, m->cfg.text.layers};
+    for (int s = 0; s < 2; s++)
+        for (int b = 0; b < counts[s]; b++) {
+            tensor **bf = (tensor **)&sets[s][b];
+            for (size_t k = 0; k < sizeof(clip_block) / sizeof(tensor *); k++)
+                if (bf[k] == old) bf[k] = new;
+        }
+}
+
+int clip_model_to_device(clip_model *m, tensor_device dev) {
+    for (int i = 0; i < m->n_params; i++) {
+        clip_param *p = &m->params[i];
+        tensor *moved = tensor_to_device(p->value, dev, false);
+        if (!moved) return err_prefix("moving %s", p->name);
+        tensor *leaf = tensor_detach(moved);
+        tensor_free(moved);
+        if (!leaf || tensor_set_requires_grad(leaf, !p->frozen) != 0) return err_prefix("moving %s", p->name);
+        rebind(m, p->value, leaf);
+        tensor_free(p->value);
+        p->value = leaf;
+    }
+    m->device = dev;
+    return 0;
+}
+
+static void lock_prefix(clip_model *m, bool image) {
+    for (int i = 0; i < m->n_params; i++) {
+        clip_param *p = &m->params[i];
+        bool is_image = strncmp(p->name, "visual.", 7) == 0;
+        bool shared = !strcmp(p->name, "logit_scale") || !strcmp(p->name, "logit_bias");
+        if (!shared && is_image == image) {
+            p->frozen = true;
+            tensor_set_requires_grad(p->value, false);
+        }
+    }
+}
+
+void clip_model_lock_image(clip_model *m) { lock_prefix(m, true); }
+void clip_model_lock_text(clip_model *m) { lock_prefix(m, false); }
+
+// ---- forward ---------------------------------------------------------------------------------
+
+static tensor *activation(const clip_model *m, const tensor *x) {
+    return m->cfg.quick_gelu ? tensor_quick_gelu(x) : tensor_gelu(x);
+}
+
+// Multi-head self-attention on x (B, L, W) with q|k|v packed in in_proj.
+static tensor *self_attention(const clip_block *b, const tensor *x, int heads, bool causal) {
+    int64_t B = tensor_size(x, 0), L = tensor_size(x, 1), W = tensor_size(x, 2), Dh = W / heads;
+    tensor *qkv = tensor_linear(x, b->in_proj_w, b->in_proj_b);  // (B, L, 3W)
+    int64_t split[5] = {B, L, 3, heads, Dh};
+    int64_t order[5] = {2, 0, 3, 1, 4};
+    qkv = tensor_permute(tensor_reshape(qkv, split, 5), order, 5);  // (3, B, H, L, Dh)
+    tensor *out = tensor_attention(tensor_select(qkv, 0, 0), tensor_select(qkv, 0, 1), tensor_select(qkv, 0, 2), causal);
+    int64_t merged[3] = {B, L, W};
+    out = tensor_reshape(tensor_transpose(out, 1, 2), merged, 3);  // (B, L, W)
+    return tensor_linear(out, b->out_proj_w, b->out_proj_b);
+}
+
+static tensor *residual_block(const clip_model *m, const clip_block *b, const tensor *x, int heads, bool causal) {
+    tensor *h = tensor_layer_norm(x, b->ln_1_w, b->ln_1_b, LAYER_NORM_EPS);
+    x = tensor_add(x, self_attention(b, h, heads, causal));
+    h = tensor_layer_norm(x, b->ln_2_w, b->ln_2_b, LAYER_NORM_EPS);
+    h = tensor_linear(activation(m, tensor_linear(h, b->fc_w, b->fc_b)), b->proj_w, b->proj_b);
+    return tensor_add(x, h);
+}
+
+// Runs f inside its own scope and keeps only the result.
+#define SCOPED_RESULT(expr)              \
+    do {                                 \
+        tensor_scope_begin();            \
+        tensor *result_ = (expr);        \
+        tensor_keep(result_);            \
+        tensor_scope_end();              \
+        return result_;                  \
+    } while (0)
+
+static tensor *image_features(const clip_model *m, const tensor *images) {
+    const clip_config *c = &m->cfg;
+    int P = c->vision.patch_size, W = c->vision.width;
+    tensor *x = tensor_conv2d(images, m->conv1_w, NULL, P, 0);  // (B, W, G, G)
+    int64_t B = tensor_size(x, 0);
+    int64_t flat[3] = {B, W, -1};
+    x = tensor_transpose(tensor_reshape(x, flat, 3), 1, 2);  // (B, G*G, W)
+    int64_t cls_shape[3] = {B, 1, W};
+    int64_t one_row[3] = {1, 1, W};
+    tensor *cls = tensor_expand(tensor_reshape(m->class_embedding, one_row, 3), cls_shape, 3);
+    const tensor *parts[2] = {cls, x};
+    x = tensor_add(tensor_cat(parts, 2, 1), m->visual_pos);  // (B, G*G+1, W)
+    x = tensor_layer_norm(x, m->ln_pre_w, m->ln_pre_b, LAYER_NORM_EPS);
+    int heads = W / c->vision.head_width;
+    for (int i = 0; i < c->vision.layers; i++) x = residual_block(m, &m->visual_blocks[i], x, heads, false);
+    x = tensor_layer_norm(tensor_select(x, 1, 0), m->ln_post_w, m->ln_post_b, LAYER_NORM_EPS);
+    return tensor_matmul(x, m->visual_proj);  // (B, E)
+}
+
+tensor *clip_encode_image(const clip_model *m, const tensor *images, bool normalize) {
+    if (!images) return NULL;
+    SCOPED_RESULT(normalize ? tensor_l2_normalize(image_features(m, images), -1) : image_features(m, images));
+}
+
+static tensor *text_features(const clip_model *m, const tensor *tokens) {
+    const clip_config *c = &m->cfg;
+    tensor *eot = tensor_argmax(tokens, -1, false);  // (B) first EOT: the largest id
+    double last = 0;
+    if (tensor_item(tensor_max_dim(tensor_unsqueeze(eot, 0), 1, false), &last) != 0) return NULL;
+    int64_t L = (int64_t)last + 1;
+    tensor *x = tensor_embedding(m->token_embedding, tensor_slice(tokens, 1, 0, L));  // (B, L, W)
+    x = tensor_add(x, tensor_slice(m->text_pos, 0, 0, L));
+    for (int i = 0; i < c->text.layers; i++) x = residual_block(m, &m->text_blocks[i], x, c->text.heads, true);
+    x = tensor_layer_norm(x, m->ln_final_w, m->ln_final_b, LAYER_NORM_EPS);
+    int64_t B = tensor_size(x, 0), W = c->text.width;
+    int64_t idx_shape[3] = {B, 1, W}, col[3] = {B, 1, 1};
+    tensor *index = tensor_expand(tensor_reshape(eot, col, 3), idx_shape, 3);
+    int64_t pooled[2] = {B, W};
+    x = tensor_reshape(tensor_gather(x, 1, index), pooled, 2);  // (B, W)
+    return tensor_matmul(x, m->text_projection);               // (B, E)
+}
+
+tensor *clip_encode_text(const clip_model *m, const tensor *tokens, bool normalize) {
+    if (!tokens) return NULL;
+    SCOPED_RESULT(normalize ? tensor_l2_normalize(text_features(m, tokens), -1) : text_features(m, tokens));
+}
+
+static uint64_t row_hash(const int64_t *row, int64_t n) {
+    uint64_t h = 1469598103934665603ull;
+    for (int64_t i = 0; i < n; i++) h = (h ^ (uint64_t)row[i]) * 1099511628211ull;
+    return h;
+}
+
+// Distinct rows of tokens (B, C) in first-seen order into unique, and each row's index into it.
+static int64_t distinct_rows(const int64_t *tokens, int64_t B, int64_t C, int64_t *unique, int64_t *index) {
+    int64_t cap = 1;
+    while (cap < 2 * B) cap <<= 1;
+    int64_t *slots = xmalloc((size_t)cap * sizeof(int64_t));  // unique row number + 1, 0 = empty
+    memset(slots, 0, (size_t)cap * sizeof(int64_t));
+    int64_t n = 0;
+    for (int64_t b = 0; b < B; b++) {
+        const int64_t *row = tokens + b * C;
+        int64_t s = (int64_t)(row_hash(row, C) & (uint64_t)(cap - 1));
+        while (slots[s] && memcmp(unique + (slots[s] - 1) * C, row, (size_t)C * sizeof(int64_t)) != 0) s = (s + 1) & (cap - 1);
+        if (!slots[s]) {
+            memcpy(unique + n * C, row, (size_t)C * sizeof(int64_t));
+            slots[s] = ++n;
+        }
+        index[b] = slots[s] - 1;
+    }
+    free(slots);
+    return n;
+}
+
+tensor *clip_encode_text_host(const clip_model *m, const int64_t *tokens, int64_t B, bool normalize) {
+    int64_t C = m->cfg.text.context_length;
+    int64_t *unique = xmalloc((size_t)(B * C) * sizeof(int64_t)), *index = xmalloc((size_t)B * sizeof(int64_t));
+    int64_t n = distinct_rows(tokens, B, C, unique, index);
+    int64_t ushape[2] = {n, C}, ishape[1] = {B};
+    tensor_scope_begin();
+    tensor *u = tensor_to_device(tensor_from_host(unique, ushape, 2, TENSOR_I64, false), m->device, false);
+    tensor *i = tensor_to_device(tensor_from_host(index, ishape, 1, TENSOR_I64, false), m->device, false);
+    tensor *features = tensor_keep(tensor_index_select(clip_encode_text(m, u, normalize), 0, i));
+    tensor_scope_end();
+    free(unique);
+    free(index);
+    return features;
+}
+
+// ---- weights I/O -----------------------------------------------------------------------------
+
+static int load_param(clip_param *p, const st_tensor *t, const char *path) {
+    int64_t shape[TENSOR_MAX_DIMS];
+    int ndim = tensor_shape(p->value, shape);
+    bool same = ndim == t->ndim;
+    for (int d = 0; same && d < ndim; d++) same = shape[d] == t->shape[d];
+    if (!same) {
+        char want[128] = "", got[128] = "";
+        for (int d = 0; d < ndim; d++) snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", d ? "," : "", (long long)shape[d]);
+        for (int d = 0; d < t->ndim; d++) snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? "," : "", (long long)t->shape[d]);
+        return err_set("%s: %s: shape [%s] does not match the model's [%s]", path, p->name, got, want);
+    }
+    if (t->dtype == ST_DTYPE_F32) return tensor_copy_from_host(p->value, t->data, t->nbytes);
+    float *buf = xmalloc((size_t)t->numel * sizeof(float));
+    int rc = st_convert(t->data, t->dtype, buf, ST_DTYPE_F32, (size_t)t->numel);
+    if (rc != 0) err_set("%s: %s: dtype %s is not a floating type", path, p->name, st_dtype_name(t->dtype));
+    else rc = tensor_copy_from_host(p->value, buf, (size_t)t->numel * sizeof(float));
+    free(buf);
+    return rc;
+}
+
+int clip_model_load(clip_model *m, const char *path) {
+    st_file *f = st_open(path);
+    if (!f) return -1;
+    int rc = 0;
+    for (int i = 0; i < m->n_params && rc == 0; i++) {
+        const st_tensor *t = st_find(f, m->params[i].name);
+        if (!t) rc = err_set("%s: missing key '%s'", path, m->params[i].name);
+        else rc = load_param(&m->params[i], t, path);
+    }
+    for (int i = 0; i < st_count(f) && rc == 0; i++) {
+        const char *name = st_get(f, i)->name;
+        if (!clip_model_find_param(m, name)) rc = err_set("%s: unexpected key '%s' (not in %s)", path, name, m->cfg.name);
+    }
+    st_close(f);
+    return rc;
+}
+
+int clip_model_save(const clip_model *m, const char *path, const char *const *extra_metadata) {
+    st_writer *w = st_writer_init();
+    void **buffers = xcalloc((size_t)m->n_params, sizeof(void *));
+    int rc = 0;
+    for (int i = 0; i < m->n_params && rc == 0; i++) {
+        const clip_param *p = &m->params[i];
+        int64_t shape[TENSOR_MAX_DIMS];
+        int ndim = tensor_shape(p->value, shape);
+        size_t nbytes = (size_t)tensor_numel(p->value) * sizeof(float);
+        buffers[i] = xmalloc(nbytes);
+        rc = tensor_to_host(p->value, buffers[i], nbytes);
+        if (rc == 0) rc = st_writer_add(w, p->name, ST_DTYPE_F32, shape, ndim, buffers[i]);
+    }
+    char *config = clip_config_to_json(&m->cfg);
+    if (rc == 0) rc = st_writer_set_metadata(w, "format", "pt");
+    if (rc == 0) rc = st_writer_set_metadata(w, "clipc.config", config);
+    if (rc == 0) rc = st_writer_set_metadata(w, "clipc.model", m->cfg.name);
+    for (int i = 0; extra_metadata && extra_metadata[i] && rc == 0; i += 2)
+        rc = st_writer_set_metadata(w, extra_metadata[i], extra_metadata[i + 1]);
+    if (rc == 0) rc = st_writer_write(w, path);
+    free(config);
+    for (int i = 0; i < m->n_params; i++) free(buffers[i]);
+    free(buffers);
+    st_writer_free(w);
+    return rc;
+}

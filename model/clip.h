@@ -1,0 +1,80 @@
+// clip: the CLIP model of OpenCLIP in C: a ViT image tower and a causal Transformer text tower,
+// computing exactly what OpenCLIP computes, with OpenCLIP's parameter names and initialisation.
+//
+// Image tower: conv1 (kernel = stride = patch, no bias) -> prepend class_embedding -> add
+// positional embedding -> ln_pre -> pre-LN residual blocks -> token 0 -> ln_post -> @ proj.
+// Text tower: token + positional embedding -> causal blocks -> ln_final -> row at the first EOT
+// (argmax of the ids) -> @ text_projection. logit_scale is kept in log space; logit_bias exists
+// when the config asks for it (SigLIP).
+#ifndef CLIPC_MODEL_CLIP_H
+#define CLIPC_MODEL_CLIP_H
+
+#include <stdint.h>
+
+#include "model/config.h"
+#include "model/params.h"
+#include "shim/tensor.h"
+
+// One pre-LN residual attention block (OpenCLIP's ResidualAttentionBlock).
+typedef struct {
+    tensor *ln_1_w, *ln_1_b;      // (W)
+    tensor *in_proj_w;            // (3W, W): q | k | v rows
+    tensor *in_proj_b;            // (3W)
+    tensor *out_proj_w;           // (W, W)
+    tensor *out_proj_b;           // (W)
+    tensor *ln_2_w, *ln_2_b;      // (W)
+    tensor *fc_w, *fc_b;          // (M, W), (M)
+    tensor *proj_w, *proj_b;      // (W, M), (W)
+} clip_block;
+
+typedef struct {
+    clip_config cfg;
+    tensor_device device;
+    // image tower; W = vision.width, G = image_size / patch_size, E = embed_dim
+    tensor *conv1_w;              // (W, 3, P, P)
+    tensor *class_embedding;      // (W)
+    tensor *visual_pos;           // (G*G + 1, W)
+    tensor *ln_pre_w, *ln_pre_b;  // (W)
+    clip_block *visual_blocks;    // vision.layers
+    tensor *ln_post_w, *ln_post_b;
+    tensor *visual_proj;          // (W, E)
+    // text tower; W = text.width, C = context_length, V = vocab_size
+    tensor *token_embedding;      // (V, W)
+    tensor *text_pos;             // (C, W)
+    clip_block *text_blocks;      // text.layers
+    tensor *ln_final_w, *ln_final_b;
+    tensor *text_projection;      // (W, E)
+    tensor *logit_scale;          // () log of the inverse temperature
+    tensor *logit_bias;           // () or NULL
+    clip_param *params;           // every tensor above, with its OpenCLIP key
+    int n_params;
+} clip_model;
+
+// A model initialised as OpenCLIP initialises it, from a seed, on the CPU.
+clip_model *clip_model_init(const clip_config *cfg, uint64_t seed);
+void clip_model_free(clip_model *m);
+int clip_model_to_device(clip_model *m, tensor_device dev);
+clip_param *clip_model_find_param(clip_model *m, const char *name);
+// Freezes the image (--lock-image) or text (--lock-text) tower.
+void clip_model_lock_image(clip_model *m);
+void clip_model_lock_text(clip_model *m);
+
+// images (B, 3, H, W) float normalized -> features (B, E); L2-normalized when normalize is true.
+tensor *clip_encode_image(const clip_model *m, const tensor *images, bool normalize);
+// tokens (B, C) int64 -> features (B, E). Positions after the last EOT of the batch cannot affect
+// the EOT rows under the causal mask, so the tower runs on the shortest prefix that holds them.
+tensor *clip_encode_text(const clip_model *m, const tensor *tokens, bool normalize);
+
+// The same features for tokens (B, C) held on the host, encoding each distinct caption of the
+// batch once (captions repeat in labelled sets): rows are gathered back with index_select, whose
+// backward sums the gradients of the copies, so values and gradients equal clip_encode_text's.
+tensor *clip_encode_text_host(const clip_model *m, const int64_t *tokens, int64_t B, bool normalize);
+
+// Loads weights from an OpenCLIP state dict in safetensors (F32, F16 or BF16): strict, so a
+// missing or unexpected key or a wrong shape is an error naming the key and the file.
+int clip_model_load(clip_model *m, const char *path);
+// Saves the weights with OpenCLIP's keys and the model config in the metadata ("clipc.config"),
+// atomically; extra metadata pairs (NULL-terminated key, value list) are added when given.
+int clip_model_save(const clip_model *m, const char *path, const char *const *extra_metadata);
+
+#endif

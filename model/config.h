@@ -1,0 +1,48 @@
+// config: OpenCLIP `model_configs` JSON files (e.g. configs/models/ViT-B-32.json) read into a
+// clip_config, and written back in the same form.
+//
+// Absent optional keys take OpenCLIP's defaults (CLIPVisionCfg / CLIPTextCfg / CLIP). A key that
+// OpenCLIP knows but clipc cannot honour with the given value (timm or Hugging Face towers,
+// attentional pooling, layer scale, ...) is an "unsupported" error naming the key; a key nobody
+// knows is an error suggesting the nearest valid key. See docs/model.md for the list.
+#ifndef CLIPC_MODEL_CONFIG_H
+#define CLIPC_MODEL_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+typedef struct {
+    int embed_dim;
+    bool quick_gelu;             // x * sigmoid(1.702 x) instead of exact GELU, in both towers
+    double init_logit_scale;     // initial log logit scale, OpenCLIP's default ln(1 / 0.07)
+    bool init_logit_bias_set;    // "init_logit_bias" present (SigLIP-style models carry a bias)
+    double init_logit_bias;
+    struct {
+        int image_size, layers, width, head_width, patch_size;
+        double mlp_ratio;
+    } vision;
+    struct {
+        int context_length, vocab_size, width, heads, layers;
+    } text;
+    char name[64];  // from the file name (e.g. "ViT-B-32"), used in messages and metadata
+} clip_config;
+
+// OpenCLIP's default of init_logit_scale.
+#define CLIP_CONFIG_DEFAULT_LOGIT_SCALE 2.659260036932778  // ln(1 / 0.07), as np.log(1 / 0.07)
+
+// Reads and validates a config file. Returns 0, or -1 with err_msg() naming the file and key.
+int clip_config_load(const char *path, clip_config *cfg);
+
+// Parses config JSON text; source names it in messages and gives cfg->name (its base name
+// without a ".json" suffix). Returns 0 or -1.
+int clip_config_parse(const char *json, const char *source, clip_config *cfg);
+
+// The config as OpenCLIP-compatible JSON (loadable by open_clip's create_model); malloc'ed.
+char *clip_config_to_json(const clip_config *cfg);
+
+// Resolves a model name ("ViT-B-32" -> "<configs_dir>/ViT-B-32.json") or a path (anything with
+// a '/' or ending in ".json", used as is) into out_path. configs_dir NULL means "configs/models".
+// Returns 0, or -1 when the file does not exist (suggesting the nearest model name).
+int clip_config_find(const char *name_or_path, const char *configs_dir, char *out_path, size_t cap);
+
+#endif

@@ -1,0 +1,745 @@
+// The libtorch side of shim/tensor.h. Every entry point catches all C++ exceptions and turns them
+// into a NULL/-1 return plus the thread-local message of common/error.h.
+#include "shim/tensor.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
+#include <ATen/autocast_mode.h>
+#include <ATen/detail/CUDAHooksInterface.h>
+#include <torch/csrc/autograd/autograd.h>
+#include <torch/version.h>
+
+#include <atomic>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <thread>
+#include <vector>
+
+extern "C" {
+#include "common/error.h"
+}
+
+#define CLIPC_TORCH_AT_LEAST(major, minor) \
+    (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
+
+struct tensor {
+    at::Tensor t;
+    int scope_level;     // index into the thread's scope stack, -1 when unscoped
+    size_t scope_slot;   // position in that scope's list
+};
+
+struct tensor_generator {
+    at::Generator gen;
+};
+
+namespace {
+
+std::atomic<size_t> live_handles{0};
+thread_local std::vector<std::vector<tensor *>> scopes;
+thread_local std::vector<bool> grad_mode_stack;
+struct autocast_saved {
+    bool enabled;
+    at::ScalarType dtype;
+};
+thread_local std::vector<autocast_saved> autocast_stack;
+
+// Records the message of a C++ exception as one line: libtorch messages may span several lines.
+void set_error(const char *what) {
+    std::string msg(what ? what : "unknown error");
+    for (char &c : msg)
+        if (c == '\n' || c == '\r') c = ' ';
+    size_t end = msg.find_last_not_of(' ');
+    msg.erase(end == std::string::npos ? 0 : end + 1);
+    err_set("libtorch: %s", msg.c_str());
+}
+
+void scope_register(tensor *h) {
+    if (scopes.empty()) {
+        h->scope_level = -1;
+        return;
+    }
+    h->scope_level = (int)scopes.size() - 1;
+    h->scope_slot = scopes.back().size();
+    scopes.back().push_back(h);
+}
+
+void scope_unregister(tensor *h) {
+    if (h->scope_level >= 0 && h->scope_level < (int)scopes.size()) scopes[h->scope_level][h->scope_slot] = nullptr;
+    h->scope_level = -1;
+}
+
+tensor *wrap(at::Tensor t) {
+    tensor *h = new tensor{std::move(t), -1, 0};
+    live_handles++;
+    scope_register(h);
+    return h;
+}
+
+at::ScalarType to_scalar_type(tensor_dtype d) {
+    switch (d) {
+    case TENSOR_F32: return at::kFloat;
+    case TENSOR_F16: return at::kHalf;
+    case TENSOR_BF16: return at::kBFloat16;
+    case TENSOR_F64: return at::kDouble;
+    case TENSOR_I64: return at::kLong;
+    case TENSOR_I32: return at::kInt;
+    case TENSOR_U8: return at::kByte;
+    case TENSOR_BOOL: return at::kBool;
+    }
+    throw std::invalid_argument("unknown tensor_dtype " + std::to_string((int)d));
+}
+
+tensor_dtype from_scalar_type(at::ScalarType s) {
+    switch (s) {
+    case at::kFloat: return TENSOR_F32;
+    case at::kHalf: return TENSOR_F16;
+    case at::kBFloat16: return TENSOR_BF16;
+    case at::kDouble: return TENSOR_F64;
+    case at::kLong: return TENSOR_I64;
+    case at::kInt: return TENSOR_I32;
+    case at::kByte: return TENSOR_U8;
+    case at::kBool: return TENSOR_BOOL;
+    default: throw std::invalid_argument(std::string("unsupported scalar type ") + c10::toString(s));
+    }
+}
+
+at::Device to_device(tensor_device d) {
+    if (d.type == TENSOR_DEVICE_CUDA) return at::Device(at::kCUDA, (c10::DeviceIndex)d.index);
+    return at::Device(at::kCPU);
+}
+
+at::TensorOptions options(tensor_dtype dtype, tensor_device dev) {
+    return at::TensorOptions().dtype(to_scalar_type(dtype)).device(to_device(dev));
+}
+
+at::IntArrayRef dims(const int64_t *shape, int ndim) {
+    if (ndim < 0 || ndim > TENSOR_MAX_DIMS) throw std::invalid_argument("ndim " + std::to_string(ndim) + " out of range");
+    return at::IntArrayRef(shape, (size_t)ndim);
+}
+
+}  // namespace
+
+// Runs `body` (which returns a value) and converts any exception into `fail` plus the message.
+#define SHIM_TRY(fail, ...)                        \
+    try {                                          \
+        __VA_ARGS__                                \
+    } catch (const c10::Error &e) {                \
+        set_error(e.what_without_backtrace());     \
+    } catch (const std::exception &e) {            \
+        set_error(e.what());                       \
+    } catch (...) {                                \
+        set_error("unknown C++ exception");        \
+    }                                              \
+    return fail;
+
+// A NULL input means an earlier op failed: keep its message and fail too.
+#define SHIM_NEED(...)                                         \
+    do {                                                       \
+        const void *inputs_[] = {__VA_ARGS__};                 \
+        for (const void *p_ : inputs_)                         \
+            if (!p_) return nullptr;                           \
+    } while (0)
+
+#define SHIM_NEED_INT(...)                                     \
+    do {                                                       \
+        const void *inputs_[] = {__VA_ARGS__};                 \
+        for (const void *p_ : inputs_)                         \
+            if (!p_) return -1;                                \
+    } while (0)
+
+#define SHIM_OP(expr) SHIM_TRY(nullptr, return wrap(expr);)
+
+extern "C" {
+
+size_t tensor_dtype_size(tensor_dtype dtype) {
+    switch (dtype) {
+    case TENSOR_F64: case TENSOR_I64: return 8;
+    case TENSOR_F32: case TENSOR_I32: return 4;
+    case TENSOR_F16: case TENSOR_BF16: return 2;
+    case TENSOR_U8: case TENSOR_BOOL: return 1;
+    }
+    return 0;
+}
+
+const char *tensor_dtype_name(tensor_dtype dtype) {
+    static const char *names[] = {"F32", "F16", "BF16", "F64", "I64", "I32", "U8", "BOOL"};
+    return (unsigned)dtype < sizeof names / sizeof names[0] ? names[dtype] : "?";
+}
+
+// ---- runtime -------------------------------------------------------------------------------------
+
+int tensor_set_threads(int threads) {
+    if (threads <= 0) threads = (int)std::max(1u, std::thread::hardware_concurrency());
+    SHIM_TRY(-1, at::set_num_threads(threads); return at::get_num_threads();)
+}
+
+int tensor_get_threads(void) { return at::get_num_threads(); }
+
+int tensor_cuda_device_count(void) {
+    SHIM_TRY(0, return at::hasCUDA() ? (int)at::detail::getCUDAHooks().getNumGPUs() : 0;)
+}
+
+bool tensor_has_cuda_build(void) { return at::detail::getCUDAHooks().hasCUDA() || at::hasCUDA(); }
+
+const char *tensor_torch_version(void) { return TORCH_VERSION; }
+
+// ---- lifetime and scopes -------------------------------------------------------------------------
+
+void tensor_free(tensor *t) {
+    if (!t) return;
+    scope_unregister(t);
+    delete t;
+    live_handles--;
+}
+
+void tensor_scope_begin(void) { scopes.emplace_back(); }
+
+void tensor_scope_end(void) {
+    if (scopes.empty()) return;
+    std::vector<tensor *> handles = std::move(scopes.back());
+    scopes.pop_back();
+    for (tensor *h : handles)
+        if (h) {
+            h->scope_level = -1;
+            tensor_free(h);
+        }
+}
+
+tensor *tensor_keep(tensor *t) {
+    if (!t || t->scope_level < 0) return t;
+    int level = t->scope_level;
+    scope_unregister(t);
+    if (level > 0) {
+        t->scope_level = level - 1;
+        t->scope_slot = scopes[level - 1].size();
+        scopes[level - 1].push_back(t);
+    }
+    return t;
+}
+
+size_t tensor_live_count(void) { return live_handles.load(); }
+
+// ---- creation ------------------------------------------------------------------------------------
+
+tensor *tensor_zeros(const int64_t *shape, int ndim, tensor_dtype dtype, tensor_device dev) {
+    SHIM_OP(at::zeros(dims(shape, ndim), options(dtype, dev)))
+}
+
+tensor *tensor_ones(const int64_t *shape, int ndim, tensor_dtype dtype, tensor_device dev) {
+    SHIM_OP(at::ones(dims(shape, ndim), options(dtype, dev)))
+}
+
+tensor *tensor_full(const int64_t *shape, int ndim, double value, tensor_dtype dtype, tensor_device dev) {
+    SHIM_OP(at::full(dims(shape, ndim), value, options(dtype, dev)))
+}
+
+tensor *tensor_empty(const int64_t *shape, int ndim, tensor_dtype dtype, tensor_device dev) {
+    SHIM_OP(at::empty(dims(shape, ndim), options(dtype, dev)))
+}
+
+tensor *tensor_scalar(double value, tensor_dtype dtype, tensor_device dev) {
+    SHIM_OP(at::scalar_tensor(value, options(dtype, dev)))
+}
+
+tensor *tensor_arange(int64_t n, tensor_dtype dtype, tensor_device dev) {
+    SHIM_OP(at::arange(n, options(dtype, dev)))
+}
+
+tensor *tensor_from_host(const void *data, const int64_t *shape, int ndim, tensor_dtype dtype, bool pinned) {
+    SHIM_TRY(nullptr, {
+        at::TensorOptions opts = options(dtype, TENSOR_CPU);
+        if (pinned && at::hasCUDA()) opts = opts.pinned_memory(true);
+        at::Tensor t = at::empty(dims(shape, ndim), opts);
+        if (t.numel() > 0) {
+            if (!data) throw std::invalid_argument("tensor_from_host: NULL data");
+            std::memcpy(t.data_ptr(), data, t.nbytes());
+        }
+        return wrap(t);
+    })
+}
+
+// Generators always live on the CPU: parameters are initialised there and moved, so a seed gives
+// the same model on every device.
+tensor_generator *tensor_generator_new(uint64_t seed, tensor_device dev) {
+    (void)dev;
+    SHIM_TRY(nullptr, return new tensor_generator{at::detail::createCPUGenerator(seed)};)
+}
+
+void tensor_generator_free(tensor_generator *g) { delete g; }
+
+int tensor_generator_get_state(tensor_generator *g, uint8_t **bytes, size_t *size) {
+    SHIM_NEED_INT(g);
+    SHIM_TRY(-1, {
+        std::lock_guard<std::mutex> lock(g->gen.mutex());
+        at::Tensor state = g->gen.get_state().contiguous();
+        *size = state.nbytes();
+        *bytes = (uint8_t *)xmalloc(*size);
+        std::memcpy(*bytes, state.data_ptr(), *size);
+        return 0;
+    })
+}
+
+int tensor_generator_set_state(tensor_generator *g, const uint8_t *bytes, size_t size) {
+    SHIM_NEED_INT(g, bytes);
+    SHIM_TRY(-1, {
+        std::lock_guard<std::mutex> lock(g->gen.mutex());
+        at::Tensor state = at::empty({(int64_t)size}, at::kByte);
+        std::memcpy(state.data_ptr(), bytes, size);
+        g->gen.set_state(state);
+        return 0;
+    })
+}
+
+tensor *tensor_normal(const int64_t *shape, int ndim, double mean, double std, tensor_dtype dtype,
+                      tensor_device dev, tensor_generator *g) {
+    SHIM_NEED(g);
+    SHIM_TRY(nullptr, {
+        at::Tensor t = at::empty(dims(shape, ndim), options(dtype, TENSOR_CPU));
+        t.normal_(mean, std, g->gen);
+        return wrap(t.to(to_device(dev)));
+    })
+}
+
+tensor *tensor_uniform(const int64_t *shape, int ndim, double lo, double hi, tensor_dtype dtype,
+                       tensor_device dev, tensor_generator *g) {
+    SHIM_NEED(g);
+    SHIM_TRY(nullptr, {
+        at::Tensor t = at::empty(dims(shape, ndim), options(dtype, TENSOR_CPU));
+        t.uniform_(lo, hi, g->gen);
+        return wrap(t.to(to_device(dev)));
+    })
+}
+
+// ---- queries and host copies ---------------------------------------------------------------------
+
+int tensor_ndim(const tensor *t) { return t ? (int)t->t.dim() : -1; }
+
+int64_t tensor_size(const tensor *t, int dim) {
+    SHIM_NEED_INT(t);
+    SHIM_TRY(-1, return t->t.size(dim);)
+}
+
+int tensor_shape(const tensor *t, int64_t shape[TENSOR_MAX_DIMS]) {
+    SHIM_NEED_INT(t);
+    int n = (int)t->t.dim();
+    if (n > TENSOR_MAX_DIMS) return err_set("tensor has %d dimensions (at most %d supported)", n, TENSOR_MAX_DIMS);
+    for (int i = 0; i < n; i++) shape[i] = t->t.size(i);
+    return n;
+}
+
+int64_t tensor_numel(const tensor *t) { return t ? t->t.numel() : -1; }
+
+tensor_dtype tensor_get_dtype(const tensor *t) {
+    try {
+        return from_scalar_type(t->t.scalar_type());
+    } catch (const std::exception &e) {
+        set_error(e.what());
+        return TENSOR_F32;
+    }
+}
+
+tensor_device tensor_get_device(const tensor *t) {
+    at::Device d = t->t.device();
+    if (d.is_cuda()) return tensor_device{TENSOR_DEVICE_CUDA, d.index() < 0 ? 0 : (int)d.index()};
+    return TENSOR_CPU;
+}
+
+int tensor_to_host(const tensor *t, void *dst, size_t nbytes) {
+    SHIM_NEED_INT(t);
+    SHIM_TRY(-1, {
+        at::Tensor c = t->t.detach().to(at::kCPU).contiguous();
+        if (c.nbytes() != nbytes)
+            return err_set("tensor_to_host: tensor has %zu bytes, buffer %zu", (size_t)c.nbytes(), nbytes);
+        if (nbytes) std::memcpy(dst, c.data_ptr(), nbytes);
+        return 0;
+    })
+}
+
+int tensor_copy_from_host(tensor *t, const void *src, size_t nbytes) {
+    SHIM_NEED_INT(t);
+    SHIM_TRY(-1, {
+        size_t expected = (size_t)t->t.numel() * t->t.element_size();
+        if (expected != nbytes)
+            return err_set("tensor_copy_from_host: tensor has %zu bytes, buffer %zu", expected, nbytes);
+        at::Tensor host = at::empty(t->t.sizes(), t->t.options().device(at::kCPU));
+        if (nbytes) std::memcpy(host.data_ptr(), src, nbytes);
+        at::NoGradGuard no_grad;
+        t->t.copy_(host);
+        return 0;
+    })
+}
+
+int tensor_item(const tensor *t, double *out) {
+    SHIM_NEED_INT(t);
+    SHIM_TRY(-1, *out = t->t.item<double>(); return 0;)
+}
+
+tensor *tensor_to_device(const tensor *t, tensor_device dev, bool non_blocking) {
+    SHIM_NEED(t);
+    SHIM_OP(t->t.to(to_device(dev), non_blocking))
+}
+
+tensor *tensor_to_dtype(const tensor *t, tensor_dtype dtype) {
+    SHIM_NEED(t);
+    SHIM_OP(t->t.to(to_scalar_type(dtype)))
+}
+
+tensor *tensor_clone(const tensor *t) {
+    SHIM_NEED(t);
+    SHIM_OP(t->t.clone())
+}
+
+tensor *tensor_detach(const tensor *t) {
+    SHIM_NEED(t);
+    SHIM_OP(t->t.detach())
+}
+
+// ---- shape ---------------------------------------------------------------------------------------
+
+tensor *tensor_reshape(const tensor *t, const int64_t *shape, int ndim) {
+    SHIM_NEED(t);
+    SHIM_OP(t->t.reshape(dims(shape, ndim)))
+}
+
+tensor *tensor_permute(const tensor *t, const int64_t *d, int ndim) {
+    SHIM_NEED(t);
+    SHIM_OP(t->t.permute(dims(d, ndim)))
+}
+
+tensor *tensor_transpose(const tensor *t, int d0, int d1) {
+    SHIM_NEED(t);
+    SHIM_OP(t->t.transpose(d0, d1))
+}
+
+tensor *tensor_unsqueeze(const tensor *t, int dim) {
+    SHIM_NEED(t);
+    SHIM_OP(t->t.unsqueeze(dim))
+}
+
+tensor *tensor_expand(const tensor *t, const int64_t *shape, int ndim) {
+    SHIM_NEED(t);
+    SHIM_OP(t->t.expand(dims(shape, ndim)))
+}
+
+tensor *tensor_contiguous(const tensor *t) {
+    SHIM_NEED(t);
+    SHIM_OP(t->t.contiguous())
+}
+
+tensor *tensor_cat(const tensor *const *ts, int n, int dim) {
+    std::vector<at::Tensor> list;
+    for (int i = 0; i < n; i++) {
+        SHIM_NEED(ts[i]);
+        list.push_back(ts[i]->t);
+    }
+    SHIM_OP(at::cat(list, dim))
+}
+
+tensor *tensor_slice(const tensor *t, int dim, int64_t start, int64_t end) {
+    SHIM_NEED(t);
+    SHIM_OP(t->t.slice(dim, start, end))
+}
+
+tensor *tensor_select(const tensor *t, int dim, int64_t index) {
+    SHIM_NEED(t);
+    SHIM_OP(t->t.select(dim, index))
+}
+
+tensor *tensor_index_select(const tensor *t, int dim, const tensor *index) {
+    SHIM_NEED(t, index);
+    SHIM_OP(t->t.index_select(dim, index->t))
+}
+
+tensor *tensor_gather(const tensor *t, int dim, const tensor *index) {
+    SHIM_NEED(t, index);
+    SHIM_OP(t->t.gather(dim, index->t))
+}
+
+// ---- elementwise and reductions ------------------------------------------------------------------
+
+#define SHIM_BINARY(name, expr)                          \
+    tensor *name(const tensor *a, const tensor *b) {     \
+        SHIM_NEED(a, b);                                 \
+        SHIM_OP(expr)                                    \
+    }
+#define SHIM_UNARY(name, expr)        \
+    tensor *name(const tensor *a) {   \
+        SHIM_NEED(a);                 \
+        SHIM_OP(expr)                 \
+    }
+
+SHIM_BINARY(tensor_add, a->t + b->t)
+SHIM_BINARY(tensor_sub, a->t - b->t)
+SHIM_BINARY(tensor_mul, a->t * b->t)
+SHIM_BINARY(tensor_div, a->t / b->t)
+SHIM_BINARY(tensor_eq, a->t.eq(b->t))
+SHIM_BINARY(tensor_matmul, at::matmul(a->t, b->t))
+SHIM_UNARY(tensor_neg, -a->t)
+SHIM_UNARY(tensor_exp, a->t.exp())
+SHIM_UNARY(tensor_log, a->t.log())
+SHIM_UNARY(tensor_sqrt, a->t.sqrt())
+SHIM_UNARY(tensor_abs, a->t.abs())
+SHIM_UNARY(tensor_isfinite, a->t.isfinite())
+SHIM_UNARY(tensor_sum, a->t.sum())
+SHIM_UNARY(tensor_mean, a->t.mean())
+SHIM_UNARY(tensor_norm, a->t.norm())
+SHIM_UNARY(tensor_gelu, at::gelu(a->t))
+SHIM_UNARY(tensor_quick_gelu, a->t * at::sigmoid(1.702 * a->t))
+SHIM_UNARY(tensor_sigmoid, at::sigmoid(a->t))
+SHIM_UNARY(tensor_log_sigmoid, at::log_sigmoid(a->t))
+
+tensor *tensor_add_scalar(const tensor *a, double s) {
+    SHIM_NEED(a);
+    SHIM_OP(a->t + s)
+}
+
+tensor *tensor_mul_scalar(const tensor *a, double s) {
+    SHIM_NEED(a);
+    SHIM_OP(a->t * s)
+}
+
+tensor *tensor_pow_scalar(const tensor *a, double exponent) {
+    SHIM_NEED(a);
+    SHIM_OP(a->t.pow(exponent))
+}
+
+tensor *tensor_clamp(const tensor *a, double lo, double hi) {
+    SHIM_NEED(a);
+    SHIM_OP(a->t.clamp(lo, hi))
+}
+
+tensor *tensor_sum_dim(const tensor *a, int dim, bool keepdim) {
+    SHIM_NEED(a);
+    SHIM_OP(a->t.sum(dim, keepdim))
+}
+
+tensor *tensor_mean_dim(const tensor *a, int dim, bool keepdim) {
+    SHIM_NEED(a);
+    SHIM_OP(a->t.mean(dim, keepdim))
+}
+
+tensor *tensor_max_dim(const tensor *a, int dim, bool keepdim) {
+    SHIM_NEED(a);
+    SHIM_OP(std::get<0>(a->t.max(dim, keepdim)))
+}
+
+tensor *tensor_argmax(const tensor *a, int dim, bool keepdim) {
+    SHIM_NEED(a);
+    SHIM_OP(a->t.argmax(dim, keepdim))
+}
+
+tensor *tensor_topk_indices(const tensor *a, int64_t k, int dim) {
+    SHIM_NEED(a);
+    SHIM_OP(std::get<1>(a->t.topk(k, dim, true, true)))
+}
+
+// ---- neural-network ops --------------------------------------------------------------------------
+
+tensor *tensor_linear(const tensor *x, const tensor *w, const tensor *b) {
+    SHIM_NEED(x, w);
+    SHIM_OP(b ? at::linear(x->t, w->t, b->t) : at::linear(x->t, w->t))
+}
+
+tensor *tensor_conv2d(const tensor *x, const tensor *w, const tensor *b, int stride, int padding) {
+    SHIM_NEED(x, w);
+    SHIM_OP(at::conv2d(x->t, w->t, b ? b->t : at::Tensor(), {stride, stride}, {padding, padding}))
+}
+
+tensor *tensor_layer_norm(const tensor *x, const tensor *w, const tensor *b, double eps) {
+    SHIM_NEED(x, w, b);
+    SHIM_OP(at::layer_norm(x->t, {x->t.size(-1)}, w->t, b->t, eps))
+}
+
+tensor *tensor_softmax(const tensor *x, int dim) {
+    SHIM_NEED(x);
+    SHIM_OP(at::softmax(x->t, dim))
+}
+
+tensor *tensor_log_softmax(const tensor *x, int dim) {
+    SHIM_NEED(x);
+    SHIM_OP(at::log_softmax(x->t, dim))
+}
+
+tensor *tensor_cross_entropy(const tensor *logits, const tensor *labels) {
+    SHIM_NEED(logits, labels);
+    SHIM_OP(at::cross_entropy_loss(logits->t, labels->t))
+}
+
+tensor *tensor_embedding(const tensor *weight, const tensor *ids) {
+    SHIM_NEED(weight, ids);
+    SHIM_OP(at::embedding(weight->t, ids->t))
+}
+
+tensor *tensor_l2_normalize(const tensor *x, int dim) {
+    SHIM_NEED(x);
+    SHIM_OP(x->t / x->t.norm(2, dim, true).clamp_min(1e-12).expand_as(x->t))
+}
+
+tensor *tensor_attention(const tensor *q, const tensor *k, const tensor *v, bool causal) {
+    SHIM_NEED(q, k, v);
+    SHIM_TRY(nullptr, {
+#if CLIPC_TORCH_AT_LEAST(2, 0)
+        return wrap(at::scaled_dot_product_attention(q->t, k->t, v->t, {}, 0.0, causal));
+#else
+        // Same arithmetic as nn.MultiheadAttention on 1.13: scale q, add the -inf mask, softmax.
+        double scale = 1.0 / std::sqrt((double)q->t.size(-1));
+        at::Tensor scores = at::matmul(q->t * scale, k->t.transpose(-2, -1));
+        if (causal) {
+            int64_t L = q->t.size(-2), S = k->t.size(-2);
+            at::Tensor mask = at::ones({L, S}, q->t.options().dtype(at::kBool)).triu(1);
+            scores = scores.masked_fill(mask, -std::numeric_limits<double>::infinity());
+        }
+        return wrap(at::matmul(at::softmax(scores, -1), v->t));
+#endif
+    })
+}
+
+// ---- in place ------------------------------------------------------------------------------------
+
+#define SHIM_INPLACE(body)              \
+    SHIM_TRY(-1, {                      \
+        at::NoGradGuard no_grad;        \
+        body;                           \
+        return 0;                       \
+    })
+
+int tensor_copy_(tensor *dst, const tensor *src) {
+    SHIM_NEED_INT(dst, src);
+    SHIM_INPLACE(dst->t.copy_(src->t))
+}
+
+int tensor_fill_(tensor *t, double value) {
+    SHIM_NEED_INT(t);
+    SHIM_INPLACE(t->t.fill_(value))
+}
+
+int tensor_mul_scalar_(tensor *t, double s) {
+    SHIM_NEED_INT(t);
+    SHIM_INPLACE(t->t.mul_(s))
+}
+
+int tensor_add_(tensor *t, const tensor *other, double alpha) {
+    SHIM_NEED_INT(t, other);
+    SHIM_INPLACE(t->t.add_(other->t, alpha))
+}
+
+int tensor_addcmul_(tensor *t, const tensor *a, const tensor *b, double v) {
+    SHIM_NEED_INT(t, a, b);
+    SHIM_INPLACE(t->t.addcmul_(a->t, b->t, v))
+}
+
+int tensor_addcdiv_(tensor *t, const tensor *a, const tensor *b, double v) {
+    SHIM_NEED_INT(t, a, b);
+    SHIM_INPLACE(t->t.addcdiv_(a->t, b->t, v))
+}
+
+int tensor_clamp_(tensor *t, double lo, double hi) {
+    SHIM_NEED_INT(t);
+    SHIM_INPLACE(t->t.clamp_(lo, hi))
+}
+
+// ---- autograd ------------------------------------------------------------------------------------
+
+int tensor_set_requires_grad(tensor *t, bool requires_grad) {
+    SHIM_NEED_INT(t);
+    SHIM_TRY(-1, t->t.requires_grad_(requires_grad); return 0;)
+}
+
+bool tensor_requires_grad(const tensor *t) { return t && t->t.requires_grad(); }
+
+int tensor_backward(const tensor *t, const tensor *grad_output) {
+    SHIM_NEED_INT(t);
+    SHIM_TRY(-1, t->t.backward(grad_output ? grad_output->t : at::Tensor()); return 0;)
+}
+
+int tensor_backward_multi(const tensor *const *outputs, const tensor *const *grads, int n) {
+    std::vector<at::Tensor> outs, gs;
+    for (int i = 0; i < n; i++) {
+        SHIM_NEED_INT(outputs[i], grads[i]);
+        outs.push_back(outputs[i]->t);
+        gs.push_back(grads[i]->t);
+    }
+    SHIM_TRY(-1, torch::autograd::backward(outs, gs); return 0;)
+}
+
+bool tensor_has_grad(const tensor *t) { return t && t->t.grad().defined(); }
+
+tensor *tensor_grad(const tensor *t) {
+    SHIM_NEED(t);
+    SHIM_TRY(nullptr, {
+        at::Tensor g = t->t.grad();
+        if (!g.defined()) {
+            err_set("tensor has no gradient");
+            return nullptr;
+        }
+        return wrap(g);
+    })
+}
+
+int tensor_zero_grad(tensor *t) {
+    SHIM_NEED_INT(t);
+    SHIM_TRY(-1, t->t.mutable_grad().reset(); return 0;)
+}
+
+void tensor_no_grad_begin(void) {
+    grad_mode_stack.push_back(c10::GradMode::is_enabled());
+    c10::GradMode::set_enabled(false);
+}
+
+void tensor_no_grad_end(void) {
+    if (grad_mode_stack.empty()) return;
+    c10::GradMode::set_enabled(grad_mode_stack.back());
+    grad_mode_stack.pop_back();
+}
+
+// libtorch 2.4 replaced the CUDA-specific autocast setters with device-type ones.
+static bool autocast_enabled() {
+#if CLIPC_TORCH_AT_LEAST(2, 4)
+    return at::autocast::is_autocast_enabled(at::kCUDA);
+#else
+    return at::autocast::is_enabled();
+#endif
+}
+
+static at::ScalarType autocast_dtype() {
+#if CLIPC_TORCH_AT_LEAST(2, 4)
+    return at::autocast::get_autocast_dtype(at::kCUDA);
+#else
+    return at::autocast::get_autocast_gpu_dtype();
+#endif
+}
+
+static void autocast_set(bool enabled, at::ScalarType dtype) {
+#if CLIPC_TORCH_AT_LEAST(2, 4)
+    at::autocast::set_autocast_enabled(at::kCUDA, enabled);
+    at::autocast::set_autocast_dtype(at::kCUDA, dtype);
+#else
+    at::autocast::set_enabled(enabled);
+    at::autocast::set_autocast_gpu_dtype(dtype);
+#endif
+}
+
+int tensor_autocast_begin(tensor_dtype dtype) {
+    SHIM_TRY(-1, {
+        if (dtype != TENSOR_BF16 && dtype != TENSOR_F16)
+            return err_set("autocast supports BF16 and F16, not %s", tensor_dtype_name(dtype));
+        autocast_stack.push_back({autocast_enabled(), autocast_dtype()});
+        autocast_set(true, to_scalar_type(dtype));
+        at::autocast::increment_nesting();
+        return 0;
+    })
+}
+
+void tensor_autocast_end(void) {
+    if (autocast_stack.empty()) return;
+    try {
+        if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+        autocast_set(autocast_stack.back().enabled, autocast_stack.back().dtype);
+    } catch (...) {
+    }
+    autocast_stack.pop_back();
+}
+
+}  // extern "C"

@@ -1,0 +1,348 @@
+// Tests OpenCLIP model config parsing: every shipped config, OpenCLIP's defaults, unknown keys
+// with suggestions, unsupported keys, invalid values, the JSON round trip (also through
+// safetensors metadata), name lookup, and the fixture's config.json.
+// Usage: test_config CONFIGS_DIR FIXTURES_DIR
+#include <dirent.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/error.h"
+#include "model/config.h"
+#include "model/safetensors.h"
+
+static const char *configs_dir;
+static const char *fixtures_dir;
+
+static void load_named(const char *name, clip_config *c) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s.json", configs_dir, name);
+    if (clip_config_load(path, c)) fail_msg("%s", err_msg());
+    assert_string_equal(c->name, name);
+}
+
+static void assert_same_config(const clip_config *a, const clip_config *b) {
+    assert_int_equal(a->embed_dim, b->embed_dim);
+    assert_int_equal(a->quick_gelu, b->quick_gelu);
+    assert_true(a->init_logit_scale == b->init_logit_scale);
+    assert_int_equal(a->init_logit_bias_set, b->init_logit_bias_set);
+    if (a->init_logit_bias_set) assert_true(a->init_logit_bias == b->init_logit_bias);
+    assert_int_equal(a->vision.image_size, b->vision.image_size);
+    assert_int_equal(a->vision.layers, b->vision.layers);
+    assert_int_equal(a->vision.width, b->vision.width);
+    assert_int_equal(a->vision.head_width, b->vision.head_width);
+    assert_int_equal(a->vision.patch_size, b->vision.patch_size);
+    assert_true(a->vision.mlp_ratio == b->vision.mlp_ratio);
+    assert_int_equal(a->text.context_length, b->text.context_length);
+    assert_int_equal(a->text.vocab_size, b->text.vocab_size);
+    assert_int_equal(a->text.width, b->text.width);
+    assert_int_equal(a->text.heads, b->text.heads);
+    assert_int_equal(a->text.layers, b->text.layers);
+}
+
+static void assert_round_trips(const clip_config *c) {
+    char *json = clip_config_to_json(c);
+    clip_config back;
+    if (clip_config_parse(json, c->name, &back)) fail_msg("%s\n%s", err_msg(), json);
+    free(json);
+    assert_same_config(c, &back);
+    assert_string_equal(back.name, c->name);
+}
+
+static void test_every_shipped_config(void **state) {
+    (void)state;
+    DIR *d = opendir(configs_dir);
+    assert_non_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        size_t len = strlen(e->d_name);
+        if (len < 5 || strcmp(e->d_name + len - 5, ".json")) continue;
+        char name[256];
+        snprintf(name, sizeof name, "%.*s", (int)(len - 5), e->d_name);
+        clip_config c;
+        load_named(name, &c);
+        assert_round_trips(&c);
+        n++;
+    }
+    closedir(d);
+    assert_true(n >= 7);
+}
+
+static void test_shipped_values(void **state) {
+    (void)state;
+    clip_config b32, b32q, b16, l14, l14q, tiny;
+    load_named("ViT-B-32", &b32);
+    load_named("ViT-B-32-quickgelu", &b32q);
+    load_named("ViT-B-16", &b16);
+    load_named("ViT-L-14", &l14);
+    load_named("ViT-L-14-quickgelu", &l14q);
+    load_named("clip-tiny", &tiny);
+    assert_int_equal(b32.embed_dim, 512);
+    assert_false(b32.quick_gelu);
+    assert_int_equal(b32.vision.patch_size, 32);
+    assert_int_equal(b32.vision.head_width, 64);  // OpenCLIP's default: 12 heads of width 64
+    assert_true(b32.vision.mlp_ratio == 4.0);
+    assert_int_equal(b32.text.heads, 8);
+    assert_true(b32q.quick_gelu);
+    b32q.quick_gelu = false;
+    assert_same_config(&b32, &b32q);
+    assert_int_equal(b16.vision.patch_size, 16);
+    assert_int_equal(l14.vision.width, 1024);
+    assert_int_equal(l14.vision.layers, 24);
+    assert_int_equal(l14.vision.patch_size, 14);
+    assert_int_equal(l14.text.width, 768);
+    assert_int_equal(l14.embed_dim, 768);
+    assert_true(l14q.quick_gelu);
+    assert_int_equal(tiny.vision.image_size, 32);
+    assert_int_equal(tiny.vision.patch_size, 4);
+    assert_int_equal(tiny.vision.width, 128);
+    assert_int_equal(tiny.vision.layers, 4);
+    assert_int_equal(tiny.vision.head_width, 32);
+    assert_int_equal(tiny.text.width, 128);
+    assert_int_equal(tiny.text.heads, 4);
+    assert_int_equal(tiny.text.layers, 4);
+    assert_int_equal(tiny.embed_dim, 128);
+}
+
+static void test_defaults(void **state) {
+    (void)state;
+    clip_config c;
+    assert_int_equal(clip_config_parse("{\"embed_dim\": 8, \"vision_cfg\": {}, \"text_cfg\": {}}",
+                                       "dir/Minimal.json", &c), 0);
+    assert_string_equal(c.name, "Minimal");
+    assert_int_equal(c.embed_dim, 8);
+    assert_false(c.quick_gelu);
+    assert_false(c.init_logit_bias_set);
+    assert_true(fabs(c.init_logit_scale - log(1 / 0.07)) < 1e-15);
+    assert_int_equal(c.vision.image_size, 224);
+    assert_int_equal(c.vision.layers, 12);
+    assert_int_equal(c.vision.width, 768);
+    assert_int_equal(c.vision.head_width, 64);
+    assert_int_equal(c.vision.patch_size, 16);
+    assert_true(c.vision.mlp_ratio == 4.0);
+    assert_int_equal(c.text.context_length, 77);
+    assert_int_equal(c.text.vocab_size, 49408);
+    assert_int_equal(c.text.width, 512);
+    assert_int_equal(c.text.heads, 8);
+    assert_int_equal(c.text.layers, 12);
+    char *json = clip_config_to_json(&c);
+    assert_null(strstr(json, "init_logit"));  // defaults stay implicit, as in OpenCLIP's files
+    free(json);
+}
+
+// Keys OpenCLIP knows, at the values clipc supports, and a SigLIP-style logit bias.
+static void test_accepted_openclip_keys(void **state) {
+    (void)state;
+    const char *json =
+        "{\"embed_dim\": 16, \"custom_text\": true, \"cast_dtype\": null,"
+        " \"init_logit_scale\": 2.302585092994046, \"init_logit_bias\": -10,"
+        " \"vision_cfg\": {\"image_size\": [32, 32], \"patch_size\": 8, \"width\": 64,"
+        "   \"head_width\": 32, \"layers\": 1, \"mlp_ratio\": 2.5, \"timm_model_name\": null,"
+        "   \"patch_dropout\": 0.0, \"pool_type\": \"tok\", \"ls_init_value\": null,"
+        "   \"block_type\": \"default\", \"timm_pool\": \"avg\", \"attentional_pool\": false},"
+        " \"text_cfg\": {\"width\": 32, \"heads\": 2, \"layers\": 1, \"pool_type\": \"argmax\","
+        "   \"mlp_ratio\": 4, \"hf_model_name\": null, \"pad_id\": 0, \"proj_bias\": false}}";
+    clip_config c;
+    if (clip_config_parse(json, "siglipish.json", &c)) fail_msg("%s", err_msg());
+    assert_int_equal(c.vision.image_size, 32);
+    assert_true(c.vision.mlp_ratio == 2.5);
+    assert_true(c.init_logit_bias_set);
+    assert_true(c.init_logit_bias == -10);
+    assert_true(c.init_logit_scale == 2.302585092994046);
+    assert_round_trips(&c);
+    assert_int_equal(clip_config_parse("{\"embed_dim\": 8, \"init_logit_bias\": null, "
+                                       "\"vision_cfg\": {}, \"text_cfg\": {}}", "n.json", &c), 0);
+    assert_false(c.init_logit_bias_set);
+}
+
+typedef struct {
+    const char *json;
+    const char *message;
+} bad_config;
+
+#define WRAP(vision, text) \
+    "{\"embed_dim\": 8, \"vision_cfg\": {" vision "}, \"text_cfg\": {" text "}}"
+
+static const bad_config bad_configs[] = {
+    // Unknown keys, with and without a suggestion.
+    {WRAP("\"widht\": 64", ""), "x.json: vision_cfg.widht: unknown key (did you mean 'width'?)"},
+    {WRAP("", "\"context_lenght\": 77"),
+     "x.json: text_cfg.context_lenght: unknown key (did you mean 'context_length'?)"},
+    {"{\"embed_dims\": 8, \"vision_cfg\": {}, \"text_cfg\": {}}",
+     "x.json: embed_dims: unknown key (did you mean 'embed_dim'?)"},
+    {"{\"embed_dim\": 8, \"vision_cfg\": {}, \"text_cfg\": {}, \"zzzzzzzzzzzz\": 1}",
+     "x.json: zzzzzzzzzzzz: unknown key"},
+    // Keys OpenCLIP knows at values clipc does not support.
+    {WRAP("\"timm_model_name\": \"vit_base_patch16_224\"", ""),
+     "x.json: vision_cfg.timm_model_name: unsupported by clipc"},
+    {WRAP("\"ls_init_value\": 1e-5", ""), "x.json: vision_cfg.ls_init_value: unsupported"},
+    {WRAP("\"patch_dropout\": 0.5", ""), "x.json: vision_cfg.patch_dropout: unsupported"},
+    {WRAP("\"attentional_pool\": true", ""), "x.json: vision_cfg.attentional_pool: unsupported"},
+    {WRAP("\"no_ln_pre\": true", ""), "x.json: vision_cfg.no_ln_pre: unsupported"},
+    {WRAP("\"pool_type\": \"avg\"", ""),
+     "x.json: vision_cfg.pool_type: unsupported by clipc (value \"avg\"; only \"tok\" is supported)"},
+    {WRAP("\"final_ln_after_pool\": true", ""), "vision_cfg.final_ln_after_pool: unsupported"},
+    {WRAP("\"output_tokens\": true", ""), "vision_cfg.output_tokens: unsupported"},
+    {WRAP("\"layers\": [3, 4, 6, 3]", ""), "vision_cfg.layers: unsupported by clipc (a list"},
+    {WRAP("\"image_size\": [224, 160]", ""), "vision_cfg.image_size: non-square sizes"},
+    {WRAP("", "\"hf_model_name\": \"roberta-base\""), "text_cfg.hf_model_name: unsupported"},
+    {WRAP("", "\"proj_bias\": true"), "text_cfg.proj_bias: unsupported"},
+    {WRAP("", "\"pool_type\": \"last\""), "text_cfg.pool_type: unsupported"},
+    {WRAP("", "\"embed_cls\": true"), "text_cfg.embed_cls: unsupported"},
+    {WRAP("", "\"pad_id\": 1"), "text_cfg.pad_id: unsupported"},
+    {WRAP("", "\"no_causal_mask\": true"), "text_cfg.no_causal_mask: unsupported"},
+    {WRAP("", "\"norm_kwargs\": {\"eps\": 1e-6}"), "text_cfg.norm_kwargs: unsupported"},
+    {WRAP("", "\"act_kwargs\": {}"), "text_cfg.act_kwargs: unsupported"},
+    {WRAP("", "\"mlp_ratio\": 2"), "text_cfg.mlp_ratio: unsupported"},
+    {WRAP("", "\"block_type\": \"custom\""),
+     "text_cfg.block_type: unsupported by clipc (value \"custom\"; only null/\"default\" is"},
+    {"{\"embed_dim\": 8, \"cast_dtype\": \"fp16\", \"vision_cfg\": {}, \"text_cfg\": {}}",
+     "x.json: cast_dtype: unsupported"},
+    {"{\"embed_dim\": 8, \"multimodal_cfg\": {}, \"vision_cfg\": {}, \"text_cfg\": {}}",
+     "x.json: multimodal_cfg: unsupported"},
+    // Invalid values.
+    {WRAP("\"image_size\": 225", ""),
+     "x.json: vision_cfg.image_size (225) is not divisible by vision_cfg.patch_size (16)"},
+    {WRAP("\"width\": 100", ""),
+     "x.json: vision_cfg.width (100) is not divisible by vision_cfg.head_width (64)"},
+    {WRAP("", "\"width\": 100"), "x.json: text_cfg.width (100) is not divisible by text_cfg.heads (8)"},
+    {WRAP("\"mlp_ratio\": 0", ""), "x.json: vision_cfg.mlp_ratio: 0 gives an MLP width of 0"},
+    {WRAP("\"mlp_ratio\": \"4\"", ""), "x.json: vision_cfg.mlp_ratio: expected a number"},
+    {WRAP("\"layers\": 2.5", ""), "x.json: vision_cfg.layers: expected a positive integer"},
+    {WRAP("\"patch_size\": 0", ""), "x.json: vision_cfg.patch_size: expected a positive integer"},
+    {WRAP("", "\"heads\": -2"), "x.json: text_cfg.heads: expected a positive integer"},
+    {WRAP("", "\"vocab_size\": 1e12"), "x.json: text_cfg.vocab_size: expected a positive integer"},
+    {"{\"embed_dim\": \"512\", \"vision_cfg\": {}, \"text_cfg\": {}}",
+     "x.json: embed_dim: expected a positive integer"},
+    {"{\"embed_dim\": 8, \"quick_gelu\": 1, \"vision_cfg\": {}, \"text_cfg\": {}}",
+     "x.json: quick_gelu: expected true or false"},
+    {"{\"embed_dim\": 8, \"vision_cfg\": [], \"text_cfg\": {}}", "x.json: vision_cfg: expected an object"},
+    {"{\"vision_cfg\": {}, \"text_cfg\": {}}", "x.json: embed_dim: missing (required)"},
+    {"{\"embed_dim\": 8, \"vision_cfg\": {}}", "x.json: text_cfg: missing (required)"},
+    {"{\"embed_dim\": 8, \"embed_dim\": 9, \"vision_cfg\": {}, \"text_cfg\": {}}",
+     "x.json: embed_dim: duplicate key"},
+    {"[1]", "x.json: expected a JSON object"},
+    {"{\n\"embed_dim\": 8,\n\"vision_cfg\": {,\n}", "x.json: invalid JSON at line 3"},
+    {"{\"embed_dim\": 8} trailing", "x.json: invalid JSON"},
+    {"", "x.json: invalid JSON at line 1"},
+};
+
+static void test_bad_configs(void **state) {
+    (void)state;
+    for (size_t i = 0; i < sizeof bad_configs / sizeof *bad_configs; i++) {
+        clip_config c = {.embed_dim = -7};
+        err_clear();
+        int rc = clip_config_parse(bad_configs[i].json, "x.json", &c);
+        if (rc != -1 || !strstr(err_msg(), bad_configs[i].message))
+            fail_msg("%s\n  expected '%s'\n  got %d '%s'", bad_configs[i].json,
+                     bad_configs[i].message, rc, err_msg());
+        assert_int_equal(c.embed_dim, -7);  // untouched on failure
+    }
+}
+
+static void test_load_errors(void **state) {
+    (void)state;
+    clip_config c;
+    assert_int_equal(clip_config_load("no/such/config.json", &c), -1);
+    assert_non_null(strstr(err_msg(), "no/such/config.json: No such file"));
+    char path[1024];
+    snprintf(path, sizeof path, "%s/weights.safetensors", fixtures_dir);
+    assert_int_equal(clip_config_load(path, &c), -1);
+    assert_non_null(strstr(err_msg(), path));
+}
+
+static void test_find(void **state) {
+    (void)state;
+    char out[1024], expect[1024];
+    assert_int_equal(clip_config_find("ViT-B-32", configs_dir, out, sizeof out), 0);
+    snprintf(expect, sizeof expect, "%s/ViT-B-32.json", configs_dir);
+    assert_string_equal(out, expect);
+    assert_int_equal(clip_config_find(expect, "elsewhere", out, sizeof out), 0);
+    assert_string_equal(out, expect);
+    assert_int_equal(clip_config_find("ViT-B-32-quickgel", configs_dir, out, sizeof out), -1);
+    assert_non_null(strstr(err_msg(), "unknown model 'ViT-B-32-quickgel'"));
+    assert_non_null(strstr(err_msg(), "did you mean 'ViT-B-32-quickgelu'?"));
+    assert_int_equal(clip_config_find("Totally-Different-Model-Name", configs_dir, out, sizeof out), -1);
+    assert_null(strstr(err_msg(), "did you mean"));
+    assert_int_equal(clip_config_find("missing/ViT-B-32.json", configs_dir, out, sizeof out), -1);
+    assert_non_null(strstr(err_msg(), "missing/ViT-B-32.json: No such file"));
+    assert_int_equal(clip_config_find("ViT-B-32", configs_dir, out, 8), -1);
+    assert_non_null(strstr(err_msg(), "path too long"));
+    assert_int_equal(clip_config_find("ViT-B-32", "/nonexistent-dir", out, sizeof out), -1);
+    assert_non_null(strstr(err_msg(), "unknown model 'ViT-B-32'"));
+}
+
+static void test_fixture_config(void **state) {
+    (void)state;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/config.json", fixtures_dir);
+    clip_config c;
+    if (clip_config_load(path, &c)) fail_msg("%s", err_msg());
+    assert_string_equal(c.name, "config");
+    assert_true(c.embed_dim > 0);
+    assert_int_equal(c.vision.image_size % c.vision.patch_size, 0);
+    assert_round_trips(&c);
+    // The fixture weights carry the same config in their metadata.
+    snprintf(path, sizeof path, "%s/weights.safetensors", fixtures_dir);
+    st_file *f = st_open(path);
+    if (!f) fail_msg("%s", err_msg());
+    clip_config from_meta;
+    assert_int_equal(clip_config_parse(st_metadata(f, "config"), "config", &from_meta), 0);
+    st_close(f);
+    assert_same_config(&c, &from_meta);
+}
+
+// The convention of clipc's checkpoints: the config JSON under "clipc.config", "format": "pt".
+static void test_config_in_safetensors_metadata(void **state) {
+    (void)state;
+    clip_config c;
+    load_named("clip-tiny", &c);
+    c.init_logit_bias_set = true;
+    c.init_logit_bias = -10;
+    char *json = clip_config_to_json(&c);
+    st_writer *w = st_writer_init();
+    st_writer_set_metadata(w, "format", "pt");
+    st_writer_set_metadata(w, "clipc.config", json);
+    free(json);
+    char path[256];
+    const char *tmp = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
+    snprintf(path, sizeof path, "%s/clipc-config-%ld.safetensors", tmp, (long)getpid());
+    assert_int_equal(st_writer_write(w, path), 0);
+    st_writer_free(w);
+    st_file *f = st_open(path);
+    assert_non_null(f);
+    clip_config back;
+    assert_int_equal(clip_config_parse(st_metadata(f, "clipc.config"), "clip-tiny", &back), 0);
+    assert_string_equal(st_metadata(f, "format"), "pt");
+    st_close(f);
+    unlink(path);
+    assert_same_config(&c, &back);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 3) {
+        fprintf(stderr, "usage: %s CONFIGS_DIR FIXTURES_DIR\n", argv[0]);
+        return 2;
+    }
+    configs_dir = argv[1];
+    fixtures_dir = argv[2];
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_shipped_config),
+        cmocka_unit_test(test_shipped_values),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_accepted_openclip_keys),
+        cmocka_unit_test(test_bad_configs),
+        cmocka_unit_test(test_load_errors),
+        cmocka_unit_test(test_find),
+        cmocka_unit_test(test_fixture_config),
+        cmocka_unit_test(test_config_in_safetensors_metadata),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,360 @@
+// Tests loss/: CLIP, SigLIP and distillation losses, logits and input gradients against OpenCLIP
+// v2.20's numbers (losses.safetensors in the fixture folder given as argv[1]); gradients against
+// central finite differences in double precision; the local-rows shares over 2 and 3 ranges summing
+// to the full loss with the same gradients; bad shapes and ranges; the test fixture reader's errors.
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/error.h"
+#include "loss/loss.h"
+#include "tests/fixture.h"
+
+static const char *fixture_dir;
+
+static tensor *load(const char *name) {
+    tensor *t = fixture_tensor_in(fixture_dir, "losses.safetensors", name);
+    if (!t) fail_msg("%s", err_msg());
+    return t;
+}
+
+static tensor *load_leaf(const char *name) {
+    tensor *t = load(name);
+    assert_int_equal(tensor_set_requires_grad(t, true), 0);
+    return t;
+}
+
+static double *host_doubles(const tensor *t) {
+    tensor *d = tensor_to_dtype(t, TENSOR_F64);
+    assert_non_null(d);
+    size_t n = (size_t)tensor_numel(d);
+    double *v = xmalloc((n ? n : 1) * sizeof *v);
+    assert_int_equal(tensor_to_host(d, v, n * sizeof *v), 0);
+    tensor_free(d);
+    return v;
+}
+
+// Asserts |got - expect| <= atol + rtol * max|expect| elementwise, with equal shapes.
+static void assert_close(const tensor *got, const tensor *expect, double atol, double rtol, const char *what) {
+    assert_non_null(got);
+    int64_t sg[TENSOR_MAX_DIMS], se[TENSOR_MAX_DIMS];
+    int ng = tensor_shape(got, sg), ne = tensor_shape(expect, se);
+    assert_int_equal(ng, ne);
+    assert_memory_equal(sg, se, (size_t)ng * sizeof *sg);
+    size_t n = (size_t)tensor_numel(got);
+    double *g = host_doubles(got), *e = host_doubles(expect), max_abs = 0;
+    for (size_t i = 0; i < n; i++) max_abs = fmax(max_abs, fabs(e[i]));
+    double tol = atol + rtol * max_abs;
+    for (size_t i = 0; i < n; i++)
+        if (!(fabs(g[i] - e[i]) <= tol)) fail_msg("%s[%zu]: got %.9g, expected %.9g (tol %.3g)", what, i, g[i], e[i], tol);
+    free(g);
+    free(e);
+}
+
+// The fixture README's float32 tolerances.
+static void assert_value(const tensor *got, const char *key) { assert_close(got, load(key), 2e-5, 0, key); }
+static void assert_grad(const tensor *leaf, const char *key) {
+    assert_close(tensor_grad(leaf), load(key), 1e-5, 1e-4, key);
+}
+
+static void test_clip_matches_openclip(void **state) {
+    (void)state;
+    size_t live = tensor_live_count();
+    tensor_scope_begin();
+    tensor *img = load_leaf("image_features"), *txt = load_leaf("text_features"), *s = load_leaf("logit_scale");
+    tensor *loss = loss_clip(img, txt, s);
+    assert_value(loss, "clip_loss");
+    assert_value(loss_logits(img, txt, s), "clip.logits_per_image");
+    assert_value(loss_logits(txt, img, s), "clip.logits_per_text");
+    assert_int_equal(tensor_backward(loss, NULL), 0);
+    assert_grad(img, "clip.grad.image_features");
+    assert_grad(txt, "clip.grad.text_features");
+    assert_grad(s, "clip.grad.logit_scale");
+    tensor_scope_end();
+    assert_int_equal(tensor_live_count(), live);
+}
+
+static void test_siglip_matches_openclip(void **state) {
+    (void)state;
+    size_t live = tensor_live_count();
+    tensor_scope_begin();
+    tensor *img = load_leaf("image_features"), *txt = load_leaf("text_features");
+    tensor *s = load_leaf("logit_scale"), *b = load_leaf("logit_bias");
+    tensor *loss = loss_siglip(img, txt, s, b);
+    assert_value(loss, "siglip_loss");
+    assert_value(tensor_add(loss_logits(img, txt, s), b), "siglip.logits");
+    assert_int_equal(tensor_backward(loss, NULL), 0);
+    assert_grad(img, "siglip.grad.image_features");
+    assert_grad(txt, "siglip.grad.text_features");
+    assert_grad(s, "siglip.grad.logit_scale");
+    assert_grad(b, "siglip.grad.logit_bias");
+    tensor_scope_end();
+    assert_int_equal(tensor_live_count(), live);
+}
+
+static void test_distill_matches_openclip(void **state) {
+    (void)state;
+    size_t live = tensor_live_count();
+    tensor_scope_begin();
+    tensor *img = load_leaf("image_features"), *txt = load_leaf("text_features"), *s = load_leaf("logit_scale");
+    tensor *t_img = load_leaf("teacher_image_features"), *t_txt = load("teacher_text_features");
+    loss_distill_terms terms;
+    assert_int_equal(loss_distill(img, txt, s, t_img, t_txt, load("teacher_logit_scale"), &terms), 0);
+    assert_value(terms.contrastive, "distill.contrastive_loss");
+    assert_value(terms.distill, "distill.distill_loss");
+    assert_int_equal(tensor_backward(terms.distill, NULL), 0);  // the fixture's grads: distill term alone
+    assert_grad(img, "distill.grad.image_features");
+    assert_grad(txt, "distill.grad.text_features");
+    assert_grad(s, "distill.grad.logit_scale");
+    assert_false(tensor_has_grad(t_img));  // the teacher is used detached
+    tensor_scope_end();
+    assert_int_equal(tensor_live_count(), live);
+}
+
+// ---- finite differences in double precision ----------------------------------------------------
+
+enum { FD_N = 6, FD_D = 5, FD_IMG = 0, FD_TXT = FD_N * FD_D, FD_SCALE = 2 * FD_N * FD_D, FD_BIAS, FD_COUNT };
+typedef enum { KIND_CLIP, KIND_SIGLIP } loss_kind;
+
+static tensor *random_features(int64_t n, int64_t d, uint64_t seed) {
+    int64_t shape[2] = {n, d};
+    tensor_generator *g = tensor_generator_new(seed, TENSOR_CPU);
+    tensor *f = tensor_l2_normalize(tensor_normal(shape, 2, 0, 1, TENSOR_F64, TENSOR_CPU, g), 1);
+    tensor_generator_free(g);
+    assert_non_null(f);
+    return f;
+}
+
+// The loss at point x (FD_COUNT doubles); with grad != NULL also its autograd gradient there.
+static double loss_at(loss_kind kind, const double *x, double *grad) {
+    tensor_scope_begin();
+    int64_t shape[2] = {FD_N, FD_D};
+    tensor *leaves[4] = {
+        tensor_from_host(x + FD_IMG, shape, 2, TENSOR_F64, false),
+        tensor_from_host(x + FD_TXT, shape, 2, TENSOR_F64, false),
+        tensor_scalar(x[FD_SCALE], TENSOR_F64, TENSOR_CPU),
+        tensor_scalar(x[FD_BIAS], TENSOR_F64, TENSOR_CPU),
+    };
+    for (int i = 0; i < 4 && grad; i++) assert_int_equal(tensor_set_requires_grad(leaves[i], true), 0);
+    tensor *loss = kind == KIND_CLIP ? loss_clip(leaves[0], leaves[1], leaves[2])
+                                     : loss_siglip(leaves[0], leaves[1], leaves[2], leaves[3]);
+    double value;
+    assert_int_equal(tensor_item(loss, &value), 0);
+    if (grad) {
+        assert_int_equal(tensor_backward(loss, NULL), 0);
+        size_t block = FD_N * FD_D * sizeof(double);
+        assert_int_equal(tensor_to_host(tensor_grad(leaves[0]), grad + FD_IMG, block), 0);
+        assert_int_equal(tensor_to_host(tensor_grad(leaves[1]), grad + FD_TXT, block), 0);
+        assert_int_equal(tensor_item(tensor_grad(leaves[2]), grad + FD_SCALE), 0);
+        grad[FD_BIAS] = 0;
+        if (kind == KIND_SIGLIP) assert_int_equal(tensor_item(tensor_grad(leaves[3]), grad + FD_BIAS), 0);
+    }
+    tensor_scope_end();
+    return value;
+}
+
+static void check_finite_differences(loss_kind kind) {
+    double x[FD_COUNT], grad[FD_COUNT], h = 1e-6;
+    tensor_scope_begin();
+    size_t block = FD_N * FD_D * sizeof(double);
+    assert_int_equal(tensor_to_host(random_features(FD_N, FD_D, 1), x + FD_IMG, block), 0);
+    assert_int_equal(tensor_to_host(random_features(FD_N, FD_D, 2), x + FD_TXT, block), 0);
+    tensor_scope_end();
+    x[FD_SCALE] = 4.0;
+    x[FD_BIAS] = -1.5;
+    loss_at(kind, x, grad);
+    for (int i = 0; i < FD_COUNT; i++) {
+        double saved = x[i];
+        x[i] = saved + h;
+        double up = loss_at(kind, x, NULL);
+        x[i] = saved - h;
+        double down = loss_at(kind, x, NULL);
+        x[i] = saved;
+        double numeric = (up - down) / (2 * h);
+        if (fabs(numeric - grad[i]) > 1e-7 * (1 + fabs(numeric)))
+            fail_msg("input %d: autograd %.12g, finite difference %.12g", i, grad[i], numeric);
+    }
+}
+
+static void test_clip_gradient_matches_finite_differences(void **state) {
+    (void)state;
+    check_finite_differences(KIND_CLIP);
+}
+
+static void test_siglip_gradient_matches_finite_differences(void **state) {
+    (void)state;
+    check_finite_differences(KIND_SIGLIP);
+}
+
+// ---- local rows: shares over ranges sum to the full loss and its gradient -----------------------
+
+enum { SPLIT_N = 7, SPLIT_D = 4, SPLIT_TEACHER_D = 3 };
+
+typedef struct {
+    tensor *img, *txt, *scale, *bias;  // leaves
+    tensor *t_img, *t_txt, *t_scale;   // teacher (no gradient)
+} split_inputs;
+
+typedef tensor *(*rows_loss)(const split_inputs *in, int64_t r0, int64_t r1);
+
+static tensor *clip_rows(const split_inputs *in, int64_t r0, int64_t r1) {
+    return loss_clip_rows(in->img, in->txt, in->scale, r0, r1);
+}
+
+static tensor *siglip_rows(const split_inputs *in, int64_t r0, int64_t r1) {
+    return loss_siglip_rows(in->img, in->txt, in->scale, in->bias, r0, r1);
+}
+
+// Both DistillClipLoss terms, weighted unequally so that neither can hide the other's error.
+static tensor *distill_rows(const split_inputs *in, int64_t r0, int64_t r1) {
+    loss_distill_terms t;
+    if (loss_distill_rows(in->img, in->txt, in->scale, in->t_img, in->t_txt, in->t_scale, r0, r1, &t) < 0)
+        return NULL;
+    return tensor_add(t.contrastive, tensor_mul_scalar(t.distill, 3.0));
+}
+
+static split_inputs split_inputs_new(void) {
+    split_inputs in = {
+        .img = random_features(SPLIT_N, SPLIT_D, 11),
+        .txt = random_features(SPLIT_N, SPLIT_D, 12),
+        .scale = tensor_scalar(5.0, TENSOR_F64, TENSOR_CPU),
+        .bias = tensor_scalar(-2.0, TENSOR_F64, TENSOR_CPU),
+        .t_img = random_features(SPLIT_N, SPLIT_TEACHER_D, 13),
+        .t_txt = random_features(SPLIT_N, SPLIT_TEACHER_D, 14),
+        .t_scale = tensor_scalar(8.0, TENSOR_F64, TENSOR_CPU),
+    };
+    tensor *leaves[4] = {in.img, in.txt, in.scale, in.bias};
+    for (int i = 0; i < 4; i++) assert_int_equal(tensor_set_requires_grad(leaves[i], true), 0);
+    return in;
+}
+
+// Runs the shares of ranges bounds[0..1), ..., bounds[k-1..k) (k = 1: the full loss) with one
+// backward each, as ranks or micro-batches would; returns the summed loss, gradients in the leaves.
+static double run_ranges(rows_loss fn, const split_inputs *in, const int64_t *bounds, int k) {
+    double total = 0, share;
+    for (int r = 0; r < k; r++) {
+        tensor *loss = fn(in, bounds[r], bounds[r + 1]);
+        assert_int_equal(tensor_item(loss, &share), 0);
+        assert_int_equal(tensor_backward(loss, NULL), 0);
+        total += share;
+    }
+    return total;
+}
+
+static void check_split(rows_loss fn, const int64_t *bounds, int k) {
+    tensor_scope_begin();
+    int64_t whole[2] = {0, SPLIT_N};
+    split_inputs full = split_inputs_new(), split = split_inputs_new();
+    double full_loss = run_ranges(fn, &full, whole, 1);
+    double split_loss = run_ranges(fn, &split, bounds, k);
+    assert_true(fabs(full_loss - split_loss) <= 1e-12 * fabs(full_loss));
+    tensor *full_leaves[3] = {full.img, full.txt, full.scale}, *split_leaves[3] = {split.img, split.txt, split.scale};
+    for (int i = 0; i < 3; i++)
+        assert_close(tensor_grad(split_leaves[i]), tensor_grad(full_leaves[i]), 1e-12, 1e-12, "split gradient");
+    if (fn == siglip_rows) assert_close(tensor_grad(split.bias), tensor_grad(full.bias), 1e-12, 1e-12, "bias gradient");
+    tensor_scope_end();
+}
+
+static void check_splits(rows_loss fn) {
+    int64_t two[3] = {0, 3, SPLIT_N}, three[4] = {0, 2, 5, SPLIT_N};
+    check_split(fn, two, 2);
+    check_split(fn, three, 3);
+}
+
+static void test_clip_rows_sum_to_full_loss(void **state) {
+    (void)state;
+    check_splits(clip_rows);
+}
+
+static void test_siglip_rows_sum_to_full_loss(void **state) {
+    (void)state;
+    check_splits(siglip_rows);
+}
+
+static void test_distill_rows_sum_to_full_loss(void **state) {
+    (void)state;
+    check_splits(distill_rows);
+}
+
+// ---- bad input ---------------------------------------------------------------------------------
+
+static void test_bad_shapes_and_ranges_are_errors(void **state) {
+    (void)state;
+    size_t live = tensor_live_count();
+    tensor_scope_begin();
+    int64_t s43[2] = {4, 3}, s53[2] = {5, 3}, s2[1] = {2};
+    tensor *a = tensor_zeros(s43, 2, TENSOR_F32, TENSOR_CPU), *b = tensor_zeros(s53, 2, TENSOR_F32, TENSOR_CPU);
+    tensor *s = tensor_scalar(10, TENSOR_F32, TENSOR_CPU), *s_vec = tensor_ones(s2, 1, TENSOR_F32, TENSOR_CPU);
+    assert_null(loss_clip(a, b, s));
+    assert_non_null(strstr(err_msg(), "loss_clip"));
+    assert_non_null(strstr(err_msg(), "[4, 3] and [5, 3]"));
+    assert_null(loss_clip(a, a, s_vec));
+    assert_non_null(strstr(err_msg(), "logit scale"));
+    assert_null(loss_siglip(a, a, s, s_vec));
+    assert_non_null(strstr(err_msg(), "logit bias"));
+    int64_t bad[3][2] = {{2, 2}, {-1, 2}, {0, 5}};
+    for (int i = 0; i < 3; i++) {
+        assert_null(loss_clip_rows(a, a, s, bad[i][0], bad[i][1]));
+        assert_non_null(strstr(err_msg(), "row range"));
+        assert_null(loss_siglip_rows(a, a, s, s, bad[i][0], bad[i][1]));
+        assert_non_null(strstr(err_msg(), "row range"));
+    }
+    loss_distill_terms terms;
+    assert_int_equal(loss_distill(a, a, s, b, b, s, &terms), -1);
+    assert_non_null(strstr(err_msg(), "teacher has 5 samples"));
+    assert_null(terms.contrastive);
+    assert_null(terms.distill);
+    err_set("an earlier failure");
+    assert_null(loss_clip(NULL, a, s));
+    assert_null(loss_siglip(a, a, s, NULL));
+    assert_int_equal(loss_distill(a, a, s, NULL, a, s, &terms), -1);
+    assert_string_equal(err_msg(), "an earlier failure");
+    tensor_scope_end();
+    assert_int_equal(tensor_live_count(), live);
+}
+
+static void test_fixture_reader_errors(void **state) {
+    (void)state;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/losses.safetensors", fixture_dir);
+    assert_null(fixture_tensor(path, "no_such_key"));
+    assert_non_null(strstr(err_msg(), "no_such_key"));
+    assert_null(fixture_tensor_in(fixture_dir, "missing.safetensors", "clip_loss"));
+    assert_non_null(strstr(err_msg(), "missing.safetensors"));
+    char tmp[] = "/tmp/clipc_test_loss_XXXXXX";
+    int fd = mkstemp(tmp);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, "\x10\0\0\0\0\0\0\0{\"a\"", 12), 12);  // header cut short
+    close(fd);
+    assert_null(fixture_tensor(tmp, "a"));
+    assert_non_null(strstr(err_msg(), "header"));
+    unlink(tmp);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s FIXTURE_DIR\n", argv[0]);
+        return 2;
+    }
+    fixture_dir = argv[1];
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_clip_matches_openclip),
+        cmocka_unit_test(test_siglip_matches_openclip),
+        cmocka_unit_test(test_distill_matches_openclip),
+        cmocka_unit_test(test_clip_gradient_matches_finite_differences),
+        cmocka_unit_test(test_siglip_gradient_matches_finite_differences),
+        cmocka_unit_test(test_clip_rows_sum_to_full_loss),
+        cmocka_unit_test(test_siglip_rows_sum_to_full_loss),
+        cmocka_unit_test(test_distill_rows_sum_to_full_loss),
+        cmocka_unit_test(test_bad_shapes_and_ranges_are_errors),
+        cmocka_unit_test(test_fixture_reader_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

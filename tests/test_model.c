@@ -1,0 +1,211 @@
+// Tests of model/clip.c beyond the OpenCLIP parity test: parameter names match OpenCLIP's state
+// dict, save/load round trips, strict loading errors name the key, duplicate captions encoded once
+// give the same features and gradients, OpenCLIP's initialisation scales, and tower locking.
+// Usage: test_model FIXTURE_DIR
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/error.h"
+#include "model/clip.h"
+#include "model/safetensors.h"
+#include "fixture.h"
+
+static const char *fixture_dir;
+static clip_config cfg;
+
+static clip_model *fixture_model(void) {
+    clip_model *m = clip_model_init(&cfg, 1);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/weights.safetensors", fixture_dir);
+    if (!m || clip_model_load(m, path) != 0) fail_msg("%s", err_msg());
+    return m;
+}
+
+static void test_names_match_openclip_state_dict(void **state) {
+    (void)state;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/weights.safetensors", fixture_dir);
+    st_file *f = st_open(path);
+    assert_non_null(f);
+    clip_model *m = clip_model_init(&cfg, 1);
+    assert_int_equal(m->n_params, st_count(f));
+    for (int i = 0; i < m->n_params; i++) {
+        const st_tensor *t = st_find(f, m->params[i].name);
+        if (!t) fail_msg("parameter %s is not an OpenCLIP key", m->params[i].name);
+        assert_int_equal(tensor_numel(m->params[i].value), t->numel);
+    }
+    st_close(f);
+    clip_model_free(m);
+}
+
+static void test_save_load_round_trip(void **state) {
+    (void)state;
+    clip_model *a = fixture_model(), *b = clip_model_init(&cfg, 2);
+    char path[] = "/tmp/clipc_test_model_XXXXXX";
+    int fd = mkstemp(path);
+    close(fd);
+    assert_int_equal(clip_model_save(a, path, NULL), 0);
+    assert_int_equal(clip_model_load(b, path), 0);
+    st_file *f = st_open(path);
+    assert_non_null(st_metadata(f, "clipc.config"));
+    assert_string_equal(st_metadata(f, "format"), "pt");
+    st_close(f);
+    for (int i = 0; i < a->n_params; i++) {
+        tensor_scope_begin();
+        double diff;
+        tensor_item(tensor_norm(tensor_sub(a->params[i].value, b->params[i].value)), &diff);
+        assert_true(diff == 0);
+        tensor_scope_end();
+    }
+    unlink(path);
+    clip_model_free(a);
+    clip_model_free(b);
+}
+
+static void test_strict_load_names_the_key(void **state) {
+    (void)state;
+    clip_model *m = fixture_model();
+    char src[1024], path[] = "/tmp/clipc_test_model_XXXXXX";
+    snprintf(src, sizeof src, "%s/weights.safetensors", fixture_dir);
+    int fd = mkstemp(path);
+    close(fd);
+    st_file *f = st_open(src);
+    // Missing key: all but ln_final.bias. Unexpected key: an extra tensor. Wrong shape: a resized one.
+    const char *cases[3] = {"missing", "unexpected", "shape"};
+    for (int c = 0; c < 3; c++) {
+        st_writer *w = st_writer_init();
+        for (int i = 0; i < st_count(f); i++) {
+            const st_tensor *t = st_get(f, i);
+            if (c == 0 && !strcmp(t->name, "ln_final.bias")) continue;
+            int64_t shape[ST_MAX_DIMS];
+            memcpy(shape, t->shape, sizeof shape);
+            if (c == 2 && !strcmp(t->name, "visual.proj")) shape[0] -= 1;
+            st_writer_add(w, t->name, t->dtype, shape, t->ndim, t->data);
+        }
+        float extra = 1;
+        if (c == 1) st_writer_add(w, "visual.extra_head", ST_DTYPE_F32, NULL, 0, &extra);
+        assert_int_equal(st_writer_write(w, path), 0);
+        st_writer_free(w);
+        assert_int_equal(clip_model_load(m, path), -1);
+        const char *expect[3] = {"missing key 'ln_final.bias'", "unexpected key 'visual.extra_head'", "visual.proj: shape"};
+        if (!strstr(err_msg(), expect[c]) || !strstr(err_msg(), path))
+            fail_msg("%s case: got '%s'", cases[c], err_msg());
+    }
+    st_close(f);
+    unlink(path);
+    clip_model_free(m);
+}
+
+// Features and gradients of a loss on text features, computed with and without deduplication.
+static void text_features_and_grad(clip_model *m, const int64_t *tokens, int64_t B, bool host, float *feat, float *grad) {
+    int64_t C = cfg.text.context_length, E = cfg.embed_dim;
+    int64_t shape[2] = {B, C};
+    tensor_scope_begin();
+    tensor *t = host ? clip_encode_text_host(m, tokens, B, true)
+                     : clip_encode_text(m, tensor_from_host(tokens, shape, 2, TENSOR_I64, false), true);
+    tensor *w = tensor_arange(B * E, TENSOR_F32, TENSOR_CPU);
+    int64_t fshape[2] = {B, E};
+    tensor *loss = tensor_sum(tensor_mul(t, tensor_reshape(w, fshape, 2)));
+    assert_int_equal(tensor_backward(loss, NULL), 0);
+    assert_int_equal(tensor_to_host(t, feat, (size_t)(B * E) * sizeof(float)), 0);
+    clip_param *p = clip_model_find_param(m, "token_embedding.weight");
+    tensor *g = tensor_grad(p->value);
+    int64_t n = tensor_numel(g);
+    float *all = malloc((size_t)n * sizeof(float));
+    assert_int_equal(tensor_to_host(g, all, (size_t)n * sizeof(float)), 0);
+    memcpy(grad, all, 64 * sizeof(float) * 8);  // first 8 rows' worth is enough to compare
+    free(all);
+    tensor_scope_end();
+    for (int i = 0; i < m->n_params; i++) tensor_zero_grad(m->params[i].value);
+}
+
+static void test_duplicate_captions_encoded_once(void **state) {
+    (void)state;
+    clip_model *m = fixture_model();
+    int64_t C = cfg.text.context_length, B = 6, E = cfg.embed_dim;
+    int64_t *tokens = calloc((size_t)(B * C), sizeof(int64_t));
+    int64_t rows[3][4] = {{49406, 320, 1929, 49407}, {49406, 530, 49407, 0}, {49406, 7, 8, 49407}};
+    int pick[6] = {0, 1, 0, 2, 1, 0};
+    for (int b = 0; b < B; b++) memcpy(tokens + b * C, rows[pick[b]], sizeof rows[0]);
+    float *f1 = malloc((size_t)(B * E) * sizeof(float)), *f2 = malloc((size_t)(B * E) * sizeof(float));
+    float g1[512], g2[512];
+    text_features_and_grad(m, tokens, B, false, f1, g1);
+    text_features_and_grad(m, tokens, B, true, f2, g2);
+    for (int64_t i = 0; i < B * E; i++) assert_float_equal(f1[i], f2[i], 1e-6);
+    // Summation order differs (one row with its copies summed vs copies apart): float32 noise only.
+    for (int i = 0; i < 512; i++) assert_float_equal(g1[i], g2[i], 1e-3 * (1 + fabs(g1[i])));
+    free(f1);
+    free(f2);
+    free(tokens);
+    clip_model_free(m);
+}
+
+static double std_of(const tensor *t) {
+    double v;
+    tensor_scope_begin();
+    tensor *c = tensor_sub(t, tensor_mean(t));
+    tensor_item(tensor_sqrt(tensor_mean(tensor_mul(c, c))), &v);
+    tensor_scope_end();
+    return v;
+}
+
+static void test_openclip_initialisation(void **state) {
+    (void)state;
+    clip_config big = cfg;
+    big.text.width = 256, big.text.heads = 4, big.text.layers = 3;
+    clip_model *m = clip_model_init(&big, 7);
+    double W = big.text.width, L = big.text.layers;
+    assert_float_equal(std_of(m->token_embedding), 0.02, 0.002);
+    assert_float_equal(std_of(m->text_pos), 0.01, 0.001);
+    assert_float_equal(std_of(m->text_blocks[0].in_proj_w), 1 / sqrt(W), 0.1 / sqrt(W));
+    assert_float_equal(std_of(m->text_blocks[0].proj_w), 1 / sqrt(W) / sqrt(2 * L), 0.1 / sqrt(W) / sqrt(2 * L));
+    assert_float_equal(std_of(m->text_blocks[0].fc_w), 1 / sqrt(2 * W), 0.1 / sqrt(2 * W));
+    double ls;
+    tensor_item(m->logit_scale, &ls);
+    assert_float_equal(ls, log(1 / 0.07), 1e-6);
+    // Same seed, same model; another seed, another model.
+    clip_model *same = clip_model_init(&big, 7), *other = clip_model_init(&big, 8);
+    assert_float_equal(std_of(same->token_embedding), std_of(m->token_embedding), 0);
+    assert_true(std_of(other->token_embedding) != std_of(m->token_embedding));
+    clip_model_free(m);
+    clip_model_free(same);
+    clip_model_free(other);
+}
+
+static void test_lock_image_freezes_visual_only(void **state) {
+    (void)state;
+    clip_model *m = clip_model_init(&cfg, 1);
+    clip_model_lock_image(m);
+    for (int i = 0; i < m->n_params; i++) {
+        bool visual = strncmp(m->params[i].name, "visual.", 7) == 0;
+        assert_int_equal(m->params[i].frozen, visual);
+        assert_int_equal(tensor_requires_grad(m->params[i].value), !visual);
+    }
+    clip_model_free(m);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) return fprintf(stderr, "usage: %s FIXTURE_DIR\n", argv[0]), 2;
+    fixture_dir = argv[1];
+    char path[1024];
+    snprintf(path, sizeof path, "%s/config.json", fixture_dir);
+    if (clip_config_load(path, &cfg) != 0) return fprintf(stderr, "%s\n", err_msg()), 1;
+    tensor_set_threads(0);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_names_match_openclip_state_dict),
+        cmocka_unit_test(test_save_load_round_trip),
+        cmocka_unit_test(test_strict_load_names_the_key),
+        cmocka_unit_test(test_duplicate_captions_encoded_once),
+        cmocka_unit_test(test_openclip_initialisation),
+        cmocka_unit_test(test_lock_image_freezes_visual_only),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

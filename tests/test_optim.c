@@ -1,0 +1,437 @@
+// Tests optim/: AdamW against its closed form computed here in doubles (bias corrections, eps after
+// the square root, decoupled decay), the weight-decay rules by name and rank, frozen and gradless
+// parameters, state export/import continuing identically, gradient clipping, the logit-scale
+// clamp, and the learning-rate schedules at chosen steps.
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/error.h"
+#include "optim/adamw.h"
+#include "optim/grad.h"
+#include "optim/schedule.h"
+
+// A parameter outside any scope, like the model's, filled from doubles and converted to dtype.
+static clip_param make_param(const char *name, const double *values, const int64_t *shape, int ndim,
+                             tensor_dtype dtype) {
+    clip_param p = {.frozen = false};
+    snprintf(p.name, sizeof p.name, "%s", name);
+    tensor *host = tensor_from_host(values, shape, ndim, TENSOR_F64, false);
+    p.value = tensor_to_dtype(host, dtype);
+    tensor_free(host);
+    assert_int_equal(tensor_set_requires_grad(p.value, true), 0);
+    return p;
+}
+
+static void free_params(clip_param *params, int n) {
+    for (int i = 0; i < n; i++) tensor_free(params[i].value);
+}
+
+// Makes the gradient of p exactly `grad` (backward of sum(p * grad)), replacing any earlier one.
+static void set_grad(tensor *p, const double *grad) {
+    tensor_scope_begin();
+    int64_t shape[TENSOR_MAX_DIMS];
+    int ndim = tensor_shape(p, shape);
+    tensor *g = tensor_to_dtype(tensor_from_host(grad, shape, ndim, TENSOR_F64, false), tensor_get_dtype(p));
+    assert_int_equal(tensor_zero_grad(p), 0);
+    assert_int_equal(tensor_backward(tensor_sum(tensor_mul(p, g)), NULL), 0);
+    tensor_scope_end();
+}
+
+static void to_doubles(const tensor *t, double *out) {
+    tensor *d = tensor_to_dtype(t, TENSOR_F64);
+    assert_int_equal(tensor_to_host(d, out, (size_t)tensor_numel(d) * sizeof *out), 0);
+    tensor_free(d);
+}
+
+// ---- AdamW -------------------------------------------------------------------------------------
+
+enum { W_ROWS = 2, W_COLS = 3, W_N = W_ROWS * W_COLS, B_N = 3, STEPS = 4 };
+
+// The expected AdamW trajectory of one parameter in doubles, PyTorch's formula.
+typedef struct {
+    double p[W_N], m[W_N], v[W_N];
+} closed_form;
+
+static void closed_form_step(closed_form *s, int n, const double *g, int step, adamw_config c, bool decays) {
+    double bc1 = 1 - pow(c.beta1, step), bc2 = 1 - pow(c.beta2, step);
+    for (int j = 0; j < n; j++) {
+        if (decays) s->p[j] *= 1 - c.lr * c.weight_decay;
+        s->m[j] = c.beta1 * s->m[j] + (1 - c.beta1) * g[j];
+        s->v[j] = c.beta2 * s->v[j] + (1 - c.beta2) * g[j] * g[j];
+        double denom = sqrt(s->v[j]) / sqrt(bc2) + c.eps;
+        s->p[j] -= c.lr / bc1 * s->m[j] / denom;
+    }
+}
+
+// Gradients spanning eps-sized to O(1) values, changing with the step.
+static void step_grads(int step, double *gw, double *gb) {
+    static const double base[W_N] = {1e-6, -3e-6, 2e-2, -0.5, 7e-7, 1.0};
+    for (int j = 0; j < W_N; j++) gw[j] = base[j] * (1 + 0.5 * step);
+    for (int j = 0; j < B_N; j++) gb[j] = (j - 1) * 1e-3 + 2e-6 * step;
+}
+
+static void assert_doubles_close(const double *got, const double *want, int n, double rtol) {
+    for (int j = 0; j < n; j++)
+        if (!(fabs(got[j] - want[j]) <= 1e-15 + rtol * fabs(want[j])))
+            fail_msg("[%d]: got %.17g, expected %.17g", j, got[j], want[j]);
+}
+
+static void test_adamw_matches_closed_form(void **state) {
+    (void)state;
+    size_t live = tensor_live_count();
+    closed_form w = {.p = {0.3, -0.2, 0.1, 0.5, -0.7, 0.05}}, b = {.p = {0.01, -0.02, 0.03}};
+    int64_t ws[2] = {W_ROWS, W_COLS}, bs[1] = {B_N};
+    clip_param params[2] = {make_param("visual.proj", w.p, ws, 2, TENSOR_F64),
+                            make_param("visual.ln_post.bias", b.p, bs, 1, TENSOR_F64)};
+    adamw_config c = adamw_config_default();
+    c.lr = 1e-2;
+    adamw *opt = adamw_init(params, 2, c);
+    assert_non_null(opt);
+    for (int step = 1; step <= STEPS; step++) {
+        double gw[W_N], gb[B_N], got[W_N];
+        step_grads(step, gw, gb);
+        set_grad(params[0].value, gw);
+        set_grad(params[1].value, gb);
+        assert_int_equal(adamw_step(opt), 0);
+        closed_form_step(&w, W_N, gw, step, c, true);
+        closed_form_step(&b, B_N, gb, step, c, false);
+        to_doubles(params[0].value, got);
+        assert_doubles_close(got, w.p, W_N, 1e-12);
+        to_doubles(params[1].value, got);
+        assert_doubles_close(got, b.p, B_N, 1e-12);
+    }
+    adamw_free(opt);
+    free_params(params, 2);
+    assert_int_equal(tensor_live_count(), live);
+}
+
+static void test_adamw_defaults_are_openclip(void **state) {
+    (void)state;
+    adamw_config c = adamw_config_default();
+    assert_true(c.lr == 5e-4 && c.beta1 == 0.9 && c.beta2 == 0.98 && c.eps == 1e-6 && c.weight_decay == 0.2);
+}
+
+static void test_weight_decay_rules(void **state) {
+    (void)state;
+    static const struct {
+        const char *name;
+        int ndim;
+        bool decays;
+    } cases[] = {
+        {"visual.transformer.resblocks.0.attn.in_proj_weight", 2, true},
+        {"visual.transformer.resblocks.0.attn.in_proj_bias", 1, false},
+        {"visual.conv1.weight", 4, true},
+        {"token_embedding.weight", 2, true},
+        {"text_projection", 2, true},
+        {"visual.proj", 2, true},
+        {"visual.ln_pre.weight", 1, false},
+        {"transformer.resblocks.1.ln_2.weight", 2, false},  // by name even at rank 2
+        {"visual.trunk.bn1.weight", 2, false},
+        {"transformer.resblocks.0.mlp.c_fc.bias", 2, false},
+        {"positional_embedding", 2, false},  // OpenCLIP would decay it; clipc does not
+        {"visual.positional_embedding", 2, false},
+        {"visual.class_embedding", 2, false},
+        {"logit_scale", 0, false},
+        {"logit_bias", 2, false},
+        {"some.matrix", 1, false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        if (adamw_param_decays(cases[i].name, cases[i].ndim) != cases[i].decays)
+            fail_msg("%s (ndim %d): decay should be %d", cases[i].name, cases[i].ndim, cases[i].decays);
+}
+
+// With zero gradients the moments stay zero, so a step only applies the decoupled decay.
+static void test_zero_gradient_step_applies_only_decay(void **state) {
+    (void)state;
+    double init[4] = {1, -2, 3, 0.5}, zero[4] = {0}, got[4];
+    int64_t s2[2] = {2, 2}, s1[1] = {4};
+    clip_param params[3] = {make_param("visual.proj", init, s2, 2, TENSOR_F32),
+                            make_param("positional_embedding", init, s2, 2, TENSOR_F32),
+                            make_param("ln_final.weight", init, s1, 1, TENSOR_F32)};
+    adamw *opt = adamw_init(params, 3, adamw_config_default());
+    adamw_set_lr(opt, 0.1);
+    for (int i = 0; i < 3; i++) set_grad(params[i].value, zero);
+    assert_int_equal(adamw_step(opt), 0);
+    for (int i = 0; i < 3; i++) {
+        to_doubles(params[i].value, got);
+        double factor = i == 0 ? 1 - 0.1 * 0.2 : 1.0;
+        for (int j = 0; j < 4; j++) assert_float_equal(got[j], (float)(init[j] * factor), 1e-7);
+    }
+    adamw_free(opt);
+    free_params(params, 3);
+}
+
+static int64_t state_step(const adamw *opt, int param_index) {
+    const char *name;
+    tensor *value;
+    double step;
+    assert_int_equal(adamw_state_get(opt, param_index * 3, &name, &value), 0);
+    assert_non_null(strstr(name, ".step"));
+    assert_int_equal(tensor_item(value, &step), 0);
+    tensor_free(value);
+    return (int64_t)step;
+}
+
+static void test_frozen_and_gradless_params_are_skipped(void **state) {
+    (void)state;
+    double init[4] = {1, 2, 3, 4}, grad[4] = {0.1, 0.2, 0.3, 0.4}, got[4];
+    int64_t s2[2] = {2, 2};
+    clip_param params[3] = {make_param("a.weight", init, s2, 2, TENSOR_F32),
+                            make_param("frozen.weight", init, s2, 2, TENSOR_F32),
+                            make_param("gradless.weight", init, s2, 2, TENSOR_F32)};
+    params[1].frozen = true;
+    adamw *opt = adamw_init(params, 3, adamw_config_default());
+    assert_int_equal(adamw_state_count(opt), 6);  // a and gradless only
+    const char *name;
+    tensor *value;
+    assert_int_equal(adamw_state_get(opt, 4, &name, &value), 0);
+    assert_string_equal(name, "optimizer.gradless.weight.exp_avg");
+    tensor_free(value);
+    assert_int_equal(adamw_state_get(opt, 6, &name, &value), -1);
+    set_grad(params[0].value, grad);
+    set_grad(params[1].value, grad);
+    assert_int_equal(adamw_step(opt), 0);
+    assert_int_equal(state_step(opt, 0), 1);
+    assert_int_equal(state_step(opt, 1), 0);  // no gradient: its step does not advance
+    for (int i = 1; i < 3; i++) {
+        to_doubles(params[i].value, got);
+        assert_memory_equal(got, init, sizeof init);
+    }
+    to_doubles(params[0].value, got);
+    assert_true(got[0] < init[0]);
+    adamw_free(opt);
+    free_params(params, 3);
+}
+
+// ---- state export and import -------------------------------------------------------------------
+
+enum { RT_PARAMS = 2, RT_N = 4 };
+
+static void round_trip_grads(int step, int param, double *g) {
+    for (int j = 0; j < RT_N; j++) g[j] = sin(1.0 + step * 3 + param * 7 + j) * 0.1;
+}
+
+static void run_steps(adamw *opt, clip_param *params, int first, int last) {
+    for (int step = first; step <= last; step++) {
+        for (int i = 0; i < RT_PARAMS; i++) {
+            double g[RT_N];
+            round_trip_grads(step, i, g);
+            set_grad(params[i].value, g);
+        }
+        assert_int_equal(adamw_step(opt), 0);
+    }
+}
+
+static void clone_params(const clip_param *from, clip_param *to) {
+    for (int i = 0; i < RT_PARAMS; i++) {
+        to[i] = from[i];
+        tensor *detached = tensor_detach(from[i].value);
+        to[i].value = tensor_clone(detached);
+        tensor_free(detached);
+        assert_int_equal(tensor_set_requires_grad(to[i].value, true), 0);
+    }
+}
+
+// Continues a copy of the parameters for steps 3..4 with a fresh optimizer, importing `saved`
+// (count entries) first; returns the final parameters in out.
+static void continue_with(const clip_param *params, char (*names)[160], tensor **saved, int count,
+                          double out[RT_PARAMS][RT_N]) {
+    clip_param copy[RT_PARAMS];
+    clone_params(params, copy);
+    adamw *opt = adamw_init(copy, RT_PARAMS, adamw_config_default());
+    for (int i = 0; i < count; i++) assert_int_equal(adamw_state_set(opt, names[i], saved[i]), 0);
+    run_steps(opt, copy, 3, 4);
+    for (int i = 0; i < RT_PARAMS; i++) to_doubles(copy[i].value, out[i]);
+    adamw_free(opt);
+    free_params(copy, RT_PARAMS);
+}
+
+static void test_state_round_trip_continues_identically(void **state) {
+    (void)state;
+    size_t live = tensor_live_count();
+    double init[RT_N] = {0.5, -0.25, 0.125, 1.0};
+    int64_t s2[2] = {2, 2}, s1[1] = {RT_N};
+    clip_param params[RT_PARAMS] = {make_param("visual.proj", init, s2, 2, TENSOR_F32),
+                                    make_param("visual.ln_post.weight", init, s1, 1, TENSOR_F32)};
+    adamw *opt = adamw_init(params, RT_PARAMS, adamw_config_default());
+    run_steps(opt, params, 1, 2);
+
+    int count = adamw_state_count(opt);
+    assert_int_equal(count, 3 * RT_PARAMS);
+    char names[3 * RT_PARAMS][160];
+    tensor *saved[3 * RT_PARAMS];
+    for (int i = 0; i < count; i++) {
+        const char *name;
+        tensor *value;
+        assert_int_equal(adamw_state_get(opt, i, &name, &value), 0);
+        snprintf(names[i], sizeof names[i], "%s", name);
+        saved[i] = tensor_clone(value);
+        tensor_free(value);
+    }
+    assert_string_equal(names[0], "optimizer.visual.proj.step");
+    assert_string_equal(names[5], "optimizer.visual.ln_post.weight.exp_avg_sq");
+
+    double restored[RT_PARAMS][RT_N], fresh[RT_PARAMS][RT_N], original[RT_PARAMS][RT_N];
+    continue_with(params, names, saved, count, restored);
+    continue_with(params, names, saved, 0, fresh);
+    run_steps(opt, params, 3, 4);
+    for (int i = 0; i < RT_PARAMS; i++) to_doubles(params[i].value, original[i]);
+    assert_memory_equal(restored, original, sizeof original);
+    assert_memory_not_equal(fresh, original, sizeof original);  // the state matters
+
+    for (int i = 0; i < count; i++) tensor_free(saved[i]);
+    adamw_free(opt);
+    free_params(params, RT_PARAMS);
+    assert_int_equal(tensor_live_count(), live);
+}
+
+static void test_state_import_errors(void **state) {
+    (void)state;
+    double init[4] = {1, 2, 3, 4};
+    int64_t s2[2] = {2, 2}, s4[1] = {4};
+    clip_param params[1] = {make_param("visual.proj", init, s2, 2, TENSOR_F32)};
+    adamw *opt = adamw_init(params, 1, adamw_config_default());
+    tensor_scope_begin();
+    tensor *flat = tensor_zeros(s4, 1, TENSOR_F32, TENSOR_CPU);
+    assert_int_equal(adamw_state_set(opt, "optimizer.visual.nope.exp_avg", flat), -1);
+    assert_non_null(strstr(err_msg(), "optimizer.visual.nope.exp_avg"));
+    assert_int_equal(adamw_state_set(opt, "optimizer.visual.proj.exp_avg", flat), -1);
+    assert_non_null(strstr(err_msg(), "optimizer.visual.proj.exp_avg: shape"));
+    double bad_steps[2] = {-1, 2.5};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(adamw_state_set(opt, "optimizer.visual.proj.step",
+                                         tensor_scalar(bad_steps[i], TENSOR_F64, TENSOR_CPU)), -1);
+        assert_non_null(strstr(err_msg(), "optimizer.visual.proj.step"));
+    }
+    assert_int_equal(adamw_state_set(opt, "optimizer.visual.proj.step", flat), -1);
+    assert_int_equal(adamw_state_set(opt, "optimizer.visual.proj.step", tensor_scalar(7, TENSOR_I64, TENSOR_CPU)), 0);
+    assert_int_equal(state_step(opt, 0), 7);
+    tensor_scope_end();
+    adamw_free(opt);
+    free_params(params, 1);
+}
+
+// ---- gradient clipping and the logit-scale clamp -----------------------------------------------
+
+static void test_clip_grad_norm(void **state) {
+    (void)state;
+    double w[4] = {1, 1, 1, 1}, gw[4] = {3, 0, 0, 4}, gb[1] = {12}, big[1] = {1000}, got[4];
+    int64_t s2[2] = {2, 2}, s1[1] = {1};
+    clip_param params[4] = {make_param("w", w, s2, 2, TENSOR_F64), make_param("b", w, s1, 1, TENSOR_F64),
+                            make_param("frozen", w, s1, 1, TENSOR_F64), make_param("gradless", w, s1, 1, TENSOR_F64)};
+    params[2].frozen = true;
+    assert_true(optim_clip_grad_norm(params, 4, 1.0) == 0.0);  // no gradients yet
+    set_grad(params[0].value, gw);
+    set_grad(params[1].value, gb);
+    set_grad(params[2].value, big);
+    double norm = optim_clip_grad_norm(params, 4, 6.5);
+    assert_float_equal(norm, 13.0, 1e-12);  // sqrt(3^2 + 4^2 + 12^2); the frozen one is left out
+    double coef = 6.5 / (13.0 + 1e-6);
+    tensor *g = tensor_grad(params[0].value);
+    to_doubles(g, got);
+    tensor_free(g);
+    for (int j = 0; j < 4; j++) assert_float_equal(got[j], gw[j] * coef, 1e-12);
+    g = tensor_grad(params[2].value);
+    to_doubles(g, got);
+    tensor_free(g);
+    assert_float_equal(got[0], 1000, 0);
+    assert_float_equal(optim_clip_grad_norm(params, 4, 100.0), 13.0 * coef, 1e-9);  // below max: unchanged
+    g = tensor_grad(params[1].value);
+    to_doubles(g, got);
+    tensor_free(g);
+    assert_float_equal(got[0], 12 * coef, 1e-12);
+    free_params(params, 4);
+}
+
+static void test_clamp_logit_scale(void **state) {
+    (void)state;
+    double v[3] = {-1, 2, 5}, got[3];
+    int64_t s[1] = {3};
+    tensor *t = tensor_from_host(v, s, 1, TENSOR_F64, false);
+    assert_int_equal(optim_clamp_logit_scale(t), 0);
+    to_doubles(t, got);
+    assert_true(got[0] == 0 && got[1] == 2 && fabs(got[2] - log(100)) < 1e-15);
+    tensor_free(t);
+}
+
+// ---- schedules ---------------------------------------------------------------------------------
+
+static void assert_lr(const schedule *s, int64_t step, double expected) {
+    double got = schedule_lr(s, step);
+    if (fabs(got - expected) > 1e-15) fail_msg("step %lld: lr %.17g, expected %.17g", (long long)step, got, expected);
+}
+
+static void test_cosine_schedule(void **state) {
+    (void)state;
+    schedule s = {.kind = SCHEDULE_COSINE, .base_lr = 1e-3, .warmup_steps = 10, .total_steps = 110};
+    assert_int_equal(schedule_check(&s), 0);
+    assert_lr(&s, 0, 1e-4);  // warmup starts at base / warmup, not 0
+    assert_lr(&s, 4, 5e-4);
+    assert_lr(&s, 9, 1e-3);
+    assert_lr(&s, 10, 1e-3);
+    assert_lr(&s, 60, 5e-4);                                 // half way through the cosine
+    assert_lr(&s, 109, 1e-3 * pow(sin(M_PI / 200), 2));     // last step: (1 + cos(99 pi / 100)) / 2
+    s.warmup_steps = 0;
+    assert_lr(&s, 0, 1e-3);
+}
+
+static void test_const_schedules(void **state) {
+    (void)state;
+    schedule c = {.kind = SCHEDULE_CONST, .base_lr = 1e-3, .warmup_steps = 5, .total_steps = 50};
+    assert_int_equal(schedule_check(&c), 0);
+    assert_lr(&c, 0, 2e-4);
+    assert_lr(&c, 4, 1e-3);
+    assert_lr(&c, 49, 1e-3);
+    schedule cd = {.kind = SCHEDULE_CONST_COOLDOWN, .base_lr = 1e-3, .warmup_steps = 10, .total_steps = 100,
+                   .cooldown_steps = 20, .cooldown_power = 1.0, .cooldown_end_lr = 1e-5};
+    assert_int_equal(schedule_check(&cd), 0);
+    assert_lr(&cd, 0, 1e-4);
+    assert_lr(&cd, 79, 1e-3);
+    assert_lr(&cd, 80, 1e-3);  // the cooldown's first step still has decay 1
+    assert_lr(&cd, 90, 5.05e-4);
+    assert_lr(&cd, 99, 5.95e-5);
+    cd.cooldown_power = 2.0;
+    assert_lr(&cd, 90, 2.575e-4);
+}
+
+static void test_schedule_errors(void **state) {
+    (void)state;
+    schedule_kind kind;
+    assert_int_equal(schedule_kind_parse("const-cooldown", &kind), 0);
+    assert_int_equal(kind, SCHEDULE_CONST_COOLDOWN);
+    assert_int_equal(schedule_kind_parse("cosine", &kind), 0);
+    assert_int_equal(kind, SCHEDULE_COSINE);
+    assert_int_equal(schedule_kind_parse("linear", &kind), -1);
+    assert_non_null(strstr(err_msg(), "'linear'"));
+    schedule bad[4] = {
+        {.kind = SCHEDULE_COSINE, .base_lr = 1e-3, .warmup_steps = 10, .total_steps = 10},
+        {.kind = SCHEDULE_CONST, .base_lr = 1e-3, .warmup_steps = -1, .total_steps = 10},
+        {.kind = SCHEDULE_CONST_COOLDOWN, .base_lr = 1e-3, .total_steps = 10, .cooldown_steps = 0},
+        {.kind = SCHEDULE_CONST, .base_lr = NAN, .total_steps = 10},
+    };
+    for (int i = 0; i < 4; i++) assert_int_equal(schedule_check(&bad[i]), -1);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_adamw_matches_closed_form),
+        cmocka_unit_test(test_adamw_defaults_are_openclip),
+        cmocka_unit_test(test_weight_decay_rules),
+        cmocka_unit_test(test_zero_gradient_step_applies_only_decay),
+        cmocka_unit_test(test_frozen_and_gradless_params_are_skipped),
+        cmocka_unit_test(test_state_round_trip_continues_identically),
+        cmocka_unit_test(test_state_import_errors),
+        cmocka_unit_test(test_clip_grad_norm),
+        cmocka_unit_test(test_clamp_logit_scale),
+        cmocka_unit_test(test_cosine_schedule),
+        cmocka_unit_test(test_const_schedules),
+        cmocka_unit_test(test_schedule_errors),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

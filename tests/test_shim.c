@@ -1,0 +1,194 @@
+// Tests the libtorch shim: error reporting without exceptions, ownership and scopes (no leaked
+// handles over 100 training-like steps), host round trips, generator state, autograd basics and a
+// few ops against values computed by hand.
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "common/error.h"
+#include "shim/tensor.h"
+
+static tensor *from_floats(const float *v, const int64_t *shape, int ndim) {
+    return tensor_from_host(v, shape, ndim, TENSOR_F32, false);
+}
+
+static void test_shape_mismatch_is_an_error(void **state) {
+    (void)state;
+    size_t live = tensor_live_count();
+    int64_t sa[2] = {4, 3}, sb[2] = {5, 6};
+    tensor *a = tensor_zeros(sa, 2, TENSOR_F32, TENSOR_CPU);
+    tensor *b = tensor_zeros(sb, 2, TENSOR_F32, TENSOR_CPU);
+    err_clear();
+    tensor *c = tensor_matmul(a, b);
+    assert_null(c);
+    const char *msg = err_msg();
+    assert_non_null(strstr(msg, "libtorch:"));
+    assert_non_null(strstr(msg, "4x3"));
+    assert_null(strchr(msg, '\n'));
+    assert_true(strlen(msg) < 300);  // no backtrace
+    // A failed op propagates: the chain returns NULL and keeps the first message.
+    assert_null(tensor_exp(tensor_add(c, a)));
+    assert_non_null(strstr(err_msg(), "4x3"));
+    tensor_free(a);
+    tensor_free(b);
+    assert_int_equal(tensor_live_count(), live);
+}
+
+static void test_host_round_trip_and_queries(void **state) {
+    (void)state;
+    float v[6] = {1, 2, 3, 4, 5, 6}, out[6];
+    int64_t shape[2] = {2, 3}, got[TENSOR_MAX_DIMS];
+    tensor *t = from_floats(v, shape, 2);
+    assert_int_equal(tensor_shape(t, got), 2);
+    assert_int_equal(got[0], 2);
+    assert_int_equal(got[1], 3);
+    assert_int_equal(tensor_numel(t), 6);
+    assert_int_equal(tensor_get_dtype(t), TENSOR_F32);
+    assert_int_equal(tensor_to_host(t, out, sizeof out), 0);
+    assert_memory_equal(v, out, sizeof v);
+    assert_int_equal(tensor_to_host(t, out, 4), -1);  // wrong size is refused
+    tensor *tt = tensor_transpose(t, 0, 1);            // non-contiguous view copies in C order
+    assert_int_equal(tensor_to_host(tt, out, sizeof out), 0);
+    float expect_t[6] = {1, 4, 2, 5, 3, 6};
+    assert_memory_equal(expect_t, out, sizeof out);
+    tensor_free(tt);
+    tensor_free(t);
+}
+
+static void test_ops_against_hand_values(void **state) {
+    (void)state;
+    tensor_scope_begin();
+    float xv[2] = {1, 2}, wv[4] = {1, 0, 1, 1}, bv[2] = {0.5f, -1};
+    int64_t sx[2] = {1, 2}, sw[2] = {2, 2}, sb[1] = {2};
+    tensor *y = tensor_linear(from_floats(xv, sx, 2), from_floats(wv, sw, 2), from_floats(bv, sb, 1));
+    float yv[2];
+    assert_int_equal(tensor_to_host(y, yv, sizeof yv), 0);
+    assert_float_equal(yv[0], 1.5f, 1e-6);  // 1*1 + 2*0 + 0.5
+    assert_float_equal(yv[1], 2.0f, 1e-6);  // 1 + 2 - 1
+    float gv[3] = {-1, 0, 1}, out[3];
+    int64_t s3[1] = {3};
+    tensor *g = from_floats(gv, s3, 1);
+    assert_int_equal(tensor_to_host(tensor_gelu(g), out, sizeof out), 0);
+    assert_float_equal(out[0], -0.5 * (1 + erf(-1 / sqrt(2.0))), 1e-6);
+    assert_float_equal(out[2], 0.5 * (1 + erf(1 / sqrt(2.0))), 1e-6);
+    assert_int_equal(tensor_to_host(tensor_quick_gelu(g), out, sizeof out), 0);
+    assert_float_equal(out[2], 1 / (1 + exp(-1.702)), 1e-6);
+    assert_int_equal(tensor_to_host(tensor_softmax(g, 0), out, sizeof out), 0);
+    double z = exp(-1) + 1 + exp(1);
+    assert_float_equal(out[1], 1 / z, 1e-6);
+    tensor_scope_end();
+}
+
+static void test_causal_attention_ignores_future(void **state) {
+    (void)state;
+    tensor_scope_begin();
+    tensor_generator *gen = tensor_generator_new(1, TENSOR_CPU);
+    int64_t s[4] = {1, 2, 5, 4};
+    tensor *q = tensor_normal(s, 4, 0, 1, TENSOR_F32, TENSOR_CPU, gen);
+    tensor *k = tensor_normal(s, 4, 0, 1, TENSOR_F32, TENSOR_CPU, gen);
+    tensor *v = tensor_normal(s, 4, 0, 1, TENSOR_F32, TENSOR_CPU, gen);
+    tensor *full = tensor_attention(q, k, v, true);
+    // The first 3 positions with causal masking see only the first 3 keys.
+    tensor *part = tensor_attention(tensor_slice(q, 2, 0, 3), tensor_slice(k, 2, 0, 3), tensor_slice(v, 2, 0, 3), true);
+    float a[24], b[24];
+    assert_int_equal(tensor_to_host(tensor_contiguous(tensor_slice(full, 2, 0, 3)), a, sizeof a), 0);
+    assert_int_equal(tensor_to_host(part, b, sizeof b), 0);
+    for (int i = 0; i < 24; i++) assert_float_equal(a[i], b[i], 1e-5);
+    tensor_generator_free(gen);
+    tensor_scope_end();
+}
+
+static void test_generator_state_round_trip(void **state) {
+    (void)state;
+    tensor_generator *g = tensor_generator_new(42, TENSOR_CPU);
+    uint8_t *saved;
+    size_t n;
+    assert_int_equal(tensor_generator_get_state(g, &saved, &n), 0);
+    int64_t s[1] = {8};
+    float a[8], b[8];
+    tensor *x = tensor_normal(s, 1, 0, 1, TENSOR_F32, TENSOR_CPU, g);
+    assert_int_equal(tensor_generator_set_state(g, saved, n), 0);
+    tensor *y = tensor_normal(s, 1, 0, 1, TENSOR_F32, TENSOR_CPU, g);
+    tensor_to_host(x, a, sizeof a);
+    tensor_to_host(y, b, sizeof b);
+    assert_memory_equal(a, b, sizeof a);
+    free(saved);
+    tensor_free(x);
+    tensor_free(y);
+    tensor_generator_free(g);
+}
+
+static void test_autograd(void **state) {
+    (void)state;
+    float wv[2] = {3, -2};
+    int64_t s[1] = {2};
+    tensor *w = from_floats(wv, s, 1);
+    assert_int_equal(tensor_set_requires_grad(w, true), 0);
+    tensor_scope_begin();
+    tensor *loss = tensor_sum(tensor_mul(w, w));  // d/dw = 2w
+    assert_int_equal(tensor_backward(loss, NULL), 0);
+    tensor_scope_end();
+    tensor *g = tensor_grad(w);
+    float gv[2];
+    tensor_to_host(g, gv, sizeof gv);
+    assert_float_equal(gv[0], 6, 1e-6);
+    assert_float_equal(gv[1], -4, 1e-6);
+    tensor_free(g);
+    assert_int_equal(tensor_zero_grad(w), 0);
+    assert_false(tensor_has_grad(w));
+    assert_null(tensor_grad(w));
+    tensor_no_grad_begin();
+    tensor *nog = tensor_mul(w, w);
+    assert_false(tensor_requires_grad(nog));
+    tensor_no_grad_end();
+    tensor_free(nog);
+    tensor_free(w);
+}
+
+// 100 steps of forward, backward and an in-place update inside per-step scopes leave exactly the
+// handles created outside them.
+static void test_scopes_leak_nothing(void **state) {
+    (void)state;
+    tensor_generator *gen = tensor_generator_new(3, TENSOR_CPU);
+    int64_t sw[2] = {16, 8}, sx[2] = {4, 8};
+    tensor *w = tensor_normal(sw, 2, 0, 0.1, TENSOR_F32, TENSOR_CPU, gen);
+    tensor_set_requires_grad(w, true);
+    size_t live = tensor_live_count();
+    tensor *kept = NULL;
+    for (int step = 0; step < 100; step++) {
+        tensor_scope_begin();
+        tensor *x = tensor_normal(sx, 2, 0, 1, TENSOR_F32, TENSOR_CPU, gen);
+        tensor *h = tensor_gelu(tensor_linear(x, w, NULL));
+        tensor *loss = tensor_mean(tensor_mul(h, h));
+        assert_int_equal(tensor_backward(loss, NULL), 0);
+        tensor *g = tensor_grad(w);
+        assert_int_equal(tensor_add_(w, g, -0.01), 0);
+        assert_int_equal(tensor_zero_grad(w), 0);
+        if (step == 99) kept = tensor_keep(tensor_detach(loss));
+        tensor_scope_end();
+    }
+    assert_int_equal(tensor_live_count(), live + 1);
+    tensor_free(kept);
+    assert_int_equal(tensor_live_count(), live);
+    tensor_free(w);
+    tensor_generator_free(gen);
+}
+
+int main(void) {
+    tensor_set_threads(0);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_shape_mismatch_is_an_error),
+        cmocka_unit_test(test_host_round_trip_and_queries),
+        cmocka_unit_test(test_ops_against_hand_values),
+        cmocka_unit_test(test_causal_attention_ignores_future),
+        cmocka_unit_test(test_generator_state_round_trip),
+        cmocka_unit_test(test_autograd),
+        cmocka_unit_test(test_scopes_leak_nothing),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

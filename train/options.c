@@ -1,0 +1,131 @@
+#include "train/options.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/args.h"
+#include "common/error.h"
+
+#define SPEC(name, type, field, help) {name, type, &o->field, help, false}
+
+// The table lives in one function so that parse and print see the same list.
+static int make_specs(train_options *o, arg_spec *s) {
+    arg_spec specs[] = {
+        SPEC("model", ARG_STR, model, "model config name (configs/models) or path to an OpenCLIP config JSON"),
+        SPEC("model-configs", ARG_STR, model_configs, "folder of model configs"),
+        SPEC("pretrained", ARG_STR, pretrained, "initial weights: an OpenCLIP state dict in safetensors"),
+        SPEC("vocab", ARG_STR, vocab, "BPE merges file (default: $CLIPC_VOCAB)"),
+        SPEC("train-data", ARG_STR, train_data, "training manifest(s), '::'-separated"),
+        SPEC("train-data-upsampling-factors", ARG_STR, train_data_upsampling_factors, "source weights 'a::b' (resampled)"),
+        SPEC("val-data", ARG_STR, val_data, "validation manifest: contrastive loss after each epoch"),
+        SPEC("dataset-resampled", ARG_FLAG, dataset_resampled, "draw shards with replacement"),
+        SPEC("train-num-samples", ARG_INT, train_num_samples, "samples per epoch (0: the whole set)"),
+        SPEC("batch-size", ARG_INT, batch_size, "samples per step"),
+        SPEC("epochs", ARG_INT, epochs, "training epochs"),
+        SPEC("max-steps", ARG_INT, max_steps, "stop after this many steps in all (0: no limit)"),
+        SPEC("lr", ARG_FLOAT, lr, "peak learning rate"),
+        SPEC("wd", ARG_FLOAT, wd, "weight decay"),
+        SPEC("beta1", ARG_FLOAT, beta1, "AdamW beta1"),
+        SPEC("beta2", ARG_FLOAT, beta2, "AdamW beta2"),
+        SPEC("eps", ARG_FLOAT, eps, "AdamW epsilon"),
+        SPEC("warmup", ARG_INT, warmup, "linear warmup steps"),
+        SPEC("lr-scheduler", ARG_STR, lr_scheduler, "cosine, const or const-cooldown"),
+        SPEC("epochs-cooldown", ARG_INT, epochs_cooldown, "const-cooldown: epochs of cooldown at the end"),
+        SPEC("lr-cooldown-power", ARG_FLOAT, lr_cooldown_power, "const-cooldown: decay power"),
+        SPEC("lr-cooldown-end", ARG_FLOAT, lr_cooldown_end, "const-cooldown: final learning rate"),
+        SPEC("grad-clip-norm", ARG_FLOAT, grad_clip_norm, "clip gradients to this global L2 norm (0: off)"),
+        SPEC("precision", ARG_STR, precision, "fp32, or amp_bf16 (bf16 autocast, GPU only)"),
+        SPEC("device", ARG_STR, device, "cpu or cuda (default: cuda when a GPU is present)"),
+        SPEC("threads", ARG_INT, threads, "intra-op threads (0: one per core)"),
+        SPEC("workers", ARG_INT, workers, "data loading threads"),
+        SPEC("seed", ARG_INT, seed, "random seed"),
+        SPEC("lock-image", ARG_FLAG, lock_image, "freeze the image tower"),
+        SPEC("lock-text", ARG_FLAG, lock_text, "freeze the text tower"),
+        SPEC("siglip", ARG_FLAG, siglip, "sigmoid loss (logit scale 10, bias -10)"),
+        SPEC("zeroshot-data", ARG_STR, zeroshot_data, "labelled manifest for zero-shot evaluation"),
+        SPEC("zeroshot-frequency", ARG_INT, zeroshot_frequency, "zero-shot evaluation every N epochs (0: off)"),
+        SPEC("zeroshot-templates", ARG_STR, zeroshot_templates, "templates file, one per line with {} for the class"),
+        SPEC("zeroshot-classnames", ARG_STR, zeroshot_classnames, "class names file (default: from the shards)"),
+        SPEC("logs", ARG_STR, logs, "folder of runs"),
+        SPEC("name", ARG_STR, name, "run name (default: date, model, lr, batch size)"),
+        SPEC("save-frequency", ARG_INT, save_frequency, "checkpoint every N epochs (0: off)"),
+        SPEC("save-steps", ARG_INT, save_steps, "also checkpoint every N steps (0: off)"),
+        SPEC("save-most-recent", ARG_FLAG, save_most_recent, "also keep epoch_latest, overwritten each time"),
+        SPEC("keep-checkpoints", ARG_INT, keep_checkpoints, "keep only the newest N numbered checkpoints (0: all)"),
+        SPEC("resume", ARG_STR, resume, "checkpoint to continue from, or 'latest'"),
+        SPEC("log-every-n-steps", ARG_INT, log_every_n_steps, "progress line every N steps"),
+        SPEC("nonfinite-limit", ARG_INT, nonfinite_limit, "stop after N non-finite losses in a row"),
+        SPEC("config", ARG_STR, config, "JSON file of these options (flags override it)"),
+    };
+    if (s) memcpy(s, specs, sizeof specs);
+    return (int)(sizeof specs / sizeof specs[0]);
+}
+
+static void set_defaults(train_options *o) {
+    memset(o, 0, sizeof *o);
+    o->model = "ViT-B-32";
+    o->model_configs = "configs/models";
+    o->vocab = getenv("CLIPC_VOCAB");
+    o->logs = "./logs";
+    o->precision = "fp32";
+    o->lr_scheduler = "cosine";
+    o->zeroshot_templates = NULL;
+    o->batch_size = 64;
+    o->epochs = 32;
+    o->lr = 5e-4;
+    o->wd = 0.2;
+    o->beta1 = 0.9;
+    o->beta2 = 0.98;
+    o->eps = 1e-6;
+    o->warmup = 10000;
+    o->lr_cooldown_power = 1.0;
+    o->workers = 2;
+    o->save_frequency = 1;
+    o->zeroshot_frequency = 2;
+    o->log_every_n_steps = 100;
+    o->nonfinite_limit = 5;
+}
+
+static char *read_text_file(const char *path) {
+    FILE *f = fopen_checked(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *text = xmalloc((size_t)n + 1);
+    size_t got = fread(text, 1, (size_t)n, f);
+    text[got] = '\0';
+    fclose(f);
+    return text;
+}
+
+int train_options_parse(train_options *o, int argc, char **argv) {
+    set_defaults(o);
+    int n = make_specs(o, NULL);
+    arg_spec *specs = xcalloc((size_t)n, sizeof(arg_spec));
+    make_specs(o, specs);
+    int rc = args_parse(specs, n, argc, argv, NULL, 0, NULL);
+    if (rc == 1) args_print_help(specs, n, "clipc train --train-data MANIFEST [options]");
+    if (rc == 0 && o->config) {
+        char *text = read_text_file(o->config);
+        rc = text ? args_apply_json(specs, n, text, o->config) : -1;
+        free(text);
+    }
+    free(specs);
+    if (rc != 0) return rc;
+    if (!o->train_data) return err_set("--train-data is required (a manifest made by 'clipc shards')");
+    if (o->batch_size <= 0) return err_set("--batch-size must be positive, got %ld", o->batch_size);
+    if (o->epochs <= 0) return err_set("--epochs must be positive, got %ld", o->epochs);
+    if (strcmp(o->precision, "fp32") && strcmp(o->precision, "amp_bf16") && strcmp(o->precision, "bf16"))
+        return err_set("--precision must be fp32 or amp_bf16, got '%s'", o->precision);
+    return 0;
+}
+
+void train_options_print(const train_options *o, FILE *f, bool json) {
+    train_options copy = *o;
+    int n = make_specs(&copy, NULL);
+    arg_spec *specs = xcalloc((size_t)n, sizeof(arg_spec));
+    make_specs(&copy, specs);
+    args_print(specs, n, f, json);
+    free(specs);
+}

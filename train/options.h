@@ -1,0 +1,28 @@
+// options: the configuration of `clipc train`, with OpenCLIP's flag names where they exist.
+// Flags may also come from `--config FILE` (a JSON object of the same keys; flags override it).
+#ifndef CLIPC_TRAIN_OPTIONS_H
+#define CLIPC_TRAIN_OPTIONS_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+typedef struct {
+    char *model, *model_configs, *pretrained, *vocab;
+    char *train_data, *val_data, *train_data_upsampling_factors;
+    char *zeroshot_data, *zeroshot_templates, *zeroshot_classnames;
+    char *logs, *name, *resume, *config, *device, *precision, *lr_scheduler;
+    long batch_size, epochs, epochs_cooldown, train_num_samples, warmup, seed, workers, threads;
+    long save_frequency, save_steps, keep_checkpoints, zeroshot_frequency, log_every_n_steps;
+    long max_steps, nonfinite_limit;
+    double lr, wd, beta1, beta2, eps, grad_clip_norm, lr_cooldown_power, lr_cooldown_end;
+    bool dataset_resampled, save_most_recent, lock_image, lock_text, siglip;
+} train_options;
+
+// Parses argv (after "train") and the --config file. Returns 0, 1 for --help (printed), or -1
+// with err_msg() set.
+int train_options_parse(train_options *o, int argc, char **argv);
+
+// Writes the resolved options as JSON (the run's params.json) or as "name: value" lines.
+void train_options_print(const train_options *o, FILE *f, bool json);
+
+#endif

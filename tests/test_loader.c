@@ -19,6 +19,7 @@
 
 #define tmp testutil_dir
 static char *dataset, *dataset_b;
+static const char *vocab_path;  // CLIP's merges file (argument 1)
 static const int sizes[] = {5, 9, 0, 13, 7, 11, 6};
 #define N_SHARDS 7
 #define N_SAMPLES 51
@@ -72,6 +73,7 @@ static uint32_t batch_digest(const loader_config *c, const loader_batch *b) {
     uLong h = c->output == LOADER_OUTPUT_FLOAT ? crc32(0L, (const Bytef *)b->images, (uInt)(pixels * sizeof(float)))
                                                : crc32(0L, b->images_u8, (uInt)pixels);
     h = crc32(h, (const Bytef *)b->labels, (uInt)((size_t)b->n * sizeof(int32_t)));
+    h = crc32(h, (const Bytef *)b->tokens, (uInt)((size_t)b->n * (size_t)c->context_length * sizeof(int64_t)));
     for (int i = 0; i < b->n; i++) h = crc32(h, (const Bytef *)b->captions[i], (uInt)strlen(b->captions[i]));
     return (uint32_t)h;
 }
@@ -381,6 +383,30 @@ static void test_count_mismatch(void **state) {
     free(m);
 }
 
+// Captions are tokenized in the workers, the same for any number of them.
+static void test_tokenized(void **state) {
+    (void)state;
+    tokenizer *tok = tokenizer_load(vocab_path, 0);
+    if (!tok) fail_msg("%s", err_msg());
+    static run_log ref, other;
+    loader_config c = small_config(dataset, true);
+    c.tok = tok, c.context_length = 77, c.workers = 1;
+    run_epoch(&c, 0, &ref);
+    c.workers = 3;
+    run_epoch(&c, 0, &other);
+    assert_same_run(&ref, &other);
+    loader *l = loader_init(&c);
+    loader_batch b;
+    assert_int_equal(loader_next(l, &b), 1);
+    int64_t want[77];
+    for (int i = 0; i < b.n; i++) {
+        assert_true(tokenizer_encode(tok, b.captions[i], 77, want) >= 4);  // SOT caption digits EOT
+        assert_memory_equal(b.tokens + i * 77, want, sizeof want);
+    }
+    loader_free(l);
+    tokenizer_free(tok);
+}
+
 static void test_bad_config(void **state) {
     (void)state;
     loader_config c = small_config(dataset, true);
@@ -391,7 +417,12 @@ static void test_bad_config(void **state) {
     assert_non_null(strstr(err_msg(), "/nonexistent/manifest.json"));
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: test_loader CLIP_VOCAB\n");
+        return 2;
+    }
+    vocab_path = argv[1];
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_coverage),
         cmocka_unit_test(test_determinism),
@@ -403,6 +434,7 @@ int main(void) {
         cmocka_unit_test(test_corrupt_sample),
         cmocka_unit_test(test_missing_and_truncated_shards),
         cmocka_unit_test(test_count_mismatch),
+        cmocka_unit_test(test_tokenized),
         cmocka_unit_test(test_bad_config),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -2,7 +2,8 @@
 // from shards of ~256 px WebP, at 224 px and at 32 px, for a list of worker-thread counts.
 //
 // Usage: bench_loader [--images N] [--epochs E] [--batch-size B] [--workers 1,2] [--sizes 224,32]
-//                     [--data MANIFEST] [--keep DIR]
+//                     [--data MANIFEST] [--keep DIR] [--quality Q] [--vocab bpe_simple_vocab_16e6.txt.gz]
+// With --vocab the captions are tokenized in the workers (context 77), as in training.
 // Without --data it makes N synthetic pictures (fractal noise, shorter side 256, aspect 1:1 to
 // 3:2), writes them as WebP files with a CSV, and converts them with the `clipc shards` library
 // (timed too). Run it under `taskset -c 0` / `taskset -c 0,1` to pin the cores used.
@@ -21,6 +22,7 @@
 #include "data/image.h"
 #include "data/loader.h"
 #include "data/rng.h"
+#include "data/tokenizer.h"
 
 static double now_seconds(void) {
     struct timespec ts;
@@ -95,26 +97,27 @@ static int make_inputs(const char *dir, int n) {
     return 0;
 }
 
-static int convert_inputs(const char *dir, char **manifest_path) {
+static int convert_inputs(const char *dir, int quality, char **manifest_path) {
     convert_options o;
     convert_options_default(&o);
     char *csv = fs_join(dir, "images.tsv"), *out = fs_join(dir, "shards");
-    o.source = CONVERT_SOURCE_CSV, o.input = csv, o.out_dir = out, o.shard_size = 1000;
+    o.source = CONVERT_SOURCE_CSV, o.input = csv, o.out_dir = out, o.shard_size = 1000, o.quality = quality;
     convert_summary s;
     int rc = convert_run(&o, &s);
     if (rc == 0)
-        printf("convert: %lld images -> %d shards, %.1f MB (%.1f KB/image), %.1f s, %.0f images/s with %d threads\n",
-               (long long)s.samples, s.n_shards, s.bytes / 1e6, s.bytes / 1e3 / (double)s.samples, s.seconds,
+        printf("convert: quality %d, %lld images -> %d shards, %.1f MB (%.1f KB/image), %.1f s, %.0f images/s with %d threads\n",
+               quality, (long long)s.samples, s.n_shards, s.bytes / 1e6, s.bytes / 1e3 / (double)s.samples, s.seconds,
                (double)s.samples / s.seconds, o.workers);
     *manifest_path = fs_join(out, "manifest.json");
     free(csv), free(out);
     return rc;
 }
 
-static int bench_one(const char *manifest_path, int image_size, int workers, int batch_size, int epochs) {
+static int bench_one(const char *manifest_path, const tokenizer *tok, int image_size, int workers, int batch_size,
+                     int epochs) {
     loader_config c;
     loader_config_default(&c);
-    c.data = manifest_path, c.image_size = image_size, c.workers = workers, c.batch_size = batch_size;
+    c.data = manifest_path, c.image_size = image_size, c.workers = workers, c.batch_size = batch_size, c.tok = tok;
     loader *l = loader_init(&c);
     if (!l) return -1;
     loader_batch b;
@@ -128,9 +131,9 @@ static int bench_one(const char *manifest_path, int image_size, int workers, int
     }
     double dt = now_seconds() - t0, cpu = cpu_seconds() - c0;
     loader_stats st = loader_get_stats(l);
-    printf("loader: %3d px, %d worker thread%s, batch %d: %6.0f images/s wall, %6.0f images per CPU-second "
+    printf("loader: %3d px, %d worker thread%s, batch %d%s: %6.0f images/s wall, %6.0f images per CPU-second "
            "(%lld images in %.2f s, %.2f CPU-s, waited %.2f s)\n",
-           image_size, workers, workers == 1 ? " " : "s", batch_size, (double)samples / dt, (double)samples / cpu,
+           image_size, workers, workers == 1 ? " " : "s", batch_size, tok ? ", tokenized" : "", (double)samples / dt, (double)samples / cpu,
            (long long)samples, dt, cpu, st.wait_seconds);
     loader_free(l);
     return 0;
@@ -143,8 +146,8 @@ static int parse_list(const char *s, int *out, int cap) {
 }
 
 int main(int argc, char **argv) {
-    long images = 1000, epochs = 3, batch = 64;
-    char *workers_arg = "1,2", *sizes_arg = "224,32", *data = NULL, *keep = NULL;
+    long images = 1000, epochs = 3, batch = 64, quality = 90;
+    char *workers_arg = "1,2", *sizes_arg = "224,32", *data = NULL, *keep = NULL, *vocab = NULL;
     arg_spec specs[] = {
         {"images", ARG_INT, &images, "synthetic images to make (1000)", false},
         {"epochs", ARG_INT, &epochs, "epochs per measurement (3)", false},
@@ -153,16 +156,24 @@ int main(int argc, char **argv) {
         {"sizes", ARG_STR, &sizes_arg, "output sizes to measure (224,32)", false},
         {"data", ARG_STR, &data, "existing manifest instead of synthetic shards", false},
         {"keep", ARG_STR, &keep, "make the synthetic data in this folder and keep it", false},
+        {"quality", ARG_INT, &quality, "WebP quality of the synthetic shards (90, the converter's default)", false},
+        {"vocab", ARG_STR, &vocab, "CLIP merges file: tokenize the captions too", false},
     };
-    int rc = args_parse(specs, 7, argc - 1, argv + 1, NULL, 0, NULL);
+    int n_specs = (int)(sizeof specs / sizeof specs[0]);
+    int rc = args_parse(specs, n_specs, argc - 1, argv + 1, NULL, 0, NULL);
     if (rc) {
         if (rc < 0) fprintf(stderr, "bench_loader: %s\n", err_msg());
-        args_print_help(specs, 7, "usage: bench_loader [options]");
+        args_print_help(specs, n_specs, "usage: bench_loader [options]");
         return rc < 0 ? 2 : 0;
+    }
+    tokenizer *tok = vocab ? tokenizer_load(vocab, 0) : NULL;
+    if (vocab && !tok) {
+        fprintf(stderr, "bench_loader: %s\n", err_msg());
+        return 1;
     }
     char tmpl[] = "/tmp/clipc-bench-XXXXXX";
     char *dir = keep ? keep : mkdtemp(tmpl), *manifest_path = data ? xstrdup(data) : NULL;
-    if (!data && (fs_mkdirs(dir) || make_inputs(dir, (int)images) || convert_inputs(dir, &manifest_path))) {
+    if (!data && (fs_mkdirs(dir) || make_inputs(dir, (int)images) || convert_inputs(dir, (int)quality, &manifest_path))) {
         fprintf(stderr, "bench_loader: %s\n", err_msg());
         return 1;
     }
@@ -170,7 +181,7 @@ int main(int argc, char **argv) {
     int n_workers = parse_list(workers_arg, workers, 8), n_sizes = parse_list(sizes_arg, sizes, 8);
     for (int s = 0; s < n_sizes; s++)
         for (int w = 0; w < n_workers; w++)
-            if (bench_one(manifest_path, sizes[s], workers[w], (int)batch, (int)epochs)) {
+            if (bench_one(manifest_path, tok, sizes[s], workers[w], (int)batch, (int)epochs)) {
                 fprintf(stderr, "bench_loader: %s\n", err_msg());
                 return 1;
             }
@@ -180,5 +191,6 @@ int main(int argc, char **argv) {
         if (system(cmd) != 0) fprintf(stderr, "bench_loader: could not remove %s\n", dir);
     }
     free(manifest_path);
+    tokenizer_free(tok);
     return 0;
 }

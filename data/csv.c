@@ -38,6 +38,7 @@ static int read_field(csv_reader *c, const char *path, char **out) {
     size_t cap = 64, n = 0;
     char *f = xmalloc(cap);
     bool quoted = c->p < c->end && *c->p == '"';
+    int start_line = c->line;
     if (quoted) c->p++;
     for (; c->p < c->end; c->p++) {
         char ch = *c->p;
@@ -54,7 +55,7 @@ static int read_field(csv_reader *c, const char *path, char **out) {
     f[n] = '\0';
     if (quoted) {
         free(f);
-        return err_set("%s:%d: unterminated quoted field", path, c->line);
+        return err_set("%s:%d: unterminated quoted field", path, start_line);
     }
     *out = f;
     return 0;

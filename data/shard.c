@@ -12,16 +12,19 @@
 
 // The serial HDF5 library is not thread-safe: every call below runs under this lock.
 static pthread_mutex_t hdf5_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_once_t hdf5_once = PTHREAD_ONCE_INIT;
-
-static void hdf5_silence(void) { H5Eset_auto2(H5E_DEFAULT, NULL, NULL); }
+static _Thread_local bool hdf5_silenced;  // a thread-safe HDF5 build keeps error printing per thread
 
 static void hdf5_enter(void) {
-    pthread_once(&hdf5_once, hdf5_silence);
     pthread_mutex_lock(&hdf5_lock);
+    if (!hdf5_silenced) H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hdf5_silenced = true;
 }
 
-static void hdf5_leave(void) { pthread_mutex_unlock(&hdf5_lock); }
+// Clears this thread's error stack: HDF5 keeps it per thread and does not free it at thread exit.
+static void hdf5_leave(void) {
+    H5Eclear2(H5E_DEFAULT);
+    pthread_mutex_unlock(&hdf5_lock);
+}
 
 // ---- writing -------------------------------------------------------------------------------
 

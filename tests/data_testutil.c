@@ -14,6 +14,21 @@
 #include "data/manifest.h"
 #include "data/shard.h"
 
+char *testutil_dir;
+
+int testutil_setup(void **state) {
+    (void)state;
+    testutil_dir = testutil_tmpdir();
+    return 0;
+}
+
+int testutil_teardown(void **state) {
+    (void)state;
+    testutil_rmtree(testutil_dir);
+    free(testutil_dir);
+    return 0;
+}
+
 char *testutil_tmpdir(void) {
     const char *base = getenv("TMPDIR");
     char *t = xmalloc(strlen(base ? base : "/tmp") + 32);
@@ -114,8 +129,9 @@ static void write_test_shard(const char *path, int first, int n, int w, int h, b
         int k = first + i;
         image_rgb img = testutil_picture(w, h, k);
         if (k == corrupt_key) {
-            images[i] = (uint8_t *)xstrdup("RIFF\x20\0\0\0WEBPVP8 garbage garbage garbage");
-            sizes[i] = 40;
+            static const char garbage[] = "RIFF\x20\0\0\0WEBPVP8 garbage garbage garbage";
+            sizes[i] = sizeof garbage;
+            images[i] = memcpy(xmalloc(sizes[i]), garbage, sizes[i]);
         } else if (image_encode_webp(&img, w, h, 90, true, &images[i], &sizes[i])) {
             abort();
         }
@@ -135,12 +151,12 @@ static void write_test_shard(const char *path, int first, int n, int w, int h, b
 }
 
 char *testutil_make_dataset(const char *dir, const int *sizes, int n_shards, int w, int h, bool labelled,
-                            int corrupt_key) {
+                            int corrupt_key, int first_key) {
     static char *const classes[] = {"zero", "one", "two"};
     manifest m = {.n_shards = n_shards, .made_by = "{\"tool\":\"test\"}", .class_names = labelled ? (char **)classes : NULL,
                   .n_classes = labelled ? 3 : 0};
     m.shards = xcalloc((size_t)n_shards, sizeof(manifest_shard));
-    int first = 0;
+    int first = first_key;
     for (int s = 0; s < n_shards; s++) {
         char name[32];
         sprintf(name, "shard-%05d.h5", s);

@@ -9,6 +9,11 @@
 
 #include "data/image.h"
 
+// cmocka group setup/teardown: testutil_dir is a new empty folder for the group's files.
+extern char *testutil_dir;
+int testutil_setup(void **state);
+int testutil_teardown(void **state);
+
 // A new empty folder under $TMPDIR (or /tmp); testutil_rmtree removes it with its contents.
 char *testutil_tmpdir(void);
 void testutil_rmtree(const char *path);
@@ -30,8 +35,8 @@ double testutil_psnr(const uint8_t *a, const uint8_t *b, size_t pixels);
 // Writes shards of the given sizes into dir (shard-NNNNN.h5) with a manifest, sample k (counted
 // over all shards) keyed "s<k>", captioned "caption <k>", labelled k % 3 when labelled, with a
 // w x h lossless picture of seed k. corrupt_key >= 0 stores garbage as that sample's image.
-// Returns the manifest path (malloc'ed).
+// Keys start at first_key. Returns the manifest path (malloc'ed).
 char *testutil_make_dataset(const char *dir, const int *sizes, int n_shards, int w, int h, bool labelled,
-                            int corrupt_key);
+                            int corrupt_key, int first_key);
 
 #endif

@@ -15,20 +15,7 @@
 #include "data/shard.h"
 #include "data_testutil.h"
 
-static char *tmp;
-
-static int setup(void **state) {
-    (void)state;
-    tmp = testutil_tmpdir();
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    testutil_rmtree(tmp);
-    free(tmp);
-    return 0;
-}
+#define tmp testutil_dir
 
 #define N 4
 static const char *const captions[N] = {"a cat, on a mat", "caf\xc3\xa9 \xe2\x98\x95 \"quoted\"\ttab", "", "line\nbreak"};
@@ -280,5 +267,5 @@ int main(void) {
         cmocka_unit_test(test_truncated),           cmocka_unit_test(test_defects),
         cmocka_unit_test(test_empty_shard),         cmocka_unit_test(test_manifest),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, testutil_setup, testutil_teardown);
 }

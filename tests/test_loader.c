@@ -1,0 +1,441 @@
+// Tests of the data loader: coverage (each sample once per epoch for 1-3 ranks and 0-4 workers),
+// determinism, resume, resampled mixing, transforms, and each bad input.
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <zlib.h>
+
+#include "common/error.h"
+#include "data/loader.h"
+#include "data/manifest.h"
+#include "data_testutil.h"
+
+#define MAX_KEYS 100000
+
+#define tmp testutil_dir
+static char *dataset, *dataset_b;
+static const char *vocab_path;  // CLIP's merges file (argument 1)
+static const int sizes[] = {5, 9, 0, 13, 7, 11, 6};
+#define N_SHARDS 7
+#define N_SAMPLES 51
+
+static char *make_in(const char *sub, const int *s, int n, int w, int h, bool labelled, int corrupt, int first_key) {
+    char *dir = testutil_path(tmp, sub);
+    if (mkdir(dir, 0777)) abort();
+    char *m = testutil_make_dataset(dir, s, n, w, h, labelled, corrupt, first_key);
+    free(dir);
+    return m;
+}
+
+static int setup(void **state) {
+    testutil_setup(state);
+    dataset = make_in("a", sizes, N_SHARDS, 12, 10, true, -1, 0);
+    const int sizes_b[] = {10, 10, 10, 10};
+    dataset_b = make_in("b", sizes_b, 4, 12, 10, false, -1, 1000);
+    return 0;
+}
+
+static int teardown(void **state) {
+    free(dataset), free(dataset_b);
+    return testutil_teardown(state);
+}
+
+static loader_config small_config(const char *data, bool train) {
+    loader_config c;
+    loader_config_default(&c);
+    c.data = data;
+    c.batch_size = 4;
+    c.image_size = 8;
+    c.train = train;
+    c.drop_last = train;
+    c.shuffle_buffer = 8;
+    c.seed = 42;
+    c.context_length = 8;
+    c.prefetch = 2;
+    return c;
+}
+
+// What an epoch (or the rest of one) delivered: keys in order and a digest of every batch.
+typedef struct {
+    int n_keys, n_batches;
+    int keys[MAX_KEYS / 10];
+    uint32_t digest[MAX_KEYS / 10];
+    int batch_sizes[MAX_KEYS / 10];
+} run_log;
+
+static uint32_t batch_digest(const loader_config *c, const loader_batch *b) {
+    size_t pixels = (size_t)b->n * 3 * (size_t)c->image_size * (size_t)c->image_size;
+    uLong h = c->output == LOADER_OUTPUT_FLOAT ? crc32(0L, (const Bytef *)b->images, (uInt)(pixels * sizeof(float)))
+                                               : crc32(0L, b->images_u8, (uInt)pixels);
+    h = crc32(h, (const Bytef *)b->labels, (uInt)((size_t)b->n * sizeof(int32_t)));
+    h = crc32(h, (const Bytef *)b->tokens, (uInt)((size_t)b->n * (size_t)c->context_length * sizeof(int64_t)));
+    for (int i = 0; i < b->n; i++) h = crc32(h, (const Bytef *)b->captions[i], (uInt)strlen(b->captions[i]));
+    return (uint32_t)h;
+}
+
+// Runs up to max_batches batches (-1: to the end of the epoch) into log.
+static void run(loader *l, const loader_config *c, int max_batches, run_log *log) {
+    memset(log, 0, sizeof *log);
+    loader_batch b;
+    int rc;
+    while ((max_batches < 0 || log->n_batches < max_batches) && (rc = loader_next(l, &b)) == 1) {
+        for (int i = 0; i < b.n; i++) log->keys[log->n_keys++] = atoi(b.keys[i] + 1);
+        log->batch_sizes[log->n_batches] = b.n;
+        log->digest[log->n_batches++] = batch_digest(c, &b);
+    }
+    if (max_batches < 0) assert_int_equal(rc, 0);
+}
+
+static void run_epoch(const loader_config *c, int64_t epoch, run_log *log) {
+    loader *l = loader_init(c);
+    if (!l) fail_msg("%s", err_msg());
+    if (epoch) loader_set_epoch(l, epoch);
+    run(l, c, -1, log);
+    assert_int_equal(log->n_batches, loader_num_batches(l));
+    loader_free(l);
+}
+
+static void check_coverage(int world, int workers, bool train) {
+    int seen[N_SAMPLES] = {0}, total = 0, batches = -1;
+    for (int rank = 0; rank < world; rank++) {
+        loader_config c = small_config(dataset, train);
+        c.world_size = world, c.rank = rank, c.workers = workers;
+        run_log log;
+        run_epoch(&c, 3, &log);
+        if (train && batches >= 0) assert_int_equal(log.n_batches, batches);  // equal on every rank
+        batches = log.n_batches;
+        for (int i = 0; i < log.n_keys; i++) seen[log.keys[i]]++;
+        total += log.n_keys;
+    }
+    for (int k = 0; k < N_SAMPLES; k++) assert_true(seen[k] <= 1);
+    int expected = train ? world * (N_SAMPLES / world / 4 * 4) : N_SAMPLES;
+    assert_int_equal(total, expected);
+}
+
+static void test_coverage(void **state) {
+    (void)state;
+    for (int world = 1; world <= 3; world++)
+        for (int workers = 0; workers <= 4; workers++) {
+            check_coverage(world, workers, false);
+            check_coverage(world, workers, true);
+        }
+}
+
+static void assert_same_run(const run_log *a, const run_log *b) {
+    assert_int_equal(a->n_keys, b->n_keys);
+    assert_int_equal(a->n_batches, b->n_batches);
+    assert_memory_equal(a->keys, b->keys, (size_t)a->n_keys * sizeof(int));
+    assert_memory_equal(a->digest, b->digest, (size_t)a->n_batches * sizeof(uint32_t));
+}
+
+static bool same_order(const run_log *a, const run_log *b) {
+    return a->n_keys == b->n_keys && !memcmp(a->keys, b->keys, (size_t)a->n_keys * sizeof(int));
+}
+
+static void test_determinism(void **state) {
+    (void)state;
+    static run_log ref, other;
+    loader_config c = small_config(dataset, true);
+    c.world_size = 2, c.rank = 1, c.workers = 1;
+    run_epoch(&c, 0, &ref);
+    for (int workers = 0; workers <= 4; workers++) {  // same batches, pixels included, for any thread count
+        c.workers = workers;
+        run_epoch(&c, 0, &other);
+        assert_same_run(&ref, &other);
+    }
+    run_epoch(&c, 1, &other);
+    assert_false(same_order(&ref, &other));
+    c.seed = 43;
+    run_epoch(&c, 0, &other);
+    assert_false(same_order(&ref, &other));
+}
+
+// Saves the position after k batches, restores it into a fresh loader with other workers, and
+// expects the same remaining batches.
+static void check_resume(loader_config c, int k) {
+    static run_log first, rest, resumed;
+    loader *l = loader_init(&c);
+    assert_non_null(l);
+    run(l, &c, k, &first);
+    uint8_t *state = NULL;
+    size_t n = 0;
+    assert_int_equal(loader_state_save(l, &state, &n), 0);
+    run(l, &c, -1, &rest);
+    loader_free(l);
+
+    c.workers = c.workers == 3 ? 1 : 3;
+    l = loader_init(&c);
+    assert_non_null(l);
+    if (loader_state_restore(l, state, n)) fail_msg("%s", err_msg());
+    run(l, &c, -1, &resumed);
+    assert_same_run(&rest, &resumed);
+    loader_free(l);
+    free(state);
+}
+
+static void test_resume(void **state) {
+    (void)state;
+    loader_config c = small_config(dataset, true);
+    for (int k = 0; k <= 12; k += 3) check_resume(c, k);  // 12: the end of the epoch
+    c.train = false, c.drop_last = false;
+    check_resume(c, 5);
+    loader_config r = small_config(dataset, true);
+    r.data = "a::b";  // placeholder, replaced below
+    char *both = malloc(strlen(dataset) + strlen(dataset_b) + 3);
+    sprintf(both, "%s::%s", dataset, dataset_b);
+    r.data = both;
+    r.resampled = true, r.upsampling_factors = "1::3", r.samples_per_epoch = 200, r.workers = 2;
+    check_resume(r, 7);
+    free(both);
+}
+
+static void test_resume_after_set_epoch(void **state) {
+    (void)state;
+    static run_log ref, resumed;
+    loader_config c = small_config(dataset, true);
+    run_log *scratch = malloc(sizeof(run_log));
+    loader *l = loader_init(&c);
+    loader_set_epoch(l, 4);
+    run(l, &c, 2, scratch);
+    uint8_t *s = NULL;
+    size_t n = 0;
+    loader_state_save(l, &s, &n);
+    run(l, &c, -1, &ref);
+    loader_free(l);
+    l = loader_init(&c);
+    assert_int_equal(loader_state_restore(l, s, n), 0);
+    loader_batch b;
+    assert_int_equal(loader_next(l, &b), 1);
+    assert_int_equal(b.epoch, 4);
+    assert_int_equal(b.index, 2);
+    loader_free(l);
+    l = loader_init(&c);
+    loader_state_restore(l, s, n);
+    run(l, &c, -1, &resumed);
+    assert_same_run(&ref, &resumed);
+    loader_free(l);
+    free(s);
+    free(scratch);
+}
+
+static void expect_restore_error(const loader_config *c, const uint8_t *s, size_t n, const char *message) {
+    loader *l = loader_init(c);
+    assert_int_equal(loader_state_restore(l, s, n), -1);
+    if (!strstr(err_msg(), message)) fail_msg("got '%s', want '%s'", err_msg(), message);
+    loader_free(l);
+}
+
+static void test_restore_errors(void **state) {
+    (void)state;
+    loader_config c = small_config(dataset, true);
+    loader *l = loader_init(&c);
+    loader_batch b;
+    loader_next(l, &b);
+    uint8_t *s = NULL;
+    size_t n = 0;
+    loader_state_save(l, &s, &n);
+    loader_free(l);
+
+    c.seed = 7;
+    expect_restore_error(&c, s, n, "seed 42");
+    c.seed = 42;
+    c.shuffle_buffer = 9;
+    expect_restore_error(&c, s, n, "shuffle settings");
+    c.shuffle_buffer = 8;
+    l = loader_init(&c);
+    s[30] ^= 1;
+    assert_int_equal(loader_state_restore(l, s, n), -1);
+    assert_non_null(strstr(err_msg(), "checksum"));
+    assert_int_equal(loader_state_restore(l, s, 10), -1);
+    assert_non_null(strstr(err_msg(), "not a clipc loader position"));
+    assert_int_equal(loader_next(l, &b), 1);  // still usable
+    loader_free(l);
+    free(s);
+}
+
+static void test_resampled_mixing(void **state) {
+    (void)state;
+    static run_log log;
+    char *both = malloc(strlen(dataset) + strlen(dataset_b) + 3);
+    sprintf(both, "%s::%s", dataset, dataset_b);
+    loader_config c = small_config(both, true);
+    c.resampled = true, c.upsampling_factors = "1::3", c.samples_per_epoch = 4000, c.batch_size = 8;
+    c.world_size = 2, c.rank = 0;
+    run_epoch(&c, 0, &log);
+    assert_int_equal(log.n_batches, 4000 / (8 * 2));
+    int from_b = 0;
+    for (int i = 0; i < log.n_keys; i++) from_b += log.keys[i] >= 1000;
+    double frac = (double)from_b / log.n_keys;  // expected 3*40 / (51 + 3*40) = 0.70
+    if (frac < 0.62 || frac > 0.78) fail_msg("fraction from the upsampled source: %.3f", frac);
+
+    c.upsampling_factors = "1";
+    assert_null(loader_init(&c));
+    assert_non_null(strstr(err_msg(), "1 upsampling factors for 2 data sources"));
+    c.resampled = false, c.upsampling_factors = "1::3";
+    assert_null(loader_init(&c));
+    assert_non_null(strstr(err_msg(), "resampled"));
+    free(both);
+}
+
+// Evaluation at the stored size: the batch is the stored picture itself, normalized.
+static void test_transform_values(void **state) {
+    (void)state;
+    const int one[] = {3};
+    char *m = make_in("square", one, 1, 10, 10, true, -1, 0);
+    for (int u8 = 0; u8 <= 1; u8++) {
+        loader_config c = small_config(m, false);
+        c.image_size = 10, c.output = u8 ? LOADER_OUTPUT_UINT8 : LOADER_OUTPUT_FLOAT;
+        loader *l = loader_init(&c);
+        loader_batch b;
+        assert_int_equal(loader_next(l, &b), 1);
+        assert_int_equal(b.n, 3);
+        assert_int_equal(loader_num_classes(l), 3);
+        assert_string_equal(loader_class_name(l, 2), "two");
+        for (int i = 0; i < b.n; i++) {
+            int k = atoi(b.keys[i] + 1);
+            assert_int_equal(b.labels[i], k % 3);
+            char want[32];
+            sprintf(want, "caption %d", k);
+            assert_string_equal(b.captions[i], want);
+            image_rgb pic = testutil_picture(10, 10, k);
+            for (int ch = 0; ch < 3; ch++)
+                for (int p = 0; p < 100; p++) {
+                    uint8_t v = pic.rgb[3 * p + ch];
+                    size_t at = ((size_t)i * 3 + ch) * 100 + p;
+                    if (u8) assert_int_equal(b.images_u8[at], v);
+                    else assert_float_equal(b.images[at], (v / 255.0f - c.mean[ch]) / c.std[ch], 1e-5);
+                }
+            image_rgb_free(&pic);
+        }
+        assert_int_equal(loader_next(l, &b), 0);
+        assert_int_equal(loader_next(l, &b), 0);
+        loader_free(l);
+    }
+    free(m);
+}
+
+static void test_corrupt_sample(void **state) {
+    (void)state;
+    const int s[] = {6, 6};
+    char *m = make_in("corrupt", s, 2, 12, 10, false, 7, 0);
+    for (int workers = 0; workers <= 2; workers++) {
+        static run_log log;
+        loader_config c = small_config(m, false);
+        c.workers = workers;
+        loader *l = loader_init(&c);
+        run(l, &c, -1, &log);
+        assert_int_equal(loader_get_stats(l).corrupt_skipped, 1);
+        assert_int_equal(log.n_keys, 12);  // the batch keeps its size
+        int seen[12] = {0};
+        for (int i = 0; i < log.n_keys; i++) seen[log.keys[i]]++;
+        assert_int_equal(seen[7], 0);
+        for (int k = 0; k < 12; k++)
+            if (k != 7) assert_true(seen[k] >= 1);
+        loader_free(l);
+    }
+    free(m);
+}
+
+static void test_missing_and_truncated_shards(void **state) {
+    (void)state;
+    const int s[] = {4, 4, 4};
+    char *m = make_in("broken", s, 3, 12, 10, false, -1, 0);
+    char *dir = testutil_path(tmp, "broken");
+    char *s1 = testutil_path(dir, "shard-00001.h5"), *s2 = testutil_path(dir, "shard-00002.h5");
+    assert_int_equal(testutil_truncate(s1, 2000), 0);
+    loader_config c = small_config(m, false);
+    loader *l = loader_init(&c);
+    assert_non_null(l);
+    loader_batch b;
+    int rc;
+    while ((rc = loader_next(l, &b)) == 1) {}
+    assert_int_equal(rc, -1);
+    if (!strstr(err_msg(), s1)) fail_msg("%s", err_msg());
+    loader_free(l);
+
+    remove(s2);
+    assert_null(loader_init(&c));
+    if (!strstr(err_msg(), s2) || !strstr(err_msg(), "missing")) fail_msg("%s", err_msg());
+    free(m), free(dir), free(s1), free(s2);
+}
+
+static void test_count_mismatch(void **state) {
+    (void)state;
+    const int s[] = {4, 4};
+    char *m = make_in("mismatch", s, 2, 12, 10, false, -1, 0);
+    manifest *man = manifest_load(m);
+    man->shards[1].num_samples = 5;
+    assert_int_equal(manifest_save(m, man), 0);
+    manifest_free(man);
+    loader_config c = small_config(m, false);
+    loader *l = loader_init(&c);
+    loader_batch b;
+    int rc;
+    while ((rc = loader_next(l, &b)) == 1) {}
+    assert_int_equal(rc, -1);
+    if (!strstr(err_msg(), "holds 4 samples but its manifest says 5")) fail_msg("%s", err_msg());
+    loader_free(l);
+    free(m);
+}
+
+// Captions are tokenized in the workers, the same for any number of them.
+static void test_tokenized(void **state) {
+    (void)state;
+    tokenizer *tok = tokenizer_load(vocab_path, 0);
+    if (!tok) fail_msg("%s", err_msg());
+    static run_log ref, other;
+    loader_config c = small_config(dataset, true);
+    c.tok = tok, c.context_length = 77, c.workers = 1;
+    run_epoch(&c, 0, &ref);
+    c.workers = 3;
+    run_epoch(&c, 0, &other);
+    assert_same_run(&ref, &other);
+    loader *l = loader_init(&c);
+    loader_batch b;
+    assert_int_equal(loader_next(l, &b), 1);
+    int64_t want[77];
+    for (int i = 0; i < b.n; i++) {
+        assert_true(tokenizer_encode(tok, b.captions[i], 77, want) >= 4);  // SOT caption digits EOT
+        assert_memory_equal(b.tokens + i * 77, want, sizeof want);
+    }
+    loader_free(l);
+    tokenizer_free(tok);
+}
+
+static void test_bad_config(void **state) {
+    (void)state;
+    loader_config c = small_config(dataset, true);
+    c.rank = 2, c.world_size = 2;
+    assert_null(loader_init(&c));
+    c = small_config("/nonexistent/manifest.json", true);
+    assert_null(loader_init(&c));
+    assert_non_null(strstr(err_msg(), "/nonexistent/manifest.json"));
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: test_loader CLIP_VOCAB\n");
+        return 2;
+    }
+    vocab_path = argv[1];
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_coverage),
+        cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_resume),
+        cmocka_unit_test(test_resume_after_set_epoch),
+        cmocka_unit_test(test_restore_errors),
+        cmocka_unit_test(test_resampled_mixing),
+        cmocka_unit_test(test_transform_values),
+        cmocka_unit_test(test_corrupt_sample),
+        cmocka_unit_test(test_missing_and_truncated_shards),
+        cmocka_unit_test(test_count_mismatch),
+        cmocka_unit_test(test_tokenized),
+        cmocka_unit_test(test_bad_config),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

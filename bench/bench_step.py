@@ -82,10 +82,11 @@ def step(model, images, tokens):
     img = F.normalize(model.encode_image(images), dim=-1)
     txt = F.normalize(model.encode_text(tokens), dim=-1)
     logits = model.logit_scale.exp() * img @ txt.t()
-    labels = torch.arange(images.shape[0])
+    labels = torch.arange(images.shape[0], device=images.device)
     loss = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.t(), labels)) / 2
     loss.backward()
     model.zero_grad(set_to_none=True)
+    loss.item()  # waits for the GPU
 
 
 def main():
@@ -96,6 +97,7 @@ def main():
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--device", default="cpu")
     a = p.parse_args()
     torch.set_num_threads(a.threads or os.cpu_count())
     cfg = json.load(open(os.path.join(a.configs, a.model + ".json")))
@@ -109,6 +111,7 @@ def main():
         n = min(8 + random.randrange(13), C)
         tokens[b, 0], tokens[b, n - 1] = V - 2, V - 1
         tokens[b, 1:n - 1] = torch.randint(1, V - 2, (n - 2,))
+    model, images, tokens = model.to(a.device), images.to(a.device), tokens.to(a.device)
     for _ in range(a.warmup):
         step(model, images, tokens)
     t0 = time.perf_counter()

@@ -303,7 +303,11 @@ static int evaluate(const eval_cmd_options *o) {
     char *plots = o->plots ? xstrdup(o->plots) : o->output ? fs_dirname(o->output) : NULL;
     cJSON *root = cJSON_CreateObject();
     cJSON_AddStringToObject(root, "pretrained", o->common.pretrained);
-    if (rc == 0) cJSON_AddStringToObject(root, "model", s.model->cfg.name);
+    if (rc == 0) {
+        char *config = clip_config_to_json(&s.model->cfg);
+        cJSON_AddItemToObject(root, "model_config", cJSON_Parse(config));
+        free(config);
+    }
     cJSON *zs = cJSON_AddArrayToObject(root, "zeroshot"), *ret = cJSON_AddArrayToObject(root, "retrieval");
     if (rc == 0 && o->zeroshot) rc = run_all_zeroshot(o, &s, plots, zs);
     if (rc == 0 && o->retrieval) rc = run_all_retrieval(o, &s, ret);

@@ -87,8 +87,7 @@ tensor *zeroshot_classifier(const clip_model *m, const tokenizer *tok, const cha
     return classifier;
 }
 
-// Adds one batch's scores to the counts.
-static int score_batch(const clip_model *m, const tensor *classifier, const loader_batch *b, metrics_classes *counts) {
+int zeroshot_add_batch(const clip_model *m, const tensor *classifier, const loader_batch *b, metrics_classes *counts) {
     int H = m->cfg.vision.image_size;
     int64_t shape[4] = {b->n, 3, H, H};
     tensor *images = tensor_to_device(tensor_from_host(b->images, shape, 4, TENSOR_F32, false), m->device, false);
@@ -110,7 +109,7 @@ int zeroshot_evaluate_counts(const clip_model *m, const tensor *classifier, load
     tensor_no_grad_begin();
     while ((rc = loader_next(l, &b)) == 1) {
         tensor_scope_begin();
-        rc = score_batch(m, classifier, &b, counts);
+        rc = zeroshot_add_batch(m, classifier, &b, counts);
         tensor_scope_end();
         if (rc != 0) break;
     }

@@ -39,6 +39,9 @@ typedef struct {
 // lower class index). Returns 0, or -1 when a batch fails, a label is out of range or there are no images.
 int zeroshot_evaluate_counts(const clip_model *m, const tensor *classifier, loader *l, metrics_classes *counts);
 
+// Classifies one batch (images, labels, keys) into counts, in the caller's no-grad mode and scope.
+int zeroshot_add_batch(const clip_model *m, const tensor *classifier, const loader_batch *b, metrics_classes *counts);
+
 // zeroshot_evaluate_counts summarized: top-1, top-5 and the confusion matrix.
 int zeroshot_evaluate(const clip_model *m, const tensor *classifier, loader *l, zeroshot_result *out);
 void zeroshot_result_free(zeroshot_result *r);

@@ -45,7 +45,7 @@ static void set_free(embedding_set *s) {
 }
 
 static int embed_shards(const eval_options *o, const eval_session *s, const char *data, embedding_set *out) {
-    loader *l = eval_loader_open(o, s, data);
+    loader *l = eval_loader_open(o, s, data, false);
     if (!l) return -1;
     loader_batch b;
     int rc;

@@ -140,7 +140,7 @@ static int write_confusion_png(const char *dir, zeroshot_report *r) {
 // Classifies every image of dataset i with a classifier made from its class names and templates.
 static int run_zeroshot(const eval_cmd_options *o, const eval_session *s, const char *plots, int i, int n,
                         zeroshot_report *r) {
-    loader *l = eval_loader_open(&o->common, s, r->path);
+    loader *l = eval_loader_open(&o->common, s, r->path, false);
     if (!l) return -1;
     int rc = load_class_names(o, l, i, n, r);
     tensor *classifier = rc == 0 ? build_classifier(o, s, i, n, r) : NULL;
@@ -243,7 +243,7 @@ static void direction_print(const char *label, const retrieval_direction *d) {
 }
 
 static int run_retrieval(const eval_cmd_options *o, const eval_session *s, const char *path, cJSON *out) {
-    loader *l = eval_loader_open(&o->common, s, path);
+    loader *l = eval_loader_open(&o->common, s, path, true);
     if (!l) return -1;
     retrieval_result r;
     int rc = retrieval_evaluate_loader(s->model, l, o->chunk_size, &r);

@@ -88,7 +88,7 @@ void eval_session_close(eval_session *s) {
     memset(s, 0, sizeof *s);
 }
 
-loader *eval_loader_open(const eval_options *o, const eval_session *s, const char *data) {
+loader *eval_loader_open(const eval_options *o, const eval_session *s, const char *data, bool with_tokens) {
     loader_config lc;
     loader_config_default(&lc);
     lc.data = data;
@@ -97,7 +97,7 @@ loader *eval_loader_open(const eval_options *o, const eval_session *s, const cha
     lc.train = false;
     lc.drop_last = false;
     lc.workers = (int)o->workers;
-    lc.tok = s->tok;
+    lc.tok = with_tokens ? s->tok : NULL;
     lc.context_length = s->model->cfg.text.context_length;
     loader *l = loader_init(&lc);
     if (!l) err_prefix("%s", data);

@@ -46,8 +46,8 @@ void eval_session_close(eval_session *s);
 int eval_checkpoint_config(const char *weights, const char *config_name, const char *configs_dir, clip_config *cfg);
 
 // A loader over labelled or captioned shards in evaluation order (resize + centre crop, no shuffle,
-// every sample once).
-loader *eval_loader_open(const eval_options *o, const eval_session *s, const char *data);
+// every sample once), tokenizing the captions when with_tokens is set.
+loader *eval_loader_open(const eval_options *o, const eval_session *s, const char *data, bool with_tokens);
 
 // Reads an image file and applies the evaluation transform into out (3, S, S) (S = the model's
 // image size, OpenAI mean and std, as the loader does). Errors name the file.

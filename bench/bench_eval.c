@@ -2,19 +2,24 @@
 // zero-shot classifier (cosine against C class rows, ranks and confusion counts), without
 // gradients, measured twice: on synthetic images already in memory (loader excluded) and on
 // labelled shards through the evaluation loader (decode, resize, centre crop, normalize; loader
-// included). Random weights: the speed does not depend on them.
+// included). Random weights: the speed does not depend on them. With --retrieval-n N it also times
+// exact chunked retrieval (both directions) of N random unit image features against N text
+// features of the model's embedding width, and prints the peak resident memory.
 //
 // Usage: bench_eval --data SHARDS [--model clip-tiny] [--batch-size 256] [--batches 10] [--warmup 1]
 //                   [--workers 2] [--threads 0] [--classes 1000] [--configs configs/models]
+//                   [--retrieval-n 0]
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "common/args.h"
 #include "common/error.h"
 #include "common/sysinfo.h"
 #include "eval/metrics.h"
+#include "eval/retrieval.h"
 #include "eval/zeroshot.h"
 
 static double now_s(void) {
@@ -25,12 +30,12 @@ static double now_s(void) {
 
 typedef struct {
     char *model, *configs, *data;
-    long batch, batches, warmup, workers, threads, classes;
+    long batch, batches, warmup, workers, threads, classes, retrieval_n;
 } bench_options;
 
-// A random unit-norm classifier (C, E).
-static tensor *random_classifier(int C, int E) {
-    tensor_generator *g = tensor_generator_new(3, TENSOR_CPU);
+// Random unit rows (C, E).
+static tensor *random_classifier(int64_t C, int E) {
+    tensor_generator *g = tensor_generator_new((uint64_t)C, TENSOR_CPU);
     int64_t shape[2] = {C, E};
     tensor *w = tensor_normal(shape, 2, 0, 1, TENSOR_F32, TENSOR_CPU, g);
     tensor *c = tensor_l2_normalize(w, 1);
@@ -102,9 +107,24 @@ static double run_loader(const clip_model *m, const tensor *classifier, const be
     return images ? (double)images / seconds : err_set("%s: too few batches for --warmup and --batches", o->data);
 }
 
+// Seconds of exact retrieval between n random images and n random texts (text t shows image t).
+static double run_retrieval(int64_t n, int E) {
+    tensor *images = random_classifier(n, E), *texts = random_classifier(n + 1, E);
+    tensor *first = tensor_slice(texts, 0, 0, n);
+    int64_t *text_image = malloc((size_t)n * sizeof(int64_t));
+    for (int64_t t = 0; t < n; t++) text_image[t] = t;
+    retrieval_result r;
+    double t0 = now_s();
+    int rc = retrieval_evaluate(images, first, text_image, 0, &r);
+    double seconds = now_s() - t0;
+    free(text_image);
+    tensor_free(first), tensor_free(texts), tensor_free(images);
+    return rc ? -1 : seconds;
+}
+
 int main(int argc, char **argv) {
     sysinfo_tune_openmp(argv);
-    bench_options o = {"clip-tiny", "configs/models", NULL, 256, 10, 1, 2, 0, 1000};
+    bench_options o = {"clip-tiny", "configs/models", NULL, 256, 10, 1, 2, 0, 1000, 0};
     arg_spec specs[] = {
         {"model", ARG_STR, &o.model, "model config name or path", false},
         {"configs", ARG_STR, &o.configs, "folder of model configs", false},
@@ -115,6 +135,7 @@ int main(int argc, char **argv) {
         {"workers", ARG_INT, &o.workers, "loader decoding threads", false},
         {"threads", ARG_INT, &o.threads, "intra-op threads (0: one per core)", false},
         {"classes", ARG_INT, &o.classes, "classifier rows (ImageNet: 1000)", false},
+        {"retrieval-n", ARG_INT, &o.retrieval_n, "also time retrieval of N images x N texts (0: no)", false},
     };
     int n_specs = sizeof specs / sizeof specs[0];
     int rc = args_parse_command("bench_eval", "bench_eval --data SHARDS [options]", specs, n_specs, argc - 1, argv + 1,
@@ -143,5 +164,13 @@ int main(int argc, char **argv) {
     }
     tensor_free(classifier);
     clip_model_free(m);
+    if (o.retrieval_n > 0) {
+        double seconds = run_retrieval(o.retrieval_n, cfg.embed_dim);
+        if (seconds < 0) return fprintf(stderr, "bench_eval: %s\n", err_msg()), 1;
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        printf("retrieval %ld x %ld (E %d, both directions, exact, chunked): %.1f s, peak resident %.0f MiB\n",
+               o.retrieval_n, o.retrieval_n, cfg.embed_dim, seconds, ru.ru_maxrss / 1024.0);
+    }
     return 0;
 }

@@ -289,7 +289,9 @@ static int write_json(const char *path, cJSON *root) {
     size_t len = strlen(text);
     text = xrealloc(text, len + 2);
     text[len] = '\n', text[len + 1] = '\0';
-    int rc = fs_write_atomic(path, text, len + 1);
+    char *dir = fs_dirname(path);
+    int rc = fs_mkdirs(dir) ? -1 : fs_write_atomic(path, text, len + 1);
+    free(dir);
     free(text);
     return rc;
 }

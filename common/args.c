@@ -199,6 +199,20 @@ void args_print(const arg_spec *specs, int n_specs, FILE *f, bool json) {
     }
 }
 
+int args_parse_command(const char *cmd, const char *usage, arg_spec *specs, int n_specs, int argc, char **argv,
+                       char **positional, int max_positional, int *n_positional) {
+    int rc = args_parse(specs, n_specs, argc, argv, positional, max_positional, n_positional);
+    if (rc == 1) {
+        args_print_help(specs, n_specs, usage);
+        return 0;
+    }
+    if (rc < 0) {
+        fprintf(stderr, "clipc %s: %s\n", cmd, err_msg());
+        return 2;
+    }
+    return -1;
+}
+
 void args_print_help(const arg_spec *specs, int n_specs, const char *usage) {
     printf("usage: %s\n\noptions:\n", usage);
     for (int i = 0; i < n_specs; i++) {

@@ -41,6 +41,11 @@ void args_print(const arg_spec *specs, int n_specs, FILE *f, bool json);
 
 void args_print_help(const arg_spec *specs, int n_specs, const char *usage);
 
+// args_parse for a subcommand `cmd`, which prints the help itself (returns 0) or the error as
+// "clipc <cmd>: <message>" (returns 2, the usage-error status). Returns -1 when the command should go on.
+int args_parse_command(const char *cmd, const char *usage, arg_spec *specs, int n_specs, int argc, char **argv,
+                       char **positional, int max_positional, int *n_positional);
+
 // The candidate nearest to word by edit distance, or NULL when none is close enough to suggest.
 const char *args_nearest(const char *word, const char *const *candidates, int n);
 

@@ -17,21 +17,6 @@ static const char VOCAB_HELP[] =
     "merges file: CLIP's bpe_simple_vocab_16e6.txt.gz (from the OpenCLIP or OpenAI CLIP "
     "repositories) or one made by `clipc tokenizer train` (default: $CLIPC_VOCAB)";
 
-// Parses options; prints help (returns 0) or the error (returns 2); -1 means go on.
-static int parse_options(const char *cmd, const char *usage, arg_spec *specs, int n_specs, int argc,
-                         char **argv, char **positional, int max_positional, int *n_positional) {
-    int rc = args_parse(specs, n_specs, argc, argv, positional, max_positional, n_positional);
-    if (rc == 1) {
-        args_print_help(specs, n_specs, usage);
-        return 0;
-    }
-    if (rc < 0) {
-        fprintf(stderr, "clipc %s: %s\n", cmd, err_msg());
-        return 2;
-    }
-    return -1;
-}
-
 static int fail(const char *cmd) {
     fprintf(stderr, "clipc %s: %s\n", cmd, err_msg());
     return 1;
@@ -74,7 +59,7 @@ int cmd_tokenize(int argc, char **argv) {
         {"context-length", ARG_INT, &ctx,
          "ids per text with SOT and EOT; longer texts are cut, EOT last (default 77)", false},
     };
-    int rc = parse_options("tokenize", "clipc tokenize [--vocab PATH] [--context-length N] < captions.txt\n\n"
+    int rc = args_parse_command("tokenize", "clipc tokenize [--vocab PATH] [--context-length N] < captions.txt\n\n"
                            "Reads UTF-8 lines on stdin and writes, for each, its CLIP token ids\n"
                            "(no padding) separated by spaces, exactly as OpenCLIP's tokenizer.",
                            specs, 2, argc, argv, NULL, 0, NULL);
@@ -106,7 +91,7 @@ static int tokenizer_train(int argc, char **argv) {
     };
     char *corpus[MAX_CORPUS_FILES];
     int n_corpus = 0;
-    int rc = parse_options("tokenizer train",
+    int rc = args_parse_command("tokenizer train",
                            "clipc tokenizer train CORPUS... --merges N --output MERGES.txt.gz\n\n"
                            "Learns byte-level BPE merges from captions (one per line; plain or gzip\n"
                            "files), cleaned and split exactly as the tokenizer does.",

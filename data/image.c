@@ -197,17 +197,22 @@ static int encode_picture(WebPPicture *pic, int quality, bool lossless, uint8_t 
     return 0;
 }
 
+// An ARGB picture of img (freed with WebPPictureFree, also after a failure).
+static int picture_import(WebPPicture *pic, const image_rgb *img) {
+    if (!WebPPictureInit(pic)) return err_set("libwebp version mismatch");
+    pic->use_argb = 1;
+    pic->width = img->width;
+    pic->height = img->height;
+    if (!WebPPictureImportRGB(pic, img->rgb, img->width * 3)) return err_set("out of memory importing a picture");
+    return 0;
+}
+
 int image_encode_webp(const image_rgb *img, int out_w, int out_h, int quality, bool lossless, uint8_t **bytes,
                       size_t *size) {
     if (out_w > WEBP_MAX_SIDE || out_h > WEBP_MAX_SIDE)
         return err_set("%dx%d is larger than WebP allows (%d per side)", out_w, out_h, WEBP_MAX_SIDE);
     WebPPicture pic;
-    if (!WebPPictureInit(&pic)) return err_set("libwebp version mismatch");
-    pic.use_argb = 1;
-    pic.width = img->width;
-    pic.height = img->height;
-    int rc = 0;
-    if (!WebPPictureImportRGB(&pic, img->rgb, img->width * 3)) rc = err_set("out of memory importing a picture");
+    int rc = picture_import(&pic, img);
     if (rc == 0 && (out_w != img->width || out_h != img->height) && !WebPPictureRescale(&pic, out_w, out_h))
         rc = err_set("cannot resize %dx%d to %dx%d", img->width, img->height, out_w, out_h);
     if (rc == 0) rc = encode_picture(&pic, quality, lossless, bytes, size);
@@ -243,4 +248,40 @@ int image_webp_decode_region(const uint8_t *data, size_t size, image_rect crop, 
     WebPFreeDecBuffer(&config.output);
     if (st != VP8_STATUS_OK) return err_set("corrupt WebP image (libwebp status %d)", (int)st);
     return 0;
+}
+
+image_rect image_center_square(int w, int h) {
+    int side = w < h ? w : h;
+    return (image_rect){(w - side) / 2, (h - side) / 2, side, side};
+}
+
+// Crops img to the rectangle and scales it with libwebp's rescaler (WebPPictureRescale).
+static int crop_and_scale(const image_rgb *img, image_rect crop, int out_size, uint8_t *rgb) {
+    WebPPicture pic;
+    int rc = picture_import(&pic, img);
+    if (rc == 0 && !WebPPictureCrop(&pic, crop.left, crop.top, crop.width, crop.height))
+        rc = err_set("cannot crop %dx%d", img->width, img->height);
+    if (rc == 0 && !WebPPictureRescale(&pic, out_size, out_size))
+        rc = err_set("cannot resize %dx%d to %dx%d", crop.width, crop.height, out_size, out_size);
+    for (int y = 0; rc == 0 && y < out_size; y++)
+        for (int x = 0; x < out_size; x++) {
+            uint32_t argb = pic.argb[(size_t)y * (size_t)pic.argb_stride + (size_t)x];
+            uint8_t *px = rgb + 3 * ((size_t)y * (size_t)out_size + (size_t)x);
+            px[0] = (uint8_t)(argb >> 16), px[1] = (uint8_t)(argb >> 8), px[2] = (uint8_t)argb;
+        }
+    WebPPictureFree(&pic);
+    return rc;
+}
+
+int image_decode_eval(const uint8_t *data, size_t size, int out_size, uint8_t *rgb) {
+    int w = 0, h = 0;
+    if (image_sniff(data, size) == IMAGE_FORMAT_WEBP) {
+        if (image_webp_size(data, size, &w, &h)) return -1;
+        return image_webp_decode_region(data, size, image_center_square(w, h), out_size, out_size, rgb);
+    }
+    image_rgb img;
+    if (image_decode(data, size, out_size, &img)) return -1;
+    int rc = crop_and_scale(&img, image_center_square(img.width, img.height), out_size, rgb);
+    image_rgb_free(&img);
+    return rc;
 }

@@ -53,4 +53,13 @@ int image_webp_size(const uint8_t *data, size_t size, int *width, int *height);
 int image_webp_decode_region(const uint8_t *data, size_t size, image_rect crop, int out_w, int out_h,
                              uint8_t *rgb);
 
+// The central square of a w x h image: the evaluation crop (resize of the shorter side, then centre crop).
+image_rect image_center_square(int w, int h);
+
+// The loader's evaluation transform of a whole JPEG, PNG or WebP file (clipc classify, clipc embed):
+// the central square scaled to out_size x out_size into rgb (out_size, out_size, 3). A WebP file
+// takes the loader's own path (image_webp_decode_region); JPEG and PNG are decoded, then cropped and
+// scaled by the same libwebp rescaler. Returns 0, or -1 with err_msg() naming the defect.
+int image_decode_eval(const uint8_t *data, size_t size, int out_size, uint8_t *rgb);
+
 #endif

@@ -201,12 +201,6 @@ static image_rect random_resized_crop(const loader_config *c, int w, int h, rng 
     return (image_rect){(w - cw) / 2, (h - ch) / 2, cw, ch};
 }
 
-// Resize of the shorter side to the output size, then centre crop: the central square.
-static image_rect center_crop(int w, int h) {
-    int side = w < h ? w : h;
-    return (image_rect){(w - side) / 2, (h - side) / 2, side, side};
-}
-
 static void store_pixels(const loader *l, const uint8_t *rgb, batch_slot *s, int i) {
     size_t plane = (size_t)l->cfg.image_size * (size_t)l->cfg.image_size;
     if (s->images) {
@@ -228,7 +222,7 @@ static bool decode_sample(const loader *l, batch_slot *s, int i, uint8_t *scratc
                      (uint64_t)(s->first_ordinal + i))};
     int w = 0, h = 0;
     if (image_webp_size(p->image, p->image_size, &w, &h)) return false;
-    image_rect crop = c->train ? random_resized_crop(c, w, h, &r) : center_crop(w, h);
+    image_rect crop = c->train ? random_resized_crop(c, w, h, &r) : image_center_square(w, h);
     if (image_webp_decode_region(p->image, p->image_size, crop, c->image_size, c->image_size, scratch)) return false;
     store_pixels(l, scratch, s, i);
     int64_t *row = s->tokens + (size_t)i * (size_t)c->context_length;

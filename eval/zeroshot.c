@@ -49,11 +49,10 @@ char *zeroshot_fill_template(const char *templ, const char *class_name) {
     return out;
 }
 
-// Normalized text embeddings (n, E) of n texts, encoded in chunks.
-static tensor *encode_texts(const clip_model *m, const tokenizer *tok, char **texts, int n) {
+tensor *zeroshot_encode_texts(const clip_model *m, const tokenizer *tok, const char *const *texts, int n) {
     int ctx = m->cfg.text.context_length;
     int64_t *ids = xmalloc((size_t)n * (size_t)ctx * sizeof(int64_t));
-    if (tokenizer_encode_batch(tok, (const char *const *)texts, n, ctx, ids) != 0) {
+    if (tokenizer_encode_batch(tok, texts, n, ctx, ids) != 0) {
         free(ids);
         return NULL;
     }
@@ -79,7 +78,7 @@ tensor *zeroshot_classifier(const clip_model *m, const tokenizer *tok, const cha
         for (int t = 0; t < n_templates; t++) texts[c * n_templates + t] = zeroshot_fill_template(templates[t], class_names[c]);
     tensor_no_grad_begin();
     tensor_scope_begin();
-    tensor *emb = encode_texts(m, tok, texts, n);  // (C*T, E)
+    tensor *emb = zeroshot_encode_texts(m, tok, (const char *const *)texts, n);  // (C*T, E)
     int64_t grouped[3] = {n_classes, n_templates, -1};
     tensor *classifier = tensor_keep(tensor_l2_normalize(tensor_mean_dim(tensor_reshape(emb, grouped, 3), 1, false), -1));
     tensor_scope_end();
@@ -88,50 +87,51 @@ tensor *zeroshot_classifier(const clip_model *m, const tokenizer *tok, const cha
     return classifier;
 }
 
-// Adds one batch's predictions to the counts.
-static int score_batch(const clip_model *m, const tensor *classifier, const loader_batch *b, int64_t *top1,
-                       int64_t *top5, zeroshot_result *out) {
-    int H = m->cfg.vision.image_size, C = out->n_classes, k = C < 5 ? C : 5;
+int zeroshot_add_batch(const clip_model *m, const tensor *classifier, const loader_batch *b, metrics_classes *counts) {
+    int H = m->cfg.vision.image_size;
     int64_t shape[4] = {b->n, 3, H, H};
     tensor *images = tensor_to_device(tensor_from_host(b->images, shape, 4, TENSOR_F32, false), m->device, false);
     tensor *logits = tensor_matmul(clip_encode_image(m, images, true), tensor_transpose(classifier, 0, 1));
-    int64_t *pred = xmalloc((size_t)b->n * (size_t)k * sizeof(int64_t));
-    int rc = tensor_to_host(tensor_topk_indices(logits, k, 1), pred, (size_t)b->n * (size_t)k * sizeof(int64_t));
-    for (int i = 0; i < b->n && rc == 0; i++) {
-        int label = b->labels[i];
-        if (label < 0 || label >= C) {
-            rc = err_set("sample '%s' has label %d outside the %d classes", b->keys[i], label, C);
-            break;
-        }
-        *top1 += pred[i * k] == label;
-        for (int j = 0; j < k; j++) *top5 += pred[i * k + j] == label;
-        out->confusion[(int64_t)label * C + pred[i * k]]++;
-    }
-    free(pred);
+    size_t n_scores = (size_t)b->n * (size_t)counts->n_classes;
+    float *scores = xmalloc(n_scores * sizeof(float));
+    int rc = tensor_to_host(tensor_to_dtype(logits, TENSOR_F32), scores, n_scores * sizeof(float));
+    if (rc == 0) rc = metrics_classes_add(counts, scores, b->n, b->labels, b->keys);
+    free(scores);
     return rc;
 }
 
-int zeroshot_evaluate(const clip_model *m, const tensor *classifier, loader *l, zeroshot_result *out) {
-    memset(out, 0, sizeof *out);
-    out->n_classes = (int)tensor_size(classifier, 0);
-    out->confusion = xcalloc((size_t)out->n_classes * (size_t)out->n_classes, sizeof(int64_t));
-    int64_t top1 = 0, top5 = 0;
+int zeroshot_evaluate_counts(const clip_model *m, const tensor *classifier, loader *l, metrics_classes *counts) {
+    if (tensor_size(classifier, 0) != counts->n_classes)
+        return err_set("zero-shot evaluation: the classifier has %lld classes, the counts %d",
+                       (long long)tensor_size(classifier, 0), counts->n_classes);
     loader_batch b;
     int rc;
     tensor_no_grad_begin();
     while ((rc = loader_next(l, &b)) == 1) {
         tensor_scope_begin();
-        rc = score_batch(m, classifier, &b, &top1, &top5, out);
+        rc = zeroshot_add_batch(m, classifier, &b, counts);
         tensor_scope_end();
         if (rc != 0) break;
-        out->n += b.n;
     }
     tensor_no_grad_end();
     if (rc < 0) return -1;
-    if (out->n == 0) return err_set("zero-shot evaluation: the dataset gave no images");
-    out->top1 = (double)top1 / (double)out->n;
-    out->top5 = (double)top5 / (double)out->n;
+    if (counts->n == 0) return err_set("zero-shot evaluation: the dataset gave no images");
     return 0;
+}
+
+int zeroshot_evaluate(const clip_model *m, const tensor *classifier, loader *l, zeroshot_result *out) {
+    memset(out, 0, sizeof *out);
+    metrics_classes counts;
+    metrics_classes_init(&counts, (int)tensor_size(classifier, 0));
+    int rc = zeroshot_evaluate_counts(m, classifier, l, &counts);
+    out->n = counts.n;
+    out->n_classes = counts.n_classes;
+    out->top1 = metrics_classes_topk(&counts, 1);
+    out->top5 = metrics_classes_topk(&counts, 5);
+    out->confusion = counts.confusion;
+    counts.confusion = NULL;
+    metrics_classes_free(&counts);
+    return rc;
 }
 
 void zeroshot_result_free(zeroshot_result *r) {

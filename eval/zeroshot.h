@@ -8,6 +8,7 @@
 
 #include "data/loader.h"
 #include "data/tokenizer.h"
+#include "eval/metrics.h"
 #include "model/clip.h"
 
 // Reads non-empty lines of a file (class names or templates) into a new array of strings.
@@ -17,6 +18,10 @@ void zeroshot_free_lines(char **lines, int n);
 
 // Fills a template: "{}" or "{c}" becomes the class name. Returns a new malloc'ed string.
 char *zeroshot_fill_template(const char *templ, const char *class_name);
+
+// Normalized text embeddings (n, E) of n texts on the model's device, encoded in chunks, in the
+// current scope; NULL with err_msg() on failure.
+tensor *zeroshot_encode_texts(const clip_model *m, const tokenizer *tok, const char *const *texts, int n);
 
 // The classifier (C, E) on the model's device, outside any scope; NULL with err_msg() on failure.
 tensor *zeroshot_classifier(const clip_model *m, const tokenizer *tok, const char *const *class_names,
@@ -29,7 +34,15 @@ typedef struct {
     int64_t *confusion;        // (C, C): row = true class, column = predicted (caller frees)
 } zeroshot_result;
 
-// Classifies every batch the loader gives for its current epoch (labels required).
+// Classifies every batch the loader gives for its current epoch (labels required), adding each
+// image's rank of its true class and its top-1 prediction to counts (eval/metrics.h: ties go to the
+// lower class index). Returns 0, or -1 when a batch fails, a label is out of range or there are no images.
+int zeroshot_evaluate_counts(const clip_model *m, const tensor *classifier, loader *l, metrics_classes *counts);
+
+// Classifies one batch (images, labels, keys) into counts, in the caller's no-grad mode and scope.
+int zeroshot_add_batch(const clip_model *m, const tensor *classifier, const loader_batch *b, metrics_classes *counts);
+
+// zeroshot_evaluate_counts summarized: top-1, top-5 and the confusion matrix.
 int zeroshot_evaluate(const clip_model *m, const tensor *classifier, loader *l, zeroshot_result *out);
 void zeroshot_result_free(zeroshot_result *r);
 

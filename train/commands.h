@@ -10,5 +10,8 @@ int cmd_shards(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
+int cmd_classify(int argc, char **argv);
 
 #endif

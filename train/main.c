@@ -18,6 +18,9 @@ static const command commands[] = {
     {"tokenize", cmd_tokenize, "captions on stdin to CLIP token ids on stdout"},
     {"tokenizer", cmd_tokenizer, "tokenizer train (learn BPE merges from captions), tokenizer info"},
     {"plot", cmd_plot, "draw a run's loss, learning rate, logit scale and accuracy curves to PNG"},
+    {"eval", cmd_eval, "zero-shot classification and image-text retrieval of a checkpoint"},
+    {"embed", cmd_embed, "images and texts to normalized embeddings (safetensors or .npy)"},
+    {"classify", cmd_classify, "zero-shot label probabilities of image files"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 

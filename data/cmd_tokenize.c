@@ -124,7 +124,7 @@ static int tokenizer_train(int argc, char **argv) {
 static int tokenizer_info(int argc, char **argv) {
     char *vocab = getenv("CLIPC_VOCAB");
     arg_spec specs[] = {{"vocab", ARG_STR, &vocab, VOCAB_HELP, false}};
-    int rc = parse_options("tokenizer info", "clipc tokenizer info [--vocab PATH]", specs, 1, argc, argv, NULL, 0, NULL);
+    int rc = args_parse_command("tokenizer info", "clipc tokenizer info [--vocab PATH]", specs, 1, argc, argv, NULL, 0, NULL);
     if (rc >= 0) return rc;
     if (!vocab || !*vocab) {
         fprintf(stderr, "clipc tokenizer info: no vocabulary: pass --vocab PATH or set CLIPC_VOCAB\n");

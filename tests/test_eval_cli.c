@@ -116,7 +116,7 @@ static int setup(void **state) {
     work = testutil_tmpdir();
     save_tiny_model();
     int sizes[2] = {10, 7};
-    free(testutil_make_dataset(work, sizes, 2, 40, 30, true, -1));  // labelled set in work/
+    free(testutil_make_dataset(work, sizes, 2, 40, 30, true, -1, 0));  // labelled set in work/
     make_captioned_shards();
     write_image_files();
     snprintf(common, sizeof common, "--pretrained %s/tiny.safetensors --vocab %s --batch-size 8 --workers 1", work, vocab);

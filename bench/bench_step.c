@@ -110,7 +110,11 @@ int main(int argc, char **argv) {
     printf("model %s, batch %ld, libtorch %s, %d threads, OMP_WAIT_POLICY=%s, BLAS: %s\n", cfg.name, batch,
            tensor_torch_version(), tensor_get_threads(), getenv("OMP_WAIT_POLICY"), blas);
 
-    tensor_device dev = strcmp(device, "cuda") ? TENSOR_CPU : (tensor_device){TENSOR_DEVICE_CUDA, 0};
+    tensor_device dev;
+    if (tensor_device_parse(device, &dev) != 0) {
+        fprintf(stderr, "bench_step: %s\n", err_msg());
+        return 1;
+    }
     clip_model *m = clip_model_init(&cfg, 0);
     tensor_generator *g = tensor_generator_new(1, TENSOR_CPU);
     int64_t img_shape[4] = {batch, 3, cfg.vision.image_size, cfg.vision.image_size};

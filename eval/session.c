@@ -50,14 +50,6 @@ int eval_checkpoint_config(const char *weights, const char *config_name, const c
     return rc;
 }
 
-static int pick_device(const char *name, tensor_device *dev) {
-    if (name && strcmp(name, "cuda") && strcmp(name, "cpu")) return err_set("--device must be cpu or cuda, got '%s'", name);
-    bool cuda = name ? !strcmp(name, "cuda") : tensor_cuda_device_count() > 0;
-    if (cuda && tensor_cuda_device_count() == 0) return err_set("--device cuda: no GPU is visible to libtorch");
-    *dev = cuda ? (tensor_device){TENSOR_DEVICE_CUDA, 0} : TENSOR_CPU;
-    return 0;
-}
-
 static int open_tokenizer(const eval_options *o, eval_session *s) {
     if (!o->vocab) return err_set("no vocabulary: pass --vocab PATH or set CLIPC_VOCAB");
     s->tok = tokenizer_load(o->vocab, 0);
@@ -76,7 +68,7 @@ int eval_session_open(const eval_options *o, bool need_tokenizer, eval_session *
     tensor_set_threads((int)o->threads);
     tensor_device dev;
     clip_config cfg;
-    if (pick_device(o->device, &dev) || eval_checkpoint_config(o->pretrained, o->model, o->model_configs, &cfg)) return -1;
+    if (tensor_device_parse(o->device, &dev) || eval_checkpoint_config(o->pretrained, o->model, o->model_configs, &cfg)) return -1;
     s->model = clip_model_init(&cfg, 0);
     if (!s->model || clip_model_load(s->model, o->pretrained) || clip_model_to_device(s->model, dev)) return -1;
     return need_tokenizer ? open_tokenizer(o, s) : 0;

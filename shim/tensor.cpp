@@ -185,6 +185,17 @@ bool tensor_has_cuda_build(void) { return at::detail::getCUDAHooks().hasCUDA() |
 
 const char *tensor_torch_version(void) { return TORCH_VERSION; }
 
+int tensor_device_parse(const char *name, tensor_device *dev) {
+    int gpus = tensor_cuda_device_count(), index = 0;
+    bool cuda = name ? strncmp(name, "cuda", 4) == 0 : gpus > 0;
+    if (name && strcmp(name, "cpu") != 0 && strcmp(name, "cuda") != 0 && sscanf(name, "cuda:%d", &index) != 1)
+        return err_set("--device must be cpu, cuda or cuda:N, got '%s'", name);
+    if (cuda && index >= gpus)
+        return err_set("--device %s: libtorch sees %d GPU%s", name ? name : "cuda", gpus, gpus == 1 ? "" : "s");
+    *dev = cuda ? tensor_device{TENSOR_DEVICE_CUDA, index} : TENSOR_CPU;
+    return 0;
+}
+
 // ---- lifetime and scopes -------------------------------------------------------------------------
 
 void tensor_free(tensor *t) {

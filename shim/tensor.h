@@ -61,6 +61,9 @@ int tensor_get_threads(void);
 int tensor_cuda_device_count(void);  // 0 when libtorch has no CUDA or no GPU is present
 bool tensor_has_cuda_build(void);    // libtorch was built with CUDA
 const char *tensor_torch_version(void);
+// Parses a --device value: "cpu", "cuda" or "cuda:N"; NULL picks CUDA when a GPU is present.
+// Fails (with a message) for another name or for CUDA without a visible GPU.
+int tensor_device_parse(const char *name, tensor_device *dev);
 
 // ---- lifetime and scopes ---------------------------------------------------------------------
 void tensor_free(tensor *t);  // NULL is ignored

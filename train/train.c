@@ -93,11 +93,8 @@ static int setup_run_dir(trainer *t) {
 }
 
 static int pick_device(trainer *t) {
-    const char *d = t->o.device;
-    bool cuda = d ? !strcmp(d, "cuda") : tensor_cuda_device_count() > 0;
-    if (d && strcmp(d, "cuda") && strcmp(d, "cpu")) return err_set("--device must be cpu or cuda, got '%s'", d);
-    if (cuda && tensor_cuda_device_count() == 0) return err_set("--device cuda: no GPU is visible to libtorch");
-    t->device = cuda ? (tensor_device){TENSOR_DEVICE_CUDA, 0} : TENSOR_CPU;
+    if (tensor_device_parse(t->o.device, &t->device) != 0) return -1;
+    bool cuda = t->device.type == TENSOR_DEVICE_CUDA;
     t->bf16 = strcmp(t->o.precision, "fp32") != 0;
     if (t->bf16 && !cuda) return err_set("--precision %s needs a GPU (bf16 autocast); use fp32 on the CPU", t->o.precision);
     return 0;

@@ -10,5 +10,6 @@ int cmd_shards(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
+int cmd_finetune(int argc, char **argv);
 
 #endif

@@ -18,6 +18,7 @@ static const command commands[] = {
     {"tokenize", cmd_tokenize, "captions on stdin to CLIP token ids on stdout"},
     {"tokenizer", cmd_tokenizer, "tokenizer train: learn BPE merges from a caption corpus"},
     {"plot", cmd_plot, "draw a run's loss, learning rate, logit scale and accuracy curves to PNG"},
+    {"finetune", cmd_finetune, "few-shot: K shots per class, linear probe, fine-tuning with WiSE-FT"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 

@@ -70,7 +70,7 @@ static int parse_options(finetune_cli *o, int argc, char **argv) {
         {"probe-lambda", ARG_FLOAT, &o->probe_lambda, "fixed L2 strength of the probe (default: chosen on held-out shots)", false},
         {"epochs", ARG_INT, &o->epochs, "fine-tuning epochs over the shots (20)", false},
         {"batch-size", ARG_INT, &o->batch_size, "fine-tuning batch size, at most the number of shots (32)", false},
-        {"lr", ARG_FLOAT, &o->lr, "fine-tuning peak learning rate (1e-5; clip-tiny: 1e-4)", false},
+        {"lr", ARG_FLOAT, &o->lr, "fine-tuning peak learning rate (1e-5)", false},
         {"wd", ARG_FLOAT, &o->wd, "fine-tuning weight decay (0.1)", false},
         {"warmup", ARG_INT, &o->warmup, "fine-tuning warmup steps (default: a tenth of the steps)", false},
         {"wiseft-alpha", ARG_FLOAT, &o->wiseft_alpha, "alpha of the interpolated model saved (0.5)", false},

@@ -105,6 +105,7 @@ static void test_lambda_selection(void **state) {
 // Same data, same result bit for bit; another starting point reaches the same (unique) optimum.
 static void test_fit_deterministic_and_unique(void **state) {
     (void)state;
+    size_t live = tensor_live_count();
     feature_set f = make_clusters(90, 3, 8, 1.0, 3, 4);
     linprobe_options opt = linprobe_options_default();
     linear_head a, b, c;
@@ -129,6 +130,7 @@ static void test_fit_deterministic_and_unique(void **state) {
     linear_head_free(&b);
     linear_head_free(&c);
     feature_set_free(&f);
+    assert_int_equal(tensor_live_count(), live);  // no tensor handle leaked
 }
 
 static void test_fit_bad_input(void **state) {
@@ -281,6 +283,7 @@ static void to_host(const tensor *t, float *dst) {
 // and the head; WiSE-FT's endpoints are exact and its midpoint is the mean.
 static void test_wiseft_interpolation(void **state) {
     (void)state;
+    size_t live = tensor_live_count();
     clip_model *m = tiny_model(1), *other = tiny_model(2);
     int64_t shape[2] = {4, m->cfg.embed_dim};
     tensor_generator *g = tensor_generator_new(3, TENSOR_CPU);
@@ -337,6 +340,7 @@ static void test_wiseft_interpolation(void **state) {
     tensor_generator_free(g);
     clip_model_free(m);
     clip_model_free(other);
+    assert_int_equal(tensor_live_count(), live);
 }
 
 int main(int argc, char **argv) {

@@ -19,16 +19,22 @@
 static char *tmp;
 static manifest *labelled;  // 3 shards of 7, 5 and 9 samples, labels k % 3: 7 per class
 
+// A dataset of shards of the given sizes in tmp/name (testutil_make_dataset), loaded.
+static manifest *make_set(const char *name, const int *sizes, int n_shards, bool with_labels) {
+    char *dir = testutil_path(tmp, name);
+    fs_mkdirs(dir);
+    char *path = testutil_make_dataset(dir, sizes, n_shards, 8, 8, with_labels, -1);
+    manifest *m = manifest_load(path);
+    free(path);
+    free(dir);
+    return m;
+}
+
 static int setup(void **state) {
     (void)state;
     tmp = testutil_tmpdir();
-    char *dir = testutil_path(tmp, "set");
-    fs_mkdirs(dir);
     static const int sizes[3] = {7, 5, 9};
-    char *path = testutil_make_dataset(dir, sizes, 3, 8, 8, true, -1);
-    labelled = manifest_load(path);
-    free(path);
-    free(dir);
+    labelled = make_set("set", sizes, 3, true);
     return labelled ? 0 : -1;
 }
 
@@ -102,35 +108,25 @@ static void test_too_few_samples(void **state) {
 
 static void test_unlabelled_set(void **state) {
     (void)state;
-    char *dir = testutil_path(tmp, "unlabelled");
-    fs_mkdirs(dir);
     static const int sizes[1] = {6};
-    char *path = testutil_make_dataset(dir, sizes, 1, 8, 8, false, -1);
-    manifest *m = manifest_load(path);
+    manifest *m = make_set("unlabelled", sizes, 1, false);
     assert_non_null(m);
     shot_set s;
     assert_int_equal(shots_draw(m, 1, 0, &s), -1);
     assert_non_null(strstr(err_msg(), "unlabelled"));
     manifest_free(m);
-    free(path);
-    free(dir);
 }
 
 static void test_missing_shard(void **state) {
     (void)state;
-    char *dir = testutil_path(tmp, "missing");
-    fs_mkdirs(dir);
     static const int sizes[2] = {3, 3};
-    char *path = testutil_make_dataset(dir, sizes, 2, 8, 8, true, -1);
-    manifest *m = manifest_load(path);
+    manifest *m = make_set("missing", sizes, 2, true);
     assert_non_null(m);
     assert_int_equal(remove(m->shards[1].resolved_path), 0);
     shot_set s;
     assert_int_equal(shots_draw(m, 1, 0, &s), -1);
     assert_non_null(strstr(err_msg(), "shard-00001.h5"));
     manifest_free(m);
-    free(path);
-    free(dir);
 }
 
 // The written set holds the drawn samples in draw order, bytes, captions, keys and labels intact.

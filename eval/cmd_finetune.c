@@ -88,7 +88,7 @@ static int parse_options(finetune_cli *o, int argc, char **argv) {
         return err_set("--train-data, --test-data, --checkpoint and --out-dir are required");
     if (strcmp(o->method, "probe") && strcmp(o->method, "finetune") && strcmp(o->method, "all"))
         return err_set("--method must be probe, finetune or all, got '%s'", o->method);
-    if (o->shots < 1 || o->shots > 1000000) return err_set("--shots must be at least 1, got %ld", o->shots);
+    if (o->shots < 1 || o->shots > 1000000) return err_set("--shots must be between 1 and 1000000, got %ld", o->shots);
     if (o->epochs < 1 || o->batch_size < 1) return err_set("--epochs and --batch-size must be positive");
     if (!(o->wiseft_alpha >= 0 && o->wiseft_alpha <= 1)) return err_set("--wiseft-alpha must be in [0, 1]");
     if (o->log_every < 1) o->log_every = 1;

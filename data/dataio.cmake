@@ -19,3 +19,4 @@ target_compile_definitions(clipc_dataio PRIVATE
 target_link_libraries(clipc_dataio PUBLIC
   clipc_common $<TARGET_NAME_IF_EXISTS:clipc_data>
   ${HDF5_C_LIBRARIES} PkgConfig::WEBP JPEG::JPEG PNG::PNG ZLIB::ZLIB cjson Threads::Threads ${MATH_LIB})
+target_sources(clipc_dataio PRIVATE ${CMAKE_CURRENT_LIST_DIR}/shots.c)  # few-shot sets (data/shots.h)

@@ -13,34 +13,18 @@
 
 #include <cmocka.h>
 
+#include "cli_run.h"
+
 static const char *clipc, *fmnist, *vocab, *configs;
 static char work[256];
 
-// Runs a shell command; returns its exit status and the combined output in out (cap bytes).
-static int run(char *out, size_t cap, const char *fmt, ...) {
-    char cmd[4096];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = out ? fread(out, 1, cap - 1, p) : 0;
-    if (out) out[n] = '\0';
-    char sink[4096];
-    while (fread(sink, 1, sizeof sink, p) > 0) {}
-    int status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 // The common flags of the small runs: 4 steps an epoch of 32 samples, 2 epochs.
 static int train(char *out, size_t cap, const char *name, const char *extra) {
-    return run(out, cap,
-               "%s train --model clip-tiny --model-configs %s --vocab %s --train-data %s/train "
-               "--batch-size 32 --train-num-samples 128 --epochs 2 --warmup 2 --lr 1e-3 --workers 2 --seed 3 "
-               "--logs %s/logs --name %s --log-every-n-steps 100 %s",
-               clipc, configs, vocab, work, work, name, extra);
+    return cli_run(out, cap,
+                   "%s train --model clip-tiny --model-configs %s --vocab %s --train-data %s/train "
+                   "--batch-size 32 --train-num-samples 128 --epochs 2 --warmup 2 --lr 1e-3 --workers 2 --seed 3 "
+                   "--logs %s/logs --name %s --log-every-n-steps 100 %s",
+                   clipc, configs, vocab, work, work, name, extra);
 }
 
 // Reads the "loss" of each train line of a run's metrics.jsonl into losses[step - 1].
@@ -67,15 +51,15 @@ static int setup(void **state) {
     snprintf(work, sizeof work, "/tmp/clipc_test_train_XXXXXX");
     assert_non_null(mkdtemp(work));
     char out[8192];
-    int rc = run(out, sizeof out, "%s shards --fashion-mnist %s --split test --shard-size 2500 --out %s/train", clipc,
-                 fmnist, work);
+    int rc = cli_run(out, sizeof out, "%s shards --fashion-mnist %s --split test --shard-size 2500 --out %s/train", clipc,
+                     fmnist, work);
     if (rc != 0) fail_msg("shards: %s", out);
     return 0;
 }
 
 static int teardown(void **state) {
     (void)state;
-    return run(NULL, 0, "rm -rf %s", work);
+    return cli_run(NULL, 0, "rm -rf %s", work);
 }
 
 static void test_resume_is_bit_exact(void **state) {
@@ -106,7 +90,7 @@ static void test_nonfinite_loss_stops_with_usable_checkpoint(void **state) {
     assert_int_equal(rc, 1);
     assert_non_null(strstr(out, "non-finite for 2 steps in a row"));
     // The step-1 checkpoint (written before the losses went bad) still resumes.
-    rc = run(out, sizeof out, "ls %s/logs/exploding/checkpoints/step_1.state.safetensors", work);
+    rc = cli_run(out, sizeof out, "ls %s/logs/exploding/checkpoints/step_1.state.safetensors", work);
     assert_int_equal(rc, 0);
 }
 
@@ -116,14 +100,14 @@ static void test_bad_checkpoints_are_refused(void **state) {
     if (train(out, sizeof out, "ckpt", "--max-steps 2 --save-steps 1 --keep-checkpoints 0") != 0) fail_msg("%s", out);
     const char *dir = "logs/ckpt/checkpoints";
     // Mismatched pair: step 1's state with step 2's weights.
-    run(NULL, 0, "cp %s/%s/step_2.safetensors %s/%s/step_1.safetensors", work, dir, work, dir);
+    cli_run(NULL, 0, "cp %s/%s/step_2.safetensors %s/%s/step_1.safetensors", work, dir, work, dir);
     char flags[1024];
     snprintf(flags, sizeof flags, "--resume %s/%s/step_1.state.safetensors", work, dir);
     assert_int_equal(train(out, sizeof out, "ckpt", flags), 1);
     assert_non_null(strstr(out, "mismatched checkpoint"));
     assert_non_null(strstr(out, "step_1.state.safetensors"));
     // Truncated state file: an error naming it, never a crash.
-    run(NULL, 0, "truncate -s 100 %s/%s/step_2.state.safetensors", work, dir);
+    cli_run(NULL, 0, "truncate -s 100 %s/%s/step_2.state.safetensors", work, dir);
     snprintf(flags, sizeof flags, "--resume %s/%s/step_2.state.safetensors", work, dir);
     assert_int_equal(train(out, sizeof out, "ckpt", flags), 1);
     assert_non_null(strstr(out, "step_2.state.safetensors"));
@@ -132,10 +116,10 @@ static void test_bad_checkpoints_are_refused(void **state) {
 static void test_bad_options(void **state) {
     (void)state;
     char out[16384];
-    assert_int_equal(run(out, sizeof out, "%s train --batch-sise 3 --train-data x", clipc), 2);
+    assert_int_equal(cli_run(out, sizeof out, "%s train --batch-sise 3 --train-data x", clipc), 2);
     assert_non_null(strstr(out, "did you mean '--batch-size'"));
-    run(NULL, 0, "echo '{\"learning_rate\": 1}' > %s/bad.json", work);
-    assert_int_equal(run(out, sizeof out, "%s train --config %s/bad.json --train-data x", clipc, work), 2);
+    cli_run(NULL, 0, "echo '{\"learning_rate\": 1}' > %s/bad.json", work);
+    assert_int_equal(cli_run(out, sizeof out, "%s train --config %s/bad.json --train-data x", clipc, work), 2);
     assert_non_null(strstr(out, "bad.json: unknown option 'learning_rate'"));
     assert_int_equal(train(out, sizeof out, "missing", "--train-data /nonexistent/manifest.json"), 1);
     assert_non_null(strstr(out, "/nonexistent"));

@@ -21,6 +21,7 @@ static const command commands[] = {
     {"eval", cmd_eval, "zero-shot classification and image-text retrieval of a checkpoint"},
     {"embed", cmd_embed, "images and texts to normalized embeddings (safetensors or .npy)"},
     {"classify", cmd_classify, "zero-shot label probabilities of image files"},
+    {"finetune", cmd_finetune, "few-shot: K shots per class, linear probe, fine-tuning with WiSE-FT"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 

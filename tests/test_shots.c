@@ -23,7 +23,7 @@ static manifest *labelled;  // 3 shards of 7, 5 and 9 samples, labels k % 3: 7 p
 static manifest *make_set(const char *name, const int *sizes, int n_shards, bool with_labels) {
     char *dir = testutil_path(tmp, name);
     fs_mkdirs(dir);
-    char *path = testutil_make_dataset(dir, sizes, n_shards, 8, 8, with_labels, -1);
+    char *path = testutil_make_dataset(dir, sizes, n_shards, 8, 8, with_labels, -1, 0);
     manifest *m = manifest_load(path);
     free(path);
     free(dir);

@@ -106,6 +106,15 @@ void loader_config_default(loader_config *c) {
     c->output = LOADER_OUTPUT_FLOAT;
 }
 
+void loader_config_init(loader_config *c, const char *data, int batch_size, int image_size, bool train) {
+    loader_config_default(c);
+    c->data = data;
+    c->batch_size = batch_size;
+    c->image_size = image_size;
+    c->train = train;
+    c->drop_last = train;
+}
+
 static double now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -78,6 +78,10 @@ typedef struct {
 // Defaults: batch 64, 224 px, OpenAI mean/std, train, scale 0.9-1.0, ratio 3/4-4/3, seed 0,
 // rank 0 of 1, 2 workers, prefetch 4, shuffle buffer 2000, drop_last, context 77, float output.
 void loader_config_default(loader_config *cfg);
+// The defaults plus what every caller sets: the data, batch size and output size, and the mode:
+// training (random crops, shuffling, full batches only) or evaluation (centre crops, file order,
+// every sample).
+void loader_config_init(loader_config *cfg, const char *data, int batch_size, int image_size, bool train);
 
 // Loads the manifests, checks that every shard exists and starts epoch 0. Returns NULL with
 // err_msg() set.

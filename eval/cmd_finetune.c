@@ -164,17 +164,10 @@ static int draw_shots(session *s) {
 
 static loader *open_loader(const session *s, const char *data, bool train, int batch_size) {
     loader_config lc;
-    loader_config_default(&lc);
-    lc.data = data;
-    lc.batch_size = batch_size;
-    lc.image_size = s->cfg.vision.image_size;
-    lc.train = train;
-    lc.drop_last = train;
+    loader_config_init(&lc, data, batch_size, s->cfg.vision.image_size, train);
     lc.seed = (uint64_t)s->o.seed;
     lc.workers = (int)s->o.workers;
-    loader *l = loader_init(&lc);
-    if (!l) err_prefix("%s", data);
-    return l;
+    return loader_init(&lc);
 }
 
 static int read_features(const session *s, const char *data, int64_t max_n, feature_set *out) {

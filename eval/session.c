@@ -82,18 +82,11 @@ void eval_session_close(eval_session *s) {
 
 loader *eval_loader_open(const eval_options *o, const eval_session *s, const char *data, bool with_tokens) {
     loader_config lc;
-    loader_config_default(&lc);
-    lc.data = data;
-    lc.batch_size = (int)o->batch_size;
-    lc.image_size = s->model->cfg.vision.image_size;
-    lc.train = false;
-    lc.drop_last = false;
+    loader_config_init(&lc, data, (int)o->batch_size, s->model->cfg.vision.image_size, false);
     lc.workers = (int)o->workers;
     lc.tok = with_tokens ? s->tok : NULL;
     lc.context_length = s->model->cfg.text.context_length;
-    loader *l = loader_init(&lc);
-    if (!l) err_prefix("%s", data);
-    return l;
+    return loader_init(&lc);
 }
 
 int eval_image_load(const char *path, int image_size, float *out) {

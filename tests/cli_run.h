@@ -11,7 +11,7 @@
 // combined stdout and stderr in out (cap bytes; out may be NULL).
 static inline int cli_run(char *out, size_t cap, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static inline int cli_run(char *out, size_t cap, const char *fmt, ...) {
-    char cmd[4096];
+    char cmd[8192];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(cmd, sizeof cmd, fmt, ap);

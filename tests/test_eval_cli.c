@@ -16,6 +16,8 @@
 
 #include <cmocka.h>
 
+#include "cli_run.h"
+
 #include "common/error.h"
 #include "data/fsutil.h"
 #include "data_testutil.h"
@@ -32,23 +34,6 @@ static const char TINY[] =
     " \"mlp_ratio\": 2.0, \"patch_size\": 8}, \"text_cfg\": {\"context_length\": 77, \"vocab_size\": 49408,"
     " \"width\": 32, \"heads\": 2, \"layers\": 1}}";
 
-// Runs a shell command; returns its exit status and its combined output in out (cap bytes).
-static int run(char *out, size_t cap, const char *fmt, ...) {
-    char cmd[8192];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    strncat(cmd, " 2>&1", sizeof cmd - strlen(cmd) - 1);
-    FILE *p = popen(cmd, "r");
-    assert_non_null(p);
-    size_t n = fread(out, 1, cap - 1, p);
-    out[n] = '\0';
-    char sink[4096];
-    while (fread(sink, 1, sizeof sink, p) > 0) {}
-    int status = pclose(p);
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 // The common flags: the tiny model and the vocabulary.
 static char common[2048];
@@ -95,7 +80,7 @@ static void make_captioned_shards(void) {
     write_text("captions.tsv", tsv);
     free(tsv);
     char out[8192];
-    int rc = run(out, sizeof out, "%s shards --csv %s/captions.tsv --out %s/ret", clipc, work, work);
+    int rc = cli_run(out, sizeof out, "%s shards --csv %s/captions.tsv --out %s/ret", clipc, work, work);
     if (rc != 0) fail_msg("shards: %s", out);
 }
 
@@ -185,7 +170,7 @@ static void check_direction(const cJSON *d, int queries, int candidates) {
 static void test_eval_json(void **state) {
     (void)state;
     char out[16384];
-    int rc = run(out, sizeof out, "%s eval %s --zeroshot %s::%s/manifest.json --retrieval %s/ret --templates %s/zeroshot/fashion-mnist-templates.txt --output %s/res/results.json",
+    int rc = cli_run(out, sizeof out, "%s eval %s --zeroshot %s::%s/manifest.json --retrieval %s/ret --templates %s/zeroshot/fashion-mnist-templates.txt --output %s/res/results.json",
                  clipc, common, work, work, work, configs, work);
     if (rc != 0) fail_msg("eval: %s", out);
     assert_non_null(strstr(out, "zero-shot"));
@@ -222,7 +207,7 @@ static void test_embed_safetensors(void **state) {
     (void)state;
     char out[8192];
     write_text("texts.txt", "a photo of a cat\n\na red square\nzero\n");
-    int rc = run(out, sizeof out, "%s embed %s --images %s %s/s3.webp %s/s3.png --texts %s/texts.txt --output %s/emb.safetensors",
+    int rc = cli_run(out, sizeof out, "%s embed %s --images %s %s/s3.webp %s/s3.png --texts %s/texts.txt --output %s/emb.safetensors",
                  clipc, common, work, work, work, work, work);
     if (rc != 0) fail_msg("embed: %s", out);
     char *path = in_work("emb.safetensors");
@@ -277,7 +262,7 @@ static float *read_npy(const char *name, long *rows, long *cols) {
 static void test_embed_npy_from_stdin(void **state) {
     (void)state;
     char out[8192];
-    int rc = run(out, sizeof out, "printf 'first text\\nsecond text\\n' | %s embed %s --texts - --output %s/t.npy", clipc,
+    int rc = cli_run(out, sizeof out, "printf 'first text\\nsecond text\\n' | %s embed %s --texts - --output %s/t.npy", clipc,
                  common, work);
     if (rc != 0) fail_msg("embed: %s", out);
     long rows = 0, cols = 0;
@@ -291,7 +276,7 @@ static void test_embed_npy_from_stdin(void **state) {
     assert_non_null(keys);
     assert_string_equal(keys, "first text\nsecond text\n");
     free(keys), free(keys_path);
-    rc = run(out, sizeof out, "%s embed %s --texts - --images %s --output %s/both.npy < /dev/null", clipc, common, work, work);
+    rc = cli_run(out, sizeof out, "%s embed %s --texts - --images %s --output %s/both.npy < /dev/null", clipc, common, work, work);
     assert_int_equal(rc, 1);
     assert_non_null(strstr(out, "both.npy"));
 }
@@ -299,7 +284,7 @@ static void test_embed_npy_from_stdin(void **state) {
 static void test_classify_probabilities(void **state) {
     (void)state;
     char out[8192];
-    int rc = run(out, sizeof out, "%s classify %s --labels 'red, green,blue' --output %s/cls.json %s/s3.webp %s/s3.png %s/s3.jpg",
+    int rc = cli_run(out, sizeof out, "%s classify %s --labels 'red, green,blue' --output %s/cls.json %s/s3.webp %s/s3.png %s/s3.jpg",
                  clipc, common, work, work, work, work);
     if (rc != 0) fail_msg("classify: %s", out);
     assert_non_null(strstr(out, "image\tlabel\tred\tgreen\tblue\n"));
@@ -319,7 +304,7 @@ static void test_classify_probabilities(void **state) {
 static void expect_error(int status, const char *needle, const char *fmt, const char *arg) {
     char cmd[4096], out[8192];
     snprintf(cmd, sizeof cmd, fmt, arg);
-    int rc = run(out, sizeof out, "%s %s", clipc, cmd);
+    int rc = cli_run(out, sizeof out, "%s %s", clipc, cmd);
     if (rc != status || !strstr(out, needle)) fail_msg("'%s': status %d, output: %s", cmd, rc, out);
     assert_non_null(strchr(out, '\n'));
     assert_int_equal(strchr(out, '\n')[1], '\0');  // exactly one line

@@ -132,12 +132,7 @@ static int setup_tokenizer(trainer *t) {
 
 static loader *open_loader(const trainer *t, const char *data, bool train, int batch_size, const tokenizer *tok) {
     loader_config lc;
-    loader_config_default(&lc);
-    lc.data = data;
-    lc.batch_size = batch_size;
-    lc.image_size = t->cfg.vision.image_size;
-    lc.train = train;
-    lc.drop_last = train;
+    loader_config_init(&lc, data, batch_size, t->cfg.vision.image_size, train);
     lc.seed = (uint64_t)t->o.seed;
     lc.workers = (int)t->o.workers;
     lc.tok = tok;
@@ -147,9 +142,7 @@ static loader *open_loader(const trainer *t, const char *data, bool train, int b
         lc.resampled = t->o.dataset_resampled;
         lc.samples_per_epoch = t->o.dataset_resampled ? t->o.train_num_samples : 0;
     }
-    loader *l = loader_init(&lc);
-    if (!l) err_prefix("%s", data);
-    return l;
+    return loader_init(&lc);
 }
 
 static int setup_schedule(trainer *t) {

@@ -323,9 +323,9 @@ static void log_step(trainer *t, double loss, double batch_time, double data_tim
     int64_t remaining = t->sched.total_steps - t->step;
     if (t->o.max_steps > 0 && t->o.max_steps - t->step < remaining) remaining = t->o.max_steps - t->step;
     double eta = steps_run > 0 ? elapsed / (double)steps_run * (double)remaining : 0;
-    printf("Train Epoch: %" PRId64 " [%7" PRId64 "/%" PRId64 " (%3.0f%%)] Loss: %.5f LR: %.6g Logit Scale: %.3f "
-           "%.1f samples/s Data (t): %.3f Batch (t): %.3f ETA %dm%02ds\n",
-           t->epoch, in_epoch * t->o.batch_size, t->steps_per_epoch * t->o.batch_size,
+    printf("Train Epoch: %" PRId64 " Step: %" PRId64 " [%7" PRId64 "/%" PRId64 " (%3.0f%%)] Loss: %.5f LR: %.6g "
+           "Logit Scale: %.3f %.1f samples/s Data (t): %.3f Batch (t): %.3f ETA %dm%02ds\n",
+           t->epoch, t->step, in_epoch * t->o.batch_size, t->steps_per_epoch * t->o.batch_size,
            100.0 * (double)in_epoch / (double)t->steps_per_epoch, loss, lr, scale, sps, data_time, batch_time,
            (int)(eta / 60), (int)fmod(eta, 60));
     fflush(stdout);

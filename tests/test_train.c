@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -113,6 +114,28 @@ static void test_bad_checkpoints_are_refused(void **state) {
     assert_non_null(strstr(out, "step_2.state.safetensors"));
 }
 
+static bool exists(const char *run, const char *file) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/logs/%s/checkpoints/%s", work, run, file);
+    return access(path, F_OK) == 0;
+}
+
+// --keep-checkpoints keeps the newest numbered checkpoints; --save-most-recent adds epoch_latest;
+// a run stopped by --max-steps mid-epoch still leaves a checkpoint of its last step.
+static void test_checkpoint_retention(void **state) {
+    (void)state;
+    char out[16384];
+    if (train(out, sizeof out, "keep", "--max-steps 3 --save-steps 1 --keep-checkpoints 2") != 0) fail_msg("%s", out);
+    assert_false(exists("keep", "step_1.safetensors"));
+    assert_false(exists("keep", "step_1.state.safetensors"));
+    assert_true(exists("keep", "step_2.state.safetensors"));
+    assert_true(exists("keep", "step_3.state.safetensors"));
+    if (train(out, sizeof out, "latest", "--max-steps 6 --save-most-recent --save-frequency 1") != 0) fail_msg("%s", out);
+    assert_true(exists("latest", "epoch_1.state.safetensors"));
+    assert_true(exists("latest", "epoch_latest.state.safetensors"));
+    assert_true(exists("latest", "step_6.state.safetensors"));
+}
+
 static void test_bad_options(void **state) {
     (void)state;
     char out[16384];
@@ -135,6 +158,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_resume_is_bit_exact),
         cmocka_unit_test(test_nonfinite_loss_stops_with_usable_checkpoint),
         cmocka_unit_test(test_bad_checkpoints_are_refused),
+        cmocka_unit_test(test_checkpoint_retention),
         cmocka_unit_test(test_bad_options),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -44,6 +44,7 @@ typedef struct {
     FILE *metrics;            // metrics.jsonl
     int64_t steps_per_epoch;
     int64_t step, epoch;      // optimizer steps done; epoch of the next batch
+    int64_t saved_step;       // step of the last checkpoint written (-1: none)
     int nonfinite_run;        // non-finite losses in a row
 } trainer;
 
@@ -190,6 +191,7 @@ static int save_checkpoint(trainer *t, const char *stem) {
     if (loader_state_save(t->data, &pos.loader_state, &pos.loader_state_size) != 0) return -1;
     int rc = checkpoint_save(t->ckpt_dir, stem, t->model, t->optim, &pos);
     free(pos.loader_state);
+    if (rc == 0) t->saved_step = t->step;
     if (rc == 0 && strcmp(stem, "epoch_latest") != 0) checkpoint_prune(t->ckpt_dir, (int)t->o.keep_checkpoints);
     return rc;
 }
@@ -361,13 +363,22 @@ static int finish_epoch(trainer *t) {
     return 0;
 }
 
+static int save_step_checkpoint(trainer *t) {
+    char stem[64];
+    snprintf(stem, sizeof stem, "step_%" PRId64, t->step);
+    return save_checkpoint(t, stem);
+}
+
 static int train_loop(trainer *t) {
     double start = now_s();
     int64_t steps_run = 0;
-    while (t->epoch < t->o.epochs && !reached_max_steps(t)) {
+    while (t->epoch < t->o.epochs) {
+        // An epoch that ends on the last allowed step is still finished (checkpoint, evaluation).
+        bool epoch_done = t->step >= (t->epoch + 1) * t->steps_per_epoch;
+        if (!epoch_done && reached_max_steps(t)) break;
         double t0 = now_s();
         loader_batch b;
-        int got = t->step < (t->epoch + 1) * t->steps_per_epoch ? loader_next(t->data, &b) : 0;
+        int got = epoch_done ? 0 : loader_next(t->data, &b);
         if (got < 0) return -1;
         if (got == 0) {
             if (finish_epoch(t) != 0) return -1;
@@ -383,12 +394,10 @@ static int train_loop(trainer *t) {
             t->nonfinite_run = 0;
             log_step(t, loss, now_s() - t0, t1 - t0, now_s() - start, steps_run);
         }
-        if (t->o.save_steps > 0 && t->step % t->o.save_steps == 0) {
-            char stem[64];
-            snprintf(stem, sizeof stem, "step_%" PRId64, t->step);
-            if (save_checkpoint(t, stem) != 0) return -1;
-        }
+        if (t->o.save_steps > 0 && t->step % t->o.save_steps == 0 && save_step_checkpoint(t) != 0) return -1;
     }
+    // A run stopped by --max-steps leaves a checkpoint to resume from.
+    if (t->o.save_frequency > 0 && t->saved_step != t->step && steps_run > 0 && save_step_checkpoint(t) != 0) return -1;
     loader_stats st = loader_get_stats(t->data);
     printf("done: %" PRId64 " steps in %.1f s, %" PRId64 " corrupt samples skipped; run folder %s\n", steps_run,
            now_s() - start, st.corrupt_skipped, t->run_dir);
@@ -404,7 +413,7 @@ static void trainer_free(trainer *t) {
 }
 
 int cmd_train(int argc, char **argv) {
-    trainer t = {0};
+    trainer t = {.saved_step = -1};
     int rc = train_options_parse(&t.o, argc, argv);
     if (rc != 0) {
         if (rc < 0) fprintf(stderr, "clipc train: %s\n", err_msg());

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "common/args.h"
+#include "common/atomic_file.h"
 #include "common/error.h"
 #include "data/convert.h"
 #include "data/fsutil.h"
@@ -87,7 +88,7 @@ static int make_inputs(const char *dir, int n) {
         snprintf(name, sizeof name, "img%06d.webp", k);
         char *path = fs_join(dir, name);
         if (image_encode_webp(&img, img.width, img.height, 95, false, &bytes, &size) ||
-            fs_write_atomic(path, bytes, size))
+            atomic_file_write_bytes(path, bytes, size))
             return -1;
         fprintf(csv, "%s\ta synthetic picture number %d\n", path, k);
         free(bytes), free(path), image_rgb_free(&img);

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/atomic_file.h"
 #include "common/error.h"
 
 #define PLOT_MAX_SIDE 16384
@@ -833,29 +834,14 @@ static cairo_status_t write_to_file(void *closure, const unsigned char *data, un
     return fwrite(data, 1, len, closure) == len ? CAIRO_STATUS_SUCCESS : CAIRO_STATUS_WRITE_ERROR;
 }
 
-// Writes to "<path>.tmp.<pid>", flushed and synced, then renames it over path.
-static int write_png_atomic(cairo_surface_t *surface, const char *path) {
-    size_t cap = strlen(path) + 32;
-    char *tmp = xmalloc(cap);
-    snprintf(tmp, cap, "%s.tmp.%ld", path, (long)getpid());
+static int write_png(const char *tmp, void *surface) {
     FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        err_set("%s: cannot create temporary file: %s", path, strerror(errno));
-        free(tmp);
-        return -1;
-    }
+    if (!f) return err_set("cannot create temporary file: %s", strerror(errno));
     cairo_status_t st = cairo_surface_write_to_png_stream(surface, write_to_file, f);
-    int rc = st == CAIRO_STATUS_SUCCESS && fflush(f) == 0 && fsync(fileno(f)) == 0 ? 0 : -1;
     int saved = errno;
-    if (fclose(f) != 0 && rc == 0) rc = -1, saved = errno;
-    if (rc == 0 && rename(tmp, path) != 0) rc = -1, saved = errno;
-    if (rc != 0) {
-        const char *why = st != CAIRO_STATUS_SUCCESS ? cairo_status_to_string(st) : strerror(saved);
-        err_set("%s: cannot write PNG: %s", path, why);
-        unlink(tmp);
-    }
-    free(tmp);
-    return rc;
+    if (fclose(f) != 0 && st == CAIRO_STATUS_SUCCESS) st = CAIRO_STATUS_WRITE_ERROR, saved = errno;
+    if (st == CAIRO_STATUS_SUCCESS) return 0;
+    return err_set("cannot write PNG: %s", st == CAIRO_STATUS_WRITE_ERROR ? strerror(saved) : cairo_status_to_string(st));
 }
 
 static void draw_chart(cairo_t *cr, const plot_chart *c, rect panel) {
@@ -883,7 +869,7 @@ int plot_grid_write_png(const plot_chart *const *charts, int n, int cols, const 
     cairo_surface_flush(surface);
     int rc =
         cairo_status(cr) == CAIRO_STATUS_SUCCESS
-            ? write_png_atomic(surface, path)
+            ? atomic_file_write(path, write_png, surface)
             : err_set("%s: drawing failed: %s", path, cairo_status_to_string(cairo_status(cr)));
     cairo_destroy(cr);
     cairo_surface_destroy(surface);

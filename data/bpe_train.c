@@ -8,6 +8,7 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "common/atomic_file.h"
 #include "common/error.h"
 #include "data/byte_alphabet.h"
 #include "data/clip_text.h"
@@ -406,21 +407,15 @@ static int write_merges(const bpe_trainer *t, gzFile gz) {
     return 0;
 }
 
-int bpe_trainer_write(const bpe_trainer *t, const char *path) {
-    size_t n = strlen(path) + 5;
-    char *tmp = xmalloc(n);
-    snprintf(tmp, n, "%s.tmp", path);
+static int write_merges_file(const char *tmp, void *trainer) {
     errno = 0;
     gzFile gz = gzopen(tmp, "wb9");
-    int rc = gz ? write_merges(t, gz) : -1;
+    int rc = gz ? write_merges(trainer, gz) : -1;
     if (gz && gzclose(gz) != Z_OK) rc = -1;
-    if (rc < 0) {
-        errno ? err_errno(tmp) : err_set("%s: cannot write", tmp);
-        remove(tmp);
-    } else if (rename(tmp, path) != 0) {
-        rc = err_errno(path);
-        remove(tmp);
-    }
-    free(tmp);
-    return rc;
+    if (rc == 0) return 0;
+    return errno ? err_set("cannot write: %s", strerror(errno)) : err_set("cannot write");
+}
+
+int bpe_trainer_write(const bpe_trainer *t, const char *path) {
+    return atomic_file_write(path, write_merges_file, (void *)t);
 }

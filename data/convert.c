@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/args.h"
+#include "common/atomic_file.h"
 #include "common/error.h"
 #include "data/fsutil.h"
 #include "data/image.h"
@@ -273,7 +274,7 @@ static int write_outputs(const convert_options *o, convert_output *out, bool wit
     const char *head = "key\tsource\treason\n";
     char *report = xmalloc(strlen(head) + out->report_len + 1);
     sprintf(report, "%s%s", head, out->report ? out->report : "");
-    int rc = fs_write_atomic(report_path, report, strlen(report));
+    int rc = atomic_file_write_bytes(report_path, report, strlen(report));
     if (rc == 0 && with_manifest) rc = manifest_save(manifest_path, &out->m);
     free(report), free(report_path), free(manifest_path);
     return rc;

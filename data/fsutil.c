@@ -31,19 +31,6 @@ uint8_t *fs_read_all(const char *path, size_t *size) {
     return buf;
 }
 
-int fs_write_atomic(const char *path, const void *data, size_t size) {
-    char *tmp = xmalloc(strlen(path) + 5);
-    sprintf(tmp, "%s.tmp", path);
-    FILE *f = fopen_checked(tmp, "wb");
-    int rc = f ? 0 : -1;
-    if (f && fwrite(data, 1, size, f) != size) rc = err_errno(tmp);
-    if (f && fclose(f) != 0 && rc == 0) rc = err_errno(tmp);
-    if (rc == 0 && rename(tmp, path) != 0) rc = err_errno(path);
-    if (rc != 0) remove(tmp);
-    free(tmp);
-    return rc;
-}
-
 char *fs_join(const char *dir, const char *name) {
     if (name[0] == '/' || !dir[0]) return xstrdup(name);
     char *out = xmalloc(strlen(dir) + strlen(name) + 2);

@@ -9,9 +9,6 @@
 // Reads a whole file into a new NUL-terminated buffer. Returns NULL with err_msg() "<path>: ...".
 uint8_t *fs_read_all(const char *path, size_t *size);
 
-// Writes data to path + ".tmp" and renames it to path. Returns 0 or -1.
-int fs_write_atomic(const char *path, const void *data, size_t size);
-
 // dir + "/" + name (name alone when it is absolute or dir is empty); malloc'ed.
 char *fs_join(const char *dir, const char *name);
 

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/atomic_file.h"
 #include "common/error.h"
 #include "data/fsutil.h"
 
@@ -141,7 +142,7 @@ int manifest_save(const char *path, const manifest *m) {
     size_t len = strlen(text);
     text = xrealloc(text, len + 2);
     text[len] = '\n';
-    int rc = fs_write_atomic(path, text, len + 1);
+    int rc = atomic_file_write_bytes(path, text, len + 1);
     free(text);
     return rc;
 }

@@ -32,7 +32,7 @@ typedef struct {
 manifest *manifest_load(const char *path);
 void manifest_free(manifest *m);
 
-// Writes m to path atomically (path.tmp, then rename); num_samples and skipped are recomputed
+// Writes m to path atomically (common/atomic_file.h); num_samples and skipped are recomputed
 // from the shards. Returns 0 or -1.
 int manifest_save(const char *path, const manifest *m);
 

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/atomic_file.h"
 #include "common/error.h"
 
 // The serial HDF5 library is not thread-safe: every call below runs under this lock.
@@ -115,27 +116,21 @@ static int write_contents(hid_t f, const shard_contents *c) {
     return 0;
 }
 
-int shard_write(const char *path, const shard_contents *c) {
-    CLIPC_ASSERT(!c->labels || (c->class_names && c->n_classes > 0));
-    char *tmp = xmalloc(strlen(path) + 5);
-    sprintf(tmp, "%s.tmp", path);
+static int write_shard(const char *tmp, void *contents) {
     hdf5_enter();
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     H5Pset_libver_bounds(fapl, H5F_LIBVER_V18, H5F_LIBVER_LATEST);  // dense storage for many class names
     hid_t f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Pclose(fapl);
-    int rc = f < 0 ? -1 : write_contents(f, c);
+    int rc = f < 0 ? -1 : write_contents(f, contents);
     if (f >= 0 && H5Fclose(f) < 0) rc = -1;
     hdf5_leave();
-    if (rc != 0) {
-        remove(tmp);
-        err_set("%s: cannot write the shard (HDF5 error; disk full or not writable?)", path);
-    } else if (rename(tmp, path) != 0) {
-        rc = err_errno(path);
-        remove(tmp);
-    }
-    free(tmp);
-    return rc;
+    return rc == 0 ? 0 : err_set("cannot write the shard (HDF5 error; disk full or not writable?)");
+}
+
+int shard_write(const char *path, const shard_contents *c) {
+    CLIPC_ASSERT(!c->labels || (c->class_names && c->n_classes > 0));
+    return atomic_file_write(path, write_shard, (void *)c);
 }
 
 // ---- reading -------------------------------------------------------------------------------

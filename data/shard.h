@@ -30,7 +30,7 @@ typedef struct {
     const char *skipped;                    // "key\tsource\treason\n" lines of inputs left out
 } shard_contents;
 
-// Writes the shard to path + ".tmp" and renames it to path once complete, so an existing file is
+// Writes the shard atomically (common/atomic_file.h), so an existing file is
 // replaced only by a whole one. Returns 0, or -1 with err_msg() naming the file.
 int shard_write(const char *path, const shard_contents *c);
 

@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/atomic_file.h"
 #include "common/error.h"
-#include "data/fsutil.h"
 #include "eval/session.h"
 #include "eval/zeroshot.h"
 #include "train/commands.h"
@@ -89,7 +89,7 @@ static int write_json(const char *path, char **files, int n, char **labels, int 
         cJSON_AddItemToArray(root, e);
     }
     char *text = cJSON_Print(root);
-    int rc = fs_write_atomic(path, text, strlen(text));
+    int rc = atomic_file_write_bytes(path, text, strlen(text));
     free(text);
     cJSON_Delete(root);
     return rc;

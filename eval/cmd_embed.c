@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/atomic_file.h"
 #include "common/error.h"
-#include "data/fsutil.h"
 #include "eval/npy.h"
 #include "eval/session.h"
 #include "eval/zeroshot.h"
@@ -125,7 +125,7 @@ static int write_npy(const char *path, const embedding_set *set) {
     for (int64_t i = 0; i < set->n; i++) size += strlen(set->keys[i]) + 1;
     char *text = xmalloc(size + 1), *p = text;
     for (int64_t i = 0; i < set->n; i++) p += sprintf(p, "%s\n", set->keys[i]);
-    int rc = fs_write_atomic(keys_path, text, size);
+    int rc = atomic_file_write_bytes(keys_path, text, size);
     free(text);
     free(keys_path);
     return rc;

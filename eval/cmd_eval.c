@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/atomic_file.h"
 #include "common/error.h"
 #include "common/plot.h"
 #include "data/fsutil.h"
@@ -290,7 +291,7 @@ static int write_json(const char *path, cJSON *root) {
     text = xrealloc(text, len + 2);
     text[len] = '\n', text[len + 1] = '\0';
     char *dir = fs_dirname(path);
-    int rc = fs_mkdirs(dir) ? -1 : fs_write_atomic(path, text, len + 1);
+    int rc = fs_mkdirs(dir) ? -1 : atomic_file_write_bytes(path, text, len + 1);
     free(dir);
     free(text);
     return rc;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/args.h"
+#include "common/atomic_file.h"
 #include "common/error.h"
 #include "data/fsutil.h"
 #include "data/shots.h"
@@ -394,7 +395,7 @@ static int write_report(const session *s) {
     size_t len = strlen(text);
     text = xrealloc(text, len + 2);
     memcpy(text + len, "\n", 2);
-    int rc = fs_write_atomic(s->o.output, text, len + 1);
+    int rc = atomic_file_write_bytes(s->o.output, text, len + 1);
     free(text);
     return rc;
 }

@@ -4,8 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/atomic_file.h"
 #include "common/error.h"
-#include "data/fsutil.h"
 
 #define NPY_PREAMBLE 10  // magic (6), version (2), header length (2)
 #define NPY_ALIGN 64
@@ -29,7 +29,7 @@ int npy_write_f32(const char *path, const float *data, int64_t rows, int64_t col
         memcpy(&bits, data + i, 4);
         for (int b = 0; b < 4; b++) out[4 * i + (size_t)b] = (uint8_t)(bits >> (8 * b));
     }
-    int rc = fs_write_atomic(path, buf, total);
+    int rc = atomic_file_write_bytes(path, buf, total);
     free(buf);
     return rc;
 }

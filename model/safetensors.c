@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/atomic_file.h"
 #include "common/error.h"
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
@@ -512,52 +513,27 @@ static int write_all(FILE *out, const st_writer *w, const char *header, size_t h
     return fflush(out) == 0 && fsync(fileno(out)) == 0 ? 0 : -1;
 }
 
-static int sync_parent_dir(const char *path) {
-    char *dir = xstrdup(path);
-    char *slash = strrchr(dir, '/');
-    if (slash)
-        slash[slash == dir ? 1 : 0] = '\0';
-    else
-        strcpy(dir, ".");
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    free(dir);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
+typedef struct {
+    const st_writer *w;
+    const char *header;
+    size_t header_len;
+} write_job;
+
+static int write_file(const char *tmp, void *ctx) {
+    const write_job *job = ctx;
+    FILE *out = fopen(tmp, "wb");
+    if (!out) return err_set("cannot create temporary file: %s", strerror(errno));
+    int rc = write_all(out, job->w, job->header, job->header_len), saved = errno;
+    if (fclose(out) != 0 && rc == 0) rc = -1, saved = errno;
+    return rc == 0 ? 0 : err_set("write failed: %s", strerror(saved));
 }
 
 int st_writer_write(st_writer *w, const char *path) {
     if (w->n) qsort(w->entries, (size_t)w->n, sizeof *w->entries, compare_entries);
-    size_t header_len;
-    char *header = build_header(w, &header_len);
-    size_t tmp_cap = strlen(path) + 32;
-    char *tmp = xmalloc(tmp_cap);
-    snprintf(tmp, tmp_cap, "%s.tmp.%ld", path, (long)getpid());
-    const char *step = "cannot create temporary file";
-    int rc = -1, saved_errno = 0;
-    FILE *out = fopen(tmp, "wb");
-    if (!out) {
-        saved_errno = errno;
-    } else {
-        step = "write failed";
-        int written = write_all(out, w, header, header_len);
-        saved_errno = errno;
-        if (fclose(out) != 0 && written == 0) written = -1, saved_errno = errno;
-        if (written == 0) {
-            step = "cannot rename temporary file over it";
-            if (rename(tmp, path) == 0) {
-                step = "cannot sync its directory";
-                rc = sync_parent_dir(path);
-            }
-            saved_errno = errno;
-        }
-    }
-    if (rc != 0) {
-        err_set("%s: %s: %s", path, step, strerror(saved_errno));
-        if (out) unlink(tmp);
-    }
-    free(tmp);
+    write_job job = {.w = w};
+    char *header = build_header(w, &job.header_len);
+    job.header = header;
+    int rc = atomic_file_write(path, write_file, &job);
     free(header);
     return rc;
 }

@@ -1,5 +1,7 @@
 // `clipc info`: what this build computes with (libtorch, devices, BLAS, threads).
+#include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "common/error.h"
 #include "common/sysinfo.h"
@@ -7,10 +9,10 @@
 #include "train/commands.h"
 
 int cmd_info(int argc, char **argv) {
-    (void)argv;
     if (argc > 0) {
-        fprintf(stderr, "clipc info: takes no arguments\n");
-        return 2;
+        bool help = !strcmp(argv[0], "--help") || !strcmp(argv[0], "-h");
+        fprintf(help ? stdout : stderr, "usage: clipc info   (libtorch, GPUs, cores, threads and BLAS in use)\n");
+        return help ? 0 : 2;
     }
     tensor_set_threads(0);
     char blas[512];

@@ -406,5 +406,12 @@ int clip_config_find(const char *name_or_path, const char *configs_dir, char *ou
     if (len < 0 || (size_t)len >= cap) return err_set("%s: path too long", name_or_path);
     if (access(out_path, R_OK) == 0) return 0;
     if (is_path) return err_errno(out_path);
+#ifdef CLIPC_SOURCE_CONFIGS
+    // Run from outside the source tree: the shipped configs of the tree clipc was built from.
+    if (!configs_dir || !strcmp(configs_dir, "configs/models")) {
+        len = snprintf(out_path, cap, "%s/models/%s.json", CLIPC_SOURCE_CONFIGS, name_or_path);
+        if (len > 0 && (size_t)len < cap && access(out_path, R_OK) == 0) return 0;
+    }
+#endif
     return unknown_model(name_or_path, dir);
 }

@@ -164,7 +164,7 @@ int main(int argc, char **argv) {
     int rc = args_parse(specs, n_specs, argc - 1, argv + 1, NULL, 0, NULL);
     if (rc) {
         if (rc < 0) fprintf(stderr, "bench_loader: %s\n", err_msg());
-        args_print_help(specs, n_specs, "usage: bench_loader [options]");
+        args_print_help(specs, n_specs, "bench_loader [options]");
         return rc < 0 ? 2 : 0;
     }
     tokenizer *tok = vocab ? tokenizer_load(vocab, 0) : NULL;

@@ -12,7 +12,7 @@ model=${1:-clip-tiny} batch=${2:-128} steps=${3:-20}
 build=${BUILD:-build}
 vocab=${CLIPC_VOCAB:-../shared/clip/bpe_simple_vocab_16e6.txt.gz}
 work=${BENCH_DIR:-/tmp/clipc-bench-train}
-clipc=$build/train/clipc
+clipc=$build/cli/clipc
 [ -x "$clipc" ] || { echo "build clipc first: cmake --build $build --target clipc" >&2; exit 1; }
 mkdir -p "$work"
 [ -f "$work/fm-train/manifest.json" ] ||

@@ -59,7 +59,4 @@ void convert_options_default(convert_options *o);
 // Returns 0, or -1 with err_msg() naming the file, line or option at fault.
 int convert_run(const convert_options *o, convert_summary *summary);
 
-// The `clipc shards` subcommand.
-int cmd_shards(int argc, char **argv);
-
 #endif

@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$(nproc)" --target clipc
-clipc=build/train/clipc
+clipc=build/cli/clipc
 out=${DEMO_OUT:-demo}
 fmnist=/usr/share/datasets/fashion-mnist
 mkdir -p "$out"

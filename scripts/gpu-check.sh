@@ -9,7 +9,7 @@ shared=$PWD/.gpu/shared
 cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCLIPC_WERROR=ON -DCLIPC_SHARED_DIR="$shared"
 cmake --build build-gpu -j "$(nproc)"
 ctest --test-dir build-gpu --output-on-failure -j 8
-build-gpu/train/clipc info
+build-gpu/cli/clipc info
 for model in clip-tiny ViT-B-32; do
   build-gpu/bench/bench_step --device cuda --model "$model" --batch-size 256 --steps 10 --warmup 3 | tail -n1
   build-gpu/bench/bench_step --device cuda --bf16 --model "$model" --batch-size 256 --steps 10 --warmup 3 | tail -n1

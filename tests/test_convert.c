@@ -11,6 +11,7 @@
 #include <zlib.h>
 
 #include "common/error.h"
+#include "cli/commands.h"
 #include "data/convert.h"
 #include "data/fsutil.h"
 #include "data/image.h"

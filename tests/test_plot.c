@@ -1,4 +1,4 @@
-// Tests the cairo charts (common/plot.h) and the training-run plots (common/metrics_plot.h): PNGs
+// Tests the cairo charts (plot/plot.h) and the training-run plots (plot/metrics_plot.h): PNGs
 // are read back and checked for their size and for curve colours where the data puts them; bad
 // metrics lines are skipped and counted; missing inputs and unwritable outputs are errors naming
 // the file, and leave no temporary files behind.
@@ -17,8 +17,8 @@
 #include <cmocka.h>
 
 #include "common/error.h"
-#include "common/metrics_plot.h"
-#include "common/plot.h"
+#include "plot/metrics_plot.h"
+#include "plot/plot.h"
 #include "tests/tmpdir.h"
 
 // Pixels ------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-// `clipc train`: contrastive training of a CLIP model on clipc shards, OpenCLIP's loop in C.
+// train: contrastive training of a CLIP model on clipc shards, OpenCLIP's loop in C.
 //
 // Per step: the loader's batch goes to the device, both towers run (bf16 autocast on GPU with
 // --precision amp_bf16), the CLIP or SigLIP loss and its backward follow, gradients are clipped,
@@ -16,7 +16,6 @@
 #include <time.h>
 
 #include "common/error.h"
-#include "common/sysinfo.h"
 #include "data/loader.h"
 #include "eval/zeroshot.h"
 #include "loss/loss.h"
@@ -24,8 +23,7 @@
 #include "optim/grad.h"
 #include "optim/schedule.h"
 #include "train/checkpoint.h"
-#include "train/commands.h"
-#include "train/options.h"
+#include "train/train.h"
 
 #define DEFAULT_TEMPLATES "configs/zeroshot/imagenet-templates.txt"
 #define ZEROSHOT_BATCH 256
@@ -412,19 +410,9 @@ static void trainer_free(trainer *t) {
     if (t->metrics) fclose(t->metrics);
 }
 
-int cmd_train(int argc, char **argv) {
-    trainer t = {.saved_step = -1};
-    int rc = train_options_parse(&t.o, argc, argv);
-    if (rc != 0) {
-        if (rc < 0) fprintf(stderr, "clipc train: %s\n", err_msg());
-        return rc < 0 ? 2 : 0;
-    }
-    tensor_set_threads((int)t.o.threads);
-    char blas[512];
-    sysinfo_blas(blas, sizeof blas);
-    printf("clipc train: libtorch %s, %d threads, BLAS: %s\n", tensor_torch_version(), tensor_get_threads(), blas);
-    train_options_print(&t.o, stdout, false);
-    rc = pick_device(&t);
+int train_run(const train_options *o) {
+    trainer t = {.o = *o, .saved_step = -1};
+    int rc = pick_device(&t);
     if (rc == 0) rc = setup_model(&t);
     if (rc == 0) rc = setup_tokenizer(&t);
     if (rc == 0) rc = (t.data = open_loader(&t, t.o.train_data, true, (int)t.o.batch_size, t.tok)) ? 0 : -1;
@@ -432,7 +420,6 @@ int cmd_train(int argc, char **argv) {
     if (rc == 0) rc = setup_run_dir(&t);
     if (rc == 0 && t.o.resume) rc = resume(&t);
     if (rc == 0) rc = train_loop(&t);
-    if (rc != 0) fprintf(stderr, "clipc train: %s\n", err_msg());
     trainer_free(&t);
-    return rc == 0 ? 0 : 1;
+    return rc;
 }

@@ -17,7 +17,7 @@
 #include "eval/fewshot.h"
 #include "eval/zeroshot.h"
 #include "model/safetensors.h"
-#include "train/commands.h"
+#include "cli/commands.h"
 
 #define TEST_BATCH 256
 #define DEFAULT_TEMPLATE "a photo of a {}."

@@ -6,7 +6,7 @@
 #include "common/error.h"
 #include "common/sysinfo.h"
 #include "shim/tensor.h"
-#include "train/commands.h"
+#include "cli/commands.h"
 
 int cmd_info(int argc, char **argv) {
     if (argc > 0) {

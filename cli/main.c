@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "common/sysinfo.h"
-#include "train/commands.h"
+#include "cli/commands.h"
 
 typedef struct {
     const char *name;

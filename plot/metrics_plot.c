@@ -1,4 +1,4 @@
-#include "common/metrics_plot.h"
+#include "plot/metrics_plot.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 
 #include "common/error.h"
-#include "common/plot.h"
+#include "plot/plot.h"
 
 #define CHART_W 1000
 #define CHART_H 600

@@ -6,8 +6,8 @@
 // and {"type":"zeroshot","step":..,"dataset":"..","top1":..,"top5":..}. Lines of other types are
 // used for what they carry of those fields ("loss" is drawn as "<type> loss", "top1"/"top5" as
 // accuracy), else ignored. Malformed lines are counted, reported and skipped.
-#ifndef CLIPC_COMMON_METRICS_PLOT_H
-#define CLIPC_COMMON_METRICS_PLOT_H
+#ifndef CLIPC_PLOT_METRICS_PLOT_H
+#define CLIPC_PLOT_METRICS_PLOT_H
 
 #define METRICS_PLOT_MAX_WARNINGS 8
 #define METRICS_PLOT_MAX_FILES 8

@@ -6,8 +6,8 @@
 // (plot_grid_write_png). Non-finite points (and points <= 0 on a log axis) leave gaps in a line;
 // a chart with no data draws its axes and says "no data". PNGs are written atomically: to a
 // temporary file in the same folder, then renamed over the target.
-#ifndef CLIPC_COMMON_PLOT_H
-#define CLIPC_COMMON_PLOT_H
+#ifndef CLIPC_PLOT_PLOT_H
+#define CLIPC_PLOT_PLOT_H
 
 #include <stdbool.h>
 

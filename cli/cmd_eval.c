@@ -8,13 +8,13 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
-#include "common/plot.h"
+#include "plot/plot.h"
 #include "data/fsutil.h"
 #include "eval/metrics.h"
 #include "eval/retrieval.h"
 #include "eval/session.h"
 #include "eval/zeroshot.h"
-#include "train/commands.h"
+#include "cli/commands.h"
 
 #define DEFAULT_TEMPLATES "configs/zeroshot/imagenet-templates.txt"
 #define CONFUSION_PNG_MAX_CLASSES 100

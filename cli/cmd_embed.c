@@ -12,7 +12,7 @@
 #include "eval/session.h"
 #include "eval/zeroshot.h"
 #include "model/safetensors.h"
-#include "train/commands.h"
+#include "cli/commands.h"
 
 static const char USAGE[] =
     "clipc embed --pretrained CKPT [IMAGE...] [--images DATA] [--texts FILE|-] --output OUT.safetensors|OUT.npy\n\n"

@@ -1,8 +1,8 @@
 // commands: the subcommands of the `clipc` driver. Each takes the arguments after its name and
 // returns the process exit status (0 success, 1 failure with a one-line message on stderr,
 // 2 usage error).
-#ifndef CLIPC_TRAIN_COMMANDS_H
-#define CLIPC_TRAIN_COMMANDS_H
+#ifndef CLIPC_CLI_COMMANDS_H
+#define CLIPC_CLI_COMMANDS_H
 
 int cmd_info(int argc, char **argv);
 int cmd_train(int argc, char **argv);

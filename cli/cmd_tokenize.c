@@ -9,7 +9,7 @@
 #include "common/error.h"
 #include "data/bpe_train.h"
 #include "data/tokenizer.h"
-#include "train/commands.h"
+#include "cli/commands.h"
 
 enum { MAX_CORPUS_FILES = 64 };
 

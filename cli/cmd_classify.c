@@ -10,7 +10,7 @@
 #include "common/error.h"
 #include "eval/session.h"
 #include "eval/zeroshot.h"
-#include "train/commands.h"
+#include "cli/commands.h"
 
 #define DEFAULT_TEMPLATE "a photo of a {}."
 

@@ -1,4 +1,4 @@
-#include "common/plot.h"
+#include "plot/plot.h"
 
 #include <cairo.h>
 #include <errno.h>

@@ -3,9 +3,9 @@
 
 #include "common/args.h"
 #include "common/error.h"
-#include "common/metrics_plot.h"
-#include "common/plot.h"
-#include "train/commands.h"
+#include "plot/metrics_plot.h"
+#include "plot/plot.h"
+#include "cli/commands.h"
 
 int cmd_plot(int argc, char **argv) {
     char *out_dir = NULL;

@@ -1,0 +1,51 @@
+#!/bin/sh
+# Checks that every #include "folder/..." of the libraries points down the layer order of
+# docs/architecture.md: a folder may include its own headers and those of folders of a LOWER
+# layer only (never the same layer, never a higher one). tests/ and bench/ sit above everything.
+# A folder with C sources that is missing from the table fails too, so a new module must be
+# placed in the order. Usage: test_layers.sh SOURCE_ROOT
+set -eu
+root=$1
+layers='common 0
+shim 1
+data 1
+param 2
+model 3
+loss 4
+optim 4
+dist 4
+session 5
+eval 6
+train 7
+plot 8
+cli 9'
+rank() { printf '%s\n' "$layers" | awk -v f="$1" '$1 == f { print $2 }'; }
+
+bad=0 checked=0
+for dir in "$root"/*/; do
+  dir=${dir%/}
+  folder=${dir##*/}
+  case "$folder" in tests|bench|build*|configs|docs|scripts|cmake) continue ;; esac
+  [ -n "$(find "$dir" -maxdepth 1 \( -name '*.c' -o -name '*.h' -o -name '*.cpp' \) | head -n 1)" ] || continue
+  r=$(rank "$folder")
+  if [ -z "$r" ]; then
+    echo "test_layers: $folder/ has sources but no place in the layer order (add it to tests/test_layers.sh and docs/architecture.md)"
+    bad=1
+    continue
+  fi
+  for f in "$dir"/*.c "$dir"/*.h "$dir"/*.cpp "$dir"/*.inc; do
+    [ -f "$f" ] || continue
+    for inc in $(sed -n 's|^[[:space:]]*#[[:space:]]*include[[:space:]]*"\([a-z_]*\)/[^"]*".*|\1|p' "$f"); do
+      checked=$((checked + 1))
+      [ "$inc" = "$folder" ] && continue
+      ri=$(rank "$inc")
+      if [ -z "$ri" ] || [ "$ri" -ge "$r" ]; then
+        echo "test_layers: ${f#$root/} includes $inc/ (layer ${ri:-?}) from $folder/ (layer $r): includes must point down"
+        bad=1
+      fi
+    done
+  done
+done
+echo "test_layers: $checked includes checked"
+[ "$bad" -eq 0 ] && echo "1 passed, 0 failed" || echo "0 passed, 1 failed"
+exit "$bad"

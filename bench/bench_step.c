@@ -72,13 +72,13 @@ static int run_step(clip_model *m, const tensor *images, const tensor *tokens, b
     double sync;
     if (rc == 0) rc = tensor_item(loss, &sync);  // waits for the GPU
     tensor_scope_end();
-    for (int i = 0; i < m->n_params; i++) tensor_zero_grad(m->params[i].value);
+    param_list_zero_grad(&m->params);
     return rc;
 }
 
 int main(int argc, char **argv) {
     sysinfo_tune_openmp(argv);
-    char *model = "clip-tiny", *configs = "configs/models", *device = "cpu";
+    char *model = "clip-tiny", *configs = NULL, *device = "cpu";
     bool bf16 = false;
     long batch = 128, steps = 10, warmup = 2, threads = 0;
     arg_spec specs[] = {

@@ -8,7 +8,8 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
-#include "eval/session.h"
+#include "cli/eval_args.h"
+#include "eval/embed.h"
 #include "eval/zeroshot.h"
 #include "cli/commands.h"
 
@@ -95,7 +96,7 @@ static int write_json(const char *path, char **files, int n, char **labels, int 
     return rc;
 }
 
-static tensor *make_classifier(const classify_options *o, const eval_session *s, char **labels, int C) {
+static tensor *make_classifier(const classify_options *o, const session *s, char **labels, int C) {
     char **templates = NULL;
     int n_templates = 1;
     if (o->templates) n_templates = zeroshot_read_lines(o->templates, &templates);
@@ -113,7 +114,7 @@ static int classify(const classify_options *o) {
     char **labels = NULL;
     int C = split_labels(o->labels, &labels);
     if (C < 0) return -1;
-    eval_session s;
+    session s;
     int rc = eval_session_open(&o->common, true, &s);
     tensor *classifier = rc == 0 ? make_classifier(o, &s, labels, C) : NULL;
     if (rc == 0 && !classifier) rc = -1;
@@ -130,7 +131,7 @@ static int classify(const classify_options *o) {
     free(probs);
     tensor_free(classifier);
     zeroshot_free_lines(labels, C);
-    eval_session_close(&s);
+    session_close(&s);
     return rc;
 }
 

@@ -9,7 +9,8 @@
 #include "common/atomic_file.h"
 #include "common/error.h"
 #include "eval/npy.h"
-#include "eval/session.h"
+#include "cli/eval_args.h"
+#include "eval/embed.h"
 #include "eval/zeroshot.h"
 #include "model/safetensors.h"
 #include "cli/commands.h"
@@ -44,8 +45,8 @@ static void set_free(embedding_set *s) {
     free(s->rows);
 }
 
-static int embed_shards(const eval_options *o, const eval_session *s, const char *data, embedding_set *out) {
-    loader *l = eval_loader_open(o, s, data, false);
+static int embed_shards(const eval_options *o, const session *s, const char *data, embedding_set *out) {
+    loader *l = eval_loader_open(s, data, (int)o->batch_size, (int)o->workers, false);
     if (!l) return -1;
     loader_batch b;
     int rc;
@@ -58,14 +59,14 @@ static int embed_shards(const eval_options *o, const eval_session *s, const char
     return rc < 0 ? err_prefix("%s", data) : 0;
 }
 
-static int embed_files(const eval_options *o, const eval_session *s, char **paths, int n, embedding_set *out) {
+static int embed_files(const eval_options *o, const session *s, char **paths, int n, embedding_set *out) {
     set_reserve(out, n);
     if (eval_embed_image_files(s->model, paths, n, (int)o->batch_size, out->rows + out->n * out->dim)) return -1;
     for (int i = 0; i < n; i++) out->keys[out->n++] = xstrdup(paths[i]);
     return 0;
 }
 
-static int embed_texts(const eval_session *s, const char *file, embedding_set *out) {
+static int embed_texts(const session *s, const char *file, embedding_set *out) {
     char **lines = NULL;
     int n = zeroshot_read_lines(strcmp(file, "-") ? file : "/dev/stdin", &lines);
     if (n < 0) return -1;
@@ -89,7 +90,7 @@ static char *keys_json(const embedding_set *s) {
     return text;
 }
 
-static int write_safetensors(const char *path, const eval_session *s, const char *pretrained, const embedding_set *images,
+static int write_safetensors(const char *path, const session *s, const char *pretrained, const embedding_set *images,
                              const embedding_set *texts) {
     st_writer *w = st_writer_init();
     char *config = clip_config_to_json(&s->model->cfg);
@@ -150,7 +151,7 @@ static int check_options(const embed_options *o) {
 
 static int embed(const embed_options *o) {
     if (check_options(o)) return -1;
-    eval_session s;
+    session s;
     int rc = eval_session_open(&o->common, o->texts != NULL, &s);
     int dim = rc == 0 ? s.model->cfg.embed_dim : 0;
     embedding_set images = {.dim = dim}, texts = {.dim = dim};
@@ -164,7 +165,7 @@ static int embed(const embed_options *o) {
                o->output);
     set_free(&images);
     set_free(&texts);
-    eval_session_close(&s);
+    session_close(&s);
     return rc;
 }
 

@@ -7,16 +7,18 @@
 #include <unistd.h>
 
 #include "common/atomic_file.h"
+#include "common/datafiles.h"
 #include "common/error.h"
 #include "plot/plot.h"
 #include "data/fsutil.h"
 #include "eval/metrics.h"
 #include "eval/retrieval.h"
-#include "eval/session.h"
+#include "cli/eval_args.h"
+#include "eval/embed.h"
 #include "eval/zeroshot.h"
 #include "cli/commands.h"
 
-#define DEFAULT_TEMPLATES "configs/zeroshot/imagenet-templates.txt"
+#define DEFAULT_TEMPLATES "zeroshot/imagenet-templates.txt"  // shipped: common/datafiles.h
 #define CONFUSION_PNG_MAX_CLASSES 100
 #define PER_CLASS_PRINT_MAX 100
 
@@ -102,7 +104,7 @@ static int load_class_names(const eval_cmd_options *o, const loader *l, int i, i
     return rc;
 }
 
-static tensor *build_classifier(const eval_cmd_options *o, const eval_session *s, int i, int n, const zeroshot_report *r) {
+static tensor *build_classifier(const eval_cmd_options *o, const session *s, int i, int n, const zeroshot_report *r) {
     char *file = NULL, **templates = NULL;
     if (list_item("templates", o->templates, i, n, &file)) return NULL;
     int n_templates = zeroshot_read_lines(file, &templates);
@@ -139,9 +141,9 @@ static int write_confusion_png(const char *dir, zeroshot_report *r) {
 }
 
 // Classifies every image of dataset i with a classifier made from its class names and templates.
-static int run_zeroshot(const eval_cmd_options *o, const eval_session *s, const char *plots, int i, int n,
+static int run_zeroshot(const eval_cmd_options *o, const session *s, const char *plots, int i, int n,
                         zeroshot_report *r) {
-    loader *l = eval_loader_open(&o->common, s, r->path, false);
+    loader *l = eval_loader_open(s, r->path, (int)o->common.batch_size, (int)o->common.workers, false);
     if (!l) return -1;
     int rc = load_class_names(o, l, i, n, r);
     tensor *classifier = rc == 0 ? build_classifier(o, s, i, n, r) : NULL;
@@ -243,8 +245,8 @@ static void direction_print(const char *label, const retrieval_direction *d) {
     printf("   mean rank %9.2f   median rank %7.1f\n", d->mean_rank, d->median_rank);
 }
 
-static int run_retrieval(const eval_cmd_options *o, const eval_session *s, const char *path, cJSON *out) {
-    loader *l = eval_loader_open(&o->common, s, path, true);
+static int run_retrieval(const eval_cmd_options *o, const session *s, const char *path, cJSON *out) {
+    loader *l = eval_loader_open(s, path, (int)o->common.batch_size, (int)o->common.workers, true);
     if (!l) return -1;
     retrieval_result r;
     int rc = retrieval_evaluate_loader(s->model, l, o->chunk_size, &r);
@@ -261,7 +263,7 @@ static int run_retrieval(const eval_cmd_options *o, const eval_session *s, const
 
 // ---- command ------------------------------------------------------------------------------------
 
-static int run_all_zeroshot(const eval_cmd_options *o, const eval_session *s, const char *plots, cJSON *out) {
+static int run_all_zeroshot(const eval_cmd_options *o, const session *s, const char *plots, cJSON *out) {
     char **sets = NULL;
     int n = split_list(o->zeroshot, &sets), rc = 0;
     for (int i = 0; i < n && rc == 0; i++) {
@@ -277,7 +279,7 @@ static int run_all_zeroshot(const eval_cmd_options *o, const eval_session *s, co
     return rc;
 }
 
-static int run_all_retrieval(const eval_cmd_options *o, const eval_session *s, cJSON *out) {
+static int run_all_retrieval(const eval_cmd_options *o, const session *s, cJSON *out) {
     char **sets = NULL;
     int n = split_list(o->retrieval, &sets), rc = 0;
     for (int i = 0; i < n && rc == 0; i++) rc = run_retrieval(o, s, sets[i], out);
@@ -301,7 +303,7 @@ static int evaluate(const eval_cmd_options *o) {
     if (!o->zeroshot && !o->retrieval) return err_set("nothing to evaluate: give --zeroshot DATA and/or --retrieval DATA");
     if (o->zeroshot && access(o->templates, R_OK) != 0 && !strstr(o->templates, "::"))
         return err_set("%s: cannot read the templates file (pass --templates FILE)", o->templates);
-    eval_session s;
+    session s;
     int rc = eval_session_open(&o->common, true, &s);
     char *plots = o->plots ? xstrdup(o->plots) : o->output ? fs_dirname(o->output) : NULL;
     cJSON *root = cJSON_CreateObject();
@@ -317,18 +319,18 @@ static int evaluate(const eval_cmd_options *o) {
     if (rc == 0 && o->output) rc = write_json(o->output, root);
     cJSON_Delete(root);
     free(plots);
-    eval_session_close(&s);
+    session_close(&s);
     return rc;
 }
 
 int cmd_eval(int argc, char **argv) {
-    eval_cmd_options o = {.templates = DEFAULT_TEMPLATES};
+    eval_cmd_options o = {0};
     eval_options_default(&o.common);
     arg_spec specs[EVAL_N_COMMON_SPECS + 7] = {
         {"zeroshot", ARG_STR, &o.zeroshot, "labelled shards for zero-shot classification, '::'-separated sets", false},
         {"retrieval", ARG_STR, &o.retrieval, "captioned shards for image-text retrieval, '::'-separated sets", false},
         {"classnames", ARG_STR, &o.classnames, "class names, one per line (default: the shards'); one file or one per set", false},
-        {"templates", ARG_STR, &o.templates, "templates, one per line with {} for the class (" DEFAULT_TEMPLATES ")", false},
+        {"templates", ARG_STR, &o.templates, "templates, one per line with {} for the class (default: the shipped ImageNet ones)", false},
         {"output", ARG_STR, &o.output, "write the results as JSON to this file", false},
         {"plots", ARG_STR, &o.plots, "folder for confusion-matrix PNGs (default: the folder of --output)", false},
         {"chunk-size", ARG_INT, &o.chunk_size, "retrieval: queries scored at a time (0: 64 MiB of scores)", false},
@@ -337,5 +339,8 @@ int cmd_eval(int argc, char **argv) {
     int n_specs = (int)(sizeof specs / sizeof specs[0]);
     int rc = args_parse_command("eval", USAGE, specs, n_specs, argc, argv, NULL, 0, NULL);
     if (rc >= 0) return rc;
+    char shipped[4096];
+    if (!o.templates && datafile_path(DEFAULT_TEMPLATES, shipped, sizeof shipped) != 0) return eval_fail("eval");
+    if (!o.templates) o.templates = shipped;
     return evaluate(&o) == 0 ? 0 : eval_fail("eval");
 }

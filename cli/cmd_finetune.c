@@ -16,8 +16,9 @@
 #include "data/shots.h"
 #include "eval/fewshot.h"
 #include "eval/zeroshot.h"
-#include "model/safetensors.h"
 #include "cli/commands.h"
+#include "session/session.h"
+#include "train/finetune.h"
 
 #define TEST_BATCH 256
 #define DEFAULT_TEMPLATE "a photo of a {}."
@@ -34,10 +35,8 @@ typedef struct {
 typedef struct {
     finetune_cli o;
     bool do_probe, do_finetune;
-    clip_config cfg;
-    char *config_json;
-    clip_model *model;
-    tokenizer *tok;
+    session sess;       // model, tokenizer, device
+    char *config_json;  // the model config as JSON, for head files
     manifest *train_set;
     char **class_names, **templates;
     int n_classes, n_templates;
@@ -46,12 +45,12 @@ typedef struct {
     feature_set test;  // features of the test images under the initial model
     double zeroshot_top1;
     cJSON *report;
-} session;
+} finetune_state;
 
 // ---- options ---------------------------------------------------------------------------------
 
 static int parse_options(finetune_cli *o, int argc, char **argv) {
-    *o = (finetune_cli){.model_configs = "configs/models", .vocab = getenv("CLIPC_VOCAB"), .method = "all",
+    *o = (finetune_cli){.vocab = getenv("CLIPC_VOCAB"), .method = "all",
                         .shots = 16, .epochs = 20, .batch_size = 32, .warmup = -1, .workers = 2, .log_every = 10,
                         .probe_lambda = -1, .lr = 1e-5, .wd = 0.1, .wiseft_alpha = 0.5};
     arg_spec specs[] = {
@@ -59,7 +58,7 @@ static int parse_options(finetune_cli *o, int argc, char **argv) {
         {"test-data", ARG_STR, &o->test_data, "labelled manifest for the test accuracy", false},
         {"checkpoint", ARG_STR, &o->checkpoint, "model weights (OpenCLIP state dict in safetensors)", false},
         {"model", ARG_STR, &o->model, "model config name or JSON (default: the checkpoint's clipc.config)", false},
-        {"model-configs", ARG_STR, &o->model_configs, "folder of model configs", false},
+        {"model-configs", ARG_STR, &o->model_configs, "folder of model configs (default: the shipped ones)", false},
         {"vocab", ARG_STR, &o->vocab, "BPE merges file (default: $CLIPC_VOCAB)", false},
         {"shots", ARG_INT, &o->shots, "training samples per class, K (16)", false},
         {"seed", ARG_INT, &o->seed, "seed of the shot draw and of fine-tuning's data order (0)", false},
@@ -77,7 +76,7 @@ static int parse_options(finetune_cli *o, int argc, char **argv) {
         {"wiseft-alpha", ARG_FLOAT, &o->wiseft_alpha, "alpha of the interpolated model saved (0.5)", false},
         {"test-num-samples", ARG_INT, &o->test_num_samples, "test on the first N test samples only (0: all)", false},
         {"workers", ARG_INT, &o->workers, "data loading threads (2)", false},
-        {"device", ARG_STR, &o->device, "cpu or cuda (default: cuda when a GPU is present)", false},
+        {"device", ARG_STR, &o->device, "cpu, cuda or cuda:N (default: cuda when a GPU is present)", false},
         {"threads", ARG_INT, &o->threads, "intra-op threads (0: one per core)", false},
         {"log-every-n-steps", ARG_INT, &o->log_every, "fine-tuning progress line every N steps (10)", false},
     };
@@ -98,37 +97,17 @@ static int parse_options(finetune_cli *o, int argc, char **argv) {
 
 // ---- setup -----------------------------------------------------------------------------------
 
-static int load_config(session *s) {
-    if (s->o.model) {
-        char path[1024];
-        if (clip_config_find(s->o.model, s->o.model_configs, path, sizeof path) || clip_config_load(path, &s->cfg)) return -1;
-    } else {
-        st_file *f = st_open(s->o.checkpoint);
-        if (!f) return -1;
-        const char *json = st_metadata(f, "clipc.config");
-        int rc = json ? clip_config_parse(json, s->o.checkpoint, &s->cfg)
-                      : err_set("%s: no 'clipc.config' metadata; pass --model", s->o.checkpoint);
-        st_close(f);
-        if (rc != 0) return -1;
-    }
-    s->config_json = clip_config_to_json(&s->cfg);
+static int setup_model(finetune_state *s) {
+    const finetune_cli *o = &s->o;
+    if (!o->vocab) return err_set("no vocabulary: pass --vocab PATH or set CLIPC_VOCAB");
+    session_options so = {.model = o->model, .model_configs = o->model_configs, .pretrained = o->checkpoint,
+                          .vocab = o->vocab, .device = o->device, .threads = (int)o->threads};
+    if (session_open(&so, &s->sess) != 0) return -1;
+    s->config_json = clip_config_to_json(&s->sess.cfg);
     return 0;
 }
 
-static int setup_model(session *s) {
-    const char *d = s->o.device;
-    if (d && strcmp(d, "cpu") && strcmp(d, "cuda")) return err_set("--device must be cpu or cuda, got '%s'", d);
-    bool cuda = d ? !strcmp(d, "cuda") : tensor_cuda_device_count() > 0;
-    if (cuda && tensor_cuda_device_count() == 0) return err_set("--device cuda: no GPU is visible to libtorch");
-    if (load_config(s) != 0) return -1;
-    s->model = clip_model_init(&s->cfg, 0);
-    if (!s->model || clip_model_load(s->model, s->o.checkpoint) != 0) return -1;
-    return clip_model_to_device(s->model, cuda ? (tensor_device){TENSOR_DEVICE_CUDA, 0} : TENSOR_CPU);
-}
-
-static int setup_text(session *s) {
-    if (!s->o.vocab) return err_set("no vocabulary: pass --vocab PATH or set CLIPC_VOCAB");
-    if (!(s->tok = tokenizer_load(s->o.vocab, 0))) return -1;
+static int setup_text(finetune_state *s) {
     if (!(s->train_set = manifest_load(s->o.train_data))) return -1;
     if (s->o.classnames) {
         s->n_classes = zeroshot_read_lines(s->o.classnames, &s->class_names);
@@ -152,7 +131,7 @@ static int setup_text(session *s) {
     return 0;
 }
 
-static int draw_shots(session *s) {
+static int draw_shots(finetune_state *s) {
     shot_set shots;
     if (shots_draw(s->train_set, (int)s->o.shots, (uint64_t)s->o.seed, &shots) != 0) return -1;
     s->shots_dir = fs_join(s->o.out_dir, "shots");
@@ -163,19 +142,19 @@ static int draw_shots(session *s) {
     return rc;
 }
 
-static loader *open_loader(const session *s, const char *data, bool train, int batch_size) {
+static loader *open_loader(const finetune_state *s, const char *data, bool train, int batch_size) {
     loader_config lc;
-    loader_config_init(&lc, data, batch_size, s->cfg.vision.image_size, train);
+    loader_config_init(&lc, data, batch_size, s->sess.cfg.vision.image_size, train);
     lc.seed = (uint64_t)s->o.seed;
     lc.workers = (int)s->o.workers;
     return loader_init(&lc);
 }
 
-static int read_features(const session *s, const char *data, int64_t max_n, feature_set *out) {
+static int read_features(const finetune_state *s, const char *data, int64_t max_n, feature_set *out) {
     loader *l = open_loader(s, data, false, TEST_BATCH);
     if (!l) return -1;
     int rc = loader_num_classes(l) == s->n_classes
-                 ? fewshot_features(s->model, l, max_n, out)
+                 ? fewshot_features(s->sess.model, l, max_n, out)
                  : err_set("%s: %d classes, but the training set has %d", data, loader_num_classes(l), s->n_classes);
     loader_free(l);
     return rc;
@@ -187,12 +166,12 @@ static int score_head(const feature_set *f, const linear_head *h, double *top1) 
     return linear_head_score(h, f->x, f->y, f->n, top1, NULL);
 }
 
-static char *out_path(const session *s, const char *name) { return fs_join(s->o.out_dir, name); }
+static char *out_path(const finetune_state *s, const char *name) { return fs_join(s->o.out_dir, name); }
 
-static int run_zeroshot(session *s) {
-    tensor *zs = zeroshot_classifier(s->model, s->tok, (const char *const *)s->class_names, s->n_classes,
+static int run_zeroshot(finetune_state *s) {
+    tensor *zs = zeroshot_classifier(s->sess.model, s->sess.tok, (const char *const *)s->class_names, s->n_classes,
                                      (const char *const *)s->templates, s->n_templates);
-    int rc = zs ? zs_classifier_init(&s->clf, s->model, zs) : -1;
+    int rc = zs ? zs_classifier_init(&s->clf, s->sess.model, zs) : -1;
     tensor_free(zs);
     if (rc == 0) rc = read_features(s, s->o.test_data, s->o.test_num_samples, &s->test);
     linear_head head = {0};
@@ -209,7 +188,7 @@ static int run_zeroshot(session *s) {
     return 0;
 }
 
-static void report_probe(session *s, const probe_report *r, double top1, const char *head_path) {
+static void report_probe(finetune_state *s, const probe_report *r, double top1, const char *head_path) {
     printf("linear probe: lambda %g (%s), %d L-BFGS iterations%s, top1 %.4f -> %s\n", r->lambda,
            r->swept ? "chosen on held-out shots" : "fixed", r->fit.iterations, r->fit.converged ? "" : " (not converged)",
            top1, head_path);
@@ -233,7 +212,7 @@ static void report_probe(session *s, const probe_report *r, double top1, const c
     }
 }
 
-static int run_probe(session *s) {
+static int run_probe(finetune_state *s) {
     feature_set shots = {0};
     linear_head head = {0};
     probe_report r = {0};
@@ -257,14 +236,14 @@ static int run_probe(session *s) {
 }
 
 static void log_step(void *ctx, int64_t step, int64_t total, int64_t epoch, double loss, double lr) {
-    const session *s = ctx;
+    const finetune_state *s = ctx;
     if (step % s->o.log_every == 0 || step == total || step == 1)
         printf("finetune: step %lld/%lld epoch %lld loss %.5f lr %.3g\n", (long long)step, (long long)total,
                (long long)epoch, loss, lr);
     fflush(stdout);
 }
 
-static int train_classifier(session *s) {
+static int train_classifier(finetune_state *s) {
     int64_t n_shots = (int64_t)s->n_classes * s->o.shots;
     int batch = s->o.batch_size < n_shots ? (int)s->o.batch_size : (int)n_shots;
     loader *l = open_loader(s, s->shots_dir, true, batch);
@@ -275,13 +254,13 @@ static int train_classifier(session *s) {
                            .ctx = s};
     printf("finetune: %lld steps (%ld epochs of batch %d), lr %g, wd %g, warmup %lld\n", (long long)total, s->o.epochs,
            batch, fo.lr, fo.wd, (long long)fo.warmup);
-    int rc = zs_classifier_finetune(&s->clf, l, &fo);
+    int rc = finetune_run(&s->clf, l, &fo);
     loader_free(l);
     return rc;
 }
 
 // Saves the model and its head as <stem>.safetensors and <stem>.head.safetensors.
-static int save_classifier(session *s, const char *stem, double alpha, cJSON *entry) {
+static int save_classifier(finetune_state *s, const char *stem, double alpha, cJSON *entry) {
     char name[64], alpha_text[32];
     snprintf(alpha_text, sizeof alpha_text, "%g", alpha);
     const char *meta[] = {"clipc.wiseft_alpha", alpha_text, NULL};
@@ -290,7 +269,7 @@ static int save_classifier(session *s, const char *stem, double alpha, cJSON *en
     snprintf(name, sizeof name, "%s.head.safetensors", stem);
     char *head_path = out_path(s, name);
     linear_head head = {0};
-    int rc = clip_model_save(s->model, model_path, meta);
+    int rc = clip_model_save(s->sess.model, model_path, meta);
     if (rc == 0) rc = zs_classifier_get_head(&s->clf, &head);
     if (rc == 0)
         rc = linear_head_save(&head, head_path, HEAD_KIND_FINETUNED, (const char *const *)s->class_names, s->config_json, meta);
@@ -306,7 +285,7 @@ static int save_classifier(session *s, const char *stem, double alpha, cJSON *en
 
 // The test accuracy of the classifier as it is now (alpha 0 is the zero-shot head on the initial
 // features, computed already).
-static int score_classifier(session *s, double alpha, double *top1) {
+static int score_classifier(finetune_state *s, double alpha, double *top1) {
     if (alpha == 0) {
         *top1 = s->zeroshot_top1;
         return 0;
@@ -323,7 +302,7 @@ static int score_classifier(session *s, double alpha, double *top1) {
 
 // Evaluates the interpolations (the grid and --wiseft-alpha) and saves the fine-tuned (alpha 1)
 // and --wiseft-alpha models.
-static int run_wiseft(session *s, tensor **initial, tensor **tuned, cJSON *ft) {
+static int run_wiseft(finetune_state *s, tensor **initial, tensor **tuned, cJSON *ft) {
     double list[N_ALPHAS + 1];
     int n = N_ALPHAS;
     memcpy(list, alphas, sizeof alphas);
@@ -336,7 +315,7 @@ static int run_wiseft(session *s, tensor **initial, tensor **tuned, cJSON *ft) {
     printf("WiSE-FT: alpha  top1\n");
     for (int i = 0; i < n && rc == 0; i++) {
         double top1 = 0;
-        rc = wiseft_interpolate(s->clf.trained, s->clf.n_trained, initial, tuned, list[i]);
+        rc = wiseft_interpolate(s->clf.lists, 2, initial, tuned, list[i]);
         if (rc == 0) rc = score_classifier(s, list[i], &top1);
         if (rc != 0) break;
         printf("         %5.2f  %.4f\n", list[i], top1);
@@ -354,17 +333,17 @@ static int run_wiseft(session *s, tensor **initial, tensor **tuned, cJSON *ft) {
     return rc;
 }
 
-static int run_finetune(session *s) {
-    tensor **initial = weights_snapshot(s->clf.trained, s->clf.n_trained), **tuned = NULL;
+static int run_finetune(finetune_state *s) {
+    tensor **initial = weights_snapshot(s->clf.lists, 2), **tuned = NULL;
     int rc = initial ? train_classifier(s) : -1;
-    if (rc == 0) rc = (tuned = weights_snapshot(s->clf.trained, s->clf.n_trained)) ? 0 : -1;
+    if (rc == 0) rc = (tuned = weights_snapshot(s->clf.lists, 2)) ? 0 : -1;
     cJSON *ft = cJSON_AddObjectToObject(s->report, "finetune");
     cJSON_AddNumberToObject(ft, "epochs", (double)s->o.epochs);
     cJSON_AddNumberToObject(ft, "lr", s->o.lr);
     cJSON_AddNumberToObject(ft, "wd", s->o.wd);
     if (rc == 0) rc = run_wiseft(s, initial, tuned, ft);
-    weights_snapshot_free(initial, s->clf.n_trained);
-    weights_snapshot_free(tuned, s->clf.n_trained);
+    weights_snapshot_free(initial, 2);
+    weights_snapshot_free(tuned, 2);
     return rc;
 }
 
@@ -373,7 +352,7 @@ static double report_number(const cJSON *report, const char *section, const char
     return cJSON_IsNumber(v) ? v->valuedouble : NAN;
 }
 
-static void print_table(const session *s) {
+static void print_table(const finetune_state *s) {
     const cJSON *r = s->report;
     printf("\n%-34s top1 (%lld test images, K = %ld)\n", "method", (long long)s->test.n, s->o.shots);
     printf("%-34s %.4f\n", "zero-shot", s->zeroshot_top1);
@@ -389,7 +368,7 @@ static void print_table(const session *s) {
     }
 }
 
-static int write_report(const session *s) {
+static int write_report(const finetune_state *s) {
     if (!s->o.output) return 0;
     char *text = cJSON_Print(s->report);
     size_t len = strlen(text);
@@ -400,10 +379,10 @@ static int write_report(const session *s) {
     return rc;
 }
 
-static void start_report(session *s) {
+static void start_report(finetune_state *s) {
     s->report = cJSON_CreateObject();
     cJSON_AddStringToObject(s->report, "checkpoint", s->o.checkpoint);
-    cJSON_AddStringToObject(s->report, "model", s->cfg.name);
+    cJSON_AddStringToObject(s->report, "model", s->sess.cfg.name);
     cJSON_AddStringToObject(s->report, "train_data", s->o.train_data);
     cJSON_AddStringToObject(s->report, "test_data", s->o.test_data);
     cJSON_AddNumberToObject(s->report, "shots", (double)s->o.shots);
@@ -411,21 +390,20 @@ static void start_report(session *s) {
     cJSON_AddNumberToObject(s->report, "classes", s->n_classes);
 }
 
-static void session_free(session *s) {
+static void state_free(finetune_state *s) {
     zs_classifier_free(&s->clf);
     feature_set_free(&s->test);
     if (s->class_names) zeroshot_free_lines(s->class_names, s->n_classes);
     if (s->templates) zeroshot_free_lines(s->templates, s->n_templates);
     manifest_free(s->train_set);
-    tokenizer_free(s->tok);
-    clip_model_free(s->model);
+    session_close(&s->sess);
     free(s->config_json);
     free(s->shots_dir);
     cJSON_Delete(s->report);
 }
 
 int cmd_finetune(int argc, char **argv) {
-    session s = {0};
+    finetune_state s = {0};
     int rc = parse_options(&s.o, argc, argv);
     if (rc != 0) {
         if (rc < 0) fprintf(stderr, "clipc finetune: %s\n", err_msg());
@@ -433,7 +411,6 @@ int cmd_finetune(int argc, char **argv) {
     }
     s.do_probe = strcmp(s.o.method, "finetune") != 0;
     s.do_finetune = strcmp(s.o.method, "probe") != 0;
-    tensor_set_threads((int)s.o.threads);
     rc = setup_model(&s);
     if (rc == 0) rc = setup_text(&s);
     if (rc == 0) rc = fs_mkdirs(s.o.out_dir);
@@ -445,6 +422,6 @@ int cmd_finetune(int argc, char **argv) {
     if (rc == 0) print_table(&s);
     if (rc == 0) rc = write_report(&s);
     if (rc != 0) fprintf(stderr, "clipc finetune: %s\n", err_msg());
-    session_free(&s);
+    state_free(&s);
     return rc == 0 ? 0 : 1;
 }

@@ -5,15 +5,8 @@
 #include <string.h>
 
 #include "common/error.h"
-#include "optim/adamw.h"
-#include "optim/schedule.h"
 
 // ---- features --------------------------------------------------------------------------------
-
-static tensor *batch_images(const clip_model *m, const loader_batch *b) {
-    int64_t shape[4] = {b->n, 3, m->cfg.vision.image_size, m->cfg.vision.image_size};
-    return tensor_to_device(tensor_from_host(b->images, shape, 4, TENSOR_F32, false), m->device, false);
-}
 
 // Appends the first `take` rows of one batch's features to out (capacity *cap rows).
 static int append_batch(const clip_model *m, const loader_batch *b, int take, feature_set *out, int64_t *cap) {
@@ -25,7 +18,7 @@ static int append_batch(const clip_model *m, const loader_batch *b, int take, fe
         out->y = xrealloc(out->y, (size_t)*cap * sizeof(int32_t));
     }
     tensor_scope_begin();
-    tensor *f = tensor_to_device(clip_encode_image(m, batch_images(m, b), true), TENSOR_CPU, false);
+    tensor *f = tensor_to_device(clip_encode_image(m, clip_images_to_device(m, b->images, b->n), true), TENSOR_CPU, false);
     int rc = tensor_to_host(tensor_slice(tensor_contiguous(f), 0, 0, take), out->x + out->n * out->dim,
                             (size_t)take * (size_t)out->dim * sizeof(float));
     tensor_scope_end();
@@ -125,14 +118,11 @@ void probe_report_free(probe_report *r) { linprobe_sweep_free(&r->sweep); }
 
 // ---- fine-tuning -----------------------------------------------------------------------------
 
-static void freeze(clip_param *p) {
-    if (!p) return;
-    p->frozen = true;
-    tensor_set_requires_grad(p->value, false);
-}
-
 static int init_head(zs_classifier *c, const tensor *zeroshot) {
     clip_model *m = c->model;
+    if (tensor_size(zeroshot, 1) != m->cfg.embed_dim)
+        return err_set("the zero-shot classifier has width %lld, the model's embed_dim is %d",
+                       (long long)tensor_size(zeroshot, 1), m->cfg.embed_dim);
     int64_t C = tensor_size(zeroshot, 0), bs[1] = {C};
     tensor_no_grad_begin();
     tensor_scope_begin();
@@ -140,107 +130,54 @@ static int init_head(zs_classifier *c, const tensor *zeroshot) {
     tensor *b = tensor_keep(tensor_zeros(bs, 1, TENSOR_F32, m->device));
     tensor_scope_end();
     tensor_no_grad_end();
-    snprintf(c->head[0].name, sizeof c->head[0].name, "head.weight");
-    snprintf(c->head[1].name, sizeof c->head[1].name, "head.bias");
-    c->head[0].value = w, c->head[1].value = b;
-    if (!w || !b) return -1;
-    if (tensor_size(zeroshot, 1) != m->cfg.embed_dim)
-        return err_set("the zero-shot classifier has width %lld, the model's embed_dim is %d",
-                       (long long)tensor_size(zeroshot, 1), m->cfg.embed_dim);
-    return tensor_set_requires_grad(w, true) | tensor_set_requires_grad(b, true) ? -1 : 0;
+    param_list_add(&c->head, "head.weight", w);
+    param_list_add(&c->head, "head.bias", b);
+    return param_list_pack(&c->head, m->device);
 }
 
 int zs_classifier_init(zs_classifier *c, clip_model *m, const tensor *zeroshot) {
     memset(c, 0, sizeof *c);
     c->model = m;
-    clip_model_lock_text(m);
-    freeze(clip_model_find_param(m, "logit_scale"));
-    freeze(clip_model_find_param(m, "logit_bias"));
-    if (init_head(c, zeroshot) != 0) {
+    param_list_init(&c->head);
+    c->lists[0] = &m->params, c->lists[1] = &c->head;
+    const char *shared[2] = {"logit_scale", "logit_bias"};
+    for (int i = 0; i < 2; i++)
+        if (clip_model_find_param(m, shared[i])) param_set_frozen(clip_model_find_param(m, shared[i]), true);
+    if (clip_model_lock_text(m) != 0 || init_head(c, zeroshot) != 0) {
         zs_classifier_free(c);
         return -1;
     }
-    c->n_all = m->n_params + 2;
-    c->all = xmalloc((size_t)c->n_all * sizeof(clip_param));
-    memcpy(c->all, m->params, (size_t)m->n_params * sizeof(clip_param));
-    memcpy(c->all + m->n_params, c->head, sizeof c->head);
-    c->trained = xmalloc((size_t)c->n_all * sizeof(clip_param));
-    for (int i = 0; i < c->n_all; i++)
-        if (!c->all[i].frozen) c->trained[c->n_trained++] = c->all[i];
     return 0;
 }
 
 void zs_classifier_free(zs_classifier *c) {
-    tensor_free(c->head[0].value);
-    tensor_free(c->head[1].value);
-    free(c->all);
-    free(c->trained);
+    param_list_free(&c->head);
     memset(c, 0, sizeof *c);
 }
 
 int zs_classifier_get_head(const zs_classifier *c, linear_head *out) {
-    int C = (int)tensor_size(c->head[0].value, 0), D = (int)tensor_size(c->head[0].value, 1);
+    const tensor *w = c->head.items[0].value, *b = c->head.items[1].value;
+    int C = (int)tensor_size(w, 0), D = (int)tensor_size(w, 1);
     linear_head_init(out, C, D);
-    int rc = tensor_to_host(c->head[0].value, out->weight, (size_t)C * (size_t)D * sizeof(float));
-    if (rc == 0) rc = tensor_to_host(c->head[1].value, out->bias, (size_t)C * sizeof(float));
+    int rc = tensor_to_host(w, out->weight, (size_t)C * (size_t)D * sizeof(float));
+    if (rc == 0) rc = tensor_to_host(b, out->bias, (size_t)C * sizeof(float));
     if (rc != 0) linear_head_free(out);
     return rc;
 }
 
-// One optimizer step on a batch; *loss gets its value.
-static int finetune_step(zs_classifier *c, adamw *opt, const loader_batch *b, double *loss) {
-    int64_t *labels = xmalloc((size_t)b->n * sizeof(int64_t)), ls[1] = {b->n};
-    for (int i = 0; i < b->n; i++) labels[i] = b->labels[i];
-    tensor_scope_begin();
-    tensor *y = tensor_to_device(tensor_from_host(labels, ls, 1, TENSOR_I64, false), c->model->device, false);
-    tensor *feat = clip_encode_image(c->model, batch_images(c->model, b), true);
-    tensor *l = tensor_cross_entropy(tensor_linear(feat, c->head[0].value, c->head[1].value), y);
-    int rc = l ? tensor_item(l, loss) : -1;
-    if (rc == 0 && !isfinite(*loss)) rc = err_set("the fine-tuning loss is %g; try a lower --lr", *loss);
-    if (rc == 0) rc = tensor_backward(l, NULL);
-    if (rc == 0) rc = adamw_step(opt);
-    tensor_scope_end();
-    for (int i = 0; i < c->n_trained; i++) tensor_zero_grad(c->trained[i].value);
-    free(labels);
-    return rc;
-}
-
-int zs_classifier_finetune(zs_classifier *c, loader *train, const finetune_options *o) {
-    int64_t per_epoch = loader_num_batches(train);
-    if (per_epoch <= 0) return err_set("the shot set holds fewer samples than one batch");
-    schedule sched = {.kind = SCHEDULE_COSINE, .base_lr = o->lr, .warmup_steps = o->warmup,
-                      .total_steps = per_epoch * o->epochs};
-    if (schedule_check(&sched) != 0) return err_prefix("fine-tuning schedule (%d epochs of %lld steps)", o->epochs,
-                                                       (long long)per_epoch);
-    adamw_config ac = {.lr = o->lr, .beta1 = o->beta1, .beta2 = o->beta2, .eps = o->eps, .weight_decay = o->wd};
-    adamw *opt = adamw_init(c->all, c->n_all, ac);
-    if (!opt) return -1;
-    int rc = 0;
-    int64_t step = 0;
-    for (int e = 0; e < o->epochs && rc == 0; e++) {
-        loader_set_epoch(train, e);
-        loader_batch b;
-        while (rc == 0 && (rc = loader_next(train, &b)) == 1) {
-            double loss = 0;
-            adamw_set_lr(opt, schedule_lr(&sched, step));
-            rc = finetune_step(c, opt, &b, &loss);
-            step++;
-            if (rc == 0 && o->on_step) o->on_step(o->ctx, step, sched.total_steps, e, loss, schedule_lr(&sched, step - 1));
-        }
-    }
-    adamw_free(opt);
-    return rc < 0 ? -1 : 0;
+tensor *zs_classifier_logits(const zs_classifier *c, const tensor *images) {
+    return tensor_linear(clip_encode_image(c->model, images, true), c->head.items[0].value, c->head.items[1].value);
 }
 
 // ---- WiSE-FT ---------------------------------------------------------------------------------
 
-tensor **weights_snapshot(const clip_param *params, int n) {
+tensor **weights_snapshot(param_list *const *lists, int n) {
     tensor **w = xcalloc((size_t)(n ? n : 1), sizeof(tensor *));
     tensor_no_grad_begin();
     for (int i = 0; i < n; i++) {
-        tensor *d = tensor_detach(params[i].value);
-        w[i] = tensor_clone(d);
-        tensor_free(d);
+        tensor_scope_begin();
+        w[i] = tensor_keep(tensor_clone(param_list_trainable(lists[i])));
+        tensor_scope_end();
         if (!w[i]) {
             weights_snapshot_free(w, n);
             w = NULL;
@@ -256,21 +193,18 @@ void weights_snapshot_free(tensor **w, int n) {
     free(w);
 }
 
-int wiseft_interpolate(clip_param *params, int n, tensor *const *from, tensor *const *to, double alpha) {
+int wiseft_interpolate(param_list *const *lists, int n, tensor *const *from, tensor *const *to, double alpha) {
     if (!(alpha >= 0 && alpha <= 1)) return err_set("the WiSE-FT alpha must be in [0, 1], got %g", alpha);
     int rc = 0;
-    tensor_no_grad_begin();
     for (int i = 0; i < n && rc == 0; i++) {
-        if (tensor_numel(from[i]) != tensor_numel(params[i].value) || tensor_numel(to[i]) != tensor_numel(params[i].value)) {
-            rc = err_set("WiSE-FT: '%s' has another shape in the weights to interpolate", params[i].name);
-            break;
-        }
+        if (tensor_numel(from[i]) != lists[i]->n_trainable || tensor_numel(to[i]) != lists[i]->n_trainable)
+            return err_set("WiSE-FT: the weights to interpolate have %lld and %lld values, the model %lld",
+                           (long long)tensor_numel(from[i]), (long long)tensor_numel(to[i]),
+                           (long long)lists[i]->n_trainable);
         tensor_scope_begin();
         tensor *mix = tensor_add(tensor_mul_scalar(from[i], 1.0 - alpha), tensor_mul_scalar(to[i], alpha));
-        rc = mix ? tensor_copy_(params[i].value, mix) : -1;
+        rc = mix ? tensor_copy_(param_list_trainable(lists[i]), mix) : -1;
         tensor_scope_end();
-        if (rc != 0) err_prefix("WiSE-FT: '%s'", params[i].name);
     }
-    tensor_no_grad_end();
-    return rc;
+    return rc != 0 ? err_prefix("WiSE-FT") : 0;
 }

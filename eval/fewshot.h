@@ -1,8 +1,8 @@
 // fewshot: few-shot adaptation of a CLIP model to a labelled set (`clipc finetune`, docs/fewshot.md):
 // image features for linear probes, the K-shot probe with its held-out choice of L2 strength,
-// and end-to-end fine-tuning of a classifier initialised from the zero-shot head (WiSE-FT /
-// FLYP-style), with WiSE-FT's weight-space interpolation between the zero-shot and fine-tuned
-// weights.
+// the classifier initialised from the zero-shot head that end-to-end fine-tuning trains
+// (train/finetune.h), and WiSE-FT's weight-space interpolation between the zero-shot and
+// fine-tuned weights.
 #ifndef CLIPC_EVAL_FEWSHOT_H
 #define CLIPC_EVAL_FEWSHOT_H
 
@@ -57,12 +57,9 @@ void probe_report_free(probe_report *r);
 // ---- fine-tuning and WiSE-FT -----------------------------------------------------------------
 
 typedef struct {
-    clip_model *model;  // borrowed: its image tower is trained, its text tower and logit scale frozen
-    clip_param head[2]; // "head.weight" (C, E) and "head.bias" (C), on the model's device (owned)
-    clip_param *all;    // (n_all) the model's parameters then the head's, for the optimizer
-    int n_all;
-    clip_param *trained;// (n_trained) the parameters fine-tuning changes: image tower and head
-    int n_trained;
+    clip_model *model;    // borrowed: its image tower is trained, its text tower and logit scale frozen
+    param_list head;      // "head.weight" (C, E) and "head.bias" (C), on the model's device
+    param_list *lists[2]; // what fine-tuning changes: the model's trainable part, then the head
 } zs_classifier;
 
 // A classifier logits = normalize(image features) @ W^T + b with W = exp(logit_scale) * zeroshot
@@ -72,28 +69,17 @@ int zs_classifier_init(zs_classifier *c, clip_model *m, const tensor *zeroshot);
 void zs_classifier_free(zs_classifier *c);
 // The head's values on the host.
 int zs_classifier_get_head(const zs_classifier *c, linear_head *out);
+// The classifier's logits (B, C) for images (B, 3, S, S) on the model's device.
+tensor *zs_classifier_logits(const zs_classifier *c, const tensor *images);
 
-typedef struct {
-    int epochs;
-    double lr, wd, beta1, beta2, eps;
-    int64_t warmup;  // steps of linear warmup before the cosine decay
-    // Called after every step (may be NULL).
-    void (*on_step)(void *ctx, int64_t step, int64_t total, int64_t epoch, double loss, double lr);
-    void *ctx;
-} finetune_options;
-
-// Trains image tower and head end to end with cross-entropy on the loader's batches (a train-mode
-// loader over the shots), AdamW and a cosine schedule over epochs x batches per epoch.
-// A non-finite loss stops with an error. Returns 0 or -1.
-int zs_classifier_finetune(zs_classifier *c, loader *train, const finetune_options *o);
-
-// Copies of the values of params[0..n) (detached, on their device, outside any scope).
-tensor **weights_snapshot(const clip_param *params, int n);
+// Copies of the trainable values of lists[0..n), one flat tensor per list (detached, on their
+// device, outside any scope).
+tensor **weights_snapshot(param_list *const *lists, int n);
 void weights_snapshot_free(tensor **w, int n);
 
-// WiSE-FT: params[i] = (1 - alpha) from[i] + alpha to[i] in place, computed as that weighted sum so
-// that alpha = 0 and alpha = 1 give from and to exactly. Returns 0 or -1 (shapes differ, alpha
-// outside [0, 1]).
-int wiseft_interpolate(clip_param *params, int n, tensor *const *from, tensor *const *to, double alpha);
+// WiSE-FT: the trainable values of lists[i] = (1 - alpha) from[i] + alpha to[i] in place,
+// computed as that weighted sum so that alpha = 0 and alpha = 1 give from and to exactly.
+// Returns 0 or -1 (sizes differ, alpha outside [0, 1]).
+int wiseft_interpolate(param_list *const *lists, int n, tensor *const *from, tensor *const *to, double alpha);
 
 #endif

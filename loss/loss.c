@@ -168,3 +168,13 @@ int loss_distill_rows(const tensor *image_features, const tensor *text_features,
     out->contrastive = out->distill = NULL;
     return -1;
 }
+
+tensor *loss_contrastive(loss_kind kind, const tensor *image_features, const tensor *text_features,
+                         const tensor *scale, const tensor *bias) {
+    switch (kind) {
+    case LOSS_KIND_CLIP: return loss_clip(image_features, text_features, scale);
+    case LOSS_KIND_SIGLIP: return loss_siglip(image_features, text_features, scale, bias);
+    }
+    err_set("loss: unknown kind %d", (int)kind);
+    return NULL;
+}

@@ -25,6 +25,16 @@
 
 #include "shim/tensor.h"
 
+// The objectives `clipc train` can optimize (--siglip picks SIGLIP).
+typedef enum {
+    LOSS_KIND_CLIP,
+    LOSS_KIND_SIGLIP,
+} loss_kind;
+
+// The loss of `kind` over the whole batch; bias is used by SigLIP only (required there).
+tensor *loss_contrastive(loss_kind kind, const tensor *image_features, const tensor *text_features,
+                         const tensor *scale, const tensor *bias);
+
 // (s * a) @ b^T, the logits of a's rows against b's rows: (Na, Nb). OpenCLIP's operand order.
 tensor *loss_logits(const tensor *a, const tensor *b, const tensor *scale);
 

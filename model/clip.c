@@ -13,20 +13,15 @@
 
 // ---- parameter registry and initialisation ---------------------------------------------------
 
-static tensor *add_param(clip_model *m, int capacity, tensor *value, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
+static tensor *add_param(clip_model *m, tensor *value, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-static tensor *add_param(clip_model *m, int capacity, tensor *value, const char *fmt, ...) {
-    CLIPC_ASSERT(m->n_params < capacity);
-    clip_param *p = &m->params[m->n_params++];
+static tensor *add_param(clip_model *m, tensor *value, const char *fmt, ...) {
+    char name[sizeof(((param *)0)->name)];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(p->name, sizeof p->name, fmt, ap);
+    vsnprintf(name, sizeof name, fmt, ap);
     va_end(ap);
-    p->value = value;
-    p->frozen = false;
-    if (value) tensor_set_requires_grad(value, true);
-    return value;
+    return param_list_add(&m->params, name, value)->value;
 }
 
 static tensor *normal(tensor_generator *g, double std, int64_t d0, int64_t d1) {
@@ -69,51 +64,47 @@ static tensor *bias_default(tensor_generator *g, int64_t out, int64_t fan_in) {
     return tensor_uniform(shape, 1, -bound, bound, TENSOR_F32, TENSOR_CPU, g);
 }
 
-static void init_block(clip_model *m, int cap, clip_block *b, const char *pre, int i, int64_t width,
+static void init_block(clip_model *m, clip_block *b, const char *pre, int i, int64_t width,
                        int64_t hidden, block_init init, tensor_generator *g) {
-    b->ln_1_w = add_param(m, cap, constant(1, width), "%sresblocks.%d.ln_1.weight", pre, i);
-    b->ln_1_b = add_param(m, cap, constant(0, width), "%sresblocks.%d.ln_1.bias", pre, i);
-    b->in_proj_w = add_param(m, cap, weight(g, init.attn_std, 3 * width, width, xavier_uniform),
+    b->ln_1_w = add_param(m, constant(1, width), "%sresblocks.%d.ln_1.weight", pre, i);
+    b->ln_1_b = add_param(m, constant(0, width), "%sresblocks.%d.ln_1.bias", pre, i);
+    b->in_proj_w = add_param(m, weight(g, init.attn_std, 3 * width, width, xavier_uniform),
                              "%sresblocks.%d.attn.in_proj_weight", pre, i);
-    b->in_proj_b = add_param(m, cap, constant(0, 3 * width), "%sresblocks.%d.attn.in_proj_bias", pre, i);
-    b->out_proj_w = add_param(m, cap, weight(g, init.proj_std, width, width, linear_default),
+    b->in_proj_b = add_param(m, constant(0, 3 * width), "%sresblocks.%d.attn.in_proj_bias", pre, i);
+    b->out_proj_w = add_param(m, weight(g, init.proj_std, width, width, linear_default),
                               "%sresblocks.%d.attn.out_proj.weight", pre, i);
-    b->out_proj_b = add_param(m, cap, constant(0, width), "%sresblocks.%d.attn.out_proj.bias", pre, i);
-    b->ln_2_w = add_param(m, cap, constant(1, width), "%sresblocks.%d.ln_2.weight", pre, i);
-    b->ln_2_b = add_param(m, cap, constant(0, width), "%sresblocks.%d.ln_2.bias", pre, i);
-    b->fc_w = add_param(m, cap, weight(g, init.fc_std, hidden, width, linear_default), "%sresblocks.%d.mlp.c_fc.weight", pre, i);
-    b->fc_b = add_param(m, cap, bias_default(g, hidden, width), "%sresblocks.%d.mlp.c_fc.bias", pre, i);
-    b->proj_w = add_param(m, cap, weight(g, init.proj_std, width, hidden, linear_default),
+    b->out_proj_b = add_param(m, constant(0, width), "%sresblocks.%d.attn.out_proj.bias", pre, i);
+    b->ln_2_w = add_param(m, constant(1, width), "%sresblocks.%d.ln_2.weight", pre, i);
+    b->ln_2_b = add_param(m, constant(0, width), "%sresblocks.%d.ln_2.bias", pre, i);
+    b->fc_w = add_param(m, weight(g, init.fc_std, hidden, width, linear_default), "%sresblocks.%d.mlp.c_fc.weight", pre, i);
+    b->fc_b = add_param(m, bias_default(g, hidden, width), "%sresblocks.%d.mlp.c_fc.bias", pre, i);
+    b->proj_w = add_param(m, weight(g, init.proj_std, width, hidden, linear_default),
                           "%sresblocks.%d.mlp.c_proj.weight", pre, i);
-    b->proj_b = add_param(m, cap, bias_default(g, width, hidden), "%sresblocks.%d.mlp.c_proj.bias", pre, i);
+    b->proj_b = add_param(m, bias_default(g, width, hidden), "%sresblocks.%d.mlp.c_proj.bias", pre, i);
 }
 
-static int params_capacity(const clip_config *cfg) {
-    return 16 + 12 * (cfg->vision.layers + cfg->text.layers);
-}
-
-static void init_image_tower(clip_model *m, int cap, tensor_generator *g) {
+static void init_image_tower(clip_model *m, tensor_generator *g) {
     const clip_config *c = &m->cfg;
     int W = c->vision.width, P = c->vision.patch_size, G = c->vision.image_size / P;
     double scale = 1.0 / sqrt((double)W);
-    m->class_embedding = add_param(m, cap, normal(g, scale, W, 0), "visual.class_embedding");
-    m->visual_pos = add_param(m, cap, normal(g, scale, (int64_t)G * G + 1, W), "visual.positional_embedding");
-    m->visual_proj = add_param(m, cap, normal(g, scale, W, c->embed_dim), "visual.proj");
+    m->class_embedding = add_param(m, normal(g, scale, W, 0), "visual.class_embedding");
+    m->visual_pos = add_param(m, normal(g, scale, (int64_t)G * G + 1, W), "visual.positional_embedding");
+    m->visual_proj = add_param(m, normal(g, scale, W, c->embed_dim), "visual.proj");
     int64_t conv_shape[4] = {W, 3, P, P};
     double conv_bound = 1.0 / sqrt(3.0 * P * P);
-    m->conv1_w = add_param(m, cap, tensor_uniform(conv_shape, 4, -conv_bound, conv_bound, TENSOR_F32, TENSOR_CPU, g),
+    m->conv1_w = add_param(m, tensor_uniform(conv_shape, 4, -conv_bound, conv_bound, TENSOR_F32, TENSOR_CPU, g),
                            "visual.conv1.weight");
-    m->ln_pre_w = add_param(m, cap, constant(1, W), "visual.ln_pre.weight");
-    m->ln_pre_b = add_param(m, cap, constant(0, W), "visual.ln_pre.bias");
+    m->ln_pre_w = add_param(m, constant(1, W), "visual.ln_pre.weight");
+    m->ln_pre_b = add_param(m, constant(0, W), "visual.ln_pre.bias");
     int mlp = (int)(W * c->vision.mlp_ratio);
     m->visual_blocks = xcalloc((size_t)c->vision.layers, sizeof(clip_block));
     for (int i = 0; i < c->vision.layers; i++)
-        init_block(m, cap, &m->visual_blocks[i], "visual.transformer.", i, W, mlp, (block_init){0, 0, 0}, g);
-    m->ln_post_w = add_param(m, cap, constant(1, W), "visual.ln_post.weight");
-    m->ln_post_b = add_param(m, cap, constant(0, W), "visual.ln_post.bias");
+        init_block(m, &m->visual_blocks[i], "visual.transformer.", i, W, mlp, (block_init){0, 0, 0}, g);
+    m->ln_post_w = add_param(m, constant(1, W), "visual.ln_post.weight");
+    m->ln_post_b = add_param(m, constant(0, W), "visual.ln_post.bias");
 }
 
-static void init_text_tower(clip_model *m, int cap, tensor_generator *g) {
+static void init_text_tower(clip_model *m, tensor_generator *g) {
     const clip_config *c = &m->cfg;
     int W = c->text.width, L = c->text.layers;
     block_init init = {
@@ -122,100 +113,64 @@ static void init_text_tower(clip_model *m, int cap, tensor_generator *g) {
         .fc_std = 1.0 / sqrt(2.0 * W),
     };
     m->text_blocks = xcalloc((size_t)L, sizeof(clip_block));
-    for (int i = 0; i < L; i++) init_block(m, cap, &m->text_blocks[i], "transformer.", i, W, 4 * W, init, g);
-    m->token_embedding = add_param(m, cap, normal(g, 0.02, c->text.vocab_size, W), "token_embedding.weight");
-    m->ln_final_w = add_param(m, cap, constant(1, W), "ln_final.weight");
-    m->ln_final_b = add_param(m, cap, constant(0, W), "ln_final.bias");
+    for (int i = 0; i < L; i++) init_block(m, &m->text_blocks[i], "transformer.", i, W, 4 * W, init, g);
+    m->token_embedding = add_param(m, normal(g, 0.02, c->text.vocab_size, W), "token_embedding.weight");
+    m->ln_final_w = add_param(m, constant(1, W), "ln_final.weight");
+    m->ln_final_b = add_param(m, constant(0, W), "ln_final.bias");
 }
 
 clip_model *clip_model_init(const clip_config *cfg, uint64_t seed) {
     clip_model *m = xcalloc(1, sizeof *m);
     m->cfg = *cfg;
     m->device = TENSOR_CPU;
-    int cap = params_capacity(cfg);
-    m->params = xcalloc((size_t)cap, sizeof(clip_param));
+    param_list_init(&m->params);
     tensor_generator *g = tensor_generator_new(seed, TENSOR_CPU);
     int W = cfg->text.width;
     // CLIP's own parameters come first in OpenCLIP's state dict, then the towers.
-    m->text_pos = add_param(m, cap, normal(g, 0.01, cfg->text.context_length, W), "positional_embedding");
-    m->text_projection = add_param(m, cap, normal(g, 1.0 / sqrt((double)W), W, cfg->embed_dim), "text_projection");
-    m->logit_scale = add_param(m, cap, tensor_scalar(cfg->init_logit_scale, TENSOR_F32, TENSOR_CPU), "logit_scale");
+    m->text_pos = add_param(m, normal(g, 0.01, cfg->text.context_length, W), "positional_embedding");
+    m->text_projection = add_param(m, normal(g, 1.0 / sqrt((double)W), W, cfg->embed_dim), "text_projection");
+    m->logit_scale = add_param(m, tensor_scalar(cfg->init_logit_scale, TENSOR_F32, TENSOR_CPU), "logit_scale");
     if (cfg->init_logit_bias_set)
-        m->logit_bias = add_param(m, cap, tensor_scalar(cfg->init_logit_bias, TENSOR_F32, TENSOR_CPU), "logit_bias");
-    init_image_tower(m, cap, g);
-    init_text_tower(m, cap, g);
+        m->logit_bias = add_param(m, tensor_scalar(cfg->init_logit_bias, TENSOR_F32, TENSOR_CPU), "logit_bias");
+    init_image_tower(m, g);
+    init_text_tower(m, g);
     tensor_generator_free(g);
-    for (int i = 0; i < m->n_params; i++)
-        if (!m->params[i].value) {
-            err_prefix("initialising %s", m->params[i].name);
-            clip_model_free(m);
-            return NULL;
-        }
+    if (param_list_pack(&m->params, TENSOR_CPU) != 0) {
+        err_prefix("initialising %s", cfg->name);
+        clip_model_free(m);
+        return NULL;
+    }
     return m;
 }
 
 void clip_model_free(clip_model *m) {
     if (!m) return;
-    for (int i = 0; i < m->n_params; i++) tensor_free(m->params[i].value);
-    free(m->params);
+    param_list_free(&m->params);
     free(m->visual_blocks);
     free(m->text_blocks);
     free(m);
 }
 
-clip_param *clip_model_find_param(clip_model *m, const char *name) {
-    for (int i = 0; i < m->n_params; i++)
-        if (!strcmp(m->params[i].name, name)) return &m->params[i];
-    return NULL;
-}
-
-// Rebinds every struct field that pointed at `old` to `new` after a parameter was replaced.
-static void rebind(clip_model *m, const tensor *old, tensor *new) {
-    tensor **fields[] = {&m->conv1_w, &m->class_embedding, &m->visual_pos, &m->ln_pre_w, &m->ln_pre_b,
-                         &m->ln_post_w, &m->ln_post_b, &m->visual_proj, &m->token_embedding, &m->text_pos,
-                         &m->ln_final_w, &m->ln_final_b, &m->text_projection, &m->logit_scale, &m->logit_bias};
-    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
-        if (*fields[i] == old) *fields[i] = new;
-    clip_block *sets[2] = {m->visual_blocks, m->text_blocks};
-    int counts[2] = {m->cfg.vision.layers, m->cfg.text.layers};
-    for (int s = 0; s < 2; s++)
-        for (int b = 0; b < counts[s]; b++) {
-            tensor **bf = (tensor **)&sets[s][b];
-            for (size_t k = 0; k < sizeof(clip_block) / sizeof(tensor *); k++)
-                if (bf[k] == old) bf[k] = new;
-        }
-}
+param *clip_model_find_param(clip_model *m, const char *name) { return param_list_find(&m->params, name); }
 
 int clip_model_to_device(clip_model *m, tensor_device dev) {
-    for (int i = 0; i < m->n_params; i++) {
-        clip_param *p = &m->params[i];
-        tensor *moved = tensor_to_device(p->value, dev, false);
-        if (!moved) return err_prefix("moving %s", p->name);
-        tensor *leaf = tensor_detach(moved);
-        tensor_free(moved);
-        if (!leaf || tensor_set_requires_grad(leaf, !p->frozen) != 0) return err_prefix("moving %s", p->name);
-        rebind(m, p->value, leaf);
-        tensor_free(p->value);
-        p->value = leaf;
-    }
+    if (param_list_pack(&m->params, dev) != 0) return -1;
     m->device = dev;
     return 0;
 }
 
-static void lock_prefix(clip_model *m, bool image) {
-    for (int i = 0; i < m->n_params; i++) {
-        clip_param *p = &m->params[i];
+static int lock_prefix(clip_model *m, bool image) {
+    for (int i = 0; i < m->params.n; i++) {
+        param *p = &m->params.items[i];
         bool is_image = strncmp(p->name, "visual.", 7) == 0;
         bool shared = !strcmp(p->name, "logit_scale") || !strcmp(p->name, "logit_bias");
-        if (!shared && is_image == image) {
-            p->frozen = true;
-            tensor_set_requires_grad(p->value, false);
-        }
+        if (!shared && is_image == image) param_set_frozen(p, true);
     }
+    return clip_model_to_device(m, m->device);
 }
 
-void clip_model_lock_image(clip_model *m) { lock_prefix(m, true); }
-void clip_model_lock_text(clip_model *m) { lock_prefix(m, false); }
+int clip_model_lock_image(clip_model *m) { return lock_prefix(m, true); }
+int clip_model_lock_text(clip_model *m) { return lock_prefix(m, false); }
 
 // ---- forward ---------------------------------------------------------------------------------
 
@@ -253,6 +208,14 @@ static tensor *residual_block(const clip_model *m, const clip_block *b, const te
         tensor_scope_end();              \
         return result_;                  \
     } while (0)
+
+tensor *clip_images_to_device(const clip_model *m, const float *images, int64_t B) {
+    int64_t shape[4] = {B, 3, m->cfg.vision.image_size, m->cfg.vision.image_size};
+    tensor_scope_begin();
+    tensor *t = tensor_keep(tensor_to_device(tensor_from_host(images, shape, 4, TENSOR_F32, false), m->device, true));
+    tensor_scope_end();
+    return t;
+}
 
 static tensor *image_features(const clip_model *m, const tensor *images) {
     const clip_config *c = &m->cfg;
@@ -345,7 +308,7 @@ tensor *clip_encode_text_host(const clip_model *m, const int64_t *tokens, int64_
 
 // ---- weights I/O -----------------------------------------------------------------------------
 
-static int load_param(clip_param *p, const st_tensor *t, const char *path) {
+static int load_param(param *p, const st_tensor *t, const char *path) {
     int64_t shape[TENSOR_MAX_DIMS];
     int ndim = tensor_shape(p->value, shape);
     bool same = ndim == t->ndim;
@@ -369,10 +332,11 @@ int clip_model_load(clip_model *m, const char *path) {
     st_file *f = st_open(path);
     if (!f) return -1;
     int rc = 0;
-    for (int i = 0; i < m->n_params && rc == 0; i++) {
-        const st_tensor *t = st_find(f, m->params[i].name);
-        if (!t) rc = err_set("%s: missing key '%s'", path, m->params[i].name);
-        else rc = load_param(&m->params[i], t, path);
+    for (int i = 0; i < m->params.n && rc == 0; i++) {
+        param *p = &m->params.items[i];
+        const st_tensor *t = st_find(f, p->name);
+        if (!t) rc = err_set("%s: missing key '%s'", path, p->name);
+        else rc = load_param(p, t, path);
     }
     for (int i = 0; i < st_count(f) && rc == 0; i++) {
         const char *name = st_get(f, i)->name;
@@ -384,10 +348,10 @@ int clip_model_load(clip_model *m, const char *path) {
 
 int clip_model_save(const clip_model *m, const char *path, const char *const *extra_metadata) {
     st_writer *w = st_writer_init();
-    void **buffers = xcalloc((size_t)m->n_params, sizeof(void *));
+    void **buffers = xcalloc((size_t)m->params.n, sizeof(void *));
     int rc = 0;
-    for (int i = 0; i < m->n_params && rc == 0; i++) {
-        const clip_param *p = &m->params[i];
+    for (int i = 0; i < m->params.n && rc == 0; i++) {
+        const param *p = &m->params.items[i];
         int64_t shape[TENSOR_MAX_DIMS];
         int ndim = tensor_shape(p->value, shape);
         size_t nbytes = (size_t)tensor_numel(p->value) * sizeof(float);
@@ -403,7 +367,7 @@ int clip_model_save(const clip_model *m, const char *path, const char *const *ex
         rc = st_writer_set_metadata(w, extra_metadata[i], extra_metadata[i + 1]);
     if (rc == 0) rc = st_writer_write(w, path);
     free(config);
-    for (int i = 0; i < m->n_params; i++) free(buffers[i]);
+    for (int i = 0; i < m->params.n; i++) free(buffers[i]);
     free(buffers);
     st_writer_free(w);
     return rc;

@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 #include "model/config.h"
-#include "model/params.h"
+#include "param/param.h"
 #include "shim/tensor.h"
 
 // One pre-LN residual attention block (OpenCLIP's ResidualAttentionBlock).
@@ -46,18 +46,22 @@ typedef struct {
     tensor *text_projection;      // (W, E)
     tensor *logit_scale;          // () log of the inverse temperature
     tensor *logit_bias;           // () or NULL
-    clip_param *params;           // every tensor above, with its OpenCLIP key
-    int n_params;
+    param_list params;            // every tensor above, with its OpenCLIP key, in state-dict order
 } clip_model;
 
 // A model initialised as OpenCLIP initialises it, from a seed, on the CPU.
 clip_model *clip_model_init(const clip_config *cfg, uint64_t seed);
 void clip_model_free(clip_model *m);
+// Moves the parameters to dev (param_list_pack: every handle is kept). Returns 0 or -1.
 int clip_model_to_device(clip_model *m, tensor_device dev);
-clip_param *clip_model_find_param(clip_model *m, const char *name);
-// Freezes the image (--lock-image) or text (--lock-text) tower.
-void clip_model_lock_image(clip_model *m);
-void clip_model_lock_text(clip_model *m);
+param *clip_model_find_param(clip_model *m, const char *name);
+// Freezes the image (--lock-image) or text (--lock-text) tower and repacks. Returns 0 or -1.
+int clip_model_lock_image(clip_model *m);
+int clip_model_lock_text(clip_model *m);
+
+// A host batch of normalized images (B, 3, S, S), S = vision.image_size, as a tensor on the
+// model's device.
+tensor *clip_images_to_device(const clip_model *m, const float *images, int64_t B);
 
 // images (B, 3, H, W) float normalized -> features (B, E); L2-normalized when normalize is true.
 tensor *clip_encode_image(const clip_model *m, const tensor *images, bool normalize);

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/args.h"
+#include "common/datafiles.h"
 #include "common/error.h"
 
 typedef enum {
@@ -399,19 +400,15 @@ static int unknown_model(const char *name, const char *dir) {
 
 int clip_config_find(const char *name_or_path, const char *configs_dir, char *out_path,
                      size_t cap) {
-    const char *dir = configs_dir ? configs_dir : "configs/models";
+    char shipped[4096];
+    const char *dir = configs_dir;
+    if (!dir && datafile_path("models", shipped, sizeof shipped) != 0) return -1;
+    if (!dir) dir = shipped;
     bool is_path = strchr(name_or_path, '/') || has_json_suffix(name_or_path);
     int len = is_path ? snprintf(out_path, cap, "%s", name_or_path)
                       : snprintf(out_path, cap, "%s/%s.json", dir, name_or_path);
     if (len < 0 || (size_t)len >= cap) return err_set("%s: path too long", name_or_path);
     if (access(out_path, R_OK) == 0) return 0;
     if (is_path) return err_errno(out_path);
-#ifdef CLIPC_SOURCE_CONFIGS
-    // Run from outside the source tree: the shipped configs of the tree clipc was built from.
-    if (!configs_dir || !strcmp(configs_dir, "configs/models")) {
-        len = snprintf(out_path, cap, "%s/models/%s.json", CLIPC_SOURCE_CONFIGS, name_or_path);
-        if (len > 0 && (size_t)len < cap && access(out_path, R_OK) == 0) return 0;
-    }
-#endif
     return unknown_model(name_or_path, dir);
 }

@@ -41,8 +41,8 @@ int clip_config_parse(const char *json, const char *source, clip_config *cfg);
 char *clip_config_to_json(const clip_config *cfg);
 
 // Resolves a model name ("ViT-B-32" -> "<configs_dir>/ViT-B-32.json") or a path (anything with
-// a '/' or ending in ".json", used as is) into out_path. configs_dir NULL means "configs/models";
-// a name missing there is looked up in the configs of the source tree clipc was built from.
+// a '/' or ending in ".json", used as is) into out_path. configs_dir NULL means the model configs
+// clipc ships (common/datafiles.h: "models/" beside the binary), never the current folder.
 // Returns 0, or -1 when the file does not exist (suggesting the nearest model name).
 int clip_config_find(const char *name_or_path, const char *configs_dir, char *out_path, size_t cap);
 

@@ -1,22 +1,25 @@
-// adamw: PyTorch's AdamW (torch.optim.AdamW, no amsgrad) over a clip_param list, with OpenCLIP's
-// defaults and weight-decay rules, and optimizer state that checkpoints can save and restore.
+// adamw: PyTorch's AdamW (torch.optim.AdamW, no amsgrad) with OpenCLIP's defaults and
+// weight-decay rule, over the flat buffers of one or more parameter lists (param/param.h), and
+// optimizer state that checkpoints can save and restore.
 //
-// Per parameter with a gradient, at step t (counted per parameter, as PyTorch does):
+// At step t (one count for the whole optimizer: every trainable parameter has a gradient, zero
+// when it took no part in the loss, as in PyTorch after a full backward):
 //   p *= 1 - lr * wd                                      (decoupled decay; wd = 0 if excluded)
 //   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
 //   p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
-// Parameters without a gradient are skipped (their step count does not advance); frozen
-// parameters are not optimized at all and hold no state.
+// Each line runs once over a list's whole trainable buffer, the decay through a per-element mask,
+// so a step issues a fixed number of ops per list, whatever the number of parameter tensors.
+// Frozen parameters are not optimized and hold no state.
 //
-// The optimizer borrows the parameter tensors; its state tensors live outside any tensor scope, so
-// create it outside one (like the model's parameters).
+// The optimizer borrows the lists, which must stay packed on one device while it lives; its state
+// tensors live outside any tensor scope, so create it outside one (like the model's parameters).
 #ifndef CLIPC_OPTIM_ADAMW_H
 #define CLIPC_OPTIM_ADAMW_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "model/params.h"
+#include "param/param.h"
 #include "shim/tensor.h"
 
 typedef struct {
@@ -29,26 +32,27 @@ typedef struct {
 // OpenCLIP's defaults: lr 5e-4, betas (0.9, 0.98), eps 1e-6, weight decay 0.2.
 adamw_config adamw_config_default(void);
 
-// Whether a parameter gets weight decay. OpenCLIP excludes ndim < 2 and names containing "bn",
-// "ln", "bias" or "logit_scale"; clipc also excludes "logit_bias", "positional_embedding" and
-// "class_embedding" (OpenCLIP decays the 2-D positional embeddings).
+// Whether a parameter gets weight decay: OpenCLIP's rule exactly. Excluded are tensors with
+// ndim < 2 and names containing "bn", "ln", "bias" or "logit_scale"; so the 2-D positional
+// embeddings are decayed and the 1-D class embedding is not.
 bool adamw_param_decays(const char *name, int ndim);
 
 typedef struct adamw adamw;
 
-// An optimizer over the non-frozen parameters of params[0..n). NULL with a message on failure.
-adamw *adamw_init(const clip_param *params, int n, adamw_config config);
+// An optimizer over the trainable parameters of lists[0..n_lists) (each packed). NULL with a
+// message on failure.
+adamw *adamw_init(param_list *const *lists, int n_lists, adamw_config config);
 void adamw_free(adamw *opt);  // NULL is ignored
 
 void adamw_set_lr(adamw *opt, double lr);
 adamw_config adamw_get_config(const adamw *opt);
 
-// One update of every optimized parameter that has a gradient. Gradients are left in place.
+// One update of every trainable element from the lists' gradient buffers, left in place.
 int adamw_step(adamw *opt);
 
 // ---- state for checkpoints ---------------------------------------------------------------------
-// Three entries per optimized parameter, in parameter order:
-//   "optimizer.<param>.step"        rank-0 I64, the parameter's step count
+// Three entries per trainable parameter, in list order:
+//   "optimizer.<param>.step"        rank-0 I64, the step count (the same for all)
 //   "optimizer.<param>.exp_avg"     like the parameter
 //   "optimizer.<param>.exp_avg_sq"  like the parameter
 int adamw_state_count(const adamw *opt);

@@ -4,32 +4,38 @@
 
 #include "common/error.h"
 
-// The L2 norm of every gradient together, as a rank-0 tensor (the norm of the per-tensor norms);
-// NULL with *count = 0 when none has a gradient.
-static tensor *total_grad_norm(const clip_param *params, int n, int *count) {
-    tensor **norms = xcalloc((size_t)(n > 0 ? n : 1), sizeof *norms);
+tensor *optim_grad_norm(param_list *const *lists, int n) {
+    tensor_scope_begin();
     int64_t one = 1;
-    *count = 0;
-    for (int i = 0; i < n; i++)
-        if (!params[i].frozen && tensor_has_grad(params[i].value))
-            norms[(*count)++] = tensor_reshape(tensor_norm(tensor_grad(params[i].value)), &one, 1);
-    tensor *total = *count ? tensor_norm(tensor_cat((const tensor *const *)norms, *count, 0)) : NULL;
-    free(norms);
+    tensor *norms[16];
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        if (!lists[i]->grad) continue;
+        if (k == (int)(sizeof norms / sizeof *norms)) {
+            tensor_scope_end();
+            err_set("gradient norm: more than %d parameter lists", k);
+            return NULL;
+        }
+        norms[k++] = tensor_reshape(tensor_norm(lists[i]->grad), &one, 1);
+    }
+    tensor *total = k == 1 ? tensor_reshape(norms[0], NULL, 0)
+                   : k ? tensor_norm(tensor_cat((const tensor *const *)norms, k, 0))
+                       : tensor_zeros(NULL, 0, TENSOR_F32, TENSOR_CPU);
+    tensor_keep(total);
+    tensor_scope_end();
+    if (!total) err_prefix("gradient norm");
     return total;
 }
 
-double optim_clip_grad_norm(const clip_param *params, int n, double max_norm) {
+int optim_clip_grads(param_list *const *lists, int n, const tensor *norm, double max_norm) {
     tensor_scope_begin();
-    int count;
-    double norm = 0;
-    tensor *total = total_grad_norm(params, n, &count);
-    int rc = count ? tensor_item(total, &norm) : 0;
-    double coef = max_norm / (norm + 1e-6);
-    for (int i = 0; rc == 0 && coef < 1.0 && isfinite(norm) && i < n; i++)
-        if (!params[i].frozen && tensor_has_grad(params[i].value))
-            rc = tensor_mul_scalar_(tensor_grad(params[i].value), coef);
+    tensor *coef = tensor_clamp(tensor_mul_scalar(tensor_pow_scalar(tensor_add_scalar(norm, 1e-6), -1), max_norm),
+                                -INFINITY, 1.0);
+    int rc = coef ? 0 : -1;
+    for (int i = 0; i < n && rc == 0; i++)
+        if (lists[i]->grad) rc = tensor_mul_(lists[i]->grad, coef);
     tensor_scope_end();
-    return rc < 0 ? err_prefix("clip_grad_norm") : norm;
+    return rc < 0 ? err_prefix("clip_grad_norm") : 0;
 }
 
 int optim_clamp_logit_scale(tensor *logit_scale) {

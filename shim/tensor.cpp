@@ -501,6 +501,14 @@ SHIM_UNARY(tensor_quick_gelu, a->t * at::sigmoid(1.702 * a->t))
 SHIM_UNARY(tensor_sigmoid, at::sigmoid(a->t))
 SHIM_UNARY(tensor_log_sigmoid, at::log_sigmoid(a->t))
 
+tensor *tensor_where_scalar(const tensor *cond, double a, double b, tensor_dtype dtype) {
+    SHIM_NEED(cond);
+    SHIM_TRY(nullptr, {
+        at::TensorOptions o = cond->t.options().dtype(to_scalar_type(dtype));
+        return wrap(at::where(cond->t, at::scalar_tensor(a, o), at::scalar_tensor(b, o)));
+    })
+}
+
 tensor *tensor_add_scalar(const tensor *a, double s) {
     SHIM_NEED(a);
     SHIM_OP(a->t + s)
@@ -631,6 +639,11 @@ int tensor_mul_scalar_(tensor *t, double s) {
     SHIM_INPLACE(t->t.mul_(s))
 }
 
+int tensor_mul_(tensor *t, const tensor *other) {
+    SHIM_NEED_INT(t, other);
+    SHIM_INPLACE(t->t.mul_(other->t))
+}
+
 int tensor_add_(tensor *t, const tensor *other, double alpha) {
     SHIM_NEED_INT(t, other);
     SHIM_INPLACE(t->t.add_(other->t, alpha))
@@ -649,6 +662,12 @@ int tensor_addcdiv_(tensor *t, const tensor *a, const tensor *b, double v) {
 int tensor_clamp_(tensor *t, double lo, double hi) {
     SHIM_NEED_INT(t);
     SHIM_INPLACE(t->t.clamp_(lo, hi))
+}
+
+int tensor_swap_(tensor *a, tensor *b) {
+    SHIM_NEED_INT(a, b);
+    std::swap(a->t, b->t);
+    return 0;
 }
 
 // ---- autograd ------------------------------------------------------------------------------------
@@ -692,6 +711,17 @@ tensor *tensor_grad(const tensor *t) {
 int tensor_zero_grad(tensor *t) {
     SHIM_NEED_INT(t);
     SHIM_TRY(-1, t->t.mutable_grad().reset(); return 0;)
+}
+
+int tensor_set_grad(tensor *t, const tensor *grad) {
+    SHIM_NEED_INT(t, grad);
+    SHIM_TRY(-1, {
+        if (!grad->t.sizes().equals(t->t.sizes()) || grad->t.scalar_type() != t->t.scalar_type() ||
+            grad->t.device() != t->t.device())
+            return err_set("a gradient must match its tensor's shape, dtype and device");
+        t->t.mutable_grad() = grad->t;
+        return 0;
+    })
 }
 
 void tensor_no_grad_begin(void) {

@@ -142,6 +142,8 @@ tensor *tensor_pow_scalar(const tensor *a, double exponent);
 tensor *tensor_clamp(const tensor *a, double lo, double hi);
 tensor *tensor_eq(const tensor *a, const tensor *b);  // bool
 tensor *tensor_isfinite(const tensor *a);             // bool
+// a where cond (bool) is true, b elsewhere, as a new tensor of cond's shape and the given dtype.
+tensor *tensor_where_scalar(const tensor *cond, double a, double b, tensor_dtype dtype);
 
 // ---- reductions ------------------------------------------------------------------------------
 tensor *tensor_sum(const tensor *a);   // over all elements, rank 0
@@ -176,10 +178,14 @@ tensor *tensor_attention(const tensor *q, const tensor *k, const tensor *v, bool
 int tensor_copy_(tensor *dst, const tensor *src);
 int tensor_fill_(tensor *t, double value);
 int tensor_mul_scalar_(tensor *t, double s);
+int tensor_mul_(tensor *t, const tensor *other);                             // t *= other (broadcast)
 int tensor_add_(tensor *t, const tensor *other, double alpha);              // t += alpha * other
 int tensor_addcmul_(tensor *t, const tensor *a, const tensor *b, double v);  // t += v * a * b
 int tensor_addcdiv_(tensor *t, const tensor *a, const tensor *b, double v);  // t += v * a / b
 int tensor_clamp_(tensor *t, double lo, double hi);
+// Exchanges the tensors held by two handles (no data is copied): a parameter moved or repacked
+// keeps its handle, so every pointer to it stays valid.
+int tensor_swap_(tensor *a, tensor *b);
 
 // ---- autograd --------------------------------------------------------------------------------
 int tensor_set_requires_grad(tensor *t, bool requires_grad);
@@ -191,6 +197,9 @@ int tensor_backward_multi(const tensor *const *outputs, const tensor *const *gra
 bool tensor_has_grad(const tensor *t);
 tensor *tensor_grad(const tensor *t);  // NULL with an error when t has no gradient
 int tensor_zero_grad(tensor *t);        // drops the gradient (set to none)
+// Makes grad (same shape, dtype, device; e.g. a view of a flat buffer) t's gradient: backward
+// then accumulates into it in place.
+int tensor_set_grad(tensor *t, const tensor *grad);
 // Gradient mode and autocast as nestable begin/end pairs (per thread).
 void tensor_no_grad_begin(void);
 void tensor_no_grad_end(void);

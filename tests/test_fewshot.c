@@ -291,11 +291,17 @@ static void test_wiseft_interpolation(void **state) {
     zs_classifier c, c2;
     assert_int_equal(zs_classifier_init(&c, m, zs), 0);
     assert_int_equal(zs_classifier_init(&c2, other, zs2), 0);
-    int n_visual = 0;
-    for (int i = 0; i < m->n_params; i++) n_visual += strncmp(m->params[i].name, "visual.", 7) == 0;
-    assert_int_equal(c.n_trained, n_visual + 2);
-    for (int i = 0; i < c.n_trained - 2; i++) assert_memory_equal(c.trained[i].name, "visual.", 7);
-    assert_string_equal(c.trained[c.n_trained - 1].name, "head.bias");
+    int n_visual = 0, n_trained = 0;
+    for (int i = 0; i < m->params.n; i++) n_visual += strncmp(m->params.items[i].name, "visual.", 7) == 0;
+    for (int l = 0; l < 2; l++)
+        for (int i = 0; i < c.lists[l]->n; i++) {
+            const param *p = &c.lists[l]->items[i];
+            if (p->frozen) continue;
+            n_trained++;
+            if (l == 0) assert_memory_equal(p->name, "visual.", 7);
+        }
+    assert_int_equal(n_trained, n_visual + 2);
+    assert_string_equal(c.head.items[1].name, "head.bias");
     assert_true(clip_model_find_param(m, "logit_scale")->frozen);
 
     linear_head head;
@@ -307,17 +313,19 @@ static void test_wiseft_interpolation(void **state) {
     for (int k = 0; k < 4; k++) assert_true(head.bias[k] == 0);
     linear_head_free(&head);
 
-    tensor **from = weights_snapshot(c.trained, c.n_trained), **to = weights_snapshot(c2.trained, c2.n_trained);
+    tensor **from = weights_snapshot(c.lists, 2), **to = weights_snapshot(c2.lists, 2);
     assert_non_null(from);
     assert_non_null(to);
     float *cur = NULL, *a = NULL, *b = NULL;
     for (int k = 0; k < 3; k++) {
         double alpha = k * 0.5;
-        assert_int_equal(wiseft_interpolate(c.trained, c.n_trained, from, to, alpha), 0);
-        for (int i = 0; i < c.n_trained; i++) {
+        assert_int_equal(wiseft_interpolate(c.lists, 2, from, to, alpha), 0);
+        for (int i = 0; i < 2; i++) {
             size_t n = (size_t)tensor_numel(from[i]);
             cur = realloc(cur, n * sizeof(float)), a = realloc(a, n * sizeof(float)), b = realloc(b, n * sizeof(float));
-            to_host(c.trained[i].value, cur);
+            tensor *trained = param_list_trainable(c.lists[i]);
+            to_host(trained, cur);
+            tensor_free(trained);
             to_host(from[i], a);
             to_host(to[i], b);
             if (k == 0) assert_memory_equal(cur, a, n * sizeof(float));
@@ -325,14 +333,14 @@ static void test_wiseft_interpolation(void **state) {
             for (size_t j = 0; k == 1 && j < n; j++) assert_true(cur[j] == (a[j] + b[j]) * 0.5f);
         }
     }
-    assert_int_equal(wiseft_interpolate(c.trained, c.n_trained, from, to, 1.5), -1);
+    assert_int_equal(wiseft_interpolate(c.lists, 2, from, to, 1.5), -1);
     assert_non_null(strstr(err_msg(), "alpha"));
     free(cur);
     free(a);
     free(b);
     free(z);
-    weights_snapshot_free(from, c.n_trained);
-    weights_snapshot_free(to, c2.n_trained);
+    weights_snapshot_free(from, 2);
+    weights_snapshot_free(to, 2);
     zs_classifier_free(&c);
     zs_classifier_free(&c2);
     tensor_free(zs);

@@ -121,7 +121,6 @@ static void test_distill_matches_openclip(void **state) {
 // ---- finite differences in double precision ----------------------------------------------------
 
 enum { FD_N = 6, FD_D = 5, FD_IMG = 0, FD_TXT = FD_N * FD_D, FD_SCALE = 2 * FD_N * FD_D, FD_BIAS, FD_COUNT };
-typedef enum { KIND_CLIP, KIND_SIGLIP } loss_kind;
 
 static tensor *random_features(int64_t n, int64_t d, uint64_t seed) {
     int64_t shape[2] = {n, d};
@@ -143,8 +142,7 @@ static double loss_at(loss_kind kind, const double *x, double *grad) {
         tensor_scalar(x[FD_BIAS], TENSOR_F64, TENSOR_CPU),
     };
     for (int i = 0; i < 4 && grad; i++) assert_int_equal(tensor_set_requires_grad(leaves[i], true), 0);
-    tensor *loss = kind == KIND_CLIP ? loss_clip(leaves[0], leaves[1], leaves[2])
-                                     : loss_siglip(leaves[0], leaves[1], leaves[2], leaves[3]);
+    tensor *loss = loss_contrastive(kind, leaves[0], leaves[1], leaves[2], leaves[3]);
     double value;
     assert_int_equal(tensor_item(loss, &value), 0);
     if (grad) {
@@ -154,7 +152,7 @@ static double loss_at(loss_kind kind, const double *x, double *grad) {
         assert_int_equal(tensor_to_host(tensor_grad(leaves[1]), grad + FD_TXT, block), 0);
         assert_int_equal(tensor_item(tensor_grad(leaves[2]), grad + FD_SCALE), 0);
         grad[FD_BIAS] = 0;
-        if (kind == KIND_SIGLIP) assert_int_equal(tensor_item(tensor_grad(leaves[3]), grad + FD_BIAS), 0);
+        if (kind == LOSS_KIND_SIGLIP) assert_int_equal(tensor_item(tensor_grad(leaves[3]), grad + FD_BIAS), 0);
     }
     tensor_scope_end();
     return value;
@@ -185,12 +183,12 @@ static void check_finite_differences(loss_kind kind) {
 
 static void test_clip_gradient_matches_finite_differences(void **state) {
     (void)state;
-    check_finite_differences(KIND_CLIP);
+    check_finite_differences(LOSS_KIND_CLIP);
 }
 
 static void test_siglip_gradient_matches_finite_differences(void **state) {
     (void)state;
-    check_finite_differences(KIND_SIGLIP);
+    check_finite_differences(LOSS_KIND_SIGLIP);
 }
 
 // ---- local rows: shares over ranges sum to the full loss and its gradient -----------------------

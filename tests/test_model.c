@@ -36,11 +36,11 @@ static void test_names_match_openclip_state_dict(void **state) {
     st_file *f = st_open(path);
     assert_non_null(f);
     clip_model *m = clip_model_init(&cfg, 1);
-    assert_int_equal(m->n_params, st_count(f));
-    for (int i = 0; i < m->n_params; i++) {
-        const st_tensor *t = st_find(f, m->params[i].name);
-        if (!t) fail_msg("parameter %s is not an OpenCLIP key", m->params[i].name);
-        assert_int_equal(tensor_numel(m->params[i].value), t->numel);
+    assert_int_equal(m->params.n, st_count(f));
+    for (int i = 0; i < m->params.n; i++) {
+        const st_tensor *t = st_find(f, m->params.items[i].name);
+        if (!t) fail_msg("parameter %s is not an OpenCLIP key", m->params.items[i].name);
+        assert_int_equal(tensor_numel(m->params.items[i].value), t->numel);
     }
     st_close(f);
     clip_model_free(m);
@@ -58,10 +58,10 @@ static void test_save_load_round_trip(void **state) {
     assert_non_null(st_metadata(f, "clipc.config"));
     assert_string_equal(st_metadata(f, "format"), "pt");
     st_close(f);
-    for (int i = 0; i < a->n_params; i++) {
+    for (int i = 0; i < a->params.n; i++) {
         tensor_scope_begin();
         double diff;
-        tensor_item(tensor_norm(tensor_sub(a->params[i].value, b->params[i].value)), &diff);
+        tensor_item(tensor_norm(tensor_sub(a->params.items[i].value, b->params.items[i].value)), &diff);
         assert_true(diff == 0);
         tensor_scope_end();
     }
@@ -116,7 +116,7 @@ static void text_features_and_grad(clip_model *m, const int64_t *tokens, int64_t
     tensor *loss = tensor_sum(tensor_mul(t, tensor_reshape(w, fshape, 2)));
     assert_int_equal(tensor_backward(loss, NULL), 0);
     assert_int_equal(tensor_to_host(t, feat, (size_t)(B * E) * sizeof(float)), 0);
-    clip_param *p = clip_model_find_param(m, "token_embedding.weight");
+    param *p = clip_model_find_param(m, "token_embedding.weight");
     tensor *g = tensor_grad(p->value);
     int64_t n = tensor_numel(g);
     float *all = malloc((size_t)n * sizeof(float));
@@ -124,7 +124,7 @@ static void text_features_and_grad(clip_model *m, const int64_t *tokens, int64_t
     memcpy(grad, all, 64 * sizeof(float) * 8);  // first 8 rows' worth is enough to compare
     free(all);
     tensor_scope_end();
-    for (int i = 0; i < m->n_params; i++) tensor_zero_grad(m->params[i].value);
+    assert_int_equal(param_list_zero_grad(&m->params), 0);
 }
 
 static void test_duplicate_captions_encoded_once(void **state) {
@@ -183,11 +183,11 @@ static void test_openclip_initialisation(void **state) {
 static void test_lock_image_freezes_visual_only(void **state) {
     (void)state;
     clip_model *m = clip_model_init(&cfg, 1);
-    clip_model_lock_image(m);
-    for (int i = 0; i < m->n_params; i++) {
-        bool visual = strncmp(m->params[i].name, "visual.", 7) == 0;
-        assert_int_equal(m->params[i].frozen, visual);
-        assert_int_equal(tensor_requires_grad(m->params[i].value), !visual);
+    assert_int_equal(clip_model_lock_image(m), 0);
+    for (int i = 0; i < m->params.n; i++) {
+        bool visual = strncmp(m->params.items[i].name, "visual.", 7) == 0;
+        assert_int_equal(m->params.items[i].frozen, visual);
+        assert_int_equal(tensor_requires_grad(m->params.items[i].value), !visual);
     }
     clip_model_free(m);
 }

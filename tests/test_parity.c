@@ -75,7 +75,7 @@ static void test_forward_loss_and_gradients(void **state) {
     for (int i = 0; i < st_count(expected); i++) {
         const char *key = st_get(expected, i)->name;
         if (strncmp(key, "grad.", 5) != 0) continue;
-        clip_param *p = clip_model_find_param(m, key + 5);
+        param *p = clip_model_find_param(m, key + 5);
         if (!p) fail_msg("expected.safetensors: %s names no parameter of the model", key);
         expect_close(key, tensor_grad(p->value), 1e-5, 1e-4);
         n_grads++;

@@ -12,7 +12,7 @@
 static int make_specs(train_options *o, arg_spec *s) {
     arg_spec specs[] = {
         SPEC("model", ARG_STR, model, "model config name (configs/models) or path to an OpenCLIP config JSON"),
-        SPEC("model-configs", ARG_STR, model_configs, "folder of model configs"),
+        SPEC("model-configs", ARG_STR, model_configs, "folder of model configs (default: the shipped ones)"),
         SPEC("pretrained", ARG_STR, pretrained, "initial weights: an OpenCLIP state dict in safetensors"),
         SPEC("vocab", ARG_STR, vocab, "BPE merges file (default: $CLIPC_VOCAB)"),
         SPEC("train-data", ARG_STR, train_data, "training manifest(s), '::'-separated"),
@@ -64,7 +64,6 @@ static int make_specs(train_options *o, arg_spec *s) {
 static void set_defaults(train_options *o) {
     memset(o, 0, sizeof *o);
     o->model = "ViT-B-32";
-    o->model_configs = "configs/models";
     o->vocab = getenv("CLIPC_VOCAB");
     o->logs = "./logs";
     o->precision = "fp32";

@@ -15,31 +15,33 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "common/datafiles.h"
 #include "common/error.h"
 #include "data/loader.h"
 #include "eval/zeroshot.h"
 #include "loss/loss.h"
 #include "optim/adamw.h"
-#include "optim/grad.h"
 #include "optim/schedule.h"
+#include "session/session.h"
 #include "train/checkpoint.h"
+#include "train/log.h"
+#include "train/step.h"
 #include "train/train.h"
 
-#define DEFAULT_TEMPLATES "configs/zeroshot/imagenet-templates.txt"
+#define DEFAULT_TEMPLATES "zeroshot/imagenet-templates.txt"  // common/datafiles.h
 #define ZEROSHOT_BATCH 256
 
 typedef struct {
     train_options o;
-    clip_config cfg;
-    clip_model *model;
+    session s;                // model, tokenizer, device
+    clip_model *model;        // s.model
     adamw *optim;
     schedule sched;
-    tokenizer *tok;
     loader *data;
-    tensor_device device;
     bool bf16;
+    loss_kind loss;
     char run_dir[2048], ckpt_dir[2100];
-    FILE *metrics;            // metrics.jsonl
+    metrics_log *metrics;     // metrics.jsonl
     int64_t steps_per_epoch;
     int64_t step, epoch;      // optimizer steps done; epoch of the next batch
     int64_t saved_step;       // step of the last checkpoint written (-1: none)
@@ -87,55 +89,37 @@ static int setup_run_dir(trainer *t) {
     train_options_print(&t->o, f, true);
     fclose(f);
     snprintf(path, sizeof path, "%s/metrics.jsonl", t->run_dir);
-    t->metrics = fopen_checked(path, "a");
+    t->metrics = metrics_log_open(path);
     return t->metrics ? 0 : -1;
 }
 
-static int pick_device(trainer *t) {
-    if (tensor_device_parse(t->o.device, &t->device) != 0) return -1;
-    bool cuda = t->device.type == TENSOR_DEVICE_CUDA;
-    t->bf16 = strcmp(t->o.precision, "fp32") != 0;
-    if (t->bf16 && !cuda) return err_set("--precision %s needs a GPU (bf16 autocast); use fp32 on the CPU", t->o.precision);
-    return 0;
-}
-
-static int setup_model(trainer *t) {
-    char path[1024];
-    if (clip_config_find(t->o.model, t->o.model_configs, path, sizeof path) || clip_config_load(path, &t->cfg)) return -1;
-    if (t->o.siglip) {
-        t->cfg.init_logit_scale = log(10.0);
-        t->cfg.init_logit_bias_set = true;
-        t->cfg.init_logit_bias = -10.0;
-    }
-    t->model = clip_model_init(&t->cfg, (uint64_t)t->o.seed);
-    if (!t->model) return -1;
-    if (t->o.pretrained && clip_model_load(t->model, t->o.pretrained)) return -1;
-    if (t->o.lock_image) clip_model_lock_image(t->model);
-    if (t->o.lock_text) clip_model_lock_text(t->model);
-    if (clip_model_to_device(t->model, t->device)) return -1;
-    adamw_config ac = adamw_config_default();
-    ac.lr = t->o.lr, ac.beta1 = t->o.beta1, ac.beta2 = t->o.beta2, ac.eps = t->o.eps, ac.weight_decay = t->o.wd;
-    t->optim = adamw_init(t->model->params, t->model->n_params, ac);
+static int setup_session(trainer *t) {
+    const train_options *o = &t->o;
+    if (!o->vocab)
+        return err_set("no vocabulary: pass --vocab PATH or set CLIPC_VOCAB (CLIP's bpe_simple_vocab_16e6.txt.gz, or one "
+                       "made by 'clipc tokenizer train')");
+    session_options so = {.model = o->model, .model_configs = o->model_configs, .pretrained = o->pretrained,
+                          .vocab = o->vocab, .device = o->device, .threads = (int)o->threads, .seed = (uint64_t)o->seed,
+                          .siglip = o->siglip, .lock_image = o->lock_image, .lock_text = o->lock_text};
+    if (session_open(&so, &t->s) != 0) return -1;
+    t->model = t->s.model;
+    t->loss = o->siglip ? LOSS_KIND_SIGLIP : LOSS_KIND_CLIP;
+    t->bf16 = strcmp(o->precision, "fp32") != 0;
+    if (t->bf16 && t->s.device.type != TENSOR_DEVICE_CUDA)
+        return err_set("--precision %s needs a GPU (bf16 autocast); use fp32 on the CPU", o->precision);
+    adamw_config ac = {.lr = o->lr, .beta1 = o->beta1, .beta2 = o->beta2, .eps = o->eps, .weight_decay = o->wd};
+    param_list *lists[1] = {&t->model->params};
+    t->optim = adamw_init(lists, 1, ac);
     return t->optim ? 0 : -1;
-}
-
-static int setup_tokenizer(trainer *t) {
-    if (!t->o.vocab) return err_set("no vocabulary: pass --vocab PATH or set CLIPC_VOCAB (CLIP's bpe_simple_vocab_16e6.txt.gz, or one made by 'clipc tokenizer train')");
-    t->tok = tokenizer_load(t->o.vocab, 0);
-    if (!t->tok) return -1;
-    if (tokenizer_vocab_size(t->tok) > t->cfg.text.vocab_size)
-        return err_set("%s: the vocabulary has %d tokens but model %s has vocab_size %d", t->o.vocab,
-                       tokenizer_vocab_size(t->tok), t->cfg.name, t->cfg.text.vocab_size);
-    return 0;
 }
 
 static loader *open_loader(const trainer *t, const char *data, bool train, int batch_size, const tokenizer *tok) {
     loader_config lc;
-    loader_config_init(&lc, data, batch_size, t->cfg.vision.image_size, train);
+    loader_config_init(&lc, data, batch_size, t->s.cfg.vision.image_size, train);
     lc.seed = (uint64_t)t->o.seed;
     lc.workers = (int)t->o.workers;
     lc.tok = tok;
-    lc.context_length = t->cfg.text.context_length;
+    lc.context_length = t->s.cfg.text.context_length;
     if (train) {
         lc.upsampling_factors = t->o.train_data_upsampling_factors;
         lc.resampled = t->o.dataset_resampled;
@@ -208,22 +192,26 @@ static int run_zeroshot(trainer *t) {
     if (!l) return -1;
     char **names = NULL, **templates = NULL;
     int n_names = load_class_names(t, l, &names);
-    const char *templ_path = t->o.zeroshot_templates ? t->o.zeroshot_templates : DEFAULT_TEMPLATES;
-    int n_templates = n_names > 0 ? zeroshot_read_lines(templ_path, &templates) : -1;
+    char templ_path[4096];
+    int n_templates = -1;
+    if (n_names > 0 && (t->o.zeroshot_templates || datafile_path(DEFAULT_TEMPLATES, templ_path, sizeof templ_path) == 0))
+        n_templates = zeroshot_read_lines(t->o.zeroshot_templates ? t->o.zeroshot_templates : templ_path, &templates);
     int rc = -1;
     if (n_templates > 0) {
         double t0 = now_s();
-        tensor *classifier = zeroshot_classifier(t->model, t->tok, (const char *const *)names, n_names,
+        tensor *classifier = zeroshot_classifier(t->model, t->s.tok, (const char *const *)names, n_names,
                                                  (const char *const *)templates, n_templates);
         zeroshot_result r;
         rc = classifier ? zeroshot_evaluate(t->model, classifier, l, &r) : -1;
         if (rc == 0) {
             printf("Eval Epoch: %" PRId64 " zero-shot %s: top1 %.4f top5 %.4f (%" PRId64 " images, %.1f s)\n", t->epoch,
                    t->o.zeroshot_data, r.top1, r.top5, r.n, now_s() - t0);
-            fprintf(t->metrics, "{\"type\":\"zeroshot\",\"step\":%" PRId64 ",\"epoch\":%" PRId64
-                    ",\"dataset\":\"%s\",\"top1\":%.6f,\"top5\":%.6f,\"n\":%" PRId64 "}\n",
-                    t->step, t->epoch, t->o.zeroshot_data, r.top1, r.top5, r.n);
-            fflush(t->metrics);
+            cJSON *line = metrics_line("zeroshot", t->step, t->epoch);
+            cJSON_AddStringToObject(line, "dataset", t->o.zeroshot_data);
+            cJSON_AddNumberToObject(line, "top1", r.top1);
+            cJSON_AddNumberToObject(line, "top5", r.top5);
+            cJSON_AddNumberToObject(line, "n", (double)r.n);
+            rc = metrics_log_write(t->metrics, line, true);
             zeroshot_result_free(&r);
         }
         tensor_free(classifier);
@@ -234,11 +222,11 @@ static int run_zeroshot(trainer *t) {
     return rc;
 }
 
-static tensor *batch_loss(trainer *t, const loader_batch *b);
+static tensor *batch_loss(void *ctx, const void *batch);
 
 // Mean contrastive loss over the validation set (OpenCLIP's val_loss), logged as a "val" line.
 static int run_validation(trainer *t) {
-    loader *l = open_loader(t, t->o.val_data, false, (int)t->o.batch_size, t->tok);
+    loader *l = open_loader(t, t->o.val_data, false, (int)t->o.batch_size, t->s.tok);
     if (!l) return -1;
     double sum = 0;
     int64_t n = 0;
@@ -260,84 +248,81 @@ static int run_validation(trainer *t) {
     if (rc < 0) return -1;
     if (n == 0) return err_set("%s: the validation set gave no samples", t->o.val_data);
     printf("Eval Epoch: %" PRId64 " val loss %.5f (%" PRId64 " samples)\n", t->epoch, sum / (double)n, n);
-    fprintf(t->metrics, "{\"type\":\"val\",\"step\":%" PRId64 ",\"epoch\":%" PRId64 ",\"loss\":%.9g,\"n\":%" PRId64 "}\n",
-            t->step, t->epoch, sum / (double)n, n);
-    fflush(t->metrics);
-    return 0;
+    cJSON *line = metrics_line("val", t->step, t->epoch);
+    cJSON_AddNumberToObject(line, "loss", sum / (double)n);
+    cJSON_AddNumberToObject(line, "n", (double)n);
+    return metrics_log_write(t->metrics, line, true);
 }
 
 // ---- the step --------------------------------------------------------------------------------
 
-static tensor *batch_tensor(const trainer *t, const void *data, const int64_t *shape, int ndim, tensor_dtype dt) {
-    return tensor_to_device(tensor_from_host(data, shape, ndim, dt, false), t->device, true);
-}
-
-static tensor *batch_loss(trainer *t, const loader_batch *b) {
-    int64_t img_shape[4] = {b->n, 3, t->cfg.vision.image_size, t->cfg.vision.image_size};
-    tensor *images = batch_tensor(t, b->images, img_shape, 4, TENSOR_F32);
-    if (t->bf16 && tensor_autocast_begin(TENSOR_BF16) != 0) return NULL;
-    tensor *img = clip_encode_image(t->model, images, true);
+// The contrastive loss of a batch (under the step's autocast when training in amp_bf16).
+static tensor *batch_loss(void *ctx, const void *batch) {
+    const trainer *t = ctx;
+    const loader_batch *b = batch;
+    tensor *img = clip_encode_image(t->model, clip_images_to_device(t->model, b->images, b->n), true);
     tensor *txt = clip_encode_text_host(t->model, b->tokens, b->n, true);
-    if (t->bf16) {
-        tensor_autocast_end();
-        img = tensor_to_dtype(img, TENSOR_F32);
-        txt = tensor_to_dtype(txt, TENSOR_F32);
-    }
-    tensor *scale = tensor_exp(t->model->logit_scale);
-    if (t->o.siglip) return loss_siglip(img, txt, scale, t->model->logit_bias);
-    return loss_clip(img, txt, scale);
+    return loss_contrastive(t->loss, img, txt, tensor_exp(t->model->logit_scale), t->model->logit_bias);
 }
 
-// One optimizer step. Returns 0 (with *loss_value, possibly non-finite: then nothing changed) or -1.
-static int train_step(trainer *t, const loader_batch *b, double *loss_value) {
-    adamw_set_lr(t->optim, schedule_lr(&t->sched, t->step));
-    tensor_scope_begin();
-    tensor *loss = batch_loss(t, b);
-    int rc = loss ? tensor_item(loss, loss_value) : -1;
-    if (rc == 0 && isfinite(*loss_value)) {
-        rc = tensor_backward(loss, NULL);
-        double norm = 0;
-        if (rc == 0 && t->o.grad_clip_norm > 0) norm = optim_clip_grad_norm(t->model->params, t->model->n_params, t->o.grad_clip_norm);
-        if (rc == 0 && !isfinite(norm)) *loss_value = norm;  // report the step as non-finite
-        else if (rc == 0) rc = adamw_step(t->optim);
-        if (rc == 0) rc = optim_clamp_logit_scale(t->model->logit_scale);
-    }
-    tensor_scope_end();
-    for (int i = 0; i < t->model->n_params; i++) tensor_zero_grad(t->model->params[i].value);
-    return rc;
+// One optimizer step through train/step.h. Returns 0 (see r->finite) or -1.
+static int train_step(trainer *t, const loader_batch *b, step_result *r) {
+    param_list *lists[1] = {&t->model->params};
+    step_config sc = {.lists = lists, .n_lists = 1, .opt = t->optim, .sched = &t->sched,
+                      .grad_clip_norm = t->o.grad_clip_norm, .logit_scale = t->model->logit_scale,
+                      .autocast_bf16 = t->bf16};
+    return step_run(&sc, t->step, batch_loss, t, b, r);
 }
 
-static void log_step(trainer *t, double loss, double batch_time, double data_time, double elapsed, int64_t steps_run) {
-    double scale = 0;
-    tensor_scope_begin();
-    tensor_item(tensor_exp(t->model->logit_scale), &scale);
-    tensor_scope_end();
-    double lr = adamw_get_config(t->optim).lr, sps = (double)t->o.batch_size / batch_time;
+// The metrics line of a step; on printed steps (every --log-every-n-steps, the first and each
+// epoch's last) also the logit scale, the only value read from the device for logging, and the
+// progress line.
+static int log_step(trainer *t, const step_result *r, double batch_time, double data_time, double elapsed, int64_t steps_run) {
+    double sps = (double)t->o.batch_size / batch_time;
     int64_t in_epoch = t->step - t->epoch * t->steps_per_epoch;
-    fprintf(t->metrics, "{\"type\":\"train\",\"step\":%" PRId64 ",\"epoch\":%" PRId64 ",\"samples\":%" PRId64
-            ",\"loss\":%.9g,\"lr\":%.9g,\"logit_scale\":%.6g,\"samples_per_s\":%.2f,\"data_time\":%.5f,\"batch_time\":%.5f}\n",
-            t->step, t->epoch, t->step * t->o.batch_size, loss, lr, scale, sps, data_time, batch_time);
-    bool last_of_epoch = in_epoch == t->steps_per_epoch;
-    if (t->step % t->o.log_every_n_steps != 0 && !last_of_epoch && t->step != 1) return;
-    fflush(t->metrics);
+    bool printed = t->step % t->o.log_every_n_steps == 0 || in_epoch == t->steps_per_epoch || t->step == 1;
+    double scale = NAN;
+    if (printed) {
+        tensor_scope_begin();
+        int rc = tensor_item(tensor_exp(t->model->logit_scale), &scale);
+        tensor_scope_end();
+        if (rc != 0) return -1;
+    }
+    cJSON *line = metrics_line("train", t->step, t->epoch);
+    cJSON_AddNumberToObject(line, "samples", (double)(t->step * t->o.batch_size));
+    cJSON_AddNumberToObject(line, "loss", r->loss);
+    cJSON_AddNumberToObject(line, "lr", r->lr);
+    cJSON_AddNumberToObject(line, "grad_norm", r->grad_norm);
+    if (printed) cJSON_AddNumberToObject(line, "logit_scale", scale);
+    cJSON_AddNumberToObject(line, "samples_per_s", sps);
+    cJSON_AddNumberToObject(line, "data_time", data_time);
+    cJSON_AddNumberToObject(line, "batch_time", batch_time);
+    if (metrics_log_write(t->metrics, line, printed) != 0 || !printed) return printed ? -1 : 0;
     int64_t remaining = t->sched.total_steps - t->step;
     if (t->o.max_steps > 0 && t->o.max_steps - t->step < remaining) remaining = t->o.max_steps - t->step;
     double eta = steps_run > 0 ? elapsed / (double)steps_run * (double)remaining : 0;
     printf("Train Epoch: %" PRId64 " Step: %" PRId64 " [%7" PRId64 "/%" PRId64 " (%3.0f%%)] Loss: %.5f LR: %.6g "
            "Logit Scale: %.3f %.1f samples/s Data (t): %.3f Batch (t): %.3f ETA %dm%02ds\n",
            t->epoch, t->step, in_epoch * t->o.batch_size, t->steps_per_epoch * t->o.batch_size,
-           100.0 * (double)in_epoch / (double)t->steps_per_epoch, loss, lr, scale, sps, data_time, batch_time,
+           100.0 * (double)in_epoch / (double)t->steps_per_epoch, r->loss, r->lr, scale, sps, data_time, batch_time,
            (int)(eta / 60), (int)fmod(eta, 60));
     fflush(stdout);
+    return 0;
 }
 
-// Counts a non-finite loss. Returns -1 (with the message) when the run must stop.
-static int note_nonfinite(trainer *t, double loss) {
+// Counts a skipped step (non-finite loss or gradient). Returns -1 (with the message) when the run
+// must stop.
+static int note_nonfinite(trainer *t, const step_result *r) {
     t->nonfinite_run++;
-    fprintf(t->metrics, "{\"type\":\"nonfinite\",\"step\":%" PRId64 ",\"epoch\":%" PRId64 ",\"loss\":\"%g\"}\n",
-            t->step, t->epoch, loss);
-    fflush(t->metrics);
-    fprintf(stderr, "clipc train: non-finite loss (%g) at step %" PRId64 ": step skipped\n", loss, t->step);
+    char loss[32], norm[32];  // as text: JSON has no NaN or infinity
+    snprintf(loss, sizeof loss, "%g", r->loss);
+    snprintf(norm, sizeof norm, "%g", r->grad_norm);
+    cJSON *line = metrics_line("nonfinite", t->step, t->epoch);
+    cJSON_AddStringToObject(line, "loss", loss);
+    cJSON_AddStringToObject(line, "grad_norm", norm);
+    if (metrics_log_write(t->metrics, line, true) != 0) return -1;
+    fprintf(stderr, "clipc train: non-finite %s (loss %g, gradient norm %g) at step %" PRId64 ": step skipped\n",
+            isfinite(r->loss) ? "gradient" : "loss", r->loss, r->grad_norm, t->step);
     if (t->nonfinite_run < t->o.nonfinite_limit) return 0;
     return err_set("the loss was non-finite for %d steps in a row (at step %" PRId64 "); stopping. Checkpoints in %s "
                    "are from before; try a lower --lr or --grad-clip-norm", t->nonfinite_run, t->step, t->ckpt_dir);
@@ -382,15 +367,16 @@ static int train_loop(trainer *t) {
             if (finish_epoch(t) != 0) return -1;
             continue;
         }
-        double t1 = now_s(), loss = 0;
-        if (train_step(t, &b, &loss) != 0) return -1;
+        double t1 = now_s();
+        step_result r;
+        if (train_step(t, &b, &r) != 0) return -1;
         t->step++;
         steps_run++;
-        if (!isfinite(loss)) {
-            if (note_nonfinite(t, loss) != 0) return -1;
+        if (!r.finite) {
+            if (note_nonfinite(t, &r) != 0) return -1;
         } else {
             t->nonfinite_run = 0;
-            log_step(t, loss, now_s() - t0, t1 - t0, now_s() - start, steps_run);
+            if (log_step(t, &r, now_s() - t0, t1 - t0, now_s() - start, steps_run) != 0) return -1;
         }
         if (t->o.save_steps > 0 && t->step % t->o.save_steps == 0 && save_step_checkpoint(t) != 0) return -1;
     }
@@ -404,18 +390,15 @@ static int train_loop(trainer *t) {
 
 static void trainer_free(trainer *t) {
     loader_free(t->data);
-    tokenizer_free(t->tok);
     adamw_free(t->optim);
-    clip_model_free(t->model);
-    if (t->metrics) fclose(t->metrics);
+    session_close(&t->s);
+    metrics_log_close(t->metrics);
 }
 
 int train_run(const train_options *o) {
     trainer t = {.o = *o, .saved_step = -1};
-    int rc = pick_device(&t);
-    if (rc == 0) rc = setup_model(&t);
-    if (rc == 0) rc = setup_tokenizer(&t);
-    if (rc == 0) rc = (t.data = open_loader(&t, t.o.train_data, true, (int)t.o.batch_size, t.tok)) ? 0 : -1;
+    int rc = setup_session(&t);
+    if (rc == 0) rc = (t.data = open_loader(&t, t.o.train_data, true, (int)t.o.batch_size, t.s.tok)) ? 0 : -1;
     if (rc == 0) rc = setup_schedule(&t);
     if (rc == 0) rc = setup_run_dir(&t);
     if (rc == 0 && t.o.resume) rc = resume(&t);

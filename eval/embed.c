@@ -1,0 +1,63 @@
+#include "eval/embed.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "data/fsutil.h"
+#include "data/image.h"
+
+loader *eval_loader_open(const session *s, const char *data, int batch_size, int workers, bool with_tokens) {
+    loader_config lc;
+    loader_config_init(&lc, data, batch_size, s->model->cfg.vision.image_size, false);
+    lc.workers = workers;
+    lc.tok = with_tokens ? s->tok : NULL;
+    lc.context_length = s->model->cfg.text.context_length;
+    return loader_init(&lc);
+}
+
+int eval_image_load(const char *path, int image_size, float *out) {
+    size_t size = 0;
+    uint8_t *bytes = fs_read_all(path, &size);
+    if (!bytes) return -1;
+    size_t plane = (size_t)image_size * (size_t)image_size;
+    uint8_t *rgb = xmalloc(3 * plane);
+    int rc = image_decode_eval(bytes, size, image_size, rgb);
+    if (rc == 0) {
+        loader_config lc;  // the loader's mean and std
+        loader_config_default(&lc);
+        for (size_t p = 0; p < plane; p++)
+            for (int c = 0; c < 3; c++) out[c * plane + p] = ((float)rgb[3 * p + c] / 255.0f - lc.mean[c]) / lc.std[c];
+    } else {
+        err_prefix("%s", path);
+    }
+    free(rgb);
+    free(bytes);
+    return rc;
+}
+
+int eval_embed_images(const clip_model *m, const float *images, int n, float *features) {
+    size_t nbytes = (size_t)n * (size_t)m->cfg.embed_dim * sizeof(float);
+    tensor_no_grad_begin();
+    tensor_scope_begin();
+    tensor *x = clip_images_to_device(m, images, n);
+    int rc = tensor_to_host(tensor_to_dtype(clip_encode_image(m, x, true), TENSOR_F32), features, nbytes);
+    tensor_scope_end();
+    tensor_no_grad_end();
+    return rc;
+}
+
+int eval_embed_image_files(const clip_model *m, char *const *paths, int n, int batch_size, float *features) {
+    int S = m->cfg.vision.image_size, E = m->cfg.embed_dim;
+    size_t image_floats = 3 * (size_t)S * (size_t)S;
+    float *batch = xmalloc((size_t)batch_size * image_floats * sizeof(float));
+    int rc = 0;
+    for (int begin = 0; begin < n && rc == 0; begin += batch_size) {
+        int rows = n - begin < batch_size ? n - begin : batch_size;
+        for (int i = 0; i < rows && rc == 0; i++) rc = eval_image_load(paths[begin + i], S, batch + i * image_floats);
+        if (rc == 0) rc = eval_embed_images(m, batch, rows, features + (size_t)begin * (size_t)E);
+    }
+    free(batch);
+    return rc;
+}

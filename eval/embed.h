@@ -1,0 +1,27 @@
+// embed: what evaluation reads images through: the evaluation loader over shards, the
+// evaluation transform of single image files, and normalized image features of host batches.
+#ifndef CLIPC_EVAL_EMBED_H
+#define CLIPC_EVAL_EMBED_H
+
+#include <stdbool.h>
+
+#include "data/loader.h"
+#include "session/session.h"
+
+// A loader over labelled or captioned shards in evaluation order (resize + centre crop, no shuffle,
+// every sample once), tokenizing the captions when with_tokens is set.
+loader *eval_loader_open(const session *s, const char *data, int batch_size, int workers, bool with_tokens);
+
+// Reads an image file and applies the evaluation transform into out (3, S, S) (S = the model's
+// image size, OpenAI mean and std, as the loader does). Errors name the file.
+int eval_image_load(const char *path, int image_size, float *out);
+
+// Normalized image features of n image files into features (n, E) on the host, batch_size files
+// per forward pass. The first unreadable or corrupt file stops it with an error naming the file.
+int eval_embed_image_files(const clip_model *m, char *const *paths, int n, int batch_size, float *features);
+
+// Normalized image features (B, E) of a host batch of transformed images (B, 3, S, S), into
+// features on the host.
+int eval_embed_images(const clip_model *m, const float *images, int n, float *features);
+
+#endif

@@ -1,0 +1,43 @@
+// session: what every command that runs a model sets up first, written once: the model config
+// (a name, a JSON path, or the "clipc.config" metadata of the weights), the model initialised
+// from a seed and optionally loaded from weights, the device ("cpu", "cuda", "cuda:N"), the
+// intra-op threads, and the tokenizer checked against the model's vocabulary size. Used by
+// train, eval, embed, classify, finetune and benchmark.
+#ifndef CLIPC_SESSION_SESSION_H
+#define CLIPC_SESSION_SESSION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "data/tokenizer.h"
+#include "model/clip.h"
+
+typedef struct {
+    const char *model;          // config name or JSON path; NULL: the weights' "clipc.config"
+    const char *model_configs;  // folder of named configs; NULL: the shipped ones
+    const char *pretrained;     // weights (OpenCLIP state dict or clipc checkpoint); NULL: from seed
+    const char *vocab;          // BPE merges file; NULL: no tokenizer
+    const char *device;         // "cpu", "cuda", "cuda:N"; NULL: CUDA when a GPU is present
+    int threads;                // intra-op threads (0: one per core)
+    uint64_t seed;              // initialisation seed
+    bool siglip;                // SigLIP's initial logit scale (ln 10) and bias (-10)
+    bool lock_image, lock_text; // freeze a tower (--lock-image, --lock-text)
+} session_options;
+
+typedef struct {
+    clip_config cfg;
+    clip_model *model;    // on `device`
+    tokenizer *tok;       // NULL without a vocabulary
+    tensor_device device;
+} session;
+
+// Sets everything up. Returns 0, or -1 with err_msg() naming the file or option at fault (the
+// session is then closed).
+int session_open(const session_options *o, session *s);
+void session_close(session *s);
+
+// The config of a model: from config_name (a name or path) when given, else from the
+// "clipc.config" metadata of weights. Returns 0 or -1 (weights without metadata ask for --model).
+int session_model_config(const char *config_name, const char *configs_dir, const char *weights, clip_config *cfg);
+
+#endif

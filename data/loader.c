@@ -47,7 +47,7 @@ typedef struct {
     slot_state state;
     int n, remaining, n_corrupt;
     int64_t index;            // batch number within the epoch
-    int64_t first_ordinal;    // samples of the epoch emitted before this batch
+    int64_t first_ordinal;    // position of the batch's first sample in the epoch's global stream
     sample_ref *refs;         // (B)
     payload **payloads;       // (B)
     bool *corrupt;            // (B)
@@ -227,7 +227,7 @@ static void store_pixels(const loader *l, const uint8_t *rgb, batch_slot *s, int
 static bool decode_sample(const loader *l, batch_slot *s, int i, uint8_t *scratch) {
     const loader_config *c = &l->cfg;
     const payload *p = s->payloads[i];
-    rng r = {rng_mix(rng_mix(rng_mix(rng_mix(c->seed, STREAM_AUGMENT), (uint64_t)l->epoch), (uint64_t)c->rank),
+    rng r = {rng_mix(rng_mix(rng_mix(rng_mix(c->seed, STREAM_AUGMENT), (uint64_t)l->epoch), 0),
                      (uint64_t)(s->first_ordinal + i))};
     int w = 0, h = 0;
     if (image_webp_size(p->image, p->image_size, &w, &h)) return false;
@@ -289,11 +289,12 @@ static void slot_release_payloads(batch_slot *s) {
 static void produce_batch(loader *l, batch_slot *s, int64_t k) {
     slot_release_payloads(s);
     s->index = l->batch_base + k;
-    s->first_ordinal = l->producer.emitted;
     int rc = 1;
     while (s->n < l->cfg.batch_size) {
         void *p = NULL;
-        rc = sampler_next(&l->producer, &s->refs[s->n], &p);
+        int64_t ordinal;
+        rc = sampler_next(&l->producer, &s->refs[s->n], &p, &ordinal);
+        if (rc == 1 && s->n == 0) s->first_ordinal = ordinal;
         if (rc <= 0) break;
         s->payloads[s->n] = p;
         s->corrupt[s->n++] = false;
@@ -429,7 +430,7 @@ static void run_batch_here(loader *l) {
 static void advance_shadow(loader *l, const batch_slot *s) {
     for (int i = 0; i < s->n; i++) {
         sample_ref ref;
-        int rc = sampler_next(&l->shadow, &ref, NULL);
+        int rc = sampler_next(&l->shadow, &ref, NULL, NULL);
         CLIPC_ASSERT(rc == 1 && ref.shard == s->refs[i].shard && ref.index == s->refs[i].index);
     }
 }
@@ -701,7 +702,7 @@ loader_stats loader_get_stats(const loader *l) {
 
 // ---- saved position --------------------------------------------------------------------------
 
-// Everything besides seed, rank, world size and batch size that decides the order.
+// Everything besides the seed and the global batch size that decides the order.
 static uint64_t order_fingerprint(const loader *l) {
     const loader_config *c = &l->cfg;
     uint64_t h = rng_mix((uint64_t)l->n_shards, (uint64_t)c->train * 2 + (uint64_t)c->resampled);
@@ -748,11 +749,12 @@ static int check_state_header(const loader *l, const uint8_t *bytes, size_t n) {
         return err_set("saved loader position: version %u, this build reads version %d", version, LOADER_STATE_VERSION);
     uint64_t seed = bytes_get_u64(&p);
     uint32_t rank = bytes_get_u32(&p), world = bytes_get_u32(&p), batch = bytes_get_u32(&p), shards = bytes_get_u32(&p);
-    if (seed != l->cfg.seed || rank != (uint32_t)l->cfg.rank || world != (uint32_t)l->cfg.world_size ||
-        batch != (uint32_t)l->cfg.batch_size)
-        return err_set("saved loader position was made with seed %llu, rank %u of %u, batch %u; this loader has "
-                       "seed %llu, rank %d of %d, batch %d",
-                       (unsigned long long)seed, rank, world, batch, (unsigned long long)l->cfg.seed, l->cfg.rank,
+    (void)rank;  // any rank and world size continue the same global stream
+    if (seed != l->cfg.seed || (uint64_t)world * batch != (uint64_t)l->cfg.world_size * (uint64_t)l->cfg.batch_size)
+        return err_set("saved loader position was made with seed %llu and a global batch of %llu (%u ranks x %u); this "
+                       "loader has seed %llu and a global batch of %lld (%d x %d)",
+                       (unsigned long long)seed, (unsigned long long)world * batch, world, batch,
+                       (unsigned long long)l->cfg.seed, (long long)l->cfg.world_size * l->cfg.batch_size,
                        l->cfg.world_size, l->cfg.batch_size);
     if (shards != (uint32_t)l->n_shards || bytes_get_u64(&p) != order_fingerprint(l))
         return err_set("saved loader position was made with other shards or shuffle settings");
@@ -771,7 +773,7 @@ int loader_state_restore(loader *l, const uint8_t *bytes, size_t n) {
         return -1;
     }
     l->epoch = l->shadow.epoch;
-    l->batch_base = l->shadow.emitted / l->cfg.batch_size;
+    l->batch_base = l->shadow.emitted / ((int64_t)l->cfg.batch_size * l->cfg.world_size);
     start_threads(l);
     return 0;
 }

@@ -4,7 +4,8 @@
 // decides (data/sampler.h) and fills a bounded queue of batch slots; worker threads decode the
 // WebP images (crop and scale inside libwebp), normalize them into the slot's batch buffer and
 // tokenize the captions. Which samples form batch k, and every random crop, depend only on
-// (seed, epoch, rank, world size, batch index): never on the number of workers or on timing.
+// (seed, epoch, global batch size = world size x batch size, batch index, rank): never on the number
+// of workers, on timing, or on how a global batch is split among ranks (data/sampler.h).
 //
 // A corrupt image inside a shard is skipped and counted: its place in the batch is taken by a
 // copy of the next good sample of the same batch (the batch keeps its size, as data-parallel
@@ -102,8 +103,8 @@ const char *loader_class_name(const loader *l, int c);
 loader_stats loader_get_stats(const loader *l);
 
 // The position after the last batch returned, as a versioned byte string (docs/data.md):
-// restoring it into a loader with the same data, seed, batch size, rank and world size makes the
-// next batch the one that would have come next. Returns 0 with *bytes malloc'ed.
+// restoring it into a loader with the same data, seed and global batch (any rank and world size)
+// makes the next batch the one that would have come next. Returns 0 with *bytes malloc'ed.
 int loader_state_save(const loader *l, uint8_t **bytes, size_t *n);
 int loader_state_restore(loader *l, const uint8_t *bytes, size_t n);
 

@@ -63,17 +63,19 @@ static void plan_shard_order(sampler *s) {
     for (int i = 0; i < c->n_shards; i++) s->prefix[i + 1] = s->prefix[i] + c->shard_sizes[s->order[i]];
 }
 
+static int64_t global_batch(const sampler_config *c) { return (int64_t)c->batch_size * c->world_size; }
+
 static void plan_epoch_length(sampler *s) {
     const sampler_config *c = &s->cfg;
-    int64_t total = s->prefix[c->n_shards], world = c->world_size, b = c->batch_size;
-    s->lo = total * c->rank / world;
-    s->hi = total * (c->rank + 1) / world;
+    int64_t total = s->prefix[c->n_shards], g = global_batch(c);
+    s->lo = 0;
+    s->hi = total;
     if (c->resampled) {
         int64_t wanted = c->samples_per_epoch > 0 ? c->samples_per_epoch : total;
-        int64_t batches = wanted / (b * world);
-        s->n_emit = total == 0 ? 0 : (batches > 0 ? batches : 1) * b;
+        int64_t batches = wanted / g;
+        s->n_emit = total == 0 ? 0 : (batches > 0 ? batches : 1) * g;
     } else {
-        s->n_emit = c->drop_last ? (total / world) / b * b : s->hi - s->lo;
+        s->n_emit = c->drop_last ? total / g * g : total;
     }
 }
 
@@ -83,16 +85,16 @@ void sampler_start_epoch(sampler *s, int64_t epoch) {
     plan_shard_order(s);
     plan_epoch_length(s);
     s->cursor = s->lo;
-    s->input_rng = stream_rng(s->cfg.seed, STREAM_RESAMPLE, epoch, s->cfg.rank);
+    s->input_rng = stream_rng(s->cfg.seed, STREAM_RESAMPLE, epoch, 0);
     s->cur_shard = -1;
     s->cur_index = 0;
-    s->shuffle_rng = stream_rng(s->cfg.seed, STREAM_BUFFER, epoch, s->cfg.rank);
+    s->shuffle_rng = stream_rng(s->cfg.seed, STREAM_BUFFER, epoch, 0);
     s->emitted = 0;
 }
 
 int64_t sampler_num_batches(const sampler *s) {
-    int64_t b = s->cfg.batch_size;
-    return (s->n_emit + b - 1) / b;
+    int64_t g = global_batch(&s->cfg), rest = s->n_emit % g;
+    return s->n_emit / g + (rest > (int64_t)s->cfg.rank * s->cfg.batch_size);
 }
 
 static int64_t draw_shard(sampler *s) {
@@ -142,7 +144,8 @@ static int fill_buffer(sampler *s) {
     return 0;
 }
 
-int sampler_next(sampler *s, sample_ref *ref, void **payload) {
+// The next sample of the global stream (whoever's it is): 1, 0 at the end, -1 on a fetch error.
+static int draw(sampler *s, sample_ref *ref, void **payload) {
     if (s->emitted >= s->n_emit) return 0;
     if (fill_buffer(s)) return -1;
     if (s->n_buf == 0) return 0;
@@ -156,6 +159,37 @@ int sampler_next(sampler *s, sample_ref *ref, void **payload) {
     s->payload[s->n_buf] = NULL;
     s->emitted++;
     return 1;
+}
+
+// Draws and drops samples until the stream reaches the end of a global batch (or of the epoch).
+static int skip_to_batch_end(sampler *s) {
+    int64_t g = global_batch(&s->cfg);
+    sample_ref ref;
+    int rc = 1;
+    while (rc == 1 && s->emitted % g != 0) rc = draw(s, &ref, NULL);
+    return rc < 0 ? -1 : 0;
+}
+
+int sampler_next(sampler *s, sample_ref *ref, void **payload, int64_t *ordinal) {
+    int64_t g = global_batch(&s->cfg), first = (int64_t)s->cfg.rank * s->cfg.batch_size, end = first + s->cfg.batch_size;
+    for (;;) {
+        int64_t j = s->emitted;
+        void *p = NULL;
+        int rc = draw(s, ref, payload ? &p : NULL);
+        if (rc <= 0) return rc;
+        int64_t pos = j % g;
+        if (pos < first || pos >= end) {
+            free(p);
+            continue;
+        }
+        if (pos == end - 1 && skip_to_batch_end(s) != 0) {
+            free(p);
+            return -1;
+        }
+        if (payload) *payload = p;
+        if (ordinal) *ordinal = j;
+        return 1;
+    }
 }
 
 // ---- saved position ------------------------------------------------------------------------

@@ -1,14 +1,16 @@
-// sampler: the order in which one rank visits a sharded dataset in one epoch, computed on sample
-// references alone (no I/O), so that it depends only on (seed, epoch, rank, world size) and can be
-// saved and restored exactly.
+// sampler: the order in which a sharded dataset is visited in one epoch, computed on sample
+// references alone (no I/O), so that it depends only on (seed, epoch) and can be saved and
+// restored exactly.
 //
-// Without resampling, the shards are put in an order drawn from (seed, epoch) (the same on every
-// rank; file order when not shuffling), their samples are concatenated into one sequence of T
-// samples, and rank r reads the contiguous range [T*r/W, T*(r+1)/W): each sample belongs to exactly
-// one rank, and a rank touches whole shards except at most two at its ends. With resampling, each
-// rank draws shards with replacement (weighted) from (seed, epoch, rank) and reads each drawn shard
-// in order. Either stream then passes through a shuffle buffer (webdataset-style: keep up to S
-// samples, emit a uniformly drawn one) seeded from (seed, epoch, rank).
+// There is ONE global stream, the same on every rank: without resampling, the shards are put in
+// an order drawn from (seed, epoch) (file order when not shuffling) and their samples concatenated;
+// with resampling, shards are drawn with replacement (weighted) from (seed, epoch) and each drawn
+// shard is read in order. The stream passes through a shuffle buffer (webdataset-style: keep up to
+// S samples, emit a uniformly drawn one) seeded from (seed, epoch). Cut into global batches of
+// G = world_size x batch_size samples, global batch k gives rank r its positions
+// [r*B, (r+1)*B): the global batches depend only on the seed and G, never on the world size, so a
+// position saved on R ranks restores on R' ranks with the same G. Every rank walks the whole
+// stream (reading the references and payloads of the others' samples, and dropping them undecoded).
 #ifndef CLIPC_DATA_SAMPLER_H
 #define CLIPC_DATA_SAMPLER_H
 
@@ -49,14 +51,14 @@ typedef struct {
     int64_t epoch;
     uint32_t *order;              // (n_shards) shard order of this epoch
     int64_t *prefix;              // (n_shards + 1) samples before each shard in that order
-    int64_t lo, hi, cursor;       // this rank's range of the sequence and the next position
+    int64_t lo, hi, cursor;       // the stream's range of the concatenated sequence and the next position
     rng input_rng;                // resampled shard draws
     int64_t cur_shard, cur_index; // resampled: shard being read (-1: none) and next sample
     rng shuffle_rng;
     sample_ref *buf;              // (buffer_size)
     void **payload;               // (buffer_size)
     int n_buf;
-    int64_t emitted, n_emit;      // samples emitted this epoch, and the epoch's total
+    int64_t emitted, n_emit;      // samples of the global stream emitted this epoch, and the epoch's total
 } sampler;
 
 void sampler_init(sampler *s, const sampler_config *cfg, sampler_fetch_fn fetch, void *fetch_ctx);
@@ -65,10 +67,13 @@ void sampler_free(sampler *s);
 // Starts epoch `epoch` from its beginning (the buffer is emptied).
 void sampler_start_epoch(sampler *s, int64_t epoch);
 
+// The batches this rank gets in the epoch (the last may be partial without drop_last).
 int64_t sampler_num_batches(const sampler *s);
 
-// The next sample of the epoch: 1, 0 at the end of the epoch, -1 when fetch failed.
-int sampler_next(sampler *s, sample_ref *ref, void **payload);
+// This rank's next sample of the epoch and its ordinal in the global stream: 1, 0 at the end of
+// the epoch, -1 when fetch failed. After a rank's last sample of a global batch the stream is
+// advanced to the end of that global batch, so a saved position always falls between batches.
+int sampler_next(sampler *s, sample_ref *ref, void **payload, int64_t *ordinal);
 
 // The position as bytes (documented in docs/data.md): epoch, counters, RNG states, buffer.
 size_t sampler_state_size(const sampler *s);

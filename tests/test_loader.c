@@ -1,5 +1,6 @@
 // Tests of the data loader: coverage (each sample once per epoch for 1-3 ranks and 0-4 workers),
-// determinism, resume, resampled mixing, transforms, and each bad input.
+// determinism, resume, global batches independent of the world size (and a position carried
+// from 2 ranks to 1), resampled mixing, transforms, and each bad input.
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -258,6 +259,70 @@ static void test_restore_errors(void **state) {
     free(s);
 }
 
+// Keys and pixels of a run's batches, sample by sample.
+typedef struct {
+    int n;
+    int keys[N_SAMPLES * 8];
+    float *pixels;  // (n, 3, S, S)
+} sample_log;
+
+static void log_samples(loader *l, const loader_config *c, int max_batches, sample_log *out) {
+    size_t per = 3 * (size_t)c->image_size * (size_t)c->image_size;
+    loader_batch b;
+    for (int k = 0; (max_batches < 0 || k < max_batches) && loader_next(l, &b) == 1; k++) {
+        out->pixels = realloc(out->pixels, (size_t)(out->n + b.n) * per * sizeof(float));
+        memcpy(out->pixels + (size_t)out->n * per, b.images, (size_t)b.n * per * sizeof(float));
+        for (int i = 0; i < b.n; i++) out->keys[out->n++] = atoi(b.keys[i] + 1);
+    }
+}
+
+// Global batch k on 2 ranks of batch B (rank 0's B samples, then rank 1's) is global batch k on
+// one rank of batch 2B, crops and pixels included; a position saved on 2 ranks continues on 1.
+static void test_global_batches_independent_of_world_size(void **state) {
+    (void)state;
+    size_t per = 3 * 8 * 8;
+    loader_config one = small_config(dataset, true);
+    one.batch_size = 8;
+    sample_log whole = {0}, parts[2] = {{0}, {0}};
+    loader *l = loader_init(&one);
+    log_samples(l, &one, -1, &whole);
+    loader_free(l);
+    for (int r = 0; r < 2; r++) {
+        loader_config c = small_config(dataset, true);
+        c.world_size = 2, c.rank = r, c.workers = r + 1;
+        l = loader_init(&c);
+        assert_int_equal(loader_num_batches(l), whole.n / 8);
+        log_samples(l, &c, -1, &parts[r]);
+        loader_free(l);
+    }
+    for (int i = 0; i < whole.n; i++) {
+        int batch = i / 8, pos = i % 8, r = pos / 4, j = batch * 4 + pos % 4;
+        assert_int_equal(whole.keys[i], parts[r].keys[j]);
+        assert_memory_equal(whole.pixels + (size_t)i * per, parts[r].pixels + (size_t)j * per, per * sizeof(float));
+    }
+    // Saved on rank 1 of 2 after 2 batches, restored on one rank of batch 8: batch 2 onwards.
+    loader_config c = small_config(dataset, true);
+    c.world_size = 2, c.rank = 1;
+    l = loader_init(&c);
+    sample_log skip = {0}, rest = {0};
+    log_samples(l, &c, 2, &skip);
+    uint8_t *saved;
+    size_t n;
+    assert_int_equal(loader_state_save(l, &saved, &n), 0);
+    loader_free(l);
+    l = loader_init(&one);
+    assert_int_equal(loader_state_restore(l, saved, n), 0);
+    log_samples(l, &one, -1, &rest);
+    loader_free(l);
+    assert_int_equal(rest.n, whole.n - 16);
+    assert_memory_equal(rest.keys, whole.keys + 16, (size_t)rest.n * sizeof(int));
+    assert_memory_equal(rest.pixels, whole.pixels + 16 * per, (size_t)rest.n * per * sizeof(float));
+    one.batch_size = 4;  // another global batch is refused
+    expect_restore_error(&one, saved, n, "global batch of 8");
+    free(saved);
+    free(whole.pixels), free(parts[0].pixels), free(parts[1].pixels), free(skip.pixels), free(rest.pixels);
+}
+
 static void test_resampled_mixing(void **state) {
     (void)state;
     static run_log log;
@@ -429,6 +494,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_resume),
         cmocka_unit_test(test_resume_after_set_epoch),
         cmocka_unit_test(test_restore_errors),
+        cmocka_unit_test(test_global_batches_independent_of_world_size),
         cmocka_unit_test(test_resampled_mixing),
         cmocka_unit_test(test_transform_values),
         cmocka_unit_test(test_corrupt_sample),

@@ -169,11 +169,11 @@ int loss_distill_rows(const tensor *image_features, const tensor *text_features,
     return -1;
 }
 
-tensor *loss_contrastive(loss_kind kind, const tensor *image_features, const tensor *text_features,
-                         const tensor *scale, const tensor *bias) {
+tensor *loss_contrastive_rows(loss_kind kind, const tensor *image_features, const tensor *text_features,
+                              const tensor *scale, const tensor *bias, int64_t row_begin, int64_t row_end) {
     switch (kind) {
-    case LOSS_KIND_CLIP: return loss_clip(image_features, text_features, scale);
-    case LOSS_KIND_SIGLIP: return loss_siglip(image_features, text_features, scale, bias);
+    case LOSS_KIND_CLIP: return loss_clip_rows(image_features, text_features, scale, row_begin, row_end);
+    case LOSS_KIND_SIGLIP: return loss_siglip_rows(image_features, text_features, scale, bias, row_begin, row_end);
     }
     err_set("loss: unknown kind %d", (int)kind);
     return NULL;

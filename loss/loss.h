@@ -31,9 +31,10 @@ typedef enum {
     LOSS_KIND_SIGLIP,
 } loss_kind;
 
-// The loss of `kind` over the whole batch; bias is used by SigLIP only (required there).
-tensor *loss_contrastive(loss_kind kind, const tensor *image_features, const tensor *text_features,
-                         const tensor *scale, const tensor *bias);
+// The share of the loss of `kind` owned by rows [row_begin, row_end) (the whole loss for 0..N);
+// bias is used by SigLIP only (required there).
+tensor *loss_contrastive_rows(loss_kind kind, const tensor *image_features, const tensor *text_features,
+                              const tensor *scale, const tensor *bias, int64_t row_begin, int64_t row_end);
 
 // (s * a) @ b^T, the logits of a's rows against b's rows: (Na, Nb). OpenCLIP's operand order.
 tensor *loss_logits(const tensor *a, const tensor *b, const tensor *scale);

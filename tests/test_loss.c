@@ -142,7 +142,7 @@ static double loss_at(loss_kind kind, const double *x, double *grad) {
         tensor_scalar(x[FD_BIAS], TENSOR_F64, TENSOR_CPU),
     };
     for (int i = 0; i < 4 && grad; i++) assert_int_equal(tensor_set_requires_grad(leaves[i], true), 0);
-    tensor *loss = loss_contrastive(kind, leaves[0], leaves[1], leaves[2], leaves[3]);
+    tensor *loss = loss_contrastive_rows(kind, leaves[0], leaves[1], leaves[2], leaves[3], 0, FD_N);
     double value;
     assert_int_equal(tensor_item(loss, &value), 0);
     if (grad) {

@@ -3,7 +3,8 @@
 // own training step (train/step.h: ClipLoss, backward, the finiteness check, clipping, AdamW with
 // OpenCLIP's parameter groups, the cosine schedule, the logit-scale clamp) and compares each
 // step's learning rate, loss, gradient norm and logit scale, every parameter after the last step
-// and the AdamW moments, at the tolerances the fixture's metadata states. Hyper-parameters,
+// and the AdamW moments, at the tolerances the fixture's metadata states; then again with each
+// batch split into 2 and 4 micro-batches (--accum-freq), which must give the same steps. Hyper-parameters,
 // batch orders and tolerances all come from the fixture, so any folder of that layout works.
 // Usage: test_step_parity FIXTURE_DIR
 #include <cjson/cJSON.h>
@@ -95,12 +96,19 @@ typedef struct {
     tensor *images, *tokens;  // (N, 3, S, S), (N, C): inputs.safetensors
 } replay;
 
-static tensor *batch_loss(void *ctx, const void *batch) {
+// The objective: features of the batch's samples [begin, end) in the step's order, ClipLoss rows.
+static int batch_features(void *ctx, const void *batch, int64_t begin, int64_t end, tensor **out) {
     const replay *r = ctx;
-    const tensor *order = batch;
-    tensor *img = clip_encode_image(r->model, tensor_index_select(r->images, 0, order), true);
-    tensor *txt = clip_encode_text(r->model, tensor_index_select(r->tokens, 0, order), true);
-    return loss_contrastive(LOSS_KIND_CLIP, img, txt, tensor_exp(r->model->logit_scale), NULL);
+    const tensor *order = tensor_slice(batch, 0, begin, end);
+    out[0] = clip_encode_image(r->model, tensor_index_select(r->images, 0, order), true);
+    out[1] = clip_encode_text(r->model, tensor_index_select(r->tokens, 0, order), true);
+    return out[0] && out[1] ? 0 : -1;
+}
+
+static tensor *batch_loss_rows(void *ctx, tensor *const *all, int64_t row_begin, int64_t row_end) {
+    const replay *r = ctx;
+    return loss_contrastive_rows(LOSS_KIND_CLIP, all[0], all[1], tensor_exp(r->model->logit_scale), NULL, row_begin,
+                                 row_end);
 }
 
 static void replay_init(replay *r) {
@@ -133,7 +141,7 @@ static adamw *make_optimizer(const step_fixture *fx, replay *r) {
 static step_config make_step(const step_fixture *fx, replay *r, param_list **lists, adamw *opt, const schedule *s) {
     lists[0] = &r->model->params;
     return (step_config){.lists = lists, .n_lists = 1, .opt = opt, .sched = s, .grad_clip_norm = fx->grad_clip_norm,
-                         .logit_scale = r->model->logit_scale};
+                         .logit_scale = r->model->logit_scale, .accum_freq = 1};
 }
 
 // ---- comparisons after the last step -------------------------------------------------------------
@@ -201,24 +209,29 @@ static void expect_moments(const step_fixture *fx, const adamw *opt) {
 
 // ---- tests -----------------------------------------------------------------------------------------
 
-static void test_four_training_steps(void **state) {
-    (void)state;
+// The four steps with the batch split into accum_freq micro-batches (1: none): the loss over the
+// global batch is exact, so every split must match OpenCLIP's unsplit steps.
+static void four_training_steps(int accum_freq) {
+    step_objective obj = {.n_features = 2, .n_trained = 2, .features = batch_features, .loss_rows = batch_loss_rows};
     step_fixture fx;
     read_fixture(&fx);
     replay r;
     replay_init(&r);
+    obj.ctx = &r;
     adamw *opt = make_optimizer(&fx, &r);
     schedule sched = {.kind = SCHEDULE_COSINE, .base_lr = fx.lr, .warmup_steps = fx.warmup, .total_steps = fx.total_steps};
     assert_int_equal(schedule_check(&sched), 0);
     param_list *lists[1];
     step_config sc = make_step(&fx, &r, lists, opt, &sched);
+    sc.accum_freq = accum_freq;
+    printf("  %d micro-batch(es) per step\n", accum_freq);
     char name[64];
     for (int64_t k = 0; k < fx.num_steps; k++) {
         snprintf(name, sizeof name, "step%lld.order", (long long)k);
         tensor *order = ref("step.safetensors", name);
         step_result res;
         tensor_scope_begin();
-        assert_int_equal(step_run(&sc, k, batch_loss, &r, order, &res), 0);
+        assert_int_equal(step_run(&sc, k, &obj, order, tensor_numel(order), &res), 0);
         tensor_scope_end();
         tensor_free(order);
         assert_true(res.finite);
@@ -238,12 +251,25 @@ static void test_four_training_steps(void **state) {
     cJSON_Delete(fx.tolerance);
 }
 
+static void test_four_training_steps(void **state) {
+    (void)state;
+    four_training_steps(1);
+}
+
+static void test_four_training_steps_accumulated(void **state) {
+    (void)state;
+    four_training_steps(2);
+    four_training_steps(4);
+}
+
 // One step from a logit scale just outside [0, ln 100]: the update, then the clamp.
 static void clamp_run(const char *run) {
+    step_objective obj = {.n_features = 2, .n_trained = 2, .features = batch_features, .loss_rows = batch_loss_rows};
     step_fixture fx;
     read_fixture(&fx);
     replay r;
     replay_init(&r);
+    obj.ctx = &r;
     char name[64];
     snprintf(name, sizeof name, "%s.logit_scale_init", run);
     assert_int_equal(tensor_fill_(r.model->logit_scale, ref_value(name)), 0);
@@ -256,7 +282,7 @@ static void clamp_run(const char *run) {
     tensor *order = tensor_arange(four, TENSOR_I64, TENSOR_CPU);
     step_result res;
     tensor_scope_begin();
-    assert_int_equal(step_run(&sc, 0, batch_loss, &r, order, &res), 0);
+    assert_int_equal(step_run(&sc, 0, &obj, order, four, &res), 0);
     tensor_scope_end();
     double unclamped, clamped;
     assert_int_equal(tensor_item(r.model->logit_scale, &unclamped), 0);
@@ -295,6 +321,7 @@ int main(int argc, char **argv) {
     tensor_set_threads(0);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_four_training_steps),
+        cmocka_unit_test(test_four_training_steps_accumulated),
         cmocka_unit_test(test_clamp_high),
         cmocka_unit_test(test_clamp_low),
     };

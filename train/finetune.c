@@ -5,15 +5,25 @@
 #include "common/error.h"
 #include "train/step.h"
 
-// Cross-entropy of the classifier on a labelled batch.
-static tensor *batch_loss(void *ctx, const void *batch) {
+// The objective: each sample's cross-entropy as its one "feature" (B, 1), and the loss of a row
+// range their sum over the global batch size, so the shares add up to the mean cross-entropy.
+static int sample_losses(void *ctx, const void *batch, int64_t begin, int64_t end, tensor **out) {
     const zs_classifier *c = ctx;
     const loader_batch *b = batch;
-    int64_t *labels = xmalloc((size_t)b->n * sizeof(int64_t)), shape[1] = {b->n};
-    for (int i = 0; i < b->n; i++) labels[i] = b->labels[i];
-    tensor *y = tensor_to_device(tensor_from_host(labels, shape, 1, TENSOR_I64, false), c->model->device, false);
+    int64_t n = end - begin, *labels = xmalloc((size_t)n * sizeof(int64_t)), shape[2] = {n, 1};
+    for (int64_t i = 0; i < n; i++) labels[i] = b->labels[begin + i];
+    tensor *y = tensor_to_device(tensor_from_host(labels, shape, 2, TENSOR_I64, false), c->model->device, false);
     free(labels);
-    return tensor_cross_entropy(zs_classifier_logits(c, clip_images_to_device(c->model, b->images, b->n)), y);
+    const float *images = b->images + (size_t)begin * 3 * (size_t)c->model->cfg.vision.image_size *
+                                          (size_t)c->model->cfg.vision.image_size;
+    tensor *logp = tensor_log_softmax(zs_classifier_logits(c, clip_images_to_device(c->model, images, n)), 1);
+    out[0] = tensor_neg(tensor_gather(logp, 1, y));
+    return out[0] ? 0 : -1;
+}
+
+static tensor *mean_rows(void *ctx, tensor *const *all, int64_t row_begin, int64_t row_end) {
+    (void)ctx;
+    return tensor_mul_scalar(tensor_sum(tensor_slice(all[0], 0, row_begin, row_end)), 1.0 / (double)tensor_size(all[0], 0));
 }
 
 int finetune_run(zs_classifier *c, loader *train, const finetune_options *o) {
@@ -27,7 +37,8 @@ int finetune_run(zs_classifier *c, loader *train, const finetune_options *o) {
     adamw *opt = adamw_init(c->lists, 2, ac);
     if (!opt) return -1;
     step_config sc = {.lists = c->lists, .n_lists = 2, .opt = opt, .sched = &sched,
-                      .grad_clip_norm = o->grad_clip_norm, .autocast_bf16 = o->bf16};
+                      .grad_clip_norm = o->grad_clip_norm, .autocast_bf16 = o->bf16, .accum_freq = 1};
+    step_objective obj = {.n_features = 1, .n_trained = 1, .features = sample_losses, .loss_rows = mean_rows, .ctx = c};
     int rc = 0;
     int64_t step = 0;
     for (int e = 0; e < o->epochs && rc == 0; e++) {
@@ -35,7 +46,7 @@ int finetune_run(zs_classifier *c, loader *train, const finetune_options *o) {
         loader_batch b;
         while (rc == 0 && (rc = loader_next(train, &b)) == 1) {
             step_result r;
-            rc = step_run(&sc, step++, batch_loss, c, &b, &r);
+            rc = step_run(&sc, step++, &obj, &b, b.n, &r);
             if (rc == 0 && !r.finite)
                 rc = err_set("fine-tuning step %lld: the loss is %g and the gradient norm %g; try a lower --lr",
                              (long long)step, r.loss, r.grad_norm);

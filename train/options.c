@@ -55,6 +55,7 @@ static int make_specs(train_options *o, arg_spec *s) {
         SPEC("resume", ARG_STR, resume, "checkpoint to continue from, or 'latest'"),
         SPEC("log-every-n-steps", ARG_INT, log_every_n_steps, "progress line every N steps"),
         SPEC("nonfinite-limit", ARG_INT, nonfinite_limit, "stop after N non-finite losses in a row"),
+        SPEC("accum-freq", ARG_INT, accum_freq, "micro-batches of --batch-size per step, the loss exact over all of them"),
         SPEC("config", ARG_STR, config, "JSON file of these options (flags override it)"),
     };
     if (s) memcpy(s, specs, sizeof specs);
@@ -83,6 +84,7 @@ static void set_defaults(train_options *o) {
     o->zeroshot_frequency = 2;
     o->log_every_n_steps = 100;
     o->nonfinite_limit = 5;
+    o->accum_freq = 1;
 }
 
 static char *read_text_file(const char *path) {
@@ -115,6 +117,7 @@ int train_options_parse(train_options *o, int argc, char **argv) {
     if (!o->train_data) return err_set("--train-data is required (a manifest made by 'clipc shards')");
     if (o->batch_size <= 0) return err_set("--batch-size must be positive, got %ld", o->batch_size);
     if (o->epochs <= 0) return err_set("--epochs must be positive, got %ld", o->epochs);
+    if (o->accum_freq < 1 || o->accum_freq > 64) return err_set("--accum-freq must be 1 to 64, got %ld", o->accum_freq);
     if (strcmp(o->precision, "fp32") && strcmp(o->precision, "amp_bf16") && strcmp(o->precision, "bf16"))
         return err_set("--precision must be fp32 or amp_bf16, got '%s'", o->precision);
     return 0;

@@ -13,7 +13,7 @@ typedef struct {
     char *logs, *name, *resume, *config, *device, *precision, *lr_scheduler;
     long batch_size, epochs, epochs_cooldown, train_num_samples, warmup, seed, workers, threads;
     long save_frequency, save_steps, keep_checkpoints, zeroshot_frequency, log_every_n_steps;
-    long max_steps, nonfinite_limit;
+    long max_steps, nonfinite_limit, accum_freq;
     double lr, wd, beta1, beta2, eps, grad_clip_norm, lr_cooldown_power, lr_cooldown_end;
     bool dataset_resampled, save_most_recent, lock_image, lock_text, siglip;
 } train_options;

@@ -11,6 +11,72 @@ static int zero_grads(const step_config *c) {
     return 0;
 }
 
+static int run_features(const step_config *c, const step_objective *obj, const void *batch, int64_t begin,
+                        int64_t end, tensor **out) {
+    if (c->autocast_bf16 && tensor_autocast_begin(TENSOR_BF16) != 0) return -1;
+    int rc = obj->features(obj->ctx, batch, begin, end, out);
+    if (c->autocast_bf16) tensor_autocast_end();
+    return rc;
+}
+
+// The features of all n samples, as leaves for the loss: the trained ones require grad. With
+// one micro-batch, graph[] keeps the graph for the towers' backward; with several, the features
+// are computed without it and recomputed micro-batch by micro-batch later.
+static int global_features(const step_config *c, const step_objective *obj, const void *batch, int64_t n,
+                           tensor **graph, tensor **all) {
+    int K = c->accum_freq, nf = obj->n_features;
+    if (K == 1 && run_features(c, obj, batch, 0, n, graph) != 0) return -1;
+    if (K > 1) {
+        tensor *parts[STEP_MAX_FEATURES][64];
+        tensor_no_grad_begin();
+        int rc = 0;
+        for (int m = 0; m < K && rc == 0; m++) {
+            tensor *f[STEP_MAX_FEATURES];
+            rc = run_features(c, obj, batch, m * n / K, (m + 1) * n / K, f);
+            for (int i = 0; i < nf && rc == 0; i++) parts[i][m] = f[i];
+        }
+        tensor_no_grad_end();
+        if (rc != 0) return -1;
+        for (int i = 0; i < nf; i++) graph[i] = tensor_cat((const tensor *const *)parts[i], K, 0);
+    }
+    for (int i = 0; i < nf; i++) {
+        all[i] = tensor_detach(graph[i]);
+        if (i < obj->n_trained && tensor_set_requires_grad(all[i], true) != 0) return -1;
+    }
+    return 0;
+}
+
+// Backpropagates the features' gradients grads[i] (n, D_i) through the towers.
+static int towers_backward(const step_config *c, const step_objective *obj, const void *batch, int64_t n,
+                           tensor **graph, tensor **grads) {
+    int K = c->accum_freq, nt = obj->n_trained;
+    if (K == 1) return tensor_backward_multi((const tensor *const *)graph, (const tensor *const *)grads, nt);
+    for (int m = 0; m < K; m++) {
+        int64_t begin = m * n / K, end = (m + 1) * n / K;
+        tensor_scope_begin();
+        tensor *f[STEP_MAX_FEATURES], *g[STEP_MAX_FEATURES];
+        int rc = run_features(c, obj, batch, begin, end, f);
+        for (int i = 0; i < nt && rc == 0; i++) g[i] = tensor_slice(grads[i], 0, begin, end);
+        if (rc == 0) rc = tensor_backward_multi((const tensor *const *)f, (const tensor *const *)g, nt);
+        tensor_scope_end();
+        if (rc != 0) return -1;
+    }
+    return 0;
+}
+
+// The loss of the global batch and all gradients, accumulated into the lists' gradient buffers.
+static tensor *loss_and_gradients(const step_config *c, const step_objective *obj, const void *batch, int64_t n) {
+    tensor *graph[STEP_MAX_FEATURES], *all[STEP_MAX_FEATURES], *grads[STEP_MAX_FEATURES];
+    if (global_features(c, obj, batch, n, graph, all) != 0) return NULL;
+    if (c->autocast_bf16 && tensor_autocast_begin(TENSOR_BF16) != 0) return NULL;
+    tensor *loss = obj->loss_rows(obj->ctx, all, 0, n);
+    if (c->autocast_bf16) tensor_autocast_end();
+    if (!loss || tensor_backward(loss, NULL) != 0) return NULL;
+    for (int i = 0; i < obj->n_trained; i++)
+        if (!(grads[i] = tensor_grad(all[i]))) return NULL;
+    return towers_backward(c, obj, batch, n, graph, grads) == 0 ? loss : NULL;
+}
+
 // Reads loss and norm to the host in one copy.
 static int read_values(const tensor *loss, const tensor *norm, step_result *out) {
     int64_t one = 1;
@@ -29,17 +95,20 @@ static int update(const step_config *c, const tensor *norm) {
     return c->logit_scale ? optim_clamp_logit_scale(c->logit_scale) : 0;
 }
 
-int step_run(const step_config *c, int64_t step, step_loss_fn loss_fn, void *ctx, const void *batch, step_result *out) {
+int step_run(const step_config *c, int64_t step, const step_objective *obj, const void *batch, int64_t n,
+             step_result *out) {
+    int K = c->accum_freq;
+    if (obj->n_features < 1 || obj->n_features > STEP_MAX_FEATURES || obj->n_trained > obj->n_features)
+        return err_set("step: an objective has 1 to %d features", STEP_MAX_FEATURES);
+    if (K < 1 || K > 64 || n % K != 0)
+        return err_set("step: %lld samples do not split into %d micro-batches (--accum-freq)", (long long)n, K);
     out->lr = schedule_lr(c->sched, step);
     adamw_set_lr(c->opt, out->lr);
     if (zero_grads(c) != 0) return -1;
-    if (c->autocast_bf16 && tensor_autocast_begin(TENSOR_BF16) != 0) return -1;
     tensor_scope_begin();
-    tensor *loss = loss_fn(ctx, batch);
-    if (c->autocast_bf16) tensor_autocast_end();
-    int rc = loss ? tensor_backward(loss, NULL) : -1;
-    tensor *norm = rc == 0 ? optim_grad_norm(c->lists, c->n_lists) : NULL;
-    if (rc == 0) rc = read_values(loss, norm, out);
+    tensor *loss = loss_and_gradients(c, obj, batch, n);
+    tensor *norm = loss ? optim_grad_norm(c->lists, c->n_lists) : NULL;
+    int rc = norm ? read_values(loss, norm, out) : -1;
     if (rc == 0 && out->finite) rc = update(c, norm);
     tensor_scope_end();
     return rc;

@@ -1,10 +1,18 @@
 // step: one optimizer step of any objective, the same for `clipc train` and `clipc finetune`:
-// zero the gradients, forward through the objective's loss callback, backward, the finiteness
-// check of the loss and of every gradient, clipping, the AdamW update with the scheduled learning
-// rate, and the logit-scale clamp.
+// zero the gradients, compute the objective's loss over the step's whole (global) batch and its
+// gradients, check the loss and every gradient for finiteness, clip, apply AdamW with the
+// scheduled learning rate, and clamp the logit scale.
 //
-// The check costs one reduction (the global gradient norm, needed for clipping anyway) and one
-// read of two numbers (loss, norm) to the host: the step's only host synchronisation. A
+// The loss is computed exactly over the global batch however the batch is split: into K
+// micro-batches on one rank (--accum-freq) and, through dist/, across R ranks
+// (../docs/training-math.md, "the exact global batch"). The objective is therefore split at the
+// per-sample features: the step runs the towers on each micro-batch (without the graph when K > 1),
+// gathers the features, backpropagates the loss share of its own rows to them, and then
+// backpropagates through the towers micro-batch by micro-batch (recomputed with the graph when
+// K > 1, so memory is that of one micro-batch).
+//
+// The finiteness check costs one reduction (the global gradient norm, needed for clipping anyway)
+// and one read of two numbers (loss, norm) to the host: the step's only host synchronisation. A
 // non-finite loss or gradient skips the update and leaves the weights untouched; the caller
 // decides what a streak of them means.
 #ifndef CLIPC_TRAIN_STEP_H
@@ -17,9 +25,21 @@
 #include "optim/schedule.h"
 #include "param/param.h"
 
-// The objective: the batch's loss as a rank-0 tensor on the autograd graph. It runs inside the
-// step's tensor scope (intermediates are freed by the step). NULL with a message on failure.
-typedef tensor *(*step_loss_fn)(void *ctx, const void *batch);
+#define STEP_MAX_FEATURES 4
+
+// The objective of a step, split at the per-sample features.
+typedef struct {
+    int n_features;  // tensors per sample, at most STEP_MAX_FEATURES
+    int n_trained;   // the first n_trained carry gradients; the rest are constants (a teacher's)
+    // The features of samples [begin, end) of batch: n_features tensors (end - begin, D_i) into
+    // out, made in the caller's tensor scope, on the autograd graph when grad mode is on. 0 or -1.
+    int (*features)(void *ctx, const void *batch, int64_t begin, int64_t end, tensor **out);
+    // The share of the loss owned by rows [row_begin, row_end) of all (N, D_i), the features of
+    // the whole global batch, scaled so that the shares of a partition of 0..N sum to the loss
+    // (loss/loss.h's *_rows functions). A rank-0 tensor on the graph, or NULL with a message.
+    tensor *(*loss_rows)(void *ctx, tensor *const *all, int64_t row_begin, int64_t row_end);
+    void *ctx;
+} step_objective;
 
 typedef struct {
     param_list *const *lists;  // what the optimizer updates (packed; gradients accumulate there)
@@ -28,18 +48,21 @@ typedef struct {
     const schedule *sched;     // the learning rate of step k is schedule_lr(sched, k)
     double grad_clip_norm;     // > 0: clip the global gradient norm to it
     tensor *logit_scale;       // clamped to [0, ln 100] after each update; NULL: none
-    bool autocast_bf16;        // the loss callback runs under bf16 autocast (CUDA), loss included, as OpenCLIP's amp_bf16
+    bool autocast_bf16;        // features and loss under bf16 autocast (CUDA), as OpenCLIP's amp_bf16
+    int accum_freq;            // K micro-batches per batch (1: none)
 } step_config;
 
 typedef struct {
     bool finite;       // false: the loss or a gradient was not finite and the update was skipped
-    double loss;       // the batch's loss
+    double loss;       // the loss of the global batch
     double grad_norm;  // the global gradient norm before clipping
     double lr;         // the learning rate used
 } step_result;
 
-// Runs step number `step` (0-based, for the schedule) on batch. Returns 0 (see out->finite) or -1
-// with a message (a failed op, clip or update: the weights may then be partly updated).
-int step_run(const step_config *c, int64_t step, step_loss_fn loss, void *ctx, const void *batch, step_result *out);
+// Runs step number `step` (0-based, for the schedule) on batch, which holds n samples (a multiple
+// of accum_freq). Returns 0 (see out->finite) or -1 with a message (a failed op, clip or update:
+// the weights may then be partly updated).
+int step_run(const step_config *c, int64_t step, const step_objective *obj, const void *batch, int64_t n,
+             step_result *out);
 
 #endif

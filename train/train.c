@@ -113,6 +113,10 @@ static int setup_session(trainer *t) {
     return t->optim ? 0 : -1;
 }
 
+// Samples per optimizer step on this rank (--batch-size micro-batches x --accum-freq) and on all.
+static int64_t rank_batch(const trainer *t) { return t->o.batch_size * t->o.accum_freq; }
+static int64_t global_batch(const trainer *t) { return rank_batch(t); }
+
 static loader *open_loader(const trainer *t, const char *data, bool train, int batch_size, const tokenizer *tok) {
     loader_config lc;
     loader_config_init(&lc, data, batch_size, t->s.cfg.vision.image_size, train);
@@ -131,11 +135,11 @@ static loader *open_loader(const trainer *t, const char *data, bool train, int b
 static int setup_schedule(trainer *t) {
     t->steps_per_epoch = loader_num_batches(t->data);
     if (t->o.train_num_samples > 0 && !t->o.dataset_resampled) {
-        int64_t cap = t->o.train_num_samples / t->o.batch_size;
+        int64_t cap = t->o.train_num_samples / global_batch(t);
         if (cap < t->steps_per_epoch) t->steps_per_epoch = cap;
     }
     if (t->steps_per_epoch <= 0)
-        return err_set("%s: fewer samples than one batch of %ld", t->o.train_data, t->o.batch_size);
+        return err_set("%s: fewer samples than one global batch of %lld", t->o.train_data, (long long)global_batch(t));
     t->sched = (schedule){.base_lr = t->o.lr, .warmup_steps = t->o.warmup,
                           .total_steps = t->steps_per_epoch * t->o.epochs,
                           .cooldown_steps = t->steps_per_epoch * t->o.epochs_cooldown,
@@ -222,7 +226,34 @@ static int run_zeroshot(trainer *t) {
     return rc;
 }
 
-static tensor *batch_loss(void *ctx, const void *batch);
+// ---- the objective: image and text features, the contrastive loss over the global batch -------
+
+static int batch_features(void *ctx, const void *batch, int64_t begin, int64_t end, tensor **out) {
+    const trainer *t = ctx;
+    const loader_batch *b = batch;
+    int S = t->s.cfg.vision.image_size, C = t->s.cfg.text.context_length;
+    const float *images = b->images + (size_t)begin * 3 * (size_t)S * (size_t)S;
+    out[0] = clip_encode_image(t->model, clip_images_to_device(t->model, images, end - begin), true);
+    out[1] = clip_encode_text_host(t->model, b->tokens + begin * C, end - begin, true);
+    return out[0] && out[1] ? 0 : -1;
+}
+
+static tensor *batch_loss_rows(void *ctx, tensor *const *all, int64_t row_begin, int64_t row_end) {
+    const trainer *t = ctx;
+    return loss_contrastive_rows(t->loss, all[0], all[1], tensor_exp(t->model->logit_scale), t->model->logit_bias,
+                                 row_begin, row_end);
+}
+
+static step_objective objective(trainer *t) {
+    return (step_objective){.n_features = 2, .n_trained = 2, .features = batch_features,
+                            .loss_rows = batch_loss_rows, .ctx = t};
+}
+
+// The whole loss of one batch (validation).
+static tensor *batch_loss(trainer *t, const loader_batch *b) {
+    tensor *f[2];
+    return batch_features(t, b, 0, b->n, f) == 0 ? batch_loss_rows(t, f, 0, b->n) : NULL;
+}
 
 // Mean contrastive loss over the validation set (OpenCLIP's val_loss), logged as a "val" line.
 static int run_validation(trainer *t) {
@@ -256,29 +287,18 @@ static int run_validation(trainer *t) {
 
 // ---- the step --------------------------------------------------------------------------------
 
-// The contrastive loss of a batch (under the step's autocast when training in amp_bf16).
-static tensor *batch_loss(void *ctx, const void *batch) {
-    const trainer *t = ctx;
-    const loader_batch *b = batch;
-    tensor *img = clip_encode_image(t->model, clip_images_to_device(t->model, b->images, b->n), true);
-    tensor *txt = clip_encode_text_host(t->model, b->tokens, b->n, true);
-    return loss_contrastive(t->loss, img, txt, tensor_exp(t->model->logit_scale), t->model->logit_bias);
-}
-
 // One optimizer step through train/step.h. Returns 0 (see r->finite) or -1.
 static int train_step(trainer *t, const loader_batch *b, step_result *r) {
     param_list *lists[1] = {&t->model->params};
     step_config sc = {.lists = lists, .n_lists = 1, .opt = t->optim, .sched = &t->sched,
                       .grad_clip_norm = t->o.grad_clip_norm, .logit_scale = t->model->logit_scale,
-                      .autocast_bf16 = t->bf16};
-    return step_run(&sc, t->step, batch_loss, t, b, r);
+                      .autocast_bf16 = t->bf16, .accum_freq = (int)t->o.accum_freq};
+    step_objective obj = objective(t);
+    return step_run(&sc, t->step, &obj, b, b->n, r);
 }
 
-// The metrics line of a step; on printed steps (every --log-every-n-steps, the first and each
-// epoch's last) also the logit scale, the only value read from the device for logging, and the
-// progress line.
 static int log_step(trainer *t, const step_result *r, double batch_time, double data_time, double elapsed, int64_t steps_run) {
-    double sps = (double)t->o.batch_size / batch_time;
+    double sps = (double)global_batch(t) / batch_time;
     int64_t in_epoch = t->step - t->epoch * t->steps_per_epoch;
     bool printed = t->step % t->o.log_every_n_steps == 0 || in_epoch == t->steps_per_epoch || t->step == 1;
     double scale = NAN;
@@ -289,7 +309,7 @@ static int log_step(trainer *t, const step_result *r, double batch_time, double 
         if (rc != 0) return -1;
     }
     cJSON *line = metrics_line("train", t->step, t->epoch);
-    cJSON_AddNumberToObject(line, "samples", (double)(t->step * t->o.batch_size));
+    cJSON_AddNumberToObject(line, "samples", (double)(t->step * global_batch(t)));
     cJSON_AddNumberToObject(line, "loss", r->loss);
     cJSON_AddNumberToObject(line, "lr", r->lr);
     cJSON_AddNumberToObject(line, "grad_norm", r->grad_norm);
@@ -303,7 +323,7 @@ static int log_step(trainer *t, const step_result *r, double batch_time, double 
     double eta = steps_run > 0 ? elapsed / (double)steps_run * (double)remaining : 0;
     printf("Train Epoch: %" PRId64 " Step: %" PRId64 " [%7" PRId64 "/%" PRId64 " (%3.0f%%)] Loss: %.5f LR: %.6g "
            "Logit Scale: %.3f %.1f samples/s Data (t): %.3f Batch (t): %.3f ETA %dm%02ds\n",
-           t->epoch, t->step, in_epoch * t->o.batch_size, t->steps_per_epoch * t->o.batch_size,
+           t->epoch, t->step, in_epoch * global_batch(t), t->steps_per_epoch * global_batch(t),
            100.0 * (double)in_epoch / (double)t->steps_per_epoch, r->loss, r->lr, scale, sps, data_time, batch_time,
            (int)(eta / 60), (int)fmod(eta, 60));
     fflush(stdout);
@@ -398,7 +418,7 @@ static void trainer_free(trainer *t) {
 int train_run(const train_options *o) {
     trainer t = {.o = *o, .saved_step = -1};
     int rc = setup_session(&t);
-    if (rc == 0) rc = (t.data = open_loader(&t, t.o.train_data, true, (int)t.o.batch_size, t.s.tok)) ? 0 : -1;
+    if (rc == 0) rc = (t.data = open_loader(&t, t.o.train_data, true, (int)rank_batch(&t), t.s.tok)) ? 0 : -1;
     if (rc == 0) rc = setup_schedule(&t);
     if (rc == 0) rc = setup_run_dir(&t);
     if (rc == 0 && t.o.resume) rc = resume(&t);

@@ -65,16 +65,27 @@ class gloo_comm : public comm {
                     g.announce(c);
                     announced = true;
                 }
-                if (now >= deadline) throw shim_error(g.describe_timeout(c));
                 clock::time_point until = announced ? deadline : std::min(announce_at, deadline);
-                auto slice = std::chrono::duration_cast<std::chrono::milliseconds>(until - now) + std::chrono::milliseconds(1);
+                auto slice = std::chrono::duration_cast<std::chrono::milliseconds>(std::max(until - now, clock::duration(0)));
                 try {
-                    if (wait_for(w, slice)) break;
+                    if (wait_for(w, slice + std::chrono::milliseconds(1))) break;
                 } catch (const std::exception &e) {
                     throw shim_error(g.describe(c, "failed: " + gloo_message(e)));
                 }
+                if (clock::now() >= deadline) throw shim_error(g.describe_timeout(c));
             }
         }
+    }
+
+    // Starts one collective per tensor (Gloo takes several tensors as replicas of one), then waits.
+    template <class F>
+    void each_tensor(const call &c, std::vector<at::Tensor> &tensors, F start) {
+        std::vector<work_ptr> works;
+        for (at::Tensor &t : tensors) {
+            std::vector<at::Tensor> one{t};
+            works.push_back(start(one));
+        }
+        wait_all(c, std::move(works));
     }
 
   public:
@@ -87,12 +98,7 @@ class gloo_comm : public comm {
     void all_reduce(const call &c, std::vector<at::Tensor> &tensors) override {
         c10d::AllreduceOptions o;
         o.timeout = backstop();
-        std::vector<work_ptr> works;
-        for (at::Tensor &t : tensors) {
-            std::vector<at::Tensor> one{t};
-            works.push_back(pg->allreduce(one, o));
-        }
-        wait_all(c, std::move(works));
+        each_tensor(c, tensors, [&](std::vector<at::Tensor> &one) { return pg->allreduce(one, o); });
     }
 
     void all_gather(const call &c, at::Tensor &out, at::Tensor &in) override {
@@ -118,12 +124,7 @@ class gloo_comm : public comm {
         c10d::BroadcastOptions o;
         o.rootRank = root;
         o.timeout = backstop();
-        std::vector<work_ptr> works;
-        for (at::Tensor &t : tensors) {
-            std::vector<at::Tensor> one{t};
-            works.push_back(pg->broadcast(one, o));
-        }
-        wait_all(c, std::move(works));
+        each_tensor(c, tensors, [&](std::vector<at::Tensor> &one) { return pg->broadcast(one, o); });
     }
 
     void barrier(const call &c) override {

@@ -168,6 +168,19 @@ class nccl_comm : public comm {
         wake.notify_all();
     }
 
+    // One in-place operation per tensor, all in one group.
+    template <class F>
+    void enqueue_each(const call &c, std::vector<at::Tensor> &tensors, F op) {
+        std::vector<ncclDataType_t> types;
+        for (const at::Tensor &t : tensors) types.push_back(nccl_type(t.scalar_type()));
+        enqueue(c, [&](cudaStream_t s) {
+            ncclResult_t r = ncclSuccess;
+            for (size_t i = 0; i < tensors.size() && r == ncclSuccess; i++)
+                r = op(tensors[i].data_ptr(), (size_t)tensors[i].numel(), types[i], s);
+            return r;
+        });
+    }
+
     // One look at the oldest pending collective (watchdog, holding mu).
     void poll(std::unique_lock<std::mutex> &lock) {
         ncclResult_t async = ncclSuccess;
@@ -235,14 +248,8 @@ class nccl_comm : public comm {
     }
 
     void all_reduce(const call &c, std::vector<at::Tensor> &tensors) override {
-        std::vector<ncclDataType_t> types;
-        for (const at::Tensor &t : tensors) types.push_back(nccl_type(t.scalar_type()));
-        enqueue(c, [&](cudaStream_t s) {
-            ncclResult_t r = ncclSuccess;
-            for (size_t i = 0; i < tensors.size() && r == ncclSuccess; i++)
-                r = ncclAllReduce(tensors[i].data_ptr(), tensors[i].data_ptr(), (size_t)tensors[i].numel(), types[i],
-                                  ncclSum, nc, s);
-            return r;
+        enqueue_each(c, tensors, [&](void *data, size_t count, ncclDataType_t type, cudaStream_t s) {
+            return ncclAllReduce(data, data, count, type, ncclSum, nc, s);
         });
     }
 
@@ -261,14 +268,8 @@ class nccl_comm : public comm {
     }
 
     void broadcast(const call &c, std::vector<at::Tensor> &tensors, int root) override {
-        std::vector<ncclDataType_t> types;
-        for (const at::Tensor &t : tensors) types.push_back(nccl_type(t.scalar_type()));
-        enqueue(c, [&](cudaStream_t s) {
-            ncclResult_t r = ncclSuccess;
-            for (size_t i = 0; i < tensors.size() && r == ncclSuccess; i++)
-                r = ncclBroadcast(tensors[i].data_ptr(), tensors[i].data_ptr(), (size_t)tensors[i].numel(), types[i],
-                                  root, nc, s);
-            return r;
+        enqueue_each(c, tensors, [&](void *data, size_t count, ncclDataType_t type, cudaStream_t s) {
+            return ncclBroadcast(data, data, count, type, root, nc, s);
         });
     }
 

@@ -171,6 +171,12 @@ static int rank_gather_scatter(int rank, const void *arg) {
     return 0;
 }
 
+// The multi-rank tests run on Gloo (a build without it, such as one against a libtorch without
+// c10d's Gloo headers, skips them).
+static void need_gloo(void) {
+    if (!dist_backend_built(DIST_BACKEND_GLOO)) skip();
+}
+
 static void expect_all_zero(const int *codes, int world) {
     for (int r = 0; r < world; r++)
         if (codes[r] != 0) fail_msg("rank %d ended with %d", r, codes[r]);
@@ -178,6 +184,7 @@ static void expect_all_zero(const int *codes, int world) {
 
 static void test_all_reduce(void **state) {
     (void)state;
+    need_gloo();
     int codes[3];
     run_ranks(3, rank_all_reduce, NULL, -1, 30, codes);
     expect_all_zero(codes, 3);
@@ -185,6 +192,7 @@ static void test_all_reduce(void **state) {
 
 static void test_gather_scatter_broadcast(void **state) {
     (void)state;
+    need_gloo();
     int codes[3];
     run_ranks(3, rank_gather_scatter, NULL, -1, 30, codes);
     expect_all_zero(codes, 3);
@@ -223,23 +231,24 @@ static int rank_dead_peer(int rank, const void *arg) {
     snprintf(expect, sizeof expect, "(peer rank %d gone?)", dc->victim);
     CHECK(strstr(err_msg(), expect));
     CHECK(!dc->stuck || strstr(err_msg(), "timed out after 3 s"));
-    CHECK(took < DEAD_TIMEOUT_S + 3);  // the timeout, then at most 2 s looking for who is missing
+    CHECK(took < DEAD_TIMEOUT_S + 4);  // the timeout, then at most 2 s looking for who is missing (and slack)
     CHECK(dist_pg_barrier(pg) == -1 && strstr(err_msg(), "all_reduce at step 12"));  // the group stays broken
     double f0 = now_s();
     dist_free(d);
-    CHECK(now_s() - f0 < 4);
+    CHECK(now_s() - f0 < 5);
     tensor_free(t);
     return 0;
 }
 
 static void run_dead_case(int victim, bool stuck) {
+    need_gloo();
     dead_case dc = {victim, stuck};
     int codes[3];
     double t0 = now_s();
     run_ranks(3, rank_dead_peer, &dc, victim, 30, codes);
     for (int r = 0; r < 3; r++)
         if (r != victim && codes[r] != 0) fail_msg("rank %d ended with %d", r, codes[r]);
-    assert_true(now_s() - t0 < 15);
+    assert_true(now_s() - t0 < 25);
 }
 
 static void test_stuck_peer(void **state) {
@@ -269,12 +278,13 @@ static int rank_alone(int rank, const void *arg) {
     CHECK(strstr(err_msg(), expect) == err_msg());
     // Rank 0 names who is missing; without rank 0 there is no store to reach.
     CHECK(strstr(err_msg(), rank == 0 ? "rank 1 did not join within 2 s" : "timed out"));
-    CHECK(now_s() - t0 < 4);
+    CHECK(now_s() - t0 < 6);
     return 0;
 }
 
 static void test_rendezvous_timeout(void **state) {
     (void)state;
+    need_gloo();
     for (int absent = 0; absent < 2; absent++) {
         int codes[2];
         run_ranks(2, rank_alone, &absent, -1, 20, codes);

@@ -95,14 +95,15 @@ static void test_environment(void **state) {
 static void test_failing_rank_stops_others(void **state) {
     (void)state;
     char script[1024];
+    // Rank 1 fails once the others handle SIGTERM (they record that they were stopped).
     snprintf(script, sizeof script,
-             "if [ $RANK = 1 ]; then sleep 0.3; exit 3; fi; trap 'echo stopped > %s/stopped$RANK; exit 0' TERM; "
-             "sleep 30 & wait",
+             "cd %s; if [ $RANK = 1 ]; then until [ -e ready0 ] && [ -e ready2 ]; do sleep 0.02; done; exit 3; fi; "
+             "trap 'echo stopped > stopped$RANK; exit 0' TERM; touch ready$RANK; sleep 30 & wait",
              tmpdir_root);
-    const char *args[] = {"--nproc-per-node", "3", "--grace", "5"};
+    const char *args[] = {"--nproc-per-node", "3", "--grace", "20"};
     double t0 = now_s();
     assert_int_equal(run_launch(script, args, 4), 3);
-    assert_true(now_s() - t0 < 5);
+    assert_true(now_s() - t0 < 15);  // neither the sleeps nor the grace period were waited for
     expect_in_file("stopped0", "stopped");
     expect_in_file("stopped2", "stopped");
     expect_in_file("launch.err", "rank 1 exited with status 3");
@@ -117,11 +118,16 @@ static void test_killed_rank(void **state) {
 
 static void test_sigkill_after_grace(void **state) {
     (void)state;
+    char script[1024];
+    snprintf(script, sizeof script,
+             "cd %s; if [ $RANK = 1 ]; then until [ -e ignoring ]; do sleep 0.02; done; exit 4; fi; "
+             "trap '' TERM; touch ignoring; sleep 30",
+             tmpdir_root);
     const char *args[] = {"--nproc-per-node", "2", "--grace", "1"};
     double t0 = now_s();
-    assert_int_equal(run_launch("if [ $RANK = 1 ]; then exit 4; fi; trap '' TERM; sleep 30", args, 4), 4);
+    assert_int_equal(run_launch(script, args, 4), 4);
     double took = now_s() - t0;
-    assert_true(took >= 1 && took < 5);
+    assert_true(took >= 1 && took < 15);
 }
 
 static void test_sigterm_forwarded(void **state) {

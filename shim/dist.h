@@ -19,7 +19,8 @@
 // one NCCL group.
 //
 // Tensors must be contiguous, on the backend's device (Gloo: CPU; NCCL: the group's GPU), and
-// are not recorded by autograd.
+// are not recorded by autograd. Every rank calls the same collectives in the same order, each from
+// one thread at a time.
 #ifndef CLIPC_SHIM_DIST_H
 #define CLIPC_SHIM_DIST_H
 

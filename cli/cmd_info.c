@@ -5,13 +5,14 @@
 
 #include "common/error.h"
 #include "common/sysinfo.h"
+#include "shim/dist.h"
 #include "shim/tensor.h"
 #include "cli/commands.h"
 
 int cmd_info(int argc, char **argv) {
     if (argc > 0) {
         bool help = !strcmp(argv[0], "--help") || !strcmp(argv[0], "-h");
-        fprintf(help ? stdout : stderr, "usage: clipc info   (libtorch, GPUs, cores, threads and BLAS in use)\n");
+        fprintf(help ? stdout : stderr, "usage: clipc info   (libtorch, GPUs, cores, threads, BLAS and collective backends)\n");
         return help ? 0 : 2;
     }
     tensor_set_threads(0);
@@ -22,5 +23,7 @@ int cmd_info(int argc, char **argv) {
     printf("cores         %d\n", sysinfo_cores());
     printf("torch threads %d\n", tensor_get_threads());
     printf("BLAS          %s\n", blas);
+    printf("collectives   local%s%s\n", dist_backend_built(DIST_BACKEND_GLOO) ? ", gloo" : "",
+           dist_backend_built(DIST_BACKEND_NCCL) ? ", nccl" : "");
     return 0;
 }

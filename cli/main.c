@@ -15,6 +15,7 @@ static const command commands[] = {
     {"info", cmd_info, "show the build, libtorch, BLAS and thread count"},
     {"shards", cmd_shards, "convert images and captions (CSV, class folders, Fashion-MNIST) into shards"},
     {"train", cmd_train, "train a CLIP model (OpenCLIP's flags)"},
+    {"launch", cmd_launch, "start the ranks of a multi-process run on this node (torchrun's environment)"},
     {"tokenize", cmd_tokenize, "captions on stdin to CLIP token ids on stdout"},
     {"tokenizer", cmd_tokenizer, "tokenizer train (learn BPE merges from captions), tokenizer info"},
     {"plot", cmd_plot, "draw a run's loss, learning rate, logit scale and accuracy curves to PNG"},

@@ -1,5 +1,7 @@
-# Reports, one status line each, which optional accelerated parts this build has:
-# a CUDA-enabled libtorch, NCCL for multi-GPU training, and Gloo for multi-process CPU training.
+# Decides, and reports in one status line each, which optional accelerated parts this build
+# compiles: a CUDA-enabled libtorch, the NCCL backend of shim/dist (multi-GPU) and the Gloo backend
+# (multi-process CPU). Sets CLIPC_HAVE_CUDA, CLIPC_HAVE_NCCL (with NCCL_INCLUDE_DIR, NCCL_LIBRARY,
+# CUDART_INCLUDE_DIR, CUDART_LIBRARY) and CLIPC_HAVE_GLOO (with GLOO_INCLUDE_DIR).
 
 set(CLIPC_HAVE_CUDA OFF)
 if(TORCH_CXX_FLAGS MATCHES "CUDA" OR TARGET torch_cuda OR TARGET c10_cuda OR CUDA_FOUND)
@@ -8,22 +10,44 @@ endif()
 message(STATUS "clipc: libtorch ${Torch_VERSION} at ${TORCH_INSTALL_PREFIX}")
 message(STATUS "clipc: CUDA-enabled libtorch ........ ${CLIPC_HAVE_CUDA}")
 
+# NCCL's C API with the CUDA runtime it needs (cudaStream_t, events). Built with a CPU-only
+# libtorch too, so that CI compiles it; it then refuses to start (no CUDA tensors exist).
 set(CLIPC_HAVE_NCCL OFF)
+set(nccl_status "OFF (CLIPC_NCCL=OFF)")
 if(CLIPC_NCCL)
-  find_path(NCCL_INCLUDE_DIR nccl.h HINTS /usr/local/cuda/include ENV CUDA_HOME PATH_SUFFIXES include)
-  find_library(NCCL_LIBRARY nccl HINTS /usr/local/cuda/lib64 /usr/local/cuda/lib ENV CUDA_HOME PATH_SUFFIXES lib64 lib)
-  if(NCCL_INCLUDE_DIR AND NCCL_LIBRARY)
+  set(cuda_hints /usr/local/cuda ENV CUDA_HOME ENV CUDA_PATH)
+  find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${cuda_hints} PATH_SUFFIXES include)
+  find_library(NCCL_LIBRARY nccl HINTS ${cuda_hints} PATH_SUFFIXES lib64 lib)
+  find_path(CUDART_INCLUDE_DIR cuda_runtime_api.h HINTS ${cuda_hints} PATH_SUFFIXES include)
+  if(TARGET CUDA::cudart)
+    set(CUDART_LIBRARY CUDA::cudart)
+  else()
+    find_library(CUDART_LIBRARY cudart HINTS ${cuda_hints} PATH_SUFFIXES lib64 lib)
+  endif()
+  if(NCCL_INCLUDE_DIR AND NCCL_LIBRARY AND CUDART_INCLUDE_DIR AND CUDART_LIBRARY)
     set(CLIPC_HAVE_NCCL ON)
+    if(CLIPC_HAVE_CUDA)
+      set(nccl_status "ON ${NCCL_LIBRARY}")
+    else()
+      set(nccl_status "ON ${NCCL_LIBRARY} (compiled; runs only with a CUDA-enabled libtorch)")
+    endif()
+  else()
+    set(nccl_status "OFF (nccl.h, libnccl, cuda_runtime_api.h or libcudart not found; set CUDA_HOME)")
   endif()
 endif()
-message(STATUS "clipc: NCCL (multi-GPU) ............. ${CLIPC_HAVE_NCCL} ${NCCL_LIBRARY}")
+message(STATUS "clipc: NCCL backend (multi-GPU) ..... ${nccl_status}")
 
+# Gloo through libtorch's c10d (ProcessGroupGloo.hpp is compiled with USE_C10D_GLOO).
 set(CLIPC_HAVE_GLOO OFF)
+set(gloo_status "OFF (CLIPC_GLOO=OFF)")
 if(CLIPC_GLOO)
-  find_path(GLOO_INCLUDE_DIR gloo/config.h)
-  find_library(GLOO_LIBRARY gloo)
-  if(GLOO_INCLUDE_DIR AND GLOO_LIBRARY)
+  find_path(GLOO_INCLUDE_DIR gloo/config.h HINTS ${TORCH_INCLUDE_DIRS})
+  find_path(C10D_GLOO_INCLUDE_DIR torch/csrc/distributed/c10d/ProcessGroupGloo.hpp HINTS ${TORCH_INCLUDE_DIRS})
+  if(GLOO_INCLUDE_DIR AND C10D_GLOO_INCLUDE_DIR)
     set(CLIPC_HAVE_GLOO ON)
+    set(gloo_status "ON ${GLOO_INCLUDE_DIR}/gloo")
+  else()
+    set(gloo_status "OFF (gloo/config.h or c10d's ProcessGroupGloo.hpp not found; install libgloo-dev)")
   endif()
 endif()
-message(STATUS "clipc: Gloo (multi-process CPU) ..... ${CLIPC_HAVE_GLOO}")
+message(STATUS "clipc: Gloo backend (multi-process CPU) ${gloo_status}")

@@ -1,6 +1,6 @@
 // The libtorch side of shim/tensor.h. Every entry point catches all C++ exceptions and turns them
 // into a NULL/-1 return plus the thread-local message of common/error.h.
-#include "shim/tensor.h"
+#include "shim/tensor_impl.hpp"
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
@@ -17,18 +17,8 @@
 #include <thread>
 #include <vector>
 
-extern "C" {
-#include "common/error.h"
-}
-
 #define CLIPC_TORCH_AT_LEAST(major, minor) \
     (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
-
-struct tensor {
-    at::Tensor t;
-    int scope_level;     // index into the thread's scope stack, -1 when unscoped
-    size_t scope_slot;   // position in that scope's list
-};
 
 struct tensor_generator {
     at::Generator gen;
@@ -44,16 +34,6 @@ struct autocast_saved {
     at::ScalarType dtype;
 };
 thread_local std::vector<autocast_saved> autocast_stack;
-
-// Records the message of a C++ exception as one line: libtorch messages may span several lines.
-void set_error(const char *what) {
-    std::string msg(what ? what : "unknown error");
-    for (char &c : msg)
-        if (c == '\n' || c == '\r') c = ' ';
-    size_t end = msg.find_last_not_of(' ');
-    msg.erase(end == std::string::npos ? 0 : end + 1);
-    err_set("libtorch: %s", msg.c_str());
-}
 
 void scope_register(tensor *h) {
     if (scopes.empty()) {
@@ -121,33 +101,17 @@ at::IntArrayRef dims(const int64_t *shape, int ndim) {
 
 }  // namespace
 
-// Runs `body` (which returns a value) and converts any exception into `fail` plus the message.
-#define SHIM_TRY(fail, ...)                        \
-    try {                                          \
-        __VA_ARGS__                                \
-    } catch (const c10::Error &e) {                \
-        set_error(e.what_without_backtrace());     \
-    } catch (const std::exception &e) {            \
-        set_error(e.what());                       \
-    } catch (...) {                                \
-        set_error("unknown C++ exception");        \
-    }                                              \
-    return fail;
+std::string shim_what(const std::exception &e) {
+    const c10::Error *ce = dynamic_cast<const c10::Error *>(&e);
+    std::string msg(ce ? ce->what_without_backtrace() : e.what());
+    for (char &c : msg)
+        if (c == '\n' || c == '\r') c = ' ';
+    size_t end = msg.find_last_not_of(' ');
+    msg.erase(end == std::string::npos ? 0 : end + 1);
+    return msg;
+}
 
-// A NULL input means an earlier op failed: keep its message and fail too.
-#define SHIM_NEED(...)                                         \
-    do {                                                       \
-        const void *inputs_[] = {__VA_ARGS__};                 \
-        for (const void *p_ : inputs_)                         \
-            if (!p_) return nullptr;                           \
-    } while (0)
-
-#define SHIM_NEED_INT(...)                                     \
-    do {                                                       \
-        const void *inputs_[] = {__VA_ARGS__};                 \
-        for (const void *p_ : inputs_)                         \
-            if (!p_) return -1;                                \
-    } while (0)
+void shim_set_error(const std::exception &e) { err_set("libtorch: %s", shim_what(e).c_str()); }
 
 #define SHIM_OP(expr) SHIM_TRY(nullptr, return wrap(expr);)
 
@@ -346,7 +310,7 @@ tensor_dtype tensor_get_dtype(const tensor *t) {
     try {
         return from_scalar_type(t->t.scalar_type());
     } catch (const std::exception &e) {
-        set_error(e.what());
+        shim_set_error(e);
         return TENSOR_F32;
     }
 }

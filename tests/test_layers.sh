@@ -26,14 +26,14 @@ for dir in "$root"/*/; do
   dir=${dir%/}
   folder=${dir##*/}
   case "$folder" in tests|bench|build*|configs|docs|scripts|cmake) continue ;; esac
-  [ -n "$(find "$dir" -maxdepth 1 \( -name '*.c' -o -name '*.h' -o -name '*.cpp' \) | head -n 1)" ] || continue
+  [ -n "$(find "$dir" -maxdepth 1 \( -name '*.c' -o -name '*.h' -o -name '*.cpp' -o -name '*.hpp' \) | head -n 1)" ] || continue
   r=$(rank "$folder")
   if [ -z "$r" ]; then
     echo "test_layers: $folder/ has sources but no place in the layer order (add it to tests/test_layers.sh and docs/architecture.md)"
     bad=1
     continue
   fi
-  for f in "$dir"/*.c "$dir"/*.h "$dir"/*.cpp "$dir"/*.inc; do
+  for f in "$dir"/*.c "$dir"/*.h "$dir"/*.cpp "$dir"/*.hpp "$dir"/*.inc; do
     [ -f "$f" ] || continue
     for inc in $(sed -n 's|^[[:space:]]*#[[:space:]]*include[[:space:]]*"\([a-z_]*\)/[^"]*".*|\1|p' "$f"); do
       checked=$((checked + 1))

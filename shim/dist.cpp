@@ -1,0 +1,354 @@
+// The backend-independent side of shim/dist.h: joining (the TCP store), argument checks, the
+// failure messages with the peers that never came, and the LOCAL backend.
+#include "shim/dist.h"
+
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include <algorithm>
+#include <sstream>
+#include <thread>
+
+#include "shim/dist_comm.hpp"
+
+namespace dist_impl {
+
+namespace {
+
+std::string reached_key(int rank) { return "clipc/reached/" + std::to_string(rank); }
+
+// Whether rank p recorded that it reached the collective numbered seq (or a later one).
+bool reached(c10d::Store &store, int p, uint64_t seq) {
+    std::string key = reached_key(p);
+    if (!store.check({key})) return false;
+    std::vector<uint8_t> v = store.get(key);
+    return std::stoull(std::string(v.begin(), v.end())) >= seq;
+}
+
+std::string list_ranks(const std::vector<int> &ranks) {
+    std::string s = ranks.size() == 1 ? "rank " : "ranks ";
+    for (size_t i = 0; i < ranks.size(); i++) s += (i ? ", " : "") + std::to_string(ranks[i]);
+    return s;
+}
+
+// One process: nothing travels; the gathered rows are this rank's own.
+class local_comm : public comm {
+  public:
+    void all_reduce(const call &, std::vector<at::Tensor> &) override {}
+    void all_gather(const call &, at::Tensor &out, at::Tensor &in) override { out.copy_(in); }
+    void reduce_scatter(const call &, at::Tensor &out, at::Tensor &in) override { out.copy_(in); }
+    void broadcast(const call &, std::vector<at::Tensor> &, int) override {}
+    void barrier(const call &) override {}
+    void synchronize() override {}
+    c10::optional<at::Device> device() const override { return c10::nullopt; }
+};
+
+}  // namespace
+
+std::chrono::milliseconds group::announce_after() const {
+    return std::min<std::chrono::milliseconds>(std::chrono::seconds(1), timeout / 2);
+}
+
+void group::announce(const call &c) const {
+    if (!store) return;
+    try {
+        std::string v = std::to_string(c.seq);
+        store->set(reached_key(rank), std::vector<uint8_t>(v.begin(), v.end()));
+    } catch (const std::exception &) {
+        // The store is gone with rank 0: missing_peers() says so.
+    }
+}
+
+std::string group::missing_peers(const call &c) const {
+    if (!store || world == 1) return "";
+    announce(c);
+    // The peers that reached c announce it within announce_after() of entering it, or as they fail.
+    clock::time_point deadline = clock::now() + std::min<std::chrono::milliseconds>(2 * announce_after(), timeout);
+    std::vector<int> missing;
+    bool looked = false;
+    try {
+        for (;;) {
+            std::vector<int> now_missing;
+            for (int p = 0; p < world; p++)
+                if (p != rank && !reached(*store, p, c.seq)) now_missing.push_back(p);
+            missing = now_missing;
+            looked = true;
+            if (missing.empty() || clock::now() >= deadline) break;
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+    } catch (const std::exception &) {
+        // Rank 0 serves the store: it is gone, or left after a look that is still the best answer.
+        if (!looked && rank != 0) missing = {0};
+    }
+    return missing.empty() ? "" : " (peer " + list_ranks(missing) + " gone?)";
+}
+
+std::string group::where_line(const call &c) const {
+    std::string s = "rank " + std::to_string(rank) + ": " + c.op;
+    if (!c.where.empty()) s += " at " + c.where;
+    return s;
+}
+
+std::string group::describe(const call &c, const std::string &problem) const {
+    return where_line(c) + " " + problem + missing_peers(c);
+}
+
+std::string group::timeout_text() const {
+    std::ostringstream s;
+    s << (double)timeout.count() / 1000.0 << " s";
+    return s.str();
+}
+
+std::string group::describe_timeout(const call &c) const { return describe(c, "timed out after " + timeout_text()); }
+
+}  // namespace dist_impl
+
+struct dist_pg {
+    dist_impl::group g;
+    std::unique_ptr<dist_impl::comm> comm;
+    std::string where;
+    uint64_t seq = 0;     // collectives started: the same sequence on every rank
+    std::string failure;  // the first failure: every later call fails with it
+};
+
+namespace {
+
+using dist_impl::call;
+
+std::string shape_of(c10::IntArrayRef sizes) {
+    std::ostringstream s;
+    s << sizes;
+    return s.str();
+}
+
+[[noreturn]] void bad_argument(const dist_pg *pg, const call &c, const std::string &problem) {
+    throw shim_error(pg->g.where_line(c) + ": " + problem);
+}
+
+// The tensor behind a handle, checked for what every backend needs.
+at::Tensor checked(const dist_pg *pg, const call &c, const tensor *h, const std::string &name) {
+    const at::Tensor &t = h->t;
+    if (!t.is_contiguous()) bad_argument(pg, c, name + " is not contiguous");
+    c10::optional<at::Device> dev = pg->comm->device();
+    if (dev && t.device() != *dev)
+        bad_argument(pg, c, name + " is on " + t.device().str() + " but the group works on " + dev->str());
+    return t;
+}
+
+std::vector<at::Tensor> checked_list(const dist_pg *pg, const call &c, tensor *const *hs, int n) {
+    std::vector<at::Tensor> ts;
+    for (int i = 0; i < n; i++) ts.push_back(checked(pg, c, hs[i], "tensor " + std::to_string(i)));
+    return ts;
+}
+
+// rows (B, ...) and all (R*B, ...): same dtype, same trailing shape, R times the rows.
+void check_stacked(const dist_pg *pg, const call &c, const at::Tensor &rows, const at::Tensor &all,
+                   const char *rows_name, const char *all_name) {
+    if (rows.scalar_type() != all.scalar_type())
+        bad_argument(pg, c, std::string(all_name) + " is " + c10::toString(all.scalar_type()) + " but " + rows_name +
+                                " is " + c10::toString(rows.scalar_type()));
+    std::vector<int64_t> expected = rows.sizes().vec();
+    if (expected.empty()) bad_argument(pg, c, std::string(rows_name) + " has no rows (a rank-0 tensor)");
+    expected[0] *= pg->g.world;
+    if (all.sizes().vec() != expected)
+        bad_argument(pg, c, std::string(all_name) + " is " + shape_of(all.sizes()) + ", expected " + shape_of(expected) +
+                                " (" + rows_name + " " + shape_of(rows.sizes()) + " times the world size " +
+                                std::to_string(pg->g.world) + ")");
+}
+
+// Runs one collective: numbers it, and breaks the group when it fails.
+template <class F>
+int run(dist_pg *pg, const char *op, F body) {
+    SHIM_TRY(-1, {
+        if (!pg->failure.empty()) throw shim_error(pg->failure);
+        call c{op, ++pg->seq, pg->where};
+        at::NoGradGuard no_grad;
+        try {
+            body(c);
+        } catch (const shim_error &e) {
+            pg->failure = e.what();
+            throw;
+        } catch (const std::exception &e) {
+            pg->failure = pg->g.where_line(c) + ": " + shim_what(e);
+            throw shim_error(pg->failure);
+        }
+        return 0;
+    })
+}
+
+bool all_present(tensor *const *hs, int n) {
+    for (int i = 0; i < n; i++)
+        if (!hs[i]) return false;
+    return true;
+}
+
+std::unique_ptr<dist_impl::comm> make_comm(dist_impl::group &g, const dist_pg_options *o) {
+    switch (o->backend) {
+    case DIST_BACKEND_LOCAL: return std::make_unique<dist_impl::local_comm>();
+#ifdef CLIPC_HAVE_GLOO
+    case DIST_BACKEND_GLOO: return dist_impl::make_gloo_comm(g, o->master_addr);
+#endif
+#ifdef CLIPC_HAVE_NCCL
+    case DIST_BACKEND_NCCL: return dist_impl::make_nccl_comm(g, o->device);
+#endif
+    default: break;
+    }
+    throw shim_error(std::string("dist: the ") + dist_backend_name(o->backend) + " backend is not built into this clipc");
+}
+
+c10::intrusive_ptr<c10d::Store> make_store(const dist_pg_options *o, std::chrono::milliseconds timeout) {
+    c10d::TCPStoreOptions so;
+    so.port = (uint16_t)o->master_port;
+    so.isServer = o->rank == 0;
+    so.numWorkers = (size_t)o->world_size;
+    so.waitWorkers = false;  // wait_for_ranks() names the missing ones
+    so.timeout = timeout;
+    return c10::make_intrusive<c10d::TCPStore>(o->master_addr, so);
+}
+
+// Every rank records itself in the store, then waits until all have (one round trip per look),
+// so that a rank that never starts is named rather than left to a backend's socket timeout.
+void wait_for_ranks(const dist_impl::group &g) {
+    auto key = [](int r) { return "clipc/joined/" + std::to_string(r); };
+    g.store->set(key(g.rank), std::vector<uint8_t>{1});
+    std::vector<std::string> keys;
+    for (int r = 0; r < g.world; r++) keys.push_back(key(r));
+    dist_impl::clock::time_point deadline = dist_impl::clock::now() + g.timeout;
+    while (!g.store->check(keys)) {
+        if (dist_impl::clock::now() >= deadline) {
+            std::vector<int> missing;
+            for (int r = 0; r < g.world; r++)
+                if (!g.store->check({key(r)})) missing.push_back(r);
+            throw std::runtime_error(dist_impl::list_ranks(missing) + " did not join within " + g.timeout_text());
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+}
+
+void check_options(const dist_pg_options *o) {
+    if (o->world_size < 1 || o->rank < 0 || o->rank >= o->world_size)
+        throw shim_error("dist: rank " + std::to_string(o->rank) + " is not in a world of " +
+                         std::to_string(o->world_size));
+    if (!(o->timeout_s > 0)) throw shim_error("dist: the timeout must be positive");
+    if (o->backend == DIST_BACKEND_LOCAL && o->world_size != 1)
+        throw shim_error("dist: the local backend runs one process, not " + std::to_string(o->world_size));
+    if (o->backend != DIST_BACKEND_LOCAL && (!o->master_addr || !*o->master_addr))
+        throw shim_error("dist: no master address for the TCP store");
+    if (o->backend != DIST_BACKEND_LOCAL && (o->master_port < 1 || o->master_port > 65535))
+        throw shim_error("dist: master port " + std::to_string(o->master_port) + " is not in 1..65535");
+}
+
+}  // namespace
+
+extern "C" {
+
+const char *dist_backend_name(dist_backend backend) {
+    switch (backend) {
+    case DIST_BACKEND_LOCAL: return "local";
+    case DIST_BACKEND_GLOO: return "gloo";
+    case DIST_BACKEND_NCCL: return "nccl";
+    }
+    return "?";
+}
+
+bool dist_backend_built(dist_backend backend) {
+    switch (backend) {
+    case DIST_BACKEND_LOCAL: return true;
+#ifdef CLIPC_HAVE_GLOO
+    case DIST_BACKEND_GLOO: return true;
+#endif
+#ifdef CLIPC_HAVE_NCCL
+    case DIST_BACKEND_NCCL: return true;
+#endif
+    default: return false;
+    }
+}
+
+dist_pg *dist_pg_new(const dist_pg_options *o) {
+    SHIM_NEED(o);
+    SHIM_TRY(nullptr, {
+        check_options(o);
+        auto pg = std::make_unique<dist_pg>();
+        pg->g.rank = o->rank;
+        pg->g.world = o->world_size;
+        pg->g.timeout = std::chrono::milliseconds((int64_t)(o->timeout_s * 1000.0 + 0.5));
+        try {
+            if (o->backend != DIST_BACKEND_LOCAL) {
+                pg->g.store = make_store(o, pg->g.timeout);
+                wait_for_ranks(pg->g);
+            }
+            pg->comm = make_comm(pg->g, o);
+        } catch (const shim_error &) {
+            throw;
+        } catch (const std::exception &e) {
+            throw shim_error("rank " + std::to_string(o->rank) + ": joining the " + dist_backend_name(o->backend) +
+                             " group of " + std::to_string(o->world_size) + " ranks at " + o->master_addr + ":" +
+                             std::to_string(o->master_port) + ": " + shim_what(e));
+        }
+        return pg.release();
+    })
+}
+
+void dist_pg_free(dist_pg *pg) { delete pg; }
+
+void dist_pg_set_where(dist_pg *pg, const char *where) {
+    if (pg) pg->where = where ? where : "";
+}
+
+int dist_pg_all_reduce(dist_pg *pg, tensor *const *tensors, int n) {
+    SHIM_NEED_INT(pg, tensors);
+    if (!all_present(tensors, n)) return -1;
+    return run(pg, "all_reduce", [&](const call &c) {
+        std::vector<at::Tensor> ts = checked_list(pg, c, tensors, n);
+        if (!ts.empty()) pg->comm->all_reduce(c, ts);
+    });
+}
+
+int dist_pg_all_gather(dist_pg *pg, tensor *out, const tensor *in) {
+    SHIM_NEED_INT(pg, out, in);
+    return run(pg, "all_gather", [&](const call &c) {
+        at::Tensor o = checked(pg, c, out, "out"), i = checked(pg, c, in, "in");
+        check_stacked(pg, c, i, o, "in", "out");
+        pg->comm->all_gather(c, o, i);
+    });
+}
+
+int dist_pg_reduce_scatter(dist_pg *pg, tensor *out, const tensor *in) {
+    SHIM_NEED_INT(pg, out, in);
+    return run(pg, "reduce_scatter", [&](const call &c) {
+        at::Tensor o = checked(pg, c, out, "out"), i = checked(pg, c, in, "in");
+        check_stacked(pg, c, o, i, "out", "in");
+        pg->comm->reduce_scatter(c, o, i);
+    });
+}
+
+int dist_pg_broadcast(dist_pg *pg, tensor *const *tensors, int n, int root) {
+    SHIM_NEED_INT(pg, tensors);
+    if (!all_present(tensors, n)) return -1;
+    return run(pg, "broadcast", [&](const call &c) {
+        if (root < 0 || root >= pg->g.world)
+            bad_argument(pg, c, "root " + std::to_string(root) + " is not a rank of " + std::to_string(pg->g.world));
+        std::vector<at::Tensor> ts = checked_list(pg, c, tensors, n);
+        if (!ts.empty()) pg->comm->broadcast(c, ts, root);
+    });
+}
+
+int dist_pg_barrier(dist_pg *pg) {
+    SHIM_NEED_INT(pg);
+    return run(pg, "barrier", [&](const call &c) { pg->comm->barrier(c); });
+}
+
+int dist_pg_synchronize(dist_pg *pg) {
+    SHIM_NEED_INT(pg);
+    SHIM_TRY(-1, {
+        if (!pg->failure.empty()) throw shim_error(pg->failure);
+        try {
+            pg->comm->synchronize();
+        } catch (const shim_error &e) {
+            pg->failure = e.what();
+            throw;
+        }
+        return 0;
+    })
+}
+
+}  // extern "C"

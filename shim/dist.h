@@ -1,0 +1,83 @@
+// dist (shim): collectives over tensors between the processes of one run, on three backends:
+//   DIST_BACKEND_LOCAL  one process, nothing to communicate (world size 1 without a launcher);
+//   DIST_BACKEND_GLOO   CPU tensors, through libtorch's c10d ProcessGroupGloo;
+//   DIST_BACKEND_NCCL   CUDA tensors, through NCCL's C API, on libtorch's current CUDA stream.
+// Gloo and NCCL meet through a TCP store served by rank 0 (libtorch's c10d TCPStore); NCCL's
+// unique id travels through it.
+//
+// Every collective has the group's timeout. A collective that fails or times out makes the
+// function return -1 with ONE line naming this rank, the collective, where the caller said it was
+// (dist_pg_set_where) and, when the store can tell, the peers that never reached the collective:
+//   rank 1: all_reduce at step 12 timed out after 30 s (peer rank 0 gone?)
+// The group is then broken: every later call fails with that same line.
+//
+// Gloo runs each collective to completion before returning. NCCL enqueues it on libtorch's current
+// stream of the group's GPU (so it is ordered after the work queued there, and the work queued
+// later is ordered after it) and returns; a watchdog thread aborts the communicator when an
+// enqueued collective has not completed within the timeout or NCCL reports an error, and the next
+// call (or dist_pg_synchronize) returns that failure. Several tensors given to one call go out as
+// one NCCL group.
+//
+// Tensors must be contiguous, on the backend's device (Gloo: CPU; NCCL: the group's GPU), and
+// are not recorded by autograd. Every rank calls the same collectives in the same order, each from
+// one thread at a time.
+#ifndef CLIPC_SHIM_DIST_H
+#define CLIPC_SHIM_DIST_H
+
+#include <stdbool.h>
+
+#include "shim/tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct dist_pg dist_pg;
+
+typedef enum {
+    DIST_BACKEND_LOCAL,
+    DIST_BACKEND_GLOO,
+    DIST_BACKEND_NCCL,
+} dist_backend;
+
+typedef struct {
+    dist_backend backend;
+    int rank, world_size;     // LOCAL: 0 and 1
+    const char *master_addr;  // the host of rank 0, which serves the TCP store (not for LOCAL)
+    int master_port;
+    int device;               // the CUDA ordinal (NCCL only)
+    double timeout_s;         // the rendezvous and every collective
+} dist_pg_options;
+
+const char *dist_backend_name(dist_backend backend);  // "local", "gloo", "nccl"
+bool dist_backend_built(dist_backend backend);        // compiled into this build
+
+// Joins the group: every rank calls it with the same world size, address and port. Fails (NULL)
+// when the backend is not built, NCCL sees no GPU or a CPU-only libtorch, or not every rank
+// joins within the timeout.
+dist_pg *dist_pg_new(const dist_pg_options *options);
+void dist_pg_free(dist_pg *pg);  // NULL is ignored
+
+// Where the caller is ("step 12", "step 40 (eval)"): every later error message names it after "at".
+void dist_pg_set_where(dist_pg *pg, const char *where);
+
+// Sums each tensor over the ranks, in place. The n tensors may differ in shape and dtype.
+int dist_pg_all_reduce(dist_pg *pg, tensor *const *tensors, int n);
+// Gathers in (B, ...) from every rank into out (R*B, ...): rank r's rows at [r*B, (r+1)*B).
+int dist_pg_all_gather(dist_pg *pg, tensor *out, const tensor *in);
+// Sums in (R*B, ...) over the ranks and keeps this rank's rows: out (B, ...) = sum over ranks
+// of in[rank*B : (rank+1)*B].
+int dist_pg_reduce_scatter(dist_pg *pg, tensor *out, const tensor *in);
+// Overwrites each tensor with root's, in place.
+int dist_pg_broadcast(dist_pg *pg, tensor *const *tensors, int n, int root);
+// Returns when every rank has reached it (and, on NCCL, every earlier collective has completed).
+int dist_pg_barrier(dist_pg *pg);
+// Waits until every collective this rank enqueued has completed (NCCL; at once on Gloo and
+// LOCAL). Fails with the failure of any of them.
+int dist_pg_synchronize(dist_pg *pg);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -150,6 +150,7 @@ static int run_zeroshot(const eval_cmd_options *o, const session *s, const char 
     if (rc == 0 && classifier) {
         metrics_classes_init(&r->counts, r->n_classes);
         rc = zeroshot_evaluate_counts(s->model, classifier, l, &r->counts);
+        if (rc == 0 && r->counts.n == 0) rc = err_set("the dataset gave no images");
     } else {
         rc = -1;
     }

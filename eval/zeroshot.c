@@ -114,9 +114,7 @@ int zeroshot_evaluate_counts(const clip_model *m, const tensor *classifier, load
         if (rc != 0) break;
     }
     tensor_no_grad_end();
-    if (rc < 0) return -1;
-    if (counts->n == 0) return err_set("zero-shot evaluation: the dataset gave no images");
-    return 0;
+    return rc < 0 ? -1 : 0;
 }
 
 int zeroshot_evaluate(const clip_model *m, const tensor *classifier, loader *l, zeroshot_result *out) {
@@ -124,6 +122,7 @@ int zeroshot_evaluate(const clip_model *m, const tensor *classifier, loader *l, 
     metrics_classes counts;
     metrics_classes_init(&counts, (int)tensor_size(classifier, 0));
     int rc = zeroshot_evaluate_counts(m, classifier, l, &counts);
+    if (rc == 0 && counts.n == 0) rc = err_set("zero-shot evaluation: the dataset gave no images");
     out->n = counts.n;
     out->n_classes = counts.n_classes;
     out->top1 = metrics_classes_topk(&counts, 1);

@@ -36,13 +36,14 @@ typedef struct {
 
 // Classifies every batch the loader gives for its current epoch (labels required), adding each
 // image's rank of its true class and its top-1 prediction to counts (eval/metrics.h: ties go to the
-// lower class index). Returns 0, or -1 when a batch fails, a label is out of range or there are no images.
+// lower class index). Returns 0 (also for a loader that gives no images: one rank's share may be
+// empty), or -1 when a batch fails or a label is out of range.
 int zeroshot_evaluate_counts(const clip_model *m, const tensor *classifier, loader *l, metrics_classes *counts);
 
 // Classifies one batch (images, labels, keys) into counts, in the caller's no-grad mode and scope.
 int zeroshot_add_batch(const clip_model *m, const tensor *classifier, const loader_batch *b, metrics_classes *counts);
 
-// zeroshot_evaluate_counts summarized: top-1, top-5 and the confusion matrix.
+// zeroshot_evaluate_counts summarized: top-1, top-5 and the confusion matrix; no images is an error.
 int zeroshot_evaluate(const clip_model *m, const tensor *classifier, loader *l, zeroshot_result *out);
 void zeroshot_result_free(zeroshot_result *r);
 

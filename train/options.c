@@ -35,7 +35,10 @@ static int make_specs(train_options *o, arg_spec *s) {
         SPEC("lr-cooldown-end", ARG_FLOAT, lr_cooldown_end, "const-cooldown: final learning rate"),
         SPEC("grad-clip-norm", ARG_FLOAT, grad_clip_norm, "clip gradients to this global L2 norm (0: off)"),
         SPEC("precision", ARG_STR, precision, "fp32, or amp_bf16 (bf16 autocast, GPU only)"),
-        SPEC("device", ARG_STR, device, "cpu or cuda (default: cuda when a GPU is present)"),
+        SPEC("device", ARG_STR, device, "cpu, cuda or cuda:N (default: cuda when a GPU is present; under a launcher each rank uses GPU LOCAL_RANK)"),
+        SPEC("dist-timeout", ARG_FLOAT, dist_timeout, "seconds any collective may wait for the other ranks (300)"),
+        SPEC("local-loss", ARG_FLAG, local_loss, "accepted for OpenCLIP: clipc's loss is always the exact global-batch loss, each rank computing its own rows"),
+        SPEC("gather-with-grad", ARG_FLAG, gather_with_grad, "accepted for OpenCLIP: gradients always reach the other ranks' features (exact)"),
         SPEC("threads", ARG_INT, threads, "intra-op threads (0: one per core)"),
         SPEC("workers", ARG_INT, workers, "data loading threads"),
         SPEC("seed", ARG_INT, seed, "random seed"),
@@ -85,6 +88,7 @@ static void set_defaults(train_options *o) {
     o->log_every_n_steps = 100;
     o->nonfinite_limit = 5;
     o->accum_freq = 1;
+    o->dist_timeout = 300;
 }
 
 static char *read_text_file(const char *path) {
@@ -118,6 +122,7 @@ int train_options_parse(train_options *o, int argc, char **argv) {
     if (o->batch_size <= 0) return err_set("--batch-size must be positive, got %ld", o->batch_size);
     if (o->epochs <= 0) return err_set("--epochs must be positive, got %ld", o->epochs);
     if (o->accum_freq < 1 || o->accum_freq > 64) return err_set("--accum-freq must be 1 to 64, got %ld", o->accum_freq);
+    if (!(o->dist_timeout > 0)) return err_set("--dist-timeout must be positive, got %g", o->dist_timeout);
     if (strcmp(o->precision, "fp32") && strcmp(o->precision, "amp_bf16") && strcmp(o->precision, "bf16"))
         return err_set("--precision must be fp32 or amp_bf16, got '%s'", o->precision);
     return 0;

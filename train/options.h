@@ -14,8 +14,8 @@ typedef struct {
     long batch_size, epochs, epochs_cooldown, train_num_samples, warmup, seed, workers, threads;
     long save_frequency, save_steps, keep_checkpoints, zeroshot_frequency, log_every_n_steps;
     long max_steps, nonfinite_limit, accum_freq;
-    double lr, wd, beta1, beta2, eps, grad_clip_norm, lr_cooldown_power, lr_cooldown_end;
-    bool dataset_resampled, save_most_recent, lock_image, lock_text, siglip;
+    double lr, wd, beta1, beta2, eps, grad_clip_norm, lr_cooldown_power, lr_cooldown_end, dist_timeout;
+    bool dataset_resampled, save_most_recent, lock_image, lock_text, siglip, local_loss, gather_with_grad;
 } train_options;
 
 // Parses argv (after "train") and the --config file. Returns 0, 1 for --help (printed), or -1

@@ -5,6 +5,11 @@
 #include "common/error.h"
 #include "optim/grad.h"
 
+#define BUCKET_ELEMENTS (1 << 23)  // gradients all-reduced per tensor of one call (32 MB in fp32)
+
+static int world_size(const step_config *c) { return c->dist ? dist_world_size(c->dist) : 1; }
+static int rank(const step_config *c) { return c->dist ? dist_rank(c->dist) : 0; }
+
 static int zero_grads(const step_config *c) {
     for (int i = 0; i < c->n_lists; i++)
         if (param_list_zero_grad(c->lists[i]) != 0) return -1;
@@ -17,6 +22,46 @@ static int run_features(const step_config *c, const step_objective *obj, const v
     int rc = obj->features(obj->ctx, batch, begin, end, out);
     if (c->autocast_bf16) tensor_autocast_end();
     return rc;
+}
+
+// local (n, D) from every rank into (R*n, D), rank r's rows at [r*n, (r+1)*n), detached.
+static tensor *gather(const step_config *c, const tensor *local) {
+    int R = world_size(c);
+    tensor *mine = tensor_contiguous(tensor_detach(local));
+    if (R == 1 || !mine) return mine;
+    int64_t shape[TENSOR_MAX_DIMS];
+    int ndim = tensor_shape(mine, shape);
+    shape[0] *= R;
+    tensor *all = tensor_empty(shape, ndim, tensor_get_dtype(mine), tensor_get_device(mine));
+    return all && dist_pg_all_gather(dist_get_pg(c->dist), all, mine) == 0 ? all : NULL;
+}
+
+// The gradient of the loss with respect to this rank's n rows of all: every rank's loss share
+// touches them, so the shares' gradients are summed over the ranks (reduce_scatter).
+static tensor *own_gradient(const step_config *c, const tensor *all, int64_t n) {
+    tensor *g = tensor_grad(all);
+    if (world_size(c) == 1 || !g) return g;
+    int64_t shape[TENSOR_MAX_DIMS];
+    int ndim = tensor_shape(g, shape);
+    shape[0] = n;
+    tensor *mine = tensor_empty(shape, ndim, tensor_get_dtype(g), tensor_get_device(g));
+    return mine && dist_pg_reduce_scatter(dist_get_pg(c->dist), mine, tensor_contiguous(g)) == 0 ? mine : NULL;
+}
+
+// Sums the gradient buffers (in buckets) and the loss over the ranks, in one call.
+static int sum_over_ranks(const step_config *c, tensor *loss) {
+    if (world_size(c) == 1) return 0;
+    tensor *parts[256];
+    int n = 0;
+    for (int i = 0; i < c->n_lists; i++) {
+        int64_t size = c->lists[i]->n_trainable;
+        for (int64_t b = 0; b < size; b += BUCKET_ELEMENTS) {
+            if (n == 255) return err_set("step: more than 255 gradient buckets");
+            parts[n++] = tensor_slice(c->lists[i]->grad, 0, b, b + BUCKET_ELEMENTS < size ? b + BUCKET_ELEMENTS : size);
+        }
+    }
+    parts[n++] = loss;
+    return dist_pg_all_reduce(dist_get_pg(c->dist), parts, n);
 }
 
 // The features of all n samples, as leaves for the loss: the trained ones require grad. With
@@ -40,8 +85,8 @@ static int global_features(const step_config *c, const step_objective *obj, cons
         for (int i = 0; i < nf; i++) graph[i] = tensor_cat((const tensor *const *)parts[i], K, 0);
     }
     for (int i = 0; i < nf; i++) {
-        all[i] = tensor_detach(graph[i]);
-        if (i < obj->n_trained && tensor_set_requires_grad(all[i], true) != 0) return -1;
+        all[i] = gather(c, graph[i]);
+        if (!all[i] || (i < obj->n_trained && tensor_set_requires_grad(all[i], true) != 0)) return -1;
     }
     return 0;
 }
@@ -64,24 +109,27 @@ static int towers_backward(const step_config *c, const step_objective *obj, cons
     return 0;
 }
 
-// The loss of the global batch and all gradients, accumulated into the lists' gradient buffers.
+// The loss of the global batch (fp32, one element) and all gradients, summed over the ranks into
+// the lists' gradient buffers.
 static tensor *loss_and_gradients(const step_config *c, const step_objective *obj, const void *batch, int64_t n) {
     tensor *graph[STEP_MAX_FEATURES], *all[STEP_MAX_FEATURES], *grads[STEP_MAX_FEATURES];
     if (global_features(c, obj, batch, n, graph, all) != 0) return NULL;
+    int64_t first = rank(c) * n, one = 1;
     if (c->autocast_bf16 && tensor_autocast_begin(TENSOR_BF16) != 0) return NULL;
-    tensor *loss = obj->loss_rows(obj->ctx, all, 0, n);
+    tensor *share = obj->loss_rows(obj->ctx, all, first, first + n);
     if (c->autocast_bf16) tensor_autocast_end();
-    if (!loss || tensor_backward(loss, NULL) != 0) return NULL;
+    if (!share || tensor_backward(share, NULL) != 0) return NULL;
     for (int i = 0; i < obj->n_trained; i++)
-        if (!(grads[i] = tensor_grad(all[i]))) return NULL;
-    return towers_backward(c, obj, batch, n, graph, grads) == 0 ? loss : NULL;
+        if (!(grads[i] = own_gradient(c, all[i], n))) return NULL;
+    if (towers_backward(c, obj, batch, n, graph, grads) != 0) return NULL;
+    tensor *loss = tensor_reshape(tensor_to_dtype(tensor_detach(share), TENSOR_F32), &one, 1);
+    return loss && sum_over_ranks(c, loss) == 0 ? loss : NULL;
 }
 
 // Reads loss and norm to the host in one copy.
 static int read_values(const tensor *loss, const tensor *norm, step_result *out) {
     int64_t one = 1;
-    const tensor *both[2] = {tensor_reshape(tensor_to_dtype(loss, TENSOR_F32), &one, 1),
-                             tensor_reshape(tensor_to_dtype(norm, TENSOR_F32), &one, 1)};
+    const tensor *both[2] = {loss, tensor_reshape(tensor_to_dtype(norm, TENSOR_F32), &one, 1)};
     float v[2];
     if (tensor_to_host(tensor_cat(both, 2, 0), v, sizeof v) != 0) return -1;
     out->loss = v[0], out->grad_norm = v[1];

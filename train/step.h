@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "dist/dist.h"
 #include "optim/adamw.h"
 #include "optim/schedule.h"
 #include "param/param.h"
@@ -50,6 +51,7 @@ typedef struct {
     tensor *logit_scale;       // clamped to [0, ln 100] after each update; NULL: none
     bool autocast_bf16;        // features and loss under bf16 autocast (CUDA), as OpenCLIP's amp_bf16
     int accum_freq;            // K micro-batches per batch (1: none)
+    dist *dist;                // the ranks sharing the global batch; NULL: this process alone
 } step_config;
 
 typedef struct {
@@ -59,8 +61,12 @@ typedef struct {
     double lr;         // the learning rate used
 } step_result;
 
-// Runs step number `step` (0-based, for the schedule) on batch, which holds n samples (a multiple
-// of accum_freq). Returns 0 (see out->finite) or -1 with a message (a failed op, clip or update:
+// Runs step number `step` (0-based, for the schedule) on batch, this rank's n samples (a multiple
+// of accum_freq; the same n on every rank). With several ranks, every rank calls it together:
+// features are gathered (all_gather), each rank backpropagates the loss share of its own rows,
+// the feature gradients are summed back to their ranks (reduce_scatter), and the gradients and
+// the loss are summed over the ranks (all_reduce, the flat gradient buffers in buckets), so every
+// rank applies the same update: that of the one global batch. Returns 0 (see out->finite) or -1 with a message (a failed op, clip or update:
 // the weights may then be partly updated).
 int step_run(const step_config *c, int64_t step, const step_objective *obj, const void *batch, int64_t n,
              step_result *out);

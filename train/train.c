@@ -17,7 +17,9 @@
 
 #include "common/datafiles.h"
 #include "common/error.h"
+#include "common/sysinfo.h"
 #include "data/loader.h"
+#include "dist/dist.h"
 #include "eval/zeroshot.h"
 #include "loss/loss.h"
 #include "optim/adamw.h"
@@ -33,6 +35,8 @@
 
 typedef struct {
     train_options o;
+    dist *d;                  // this process's place among the ranks (world size 1 without a launcher)
+    bool lead;                // rank 0: writes the run folder, checkpoints and logs; prints
     session s;                // model, tokenizer, device
     clip_model *model;        // s.model
     adamw *optim;
@@ -61,6 +65,28 @@ static int make_dir(const char *path) {
 
 // ---- setup -----------------------------------------------------------------------------------
 
+// Overwrites text (cap bytes) with the lead rank's.
+static int share_text(trainer *t, char *text, size_t cap) {
+    if (dist_world_size(t->d) == 1) return 0;
+    int64_t n = (int64_t)cap;
+    tensor *bytes = tensor_from_host(text, &n, 1, TENSOR_U8, false);
+    tensor *where[1] = {bytes};
+    int rc = bytes && dist_pg_broadcast(dist_get_pg(t->d), where, 1, 0) == 0 ? tensor_to_host(bytes, text, cap) : -1;
+    tensor_free(bytes);
+    text[cap - 1] = '\0';
+    return rc;
+}
+
+// Joins the other ranks (dist/dist.h): the backend follows --device, a CUDA rank uses its GPU.
+static int setup_dist(trainer *t) {
+    tensor_device asked;
+    if (tensor_device_parse(t->o.device, &asked) != 0) return -1;
+    t->d = dist_init(&(dist_options){.device = asked, .timeout_s = t->o.dist_timeout});
+    if (!t->d) return -1;
+    t->lead = dist_rank(t->d) == 0;
+    return 0;
+}
+
 static void default_run_name(const train_options *o, char *out, size_t cap) {
     time_t now = time(NULL);
     struct tm tm;
@@ -72,12 +98,16 @@ static void default_run_name(const train_options *o, char *out, size_t cap) {
              o->precision);
 }
 
+// The run folder's paths on every rank; only the lead rank creates and writes it. Without --name
+// the ranks agree on the lead's name (its clock) through a broadcast.
 static int setup_run_dir(trainer *t) {
     char name[512];
     if (t->o.name) snprintf(name, sizeof name, "%s", t->o.name);
     else default_run_name(&t->o, name, sizeof name);
+    if (!t->o.name && share_text(t, name, sizeof name) != 0) return -1;
     snprintf(t->run_dir, sizeof t->run_dir, "%s/%s", t->o.logs, name);
     snprintf(t->ckpt_dir, sizeof t->ckpt_dir, "%s/checkpoints", t->run_dir);
+    if (!t->lead) return 0;
     struct stat st;
     if (!t->o.resume && stat(t->run_dir, &st) == 0)
         return err_set("%s: experiment already exists; use --name for a new one or --resume latest", t->run_dir);
@@ -98,11 +128,22 @@ static int setup_session(trainer *t) {
     if (!o->vocab)
         return err_set("no vocabulary: pass --vocab PATH or set CLIPC_VOCAB (CLIP's bpe_simple_vocab_16e6.txt.gz, or one "
                        "made by 'clipc tokenizer train')");
+    tensor_device dev = dist_device(t->d);
+    char device[32];
+    if (dev.type == TENSOR_DEVICE_CUDA) snprintf(device, sizeof device, "cuda:%d", dev.index);
+    else snprintf(device, sizeof device, "cpu");
+    // CPU ranks on one machine share its cores unless --threads says otherwise.
+    int threads = (int)o->threads, world = dist_world_size(t->d);
+    if (threads == 0 && dev.type == TENSOR_DEVICE_CPU && world > 1) threads = sysinfo_cores() / world > 0 ? sysinfo_cores() / world : 1;
     session_options so = {.model = o->model, .model_configs = o->model_configs, .pretrained = o->pretrained,
-                          .vocab = o->vocab, .device = o->device, .threads = (int)o->threads, .seed = (uint64_t)o->seed,
+                          .vocab = o->vocab, .device = device, .threads = threads, .seed = (uint64_t)o->seed,
                           .siglip = o->siglip, .lock_image = o->lock_image, .lock_text = o->lock_text};
     if (session_open(&so, &t->s) != 0) return -1;
     t->model = t->s.model;
+    // Every rank starts from rank 0's weights (the same seed gives the same ones; pretrained
+    // weights read elsewhere may not).
+    tensor *weights[1] = {t->model->params.data};
+    if (world > 1 && dist_pg_broadcast(dist_get_pg(t->d), weights, 1, 0) != 0) return -1;
     t->loss = o->siglip ? LOSS_KIND_SIGLIP : LOSS_KIND_CLIP;
     t->bf16 = strcmp(o->precision, "fp32") != 0;
     if (t->bf16 && t->s.device.type != TENSOR_DEVICE_CUDA)
@@ -115,7 +156,7 @@ static int setup_session(trainer *t) {
 
 // Samples per optimizer step on this rank (--batch-size micro-batches x --accum-freq) and on all.
 static int64_t rank_batch(const trainer *t) { return t->o.batch_size * t->o.accum_freq; }
-static int64_t global_batch(const trainer *t) { return rank_batch(t); }
+static int64_t global_batch(const trainer *t) { return rank_batch(t) * dist_world_size(t->d); }
 
 static loader *open_loader(const trainer *t, const char *data, bool train, int batch_size, const tokenizer *tok) {
     loader_config lc;
@@ -124,6 +165,7 @@ static loader *open_loader(const trainer *t, const char *data, bool train, int b
     lc.workers = (int)t->o.workers;
     lc.tok = tok;
     lc.context_length = t->s.cfg.text.context_length;
+    lc.rank = dist_rank(t->d), lc.world_size = dist_world_size(t->d);
     if (train) {
         lc.upsampling_factors = t->o.train_data_upsampling_factors;
         lc.resampled = t->o.dataset_resampled;
@@ -148,15 +190,15 @@ static int setup_schedule(trainer *t) {
     return schedule_check(&t->sched);
 }
 
+// Every rank loads the checkpoint the lead rank picked ("" when there is none yet).
 static int resume(trainer *t) {
-    char path[4096];
-    if (!strcmp(t->o.resume, "latest")) {
-        if (checkpoint_find_latest(t->ckpt_dir, path, sizeof path) != 0) {
-            printf("resume latest: no checkpoint in %s yet, starting from scratch\n", t->ckpt_dir);
-            return 0;
-        }
-    } else {
-        snprintf(path, sizeof path, "%s", t->o.resume);
+    char path[4096] = "";
+    if (strcmp(t->o.resume, "latest") != 0) snprintf(path, sizeof path, "%s", t->o.resume);
+    else if (t->lead && checkpoint_find_latest(t->ckpt_dir, path, sizeof path) != 0) path[0] = '\0';
+    if (share_text(t, path, sizeof path) != 0) return -1;
+    if (!path[0]) {
+        if (t->lead) printf("resume latest: no checkpoint in %s yet, starting from scratch\n", t->ckpt_dir);
+        return 0;
     }
     train_position pos = {0};
     int rc = checkpoint_load(path, t->model, t->optim, &pos);
@@ -164,7 +206,7 @@ static int resume(trainer *t) {
     if (rc == 0) {
         t->step = pos.step;
         t->epoch = pos.epoch;
-        printf("resumed from %s at step %" PRId64 ", epoch %" PRId64 "\n", path, t->step, t->epoch);
+        if (t->lead) printf("resumed from %s at step %" PRId64 ", epoch %" PRId64 "\n", path, t->step, t->epoch);
     }
     free(pos.loader_state);
     return rc;
@@ -172,12 +214,21 @@ static int resume(trainer *t) {
 
 // ---- checkpoints and evaluation --------------------------------------------------------------
 
+// Writes a metrics line from the lead rank (the others drop it).
+static int log_line(trainer *t, cJSON *line, bool flush) {
+    if (t->lead) return metrics_log_write(t->metrics, line, flush);
+    cJSON_Delete(line);
+    return 0;
+}
+
+// The lead rank saves (every rank holds the same weights, optimizer state and loader position).
 static int save_checkpoint(trainer *t, const char *stem) {
+    t->saved_step = t->step;
+    if (!t->lead) return 0;
     train_position pos = {.step = t->step, .epoch = t->epoch};
     if (loader_state_save(t->data, &pos.loader_state, &pos.loader_state_size) != 0) return -1;
     int rc = checkpoint_save(t->ckpt_dir, stem, t->model, t->optim, &pos);
     free(pos.loader_state);
-    if (rc == 0) t->saved_step = t->step;
     if (rc == 0 && strcmp(stem, "epoch_latest") != 0) checkpoint_prune(t->ckpt_dir, (int)t->o.keep_checkpoints);
     return rc;
 }
@@ -191,7 +242,26 @@ static int load_class_names(const trainer *t, const loader *l, char ***names) {
     return n;
 }
 
+// Sums a sharded evaluation's counts over the ranks (exact: float64 holds counts below 2^53).
+static int sum_counts(trainer *t, metrics_classes *c) {
+    int C = c->n_classes;
+    size_t n = 1 + (size_t)C * (size_t)C + (size_t)C + 1;
+    double *v = xmalloc(n * sizeof(double));
+    v[0] = (double)c->n;
+    for (size_t i = 0; i < (size_t)C * (size_t)C; i++) v[1 + i] = (double)c->confusion[i];
+    for (int i = 0; i <= C; i++) v[1 + (size_t)C * (size_t)C + (size_t)i] = (double)c->rank_counts[i];
+    int rc = dist_all_reduce_f64(t->d, v, (int)n);
+    c->n = (int64_t)v[0];
+    for (size_t i = 0; i < (size_t)C * (size_t)C; i++) c->confusion[i] = (int64_t)v[1 + i];
+    for (int i = 0; i <= C; i++) c->rank_counts[i] = (int64_t)v[1 + (size_t)C * (size_t)C + (size_t)i];
+    free(v);
+    return rc;
+}
+
+// Zero-shot accuracy on --zeroshot-data: every rank classifies its share of the images and the
+// exact counts are summed, so the figure is the single-process one.
 static int run_zeroshot(trainer *t) {
+    dist_set_phase(t->d, "zero-shot");
     loader *l = open_loader(t, t->o.zeroshot_data, false, ZEROSHOT_BATCH, NULL);
     if (!l) return -1;
     char **names = NULL, **templates = NULL;
@@ -205,24 +275,30 @@ static int run_zeroshot(trainer *t) {
         double t0 = now_s();
         tensor *classifier = zeroshot_classifier(t->model, t->s.tok, (const char *const *)names, n_names,
                                                  (const char *const *)templates, n_templates);
-        zeroshot_result r;
-        rc = classifier ? zeroshot_evaluate(t->model, classifier, l, &r) : -1;
+        metrics_classes counts;
+        metrics_classes_init(&counts, n_names);
+        rc = classifier ? zeroshot_evaluate_counts(t->model, classifier, l, &counts) : -1;
+        if (rc == 0) rc = sum_counts(t, &counts);
+        if (rc == 0 && counts.n == 0) rc = err_set("%s: the zero-shot set gave no images", t->o.zeroshot_data);
         if (rc == 0) {
-            printf("Eval Epoch: %" PRId64 " zero-shot %s: top1 %.4f top5 %.4f (%" PRId64 " images, %.1f s)\n", t->epoch,
-                   t->o.zeroshot_data, r.top1, r.top5, r.n, now_s() - t0);
+            double top1 = metrics_classes_topk(&counts, 1), top5 = metrics_classes_topk(&counts, 5);
+            if (t->lead)
+                printf("Eval Epoch: %" PRId64 " zero-shot %s: top1 %.4f top5 %.4f (%" PRId64 " images, %.1f s)\n",
+                       t->epoch, t->o.zeroshot_data, top1, top5, counts.n, now_s() - t0);
             cJSON *line = metrics_line("zeroshot", t->step, t->epoch);
             cJSON_AddStringToObject(line, "dataset", t->o.zeroshot_data);
-            cJSON_AddNumberToObject(line, "top1", r.top1);
-            cJSON_AddNumberToObject(line, "top5", r.top5);
-            cJSON_AddNumberToObject(line, "n", (double)r.n);
-            rc = metrics_log_write(t->metrics, line, true);
-            zeroshot_result_free(&r);
+            cJSON_AddNumberToObject(line, "top1", top1);
+            cJSON_AddNumberToObject(line, "top5", top5);
+            cJSON_AddNumberToObject(line, "n", (double)counts.n);
+            rc = log_line(t, line, true);
         }
+        metrics_classes_free(&counts);
         tensor_free(classifier);
     }
     if (n_names > 0) zeroshot_free_lines(names, n_names);
     if (n_templates > 0) zeroshot_free_lines(templates, n_templates);
     loader_free(l);
+    dist_set_phase(t->d, NULL);
     return rc;
 }
 
@@ -276,13 +352,15 @@ static int run_validation(trainer *t) {
     }
     tensor_no_grad_end();
     loader_free(l);
-    if (rc < 0) return -1;
+    double totals[2] = {sum, (double)n};  // summed over the ranks' shares
+    if (rc < 0 || dist_all_reduce_f64(t->d, totals, 2) != 0) return -1;
+    sum = totals[0], n = (int64_t)totals[1];
     if (n == 0) return err_set("%s: the validation set gave no samples", t->o.val_data);
-    printf("Eval Epoch: %" PRId64 " val loss %.5f (%" PRId64 " samples)\n", t->epoch, sum / (double)n, n);
+    if (t->lead) printf("Eval Epoch: %" PRId64 " val loss %.5f (%" PRId64 " samples)\n", t->epoch, sum / (double)n, n);
     cJSON *line = metrics_line("val", t->step, t->epoch);
     cJSON_AddNumberToObject(line, "loss", sum / (double)n);
     cJSON_AddNumberToObject(line, "n", (double)n);
-    return metrics_log_write(t->metrics, line, true);
+    return log_line(t, line, true);
 }
 
 // ---- the step --------------------------------------------------------------------------------
@@ -292,8 +370,9 @@ static int train_step(trainer *t, const loader_batch *b, step_result *r) {
     param_list *lists[1] = {&t->model->params};
     step_config sc = {.lists = lists, .n_lists = 1, .opt = t->optim, .sched = &t->sched,
                       .grad_clip_norm = t->o.grad_clip_norm, .logit_scale = t->model->logit_scale,
-                      .autocast_bf16 = t->bf16, .accum_freq = (int)t->o.accum_freq};
+                      .autocast_bf16 = t->bf16, .accum_freq = (int)t->o.accum_freq, .dist = t->d};
     step_objective obj = objective(t);
+    dist_set_step(t->d, t->step);
     return step_run(&sc, t->step, &obj, b, b->n, r);
 }
 
@@ -302,7 +381,7 @@ static int log_step(trainer *t, const step_result *r, double batch_time, double 
     int64_t in_epoch = t->step - t->epoch * t->steps_per_epoch;
     bool printed = t->step % t->o.log_every_n_steps == 0 || in_epoch == t->steps_per_epoch || t->step == 1;
     double scale = NAN;
-    if (printed) {
+    if (printed && t->lead) {
         tensor_scope_begin();
         int rc = tensor_item(tensor_exp(t->model->logit_scale), &scale);
         tensor_scope_end();
@@ -317,7 +396,8 @@ static int log_step(trainer *t, const step_result *r, double batch_time, double 
     cJSON_AddNumberToObject(line, "samples_per_s", sps);
     cJSON_AddNumberToObject(line, "data_time", data_time);
     cJSON_AddNumberToObject(line, "batch_time", batch_time);
-    if (metrics_log_write(t->metrics, line, printed) != 0 || !printed) return printed ? -1 : 0;
+    if (log_line(t, line, printed) != 0) return -1;
+    if (!printed || !t->lead) return 0;
     int64_t remaining = t->sched.total_steps - t->step;
     if (t->o.max_steps > 0 && t->o.max_steps - t->step < remaining) remaining = t->o.max_steps - t->step;
     double eta = steps_run > 0 ? elapsed / (double)steps_run * (double)remaining : 0;
@@ -340,8 +420,9 @@ static int note_nonfinite(trainer *t, const step_result *r) {
     cJSON *line = metrics_line("nonfinite", t->step, t->epoch);
     cJSON_AddStringToObject(line, "loss", loss);
     cJSON_AddStringToObject(line, "grad_norm", norm);
-    if (metrics_log_write(t->metrics, line, true) != 0) return -1;
-    fprintf(stderr, "clipc train: non-finite %s (loss %g, gradient norm %g) at step %" PRId64 ": step skipped\n",
+    if (log_line(t, line, true) != 0) return -1;
+    if (t->lead)
+        fprintf(stderr, "clipc train: non-finite %s (loss %g, gradient norm %g) at step %" PRId64 ": step skipped\n",
             isfinite(r->loss) ? "gradient" : "loss", r->loss, r->grad_norm, t->step);
     if (t->nonfinite_run < t->o.nonfinite_limit) return 0;
     return err_set("the loss was non-finite for %d steps in a row (at step %" PRId64 "); stopping. Checkpoints in %s "
@@ -403,8 +484,9 @@ static int train_loop(trainer *t) {
     // A run stopped by --max-steps leaves a checkpoint to resume from.
     if (t->o.save_frequency > 0 && t->saved_step != t->step && steps_run > 0 && save_step_checkpoint(t) != 0) return -1;
     loader_stats st = loader_get_stats(t->data);
-    printf("done: %" PRId64 " steps in %.1f s, %" PRId64 " corrupt samples skipped; run folder %s\n", steps_run,
-           now_s() - start, st.corrupt_skipped, t->run_dir);
+    if (t->lead)
+        printf("done: %" PRId64 " steps in %.1f s, %" PRId64 " corrupt samples skipped; run folder %s\n", steps_run,
+               now_s() - start, st.corrupt_skipped, t->run_dir);
     return 0;
 }
 
@@ -413,11 +495,13 @@ static void trainer_free(trainer *t) {
     adamw_free(t->optim);
     session_close(&t->s);
     metrics_log_close(t->metrics);
+    dist_free(t->d);
 }
 
 int train_run(const train_options *o) {
     trainer t = {.o = *o, .saved_step = -1};
-    int rc = setup_session(&t);
+    int rc = setup_dist(&t);
+    if (rc == 0) rc = setup_session(&t);
     if (rc == 0) rc = (t.data = open_loader(&t, t.o.train_data, true, (int)rank_batch(&t), t.s.tok)) ? 0 : -1;
     if (rc == 0) rc = setup_schedule(&t);
     if (rc == 0) rc = setup_run_dir(&t);

@@ -1,0 +1,243 @@
+// Data-parallel training end to end, on CPU ranks over Gloo started by `clipc launch`:
+// - the exact global batch: (2 ranks, batch B), (1 rank, batch 2B) and (1 rank, batch B,
+//   --accum-freq 2) log the same global losses and end with the same weights (1e-5 relative), for
+//   the CLIP and the SigLIP loss;
+// - a run checkpointed on 2 ranks and resumed on 1 rank (same global batch) ends where the
+//   uninterrupted 2-rank run ends;
+// - the zero-shot accuracy that 2 ranks compute during training, each on its share of the images,
+//   equals `clipc eval` of the same weights in one process, exactly;
+// - a rank killed mid-run: the other exits non-zero within --dist-timeout naming its rank, the
+//   collective and the step, and `clipc launch` returns non-zero.
+// Usage: test_dist_train CLIPC_BINARY FASHION_MNIST_DIR VOCAB
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <stdbool.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "cli_run.h"
+#include "common/error.h"
+#include "model/safetensors.h"
+
+static const char *clipc, *fmnist, *vocab;
+static char work[256];
+static int port;
+
+#define STEPS 4
+
+// 4 steps of a global batch of 32 (128 samples), one epoch, a checkpoint at its end.
+static int train(char *out, size_t cap, int ranks, const char *name, const char *extra) {
+    char launch[256] = "";
+    if (ranks > 1) snprintf(launch, sizeof launch, "%s launch --nproc-per-node %d --master-port %d --", clipc, ranks, port++);
+    return cli_run(out, cap,
+                   "cd %s && %s %s train --model clip-tiny --vocab %s --train-data train --train-num-samples 128 "
+                   "--epochs 1 --warmup 2 --lr 1e-3 --workers 1 --seed 3 --threads 1 --logs logs --name %s "
+                   "--log-every-n-steps 1 --dist-timeout 20 %s",
+                   work, launch, clipc, vocab, name, extra);
+}
+
+static void must_train(int ranks, const char *name, const char *extra) {
+    char out[32768];
+    if (train(out, sizeof out, ranks, name, extra) != 0) fail_msg("%s: %s", name, out);
+}
+
+// The "loss" of each train line of a run's metrics.jsonl, by step.
+static void read_losses(const char *name, double *losses) {
+    char path[512], line[2048];
+    snprintf(path, sizeof path, "%s/logs/%s/metrics.jsonl", work, name);
+    FILE *f = fopen(path, "r");
+    if (!f) fail_msg("%s: no metrics.jsonl", name);
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        const char *step = strstr(line, "\"step\":"), *loss = strstr(line, "\"loss\":");
+        if (!strstr(line, "\"type\":\"train\"") || !step || !loss) continue;
+        int s = atoi(step + 7);
+        assert_true(s >= 1 && s <= STEPS);
+        losses[s - 1] = atof(loss + 7);
+        n++;
+    }
+    fclose(f);
+    assert_int_equal(n, STEPS);  // one line per step: written by rank 0 alone
+}
+
+static char *checkpoint(const char *name, const char *stem) {
+    static char path[512];
+    snprintf(path, sizeof path, "%s/logs/%s/checkpoints/%s.safetensors", work, name, stem);
+    return path;
+}
+
+// max |a - b| / max(max |b|, 1e-3) over every tensor of two weight files.
+static double weights_rel_diff(const char *a_path, const char *b_path) {
+    st_file *a = st_open(a_path), *b = st_open(b_path);
+    if (!a || !b) fail_msg("%s", err_msg());
+    double worst = 0;
+    for (int i = 0; i < st_count(b); i++) {
+        const st_tensor *tb = st_get(b, i), *ta = st_find(a, tb->name);
+        assert_non_null(ta);
+        assert_int_equal(ta->numel, tb->numel);
+        const float *x = ta->data, *y = tb->data;
+        double diff = 0, scale = 1e-3;
+        for (int64_t j = 0; j < tb->numel; j++) {
+            diff = fmax(diff, fabs((double)x[j] - y[j]));
+            scale = fmax(scale, fabs((double)y[j]));
+        }
+        worst = fmax(worst, diff / scale);
+    }
+    st_close(a);
+    st_close(b);
+    return worst;
+}
+
+static void expect_same_run(const char *name, const char *reference) {
+    double got[STEPS], want[STEPS];
+    read_losses(name, got);
+    read_losses(reference, want);
+    for (int s = 0; s < STEPS; s++) {
+        printf("  step %d: %s %.7f, %s %.7f\n", s + 1, name, got[s], reference, want[s]);
+        if (!(fabs(got[s] - want[s]) <= 1e-5 * fabs(want[s])))
+            fail_msg("%s step %d: loss %.7f, %s %.7f", name, s + 1, got[s], reference, want[s]);
+    }
+    double d = weights_rel_diff(checkpoint(name, "epoch_1"), checkpoint(reference, "epoch_1"));
+    printf("  %s against %s: weights within %.3g (relative)\n", name, reference, d);
+    if (!(d <= 1e-5)) fail_msg("%s: weights differ from %s's by %.3g relative", name, reference, d);
+}
+
+static int setup(void **state) {
+    (void)state;
+    snprintf(work, sizeof work, "/tmp/clipc_test_dist_train_XXXXXX");
+    assert_non_null(mkdtemp(work));
+    port = 20000 + (int)(getpid() % 20000);
+    char out[8192];
+    int rc = cli_run(out, sizeof out, "%s shards --fashion-mnist %s --split test --shard-size 2500 --out %s/train", clipc,
+                     fmnist, work);
+    if (rc != 0) fail_msg("shards: %s", out);
+    return cli_run(NULL, 0, "printf 'a photo of a {}.\\nan image of a {}.\\n' > %s/templates.txt", work);
+}
+
+static int teardown(void **state) {
+    (void)state;
+    return cli_run(NULL, 0, "rm -rf %s", work);
+}
+
+static void check_global_batch(const char *loss_flag, const char *tag) {
+    char one[64], two[64], accum[64], extra[128];
+    snprintf(one, sizeof one, "%s-1x32", tag), snprintf(two, sizeof two, "%s-2x16", tag);
+    snprintf(accum, sizeof accum, "%s-1x16x2", tag);
+    snprintf(extra, sizeof extra, "--batch-size 32 %s", loss_flag);
+    must_train(1, one, extra);
+    snprintf(extra, sizeof extra, "--batch-size 16 %s", loss_flag);
+    must_train(2, two, extra);
+    snprintf(extra, sizeof extra, "--batch-size 16 --accum-freq 2 %s", loss_flag);
+    must_train(1, accum, extra);
+    expect_same_run(two, one);
+    expect_same_run(accum, one);
+}
+
+static void test_global_batch_clip(void **state) {
+    (void)state;
+    check_global_batch("", "clip");
+}
+
+static void test_global_batch_siglip(void **state) {
+    (void)state;
+    check_global_batch("--siglip", "siglip");
+    // Runs that differ do differ: the comparison can fail.
+    double d = weights_rel_diff(checkpoint("siglip-2x16", "epoch_1"), checkpoint("clip-2x16", "epoch_1"));
+    assert_true(d > 1e-3);
+}
+
+// 2 steps on 2 ranks, a checkpoint, then the other 2 on one rank of the same global batch.
+static void test_resume_on_fewer_ranks(void **state) {
+    (void)state;
+    must_train(2, "straight", "--batch-size 16");
+    must_train(2, "moved", "--batch-size 16 --max-steps 2 --save-steps 2");
+    must_train(1, "moved", "--batch-size 32 --resume latest");
+    double d = weights_rel_diff(checkpoint("moved", "epoch_1"), checkpoint("straight", "epoch_1"));
+    printf("  resumed on 1 rank against 2 ranks throughout: weights within %.3g (relative)\n", d);
+    if (!(d <= 1e-5)) fail_msg("the run moved from 2 ranks to 1 ends %.3g away from the 2-rank run", d);
+}
+
+static double zeroshot_top1(const char *text, const char *key) {
+    const char *p = strstr(text, key);
+    if (!p) fail_msg("no '%s' in: %s", key, text);
+    return atof(p + strlen(key));
+}
+
+// The 2 ranks' zero-shot figure (each on half the images, counts summed) is clipc eval's.
+static void test_sharded_zeroshot(void **state) {
+    (void)state;
+    must_train(2, "zs", "--batch-size 16 --zeroshot-data train --zeroshot-templates templates.txt");
+    char out[32768], path[512];
+    snprintf(path, sizeof path, "%s/logs/zs/metrics.jsonl", work);
+    if (cli_run(out, sizeof out, "grep '\"type\":\"zeroshot\"' %s", path) != 0) fail_msg("no zeroshot line: %s", out);
+    double sharded = zeroshot_top1(out, "\"top1\":");
+    if (cli_run(out, sizeof out, "cd %s && %s eval --pretrained %s --vocab %s --zeroshot train --templates templates.txt "
+                "--threads 1 --output zs.json && cat zs.json", work, clipc, checkpoint("zs", "epoch_1"), vocab) != 0)
+        fail_msg("eval: %s", out);
+    double single = zeroshot_top1(out, "\"top1\":");
+    printf("  zero-shot top-1: 2 ranks %.6f, one process %.6f\n", sharded, single);
+    assert_true(fabs(sharded - single) < 1e-9);
+}
+
+// The ranks of a long run, started as torchrun would; rank 1 is killed by SIGKILL once rank 0
+// has logged two steps.
+#define KILLED_RUN                                                                                             \
+    "if [ \"$RANK\" = 1 ]; then (until [ \"$(grep -c train logs/%s/metrics.jsonl 2>/dev/null)\" -ge 2 ]; do " \
+    "sleep 0.2; done; kill -9 $$) & fi; exec %s train --model clip-tiny --vocab %s --train-data train "       \
+    "--batch-size 16 --epochs 50 --warmup 10 --train-num-samples 2048 --workers 1 --threads 1 --logs logs "  \
+    "--name %s --dist-timeout 10 --save-frequency 0"
+
+// Without a launcher to stop it, rank 0 finds out in its next collective: it exits non-zero
+// within the timeout, naming its rank, the collective and the step.
+static void test_killed_rank(void **state) {
+    (void)state;
+    char out[32768];
+    time_t start = time(NULL);
+    int p = port++;
+    int rc = cli_run(out, sizeof out,
+                     "cd %s && export MASTER_ADDR=127.0.0.1 MASTER_PORT=%d WORLD_SIZE=2; "
+                     "(RANK=1 LOCAL_RANK=1 sh -c '" KILLED_RUN "' > rank1.log 2>&1 &) ; "
+                     "RANK=0 LOCAL_RANK=0 sh -c '" KILLED_RUN "' 2>&1 | grep -v '^  '",
+                     work, p, "killed", clipc, vocab, "killed", "killed", clipc, vocab, "killed");
+    double took = difftime(time(NULL), start);
+    printf("  rank 0 exited after %.0f s: %s", took, strstr(out, "clipc train: rank") ? strstr(out, "clipc train: rank") : out);
+    if (!strstr(out, "clipc train: rank 0: ") || !strstr(out, " at step ") || !strstr(out, "rank 1"))
+        fail_msg("rank 0 did not name its rank, the collective, the step and the lost peer: %s", out);
+    (void)rc;  // the pipe's status is grep's: the message is the check
+    assert_true(took < 60);
+}
+
+// Under clipc launch the killed rank's status comes back and the other rank is stopped.
+static void test_launch_reports_killed_rank(void **state) {
+    (void)state;
+    char out[32768];
+    int rc = cli_run(out, sizeof out, "cd %s && %s launch --nproc-per-node 2 --master-port %d -- sh -c '" KILLED_RUN "'",
+                     work, clipc, port++, "launched", clipc, vocab, "launched");
+    printf("  clipc launch exited %d\n", rc);
+    assert_int_equal(rc, 137);
+    assert_non_null(strstr(out, "rank 1 was killed by signal 9"));
+}
+
+int main(int argc, char **argv) {
+    if (argc != 4) {
+        fprintf(stderr, "usage: %s CLIPC_BINARY FASHION_MNIST_DIR VOCAB\n", argv[0]);
+        return 2;
+    }
+    clipc = argv[1], fmnist = argv[2], vocab = argv[3];
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_global_batch_clip),
+        cmocka_unit_test(test_global_batch_siglip),
+        cmocka_unit_test(test_resume_on_fewer_ranks),
+        cmocka_unit_test(test_sharded_zeroshot),
+        cmocka_unit_test(test_killed_rank),
+        cmocka_unit_test(test_launch_reports_killed_rank),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

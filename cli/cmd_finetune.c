@@ -166,6 +166,7 @@ static int draw_shots(session *s) {
 static loader *open_loader(const session *s, const char *data, bool train, int batch_size) {
     loader_config lc;
     loader_config_init(&lc, data, batch_size, s->cfg.vision.image_size, train);
+    lc.preprocess = s->cfg.preprocess;  // the model's mean and std (and evaluation transform)
     lc.seed = (uint64_t)s->o.seed;
     lc.workers = (int)s->o.workers;
     return loader_init(&lc);

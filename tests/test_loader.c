@@ -308,7 +308,7 @@ static void test_transform_values(void **state) {
                     uint8_t v = pic.rgb[3 * p + ch];
                     size_t at = ((size_t)i * 3 + ch) * 100 + p;
                     if (u8) assert_int_equal(b.images_u8[at], v);
-                    else assert_float_equal(b.images[at], (v / 255.0f - c.mean[ch]) / c.std[ch], 1e-5);
+                    else assert_float_equal(b.images[at], (v / 255.0f - c.preprocess.mean[ch]) / c.preprocess.std[ch], 1e-5);
                 }
             image_rgb_free(&pic);
         }

@@ -132,6 +132,7 @@ static int setup_tokenizer(trainer *t) {
 static loader *open_loader(const trainer *t, const char *data, bool train, int batch_size, const tokenizer *tok) {
     loader_config lc;
     loader_config_init(&lc, data, batch_size, t->cfg.vision.image_size, train);
+    lc.preprocess = t->cfg.preprocess;  // the model's mean and std (and evaluation transform)
     lc.seed = (uint64_t)t->o.seed;
     lc.workers = (int)t->o.workers;
     lc.tok = tok;

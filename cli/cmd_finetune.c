@@ -145,6 +145,7 @@ static int draw_shots(finetune_state *s) {
 static loader *open_loader(const finetune_state *s, const char *data, bool train, int batch_size) {
     loader_config lc;
     loader_config_init(&lc, data, batch_size, s->sess.cfg.vision.image_size, train);
+    lc.preprocess = s->sess.cfg.preprocess;  // the model's mean and std (and evaluation transform)
     lc.seed = (uint64_t)s->o.seed;
     lc.workers = (int)s->o.workers;
     return loader_init(&lc);

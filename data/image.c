@@ -250,38 +250,140 @@ int image_webp_decode_region(const uint8_t *data, size_t size, image_rect crop, 
     return 0;
 }
 
-image_rect image_center_square(int w, int h) {
-    int side = w < h ? w : h;
-    return (image_rect){(w - side) / 2, (h - side) / 2, side, side};
+// ---- PIL's resize (evaluation) ----------------------------------------------------------------
+
+#define PIL_PRECISION_BITS 22  // Pillow's PRECISION_BITS (32 - 8 - 2)
+
+static double filter_bicubic(double x) {
+    const double a = -0.5;
+    if (x < 0.0) x = -x;
+    if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1;
+    if (x < 2.0) return (((x - 5) * x + 8) * x - 4) * a;
+    return 0.0;
 }
 
-// Crops img to the rectangle and scales it with libwebp's rescaler (WebPPictureRescale).
-static int crop_and_scale(const image_rgb *img, image_rect crop, int out_size, uint8_t *rgb) {
-    WebPPicture pic;
-    int rc = picture_import(&pic, img);
-    if (rc == 0 && !WebPPictureCrop(&pic, crop.left, crop.top, crop.width, crop.height))
-        rc = err_set("cannot crop %dx%d", img->width, img->height);
-    if (rc == 0 && !WebPPictureRescale(&pic, out_size, out_size))
-        rc = err_set("cannot resize %dx%d to %dx%d", crop.width, crop.height, out_size, out_size);
-    for (int y = 0; rc == 0 && y < out_size; y++)
-        for (int x = 0; x < out_size; x++) {
-            uint32_t argb = pic.argb[(size_t)y * (size_t)pic.argb_stride + (size_t)x];
-            uint8_t *px = rgb + 3 * ((size_t)y * (size_t)out_size + (size_t)x);
-            px[0] = (uint8_t)(argb >> 16), px[1] = (uint8_t)(argb >> 8), px[2] = (uint8_t)argb;
+static double filter_bilinear(double x) {
+    if (x < 0.0) x = -x;
+    return x < 1.0 ? 1.0 - x : 0.0;
+}
+
+// The coefficients of outputs first..first+n of a pass from in_size to out_size.
+typedef struct {
+    int ksize;
+    int *start, *count;  // (n) the input range of each output
+    int32_t *k;          // (n, ksize) fixed point, PIL_PRECISION_BITS
+} pil_coeffs;
+
+// Pillow's precompute_coeffs and normalize_coeffs_8bpc, with the same floating-point steps.
+static void pil_coeffs_init(pil_coeffs *c, int in_size, int out_size, image_filter f, int first, int n) {
+    double (*filter)(double) = f == IMAGE_FILTER_BILINEAR ? filter_bilinear : filter_bicubic;
+    double scale = (double)in_size / out_size, filterscale = scale < 1.0 ? 1.0 : scale;
+    double support = (f == IMAGE_FILTER_BILINEAR ? 1.0 : 2.0) * filterscale;
+    c->ksize = (int)ceil(support) * 2 + 1;
+    c->start = xmalloc((size_t)n * sizeof(int));
+    c->count = xmalloc((size_t)n * sizeof(int));
+    c->k = xcalloc((size_t)n * (size_t)c->ksize, sizeof(int32_t));
+    double *w = xmalloc((size_t)c->ksize * sizeof(double));
+    for (int i = 0; i < n; i++) {
+        double center = (first + i + 0.5) * scale, ww = 0.0, ss = 1.0 / filterscale;
+        int xmin = (int)(center - support + 0.5), xmax = (int)(center + support + 0.5);
+        if (xmin < 0) xmin = 0;
+        if (xmax > in_size) xmax = in_size;
+        xmax -= xmin;
+        for (int x = 0; x < xmax; x++) ww += w[x] = filter((x + xmin - center + 0.5) * ss);
+        for (int x = 0; x < xmax; x++) {
+            double v = ww != 0.0 ? w[x] / ww : w[x];
+            c->k[(size_t)i * (size_t)c->ksize + (size_t)x] =
+                (int32_t)(v < 0 ? -0.5 + v * (1 << PIL_PRECISION_BITS) : 0.5 + v * (1 << PIL_PRECISION_BITS));
         }
-    WebPPictureFree(&pic);
-    return rc;
+        c->start[i] = xmin;
+        c->count[i] = xmax;
+    }
+    free(w);
 }
 
-int image_decode_eval(const uint8_t *data, size_t size, int out_size, uint8_t *rgb) {
-    int w = 0, h = 0;
-    if (image_sniff(data, size) == IMAGE_FORMAT_WEBP) {
-        if (image_webp_size(data, size, &w, &h)) return -1;
-        return image_webp_decode_region(data, size, image_center_square(w, h), out_size, out_size, rgb);
+static void pil_coeffs_free(pil_coeffs *c) {
+    free(c->start);
+    free(c->count);
+    free(c->k);
+}
+
+// One output value: the weighted sum of n inputs `stride` bytes apart, rounded and clipped to 8 bits.
+static uint8_t pil_convolve(const uint8_t *in, size_t stride, const int32_t *k, int n) {
+    int64_t ss = 1 << (PIL_PRECISION_BITS - 1);
+    for (int i = 0; i < n; i++) ss += (int64_t)in[(size_t)i * stride] * k[i];
+    if (ss >= (int64_t)256 << PIL_PRECISION_BITS) return 255;
+    if (ss <= 0) return 0;
+    return (uint8_t)(ss >> PIL_PRECISION_BITS);
+}
+
+// The horizontal pass over input rows y0..y1 into tmp (y1 - y0, r.width, 3); a copy of the region's
+// columns when the width does not change.
+static void pil_pass_horizontal(const image_rgb *img, int out_w, image_filter f, image_rect r, int y0, int y1,
+                                uint8_t *tmp) {
+    pil_coeffs c = {0};
+    bool resample = out_w != img->width;
+    if (resample) pil_coeffs_init(&c, img->width, out_w, f, r.left, r.width);
+    for (int y = y0; y < y1; y++) {
+        const uint8_t *row = img->rgb + (size_t)y * (size_t)img->width * 3;
+        uint8_t *dst = tmp + (size_t)(y - y0) * (size_t)r.width * 3;
+        for (int x = 0; x < r.width; x++)
+            for (int ch = 0; ch < 3; ch++)
+                dst[3 * x + ch] = resample ? pil_convolve(row + 3 * (size_t)c.start[x] + ch, 3,
+                                                          c.k + (size_t)x * (size_t)c.ksize, c.count[x])
+                                           : row[3 * (size_t)(r.left + x) + ch];
     }
+    if (resample) pil_coeffs_free(&c);
+}
+
+int image_resize_pil(const image_rgb *img, int out_w, int out_h, image_filter f, image_rect r, uint8_t *rgb) {
+    if (out_w < 1 || out_h < 1 || r.width < 1 || r.height < 1 || r.left < 0 || r.top < 0 ||
+        r.left + r.width > out_w || r.top + r.height > out_h)
+        return err_set("cannot take %dx%d at (%d, %d) from %dx%d resized to %dx%d", r.width, r.height, r.left, r.top,
+                       img->width, img->height, out_w, out_h);
+    pil_coeffs c = {0};
+    bool resample = out_h != img->height;
+    int y0 = r.top, y1 = r.top + r.height;  // the input rows the vertical pass reads
+    if (resample) {
+        pil_coeffs_init(&c, img->height, out_h, f, r.top, r.height);
+        y0 = c.start[0];
+        y1 = c.start[r.height - 1] + c.count[r.height - 1];
+    }
+    size_t row = (size_t)r.width * 3;
+    uint8_t *tmp = xmalloc((size_t)(y1 - y0) * row);
+    pil_pass_horizontal(img, out_w, f, r, y0, y1, tmp);
+    for (int y = 0; y < r.height; y++)
+        for (size_t x = 0; x < row; x++)
+            rgb[(size_t)y * row + x] = resample ? pil_convolve(tmp + (size_t)(c.start[y] - y0) * row + x, row,
+                                                                c.k + (size_t)y * (size_t)c.ksize, c.count[y])
+                                                : tmp[(size_t)y * row + x];
+    if (resample) pil_coeffs_free(&c);
+    free(tmp);
+    return 0;
+}
+
+// Python's round(d / 2.0) for d >= 0: halves go to the even neighbour (torchvision's CenterCrop).
+static int half_round_even(int d) {
+    int m = d / 2;
+    return d % 2 == 0 || m % 2 == 0 ? m : m + 1;
+}
+
+int image_transform_eval(const image_rgb *img, const image_preprocess *p, int size, uint8_t *rgb) {
+    int w = img->width, h = img->height, rw = size, rh = size;
+    image_rect crop = {0, 0, size, size};
+    if (p->resize_mode == IMAGE_RESIZE_SHORTEST) {
+        if (w <= h) rh = (int)((double)size * h / w);
+        else rw = (int)((double)size * w / h);
+        crop.left = half_round_even(rw - size);
+        crop.top = half_round_even(rh - size);
+    }
+    return image_resize_pil(img, rw, rh, p->filter, crop, rgb);
+}
+
+int image_decode_eval(const uint8_t *data, size_t size, const image_preprocess *p, int out_size, uint8_t *rgb) {
     image_rgb img;
-    if (image_decode(data, size, out_size, &img)) return -1;
-    int rc = crop_and_scale(&img, image_center_square(img.width, img.height), out_size, rgb);
+    if (image_decode(data, size, 0, &img)) return -1;
+    int rc = image_transform_eval(&img, p, out_size, rgb);
     image_rgb_free(&img);
     return rc;
 }

@@ -91,9 +91,7 @@ void loader_config_default(loader_config *c) {
     memset(c, 0, sizeof *c);
     c->batch_size = 64;
     c->image_size = 224;
-    const float mean[3] = {0.48145466f, 0.4578275f, 0.40821073f}, std[3] = {0.26862954f, 0.26130258f, 0.27577711f};
-    memcpy(c->mean, mean, sizeof mean);
-    memcpy(c->std, std, sizeof std);
+    c->preprocess = image_preprocess_openai();
     c->train = true;
     c->scale_min = 0.9f, c->scale_max = 1.0f;
     c->ratio_min = 3.0f / 4.0f, c->ratio_max = 4.0f / 3.0f;
@@ -229,10 +227,14 @@ static bool decode_sample(const loader *l, batch_slot *s, int i, uint8_t *scratc
     const payload *p = s->payloads[i];
     rng r = {rng_mix(rng_mix(rng_mix(rng_mix(c->seed, STREAM_AUGMENT), (uint64_t)l->epoch), 0),
                      (uint64_t)(s->first_ordinal + i))};
-    int w = 0, h = 0;
-    if (image_webp_size(p->image, p->image_size, &w, &h)) return false;
-    image_rect crop = c->train ? random_resized_crop(c, w, h, &r) : image_center_square(w, h);
-    if (image_webp_decode_region(p->image, p->image_size, crop, c->image_size, c->image_size, scratch)) return false;
+    if (!c->train) {
+        if (image_decode_eval(p->image, p->image_size, &c->preprocess, c->image_size, scratch)) return false;
+    } else {
+        int w = 0, h = 0;
+        if (image_webp_size(p->image, p->image_size, &w, &h)) return false;
+        image_rect crop = random_resized_crop(c, w, h, &r);
+        if (image_webp_decode_region(p->image, p->image_size, crop, c->image_size, c->image_size, scratch)) return false;
+    }
     store_pixels(l, scratch, s, i);
     int64_t *row = s->tokens + (size_t)i * (size_t)c->context_length;
 #if CLIPC_HAVE_TOKENIZER
@@ -497,7 +499,7 @@ static int check_config(const loader_config *c) {
     if (c->upsampling_factors && !c->resampled)
         return err_set("loader: upsampling factors need resampled mode (--dataset-resampled)");
     for (int i = 0; i < 3; i++)
-        if (!(c->std[i] > 0)) return err_set("loader: std[%d] must be positive", i);
+        if (!(c->preprocess.std[i] > 0)) return err_set("loader: std[%d] must be positive", i);
     if (!(c->scale_min > 0 && c->scale_min <= c->scale_max && c->ratio_min > 0 && c->ratio_min <= c->ratio_max))
         return err_set("loader: bad RandomResizedCrop scale or ratio range");
     return 0;
@@ -623,7 +625,7 @@ static void init_samplers(loader *l) {
     sampler_init(&l->producer, &sc, fetch_sample, l);
     sampler_init(&l->shadow, &sc, NULL, NULL);
     for (int ch = 0; ch < 3; ch++)
-        for (int v = 0; v < 256; v++) l->lut[ch][v] = ((float)v / 255.0f - c->mean[ch]) / c->std[ch];
+        for (int v = 0; v < 256; v++) l->lut[ch][v] = ((float)v / 255.0f - c->preprocess.mean[ch]) / c->preprocess.std[ch];
 }
 
 loader *loader_init(const loader_config *cfg) {

@@ -2,10 +2,12 @@
 //
 // The calling thread asks for batches; a reader thread walks the shards in the order the sampler
 // decides (data/sampler.h) and fills a bounded queue of batch slots; worker threads decode the
-// WebP images (crop and scale inside libwebp), normalize them into the slot's batch buffer and
-// tokenize the captions. Which samples form batch k, and every random crop, depend only on
-// (seed, epoch, global batch size = world size x batch size, batch index, rank): never on the number
-// of workers, on timing, or on how a global batch is split among ranks (data/sampler.h).
+// images, normalize them into the slot's batch buffer and tokenize the captions. Training crops
+// and scales inside libwebp (RandomResizedCrop); evaluation decodes the stored image whole and
+// applies OpenCLIP's evaluation transform (image_decode_eval: PIL's resize, centre crop). Which
+// samples form batch k, and every random crop, depend only on (seed, epoch, global batch size =
+// world size x batch size, batch index, rank): never on the number of workers, on timing, or on how
+// a global batch is split among ranks (data/sampler.h).
 //
 // A corrupt image inside a shard is skipped and counted: its place in the batch is taken by a
 // copy of the next good sample of the same batch (the batch keeps its size, as data-parallel
@@ -17,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "data/image.h"
 #include "data/tokenizer.h"
 
 typedef struct loader loader;
@@ -39,7 +42,7 @@ typedef struct {
     const char *upsampling_factors;  // NULL, or one weight per source "1::2" (resampled only)
     int batch_size;
     int image_size;                  // output H = W
-    float mean[3], std[3];
+    image_preprocess preprocess;     // mean and std; evaluation: the resize filter and mode
     bool train;                      // RandomResizedCrop and shuffling; else resize + centre crop in file order
     float scale_min, scale_max;      // RandomResizedCrop area fraction (0.9, 1.0)
     float ratio_min, ratio_max;      // RandomResizedCrop aspect ratio (3/4, 4/3)
@@ -76,7 +79,7 @@ typedef struct {
     double wait_seconds;           // time loader_next spent waiting for a batch
 } loader_stats;
 
-// Defaults: batch 64, 224 px, OpenAI mean/std, train, scale 0.9-1.0, ratio 3/4-4/3, seed 0,
+// Defaults: batch 64, 224 px, OpenAI mean/std (bicubic, shortest side), train, scale 0.9-1.0, ratio 3/4-4/3, seed 0,
 // rank 0 of 1, 2 workers, prefetch 4, shuffle buffer 2000, drop_last, context 77, float output.
 void loader_config_default(loader_config *cfg);
 // The defaults plus what every caller sets: the data, batch size and output size, and the mode:

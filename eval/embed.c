@@ -11,24 +11,24 @@
 loader *eval_loader_open(const session *s, const char *data, int batch_size, int workers, bool with_tokens) {
     loader_config lc;
     loader_config_init(&lc, data, batch_size, s->model->cfg.vision.image_size, false);
+    lc.preprocess = s->model->cfg.preprocess;
     lc.workers = workers;
     lc.tok = with_tokens ? s->tok : NULL;
     lc.context_length = s->model->cfg.text.context_length;
     return loader_init(&lc);
 }
 
-int eval_image_load(const char *path, int image_size, float *out) {
+int eval_image_load(const char *path, const clip_config *cfg, float *out) {
     size_t size = 0;
     uint8_t *bytes = fs_read_all(path, &size);
     if (!bytes) return -1;
-    size_t plane = (size_t)image_size * (size_t)image_size;
+    const image_preprocess *pp = &cfg->preprocess;
+    size_t plane = (size_t)cfg->vision.image_size * (size_t)cfg->vision.image_size;
     uint8_t *rgb = xmalloc(3 * plane);
-    int rc = image_decode_eval(bytes, size, image_size, rgb);
+    int rc = image_decode_eval(bytes, size, pp, cfg->vision.image_size, rgb);
     if (rc == 0) {
-        loader_config lc;  // the loader's mean and std
-        loader_config_default(&lc);
-        for (size_t p = 0; p < plane; p++)
-            for (int c = 0; c < 3; c++) out[c * plane + p] = ((float)rgb[3 * p + c] / 255.0f - lc.mean[c]) / lc.std[c];
+        for (size_t p = 0; p < plane; p++)  // as the loader normalizes
+            for (int c = 0; c < 3; c++) out[c * plane + p] = ((float)rgb[3 * p + c] / 255.0f - pp->mean[c]) / pp->std[c];
     } else {
         err_prefix("%s", path);
     }
@@ -55,7 +55,7 @@ int eval_embed_image_files(const clip_model *m, char *const *paths, int n, int b
     int rc = 0;
     for (int begin = 0; begin < n && rc == 0; begin += batch_size) {
         int rows = n - begin < batch_size ? n - begin : batch_size;
-        for (int i = 0; i < rows && rc == 0; i++) rc = eval_image_load(paths[begin + i], S, batch + i * image_floats);
+        for (int i = 0; i < rows && rc == 0; i++) rc = eval_image_load(paths[begin + i], &m->cfg, batch + i * image_floats);
         if (rc == 0) rc = eval_embed_images(m, batch, rows, features + (size_t)begin * (size_t)E);
     }
     free(batch);

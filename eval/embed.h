@@ -8,13 +8,14 @@
 #include "data/loader.h"
 #include "session/session.h"
 
-// A loader over labelled or captioned shards in evaluation order (resize + centre crop, no shuffle,
-// every sample once), tokenizing the captions when with_tokens is set.
+// A loader over labelled or captioned shards in evaluation order (the model's evaluation transform,
+// no shuffle, every sample once), tokenizing the captions when with_tokens is set.
 loader *eval_loader_open(const session *s, const char *data, int batch_size, int workers, bool with_tokens);
 
-// Reads an image file and applies the evaluation transform into out (3, S, S) (S = the model's
-// image size, OpenAI mean and std, as the loader does). Errors name the file.
-int eval_image_load(const char *path, int image_size, float *out);
+// Reads an image file and applies the model's evaluation transform into out (3, S, S) (S = the
+// model's image size; cfg->preprocess: resize, centre crop, mean and std, as the loader does).
+// Errors name the file.
+int eval_image_load(const char *path, const clip_config *cfg, float *out);
 
 // Normalized image features of n image files into features (n, E) on the host, batch_size files
 // per forward pass. The first unreadable or corrupt file stops it with an error naming the file.

@@ -23,6 +23,9 @@ typedef enum {
     KEY_FIXED,        // known to OpenCLIP; clipc supports only the values in `accepted`
     KEY_IGNORED,      // known to OpenCLIP, without effect on the towers clipc builds
     KEY_SECTION,      // nested object (vision_cfg, text_cfg)
+    KEY_CHANNELS,     // float[3]: a number for all three or a list of three (null: the default)
+    KEY_FILTER,       // preprocess_cfg.interpolation (null: the default)
+    KEY_RESIZE,       // preprocess_cfg.resize_mode (null: the default)
 } key_kind;
 
 typedef struct cfg_key cfg_key;
@@ -94,6 +97,24 @@ static const cfg_key top_keys[] = {
 };
 static const cfg_section top_section = {top_keys, sizeof top_keys / sizeof *top_keys};
 
+// OpenCLIP's PreprocessCfg: "size" must be the image size (checked after parsing), "fill_color"
+// only matters to resize_mode "longest".
+static const cfg_key preprocess_keys[] = {
+    {"mean", KEY_CHANNELS, offsetof(clip_config, preprocess.mean), NULL, NULL},
+    {"std", KEY_CHANNELS, offsetof(clip_config, preprocess.std), NULL, NULL},
+    {"interpolation", KEY_FILTER, offsetof(clip_config, preprocess.filter), NULL, NULL},
+    {"resize_mode", KEY_RESIZE, offsetof(clip_config, preprocess.resize_mode), NULL, NULL},
+    FIXED("mode", "null|\"RGB\""), IGNORED("size"), IGNORED("fill_color"),
+};
+static const cfg_section preprocess_section = {preprocess_keys, sizeof preprocess_keys / sizeof *preprocess_keys};
+
+// The hub layout: open_clip_config.json.
+static const cfg_key hub_keys[] = {
+    {"model_cfg", KEY_SECTION, 0, NULL, &top_section},
+    {"preprocess_cfg", KEY_SECTION, 0, NULL, &preprocess_section},
+};
+static const cfg_section hub_section = {hub_keys, sizeof hub_keys / sizeof *hub_keys};
+
 static void config_set_defaults(clip_config *cfg) {
     memset(cfg, 0, sizeof *cfg);
     cfg->init_logit_scale = CLIP_CONFIG_DEFAULT_LOGIT_SCALE;
@@ -108,6 +129,7 @@ static void config_set_defaults(clip_config *cfg) {
     cfg->text.width = 512;
     cfg->text.heads = 8;
     cfg->text.layers = 12;
+    cfg->preprocess = image_preprocess_openai();
 }
 
 // The error context of one key: "<source>: <section.>key".
@@ -143,6 +165,49 @@ static int read_number(const cJSON *v, const key_where *at, double *out) {
     if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
         return err_set("%s: %s%s: expected a number", at->source, at->prefix, at->key);
     *out = v->valuedouble;
+    return 0;
+}
+
+static int read_channels(const cJSON *v, const key_where *at, float *out) {
+    int n = cJSON_IsArray(v) ? cJSON_GetArraySize(v) : 1;
+    for (int c = 0; c < 3; c++) {
+        const cJSON *item = cJSON_IsArray(v) ? cJSON_GetArrayItem(v, c) : v;
+        if (n != 3 && cJSON_IsArray(v)) item = NULL;
+        if (!cJSON_IsNumber(item) || !isfinite(item->valuedouble))
+            return err_set("%s: %s%s: expected a number or a list of 3 numbers", at->source, at->prefix, at->key);
+        out[c] = (float)item->valuedouble;
+    }
+    return 0;
+}
+
+// The index of v's string among names; -1 with a message listing them otherwise.
+static int read_name(const cJSON *v, const key_where *at, const char *const *names, int n, const char *unsupported) {
+    char list[128] = "";
+    for (int i = 0; i < n; i++) {
+        if (cJSON_IsString(v) && !strcmp(v->valuestring, names[i])) return i;
+        size_t len = strlen(list);
+        snprintf(list + len, sizeof list - len, "%s\"%s\"", i ? ", " : "", names[i]);
+    }
+    if (cJSON_IsString(v) && unsupported && !strcmp(v->valuestring, unsupported))
+        return err_set("%s: %s%s: unsupported by clipc (value \"%s\"; only %s)", at->source, at->prefix, at->key,
+                       unsupported, list);
+    return err_set("%s: %s%s: expected one of %s", at->source, at->prefix, at->key, list);
+}
+
+// "random" is bicubic in OpenCLIP's evaluation transform.
+static int read_filter(const cJSON *v, const key_where *at, image_filter *out) {
+    static const char *const names[] = {"bicubic", "bilinear", "random"};
+    int i = read_name(v, at, names, 3, NULL);
+    if (i < 0) return -1;
+    *out = i == 1 ? IMAGE_FILTER_BILINEAR : IMAGE_FILTER_BICUBIC;
+    return 0;
+}
+
+static int read_resize_mode(const cJSON *v, const key_where *at, image_resize_mode *out) {
+    static const char *const names[] = {"shortest", "squash"};
+    int i = read_name(v, at, names, 2, "longest");
+    if (i < 0) return -1;
+    *out = i == 1 ? IMAGE_RESIZE_SQUASH : IMAGE_RESIZE_SHORTEST;
     return 0;
 }
 
@@ -206,6 +271,12 @@ static int read_key(const cJSON *v, const cfg_key *k, const key_where *at, clip_
         return read_fixed(v, k, at);
     case KEY_IGNORED:
         return 0;
+    case KEY_CHANNELS:
+        return cJSON_IsNull(v) ? 0 : read_channels(v, at, field);
+    case KEY_FILTER:
+        return cJSON_IsNull(v) ? 0 : read_filter(v, at, field);
+    case KEY_RESIZE:
+        return cJSON_IsNull(v) ? 0 : read_resize_mode(v, at, field);
     case KEY_SECTION: {
         if (!cJSON_IsObject(v))
             return err_set("%s: %s%s: expected an object", at->source, at->prefix, at->key);
@@ -253,6 +324,22 @@ static int check_divisible(const char *source, const char *what, int a, const ch
     return err_set("%s: %s (%d) is not divisible by %s (%d)", source, what, a, by, b);
 }
 
+// preprocess_cfg.size, when given, must be the image size; std must be positive.
+static int preprocess_validate(const cJSON *pre, const clip_config *cfg, const char *source) {
+    for (int c = 0; c < 3; c++)
+        if (!(cfg->preprocess.std[c] > 0))
+            return err_set("%s: preprocess_cfg.std: %g is not positive", source, cfg->preprocess.std[c]);
+    const cJSON *size = cJSON_GetObjectItemCaseSensitive(pre, "size");
+    if (!size || cJSON_IsNull(size)) return 0;
+    key_where at = {source, "preprocess_cfg.", "size"};
+    int n = 0;
+    if (read_size(size, &at, &n)) return -1;
+    if (n != cfg->vision.image_size)
+        return err_set("%s: preprocess_cfg.size: %d differs from vision_cfg.image_size (%d)", source, n,
+                       cfg->vision.image_size);
+    return 0;
+}
+
 static int config_validate(const clip_config *cfg, const char *source) {
     if (check_divisible(source, "vision_cfg.image_size", cfg->vision.image_size,
                         "vision_cfg.patch_size", cfg->vision.patch_size) ||
@@ -296,13 +383,20 @@ int clip_config_parse(const char *json, const char *source, clip_config *cfg) {
     int rc = -1;
     if (!cJSON_IsObject(root)) {
         err_set("%s: expected a JSON object", source);
-    } else if (read_section(root, &top_section, source, "", &parsed) == 0) {
-        const char *required[] = {"embed_dim", "vision_cfg", "text_cfg"};
-        rc = 0;
-        for (int i = 0; i < 3 && rc == 0; i++)
-            if (!cJSON_GetObjectItemCaseSensitive(root, required[i]))
-                rc = err_set("%s: %s: missing (required)", source, required[i]);
-        if (rc == 0) rc = config_validate(&parsed, source);
+    } else {
+        // The hub layout holds the model config under "model_cfg".
+        const cJSON *model = cJSON_GetObjectItemCaseSensitive(root, "model_cfg");
+        const char *prefix = model ? "model_cfg." : "";
+        if (read_section(root, model ? &hub_section : &top_section, source, "", &parsed) == 0) {
+            if (!model) model = root;
+            const char *required[] = {"embed_dim", "vision_cfg", "text_cfg"};
+            rc = 0;
+            for (int i = 0; i < 3 && rc == 0; i++)
+                if (!cJSON_GetObjectItemCaseSensitive(model, required[i]))
+                    rc = err_set("%s: %s%s: missing (required)", source, prefix, required[i]);
+            if (rc == 0) rc = config_validate(&parsed, source);
+            if (rc == 0) rc = preprocess_validate(cJSON_GetObjectItemCaseSensitive(root, "preprocess_cfg"), &parsed, source);
+        }
     }
     cJSON_Delete(root);
     if (rc == 0) *cfg = parsed;
@@ -343,6 +437,28 @@ int clip_config_load(const char *path, clip_config *cfg) {
     return rc;
 }
 
+static bool preprocess_is_default(const image_preprocess *p) {
+    image_preprocess d = image_preprocess_openai();
+    bool same = p->filter == d.filter && p->resize_mode == d.resize_mode;
+    for (int c = 0; c < 3; c++) same = same && p->mean[c] == d.mean[c] && p->std[c] == d.std[c];
+    return same;
+}
+
+// {"model_cfg": model, "preprocess_cfg": {...}}: OpenCLIP's open_clip_config.json.
+static cJSON *hub_wrap(cJSON *model, const image_preprocess *p) {
+    cJSON *hub = cJSON_CreateObject(), *pre = cJSON_CreateObject();
+    cJSON_AddItemToObject(hub, "model_cfg", model);
+    cJSON_AddItemToObject(hub, "preprocess_cfg", pre);
+    cJSON *mean = cJSON_AddArrayToObject(pre, "mean"), *std = cJSON_AddArrayToObject(pre, "std");
+    for (int c = 0; c < 3; c++) {
+        cJSON_AddItemToArray(mean, cJSON_CreateNumber(p->mean[c]));
+        cJSON_AddItemToArray(std, cJSON_CreateNumber(p->std[c]));
+    }
+    cJSON_AddStringToObject(pre, "interpolation", p->filter == IMAGE_FILTER_BILINEAR ? "bilinear" : "bicubic");
+    cJSON_AddStringToObject(pre, "resize_mode", p->resize_mode == IMAGE_RESIZE_SQUASH ? "squash" : "shortest");
+    return hub;
+}
+
 char *clip_config_to_json(const clip_config *cfg) {
     cJSON *root = cJSON_CreateObject();
     cJSON_AddNumberToObject(root, "embed_dim", cfg->embed_dim);
@@ -364,6 +480,7 @@ char *clip_config_to_json(const clip_config *cfg) {
     cJSON_AddNumberToObject(t, "width", cfg->text.width);
     cJSON_AddNumberToObject(t, "heads", cfg->text.heads);
     cJSON_AddNumberToObject(t, "layers", cfg->text.layers);
+    if (!preprocess_is_default(&cfg->preprocess)) root = hub_wrap(root, &cfg->preprocess);
     char *json = cJSON_Print(root);
     cJSON_Delete(root);
     CLIPC_ASSERT(json);

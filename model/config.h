@@ -1,6 +1,12 @@
 // config: OpenCLIP `model_configs` JSON files (e.g. configs/models/ViT-B-32.json) read into a
 // clip_config, and written back in the same form.
 //
+// The Hugging Face hub layout of OpenCLIP (`open_clip_config.json`: {"model_cfg": {...},
+// "preprocess_cfg": {...}}) is read too: preprocess_cfg gives the evaluation transform (mean, std,
+// interpolation "bicubic"/"bilinear", resize_mode "shortest"/"squash"); without it the transform is
+// OpenCLIP's default (OpenAI's mean and std, bicubic, shortest side). A config with a non-default
+// transform is written back in the hub layout, so that it survives checkpoint metadata.
+//
 // Absent optional keys take OpenCLIP's defaults (CLIPVisionCfg / CLIPTextCfg / CLIP). A key that
 // OpenCLIP knows but clipc cannot honour with the given value (timm or Hugging Face towers,
 // attentional pooling, layer scale, ...) is an "unsupported" error naming the key; a key nobody
@@ -10,6 +16,8 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+
+#include "data/image.h"
 
 typedef struct {
     int embed_dim;
@@ -24,6 +32,7 @@ typedef struct {
     struct {
         int context_length, vocab_size, width, heads, layers;
     } text;
+    image_preprocess preprocess;  // the evaluation transform (preprocess_cfg)
     char name[64];  // from the file name (e.g. "ViT-B-32"), used in messages and metadata
 } clip_config;
 

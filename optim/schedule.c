@@ -24,13 +24,10 @@ int schedule_check(const schedule *s) {
     if (!(s->base_lr >= 0) || !isfinite(s->base_lr)) return err_set("schedule: learning rate %g is not a finite non-negative number", s->base_lr);
     if (s->warmup_steps < 0) return err_set("schedule: negative warmup (%lld steps)", (long long)s->warmup_steps);
     if (s->total_steps <= 0) return err_set("schedule: no steps to train (%lld)", (long long)s->total_steps);
-    if (s->kind == SCHEDULE_COSINE && s->total_steps <= s->warmup_steps)
-        return err_set("schedule: cosine needs more steps (%lld) than warmup steps (%lld)",
-                       (long long)s->total_steps, (long long)s->warmup_steps);
     if (s->kind == SCHEDULE_CONST_COOLDOWN) {
-        if (s->cooldown_steps <= 0 || s->cooldown_steps > s->total_steps)
-            return err_set("schedule: %lld cooldown steps do not fit in 1..%lld", (long long)s->cooldown_steps,
-                           (long long)s->total_steps);
+        if (s->cooldown_steps <= 0)
+            return err_set("schedule: const-cooldown needs cooldown steps (--epochs-cooldown), got %lld",
+                           (long long)s->cooldown_steps);
         if (!isfinite(s->cooldown_power) || !isfinite(s->cooldown_end_lr))
             return err_set("schedule: cooldown power and end learning rate must be finite");
     }

@@ -7,6 +7,8 @@
 //   const-cooldown  base_lr until total - cooldown_steps, then
 //                   (1 - e / es)^power * (base_lr - end_lr) + end_lr,
 //                   e = step - (total - cooldown_steps), es = cooldown_steps
+// As in OpenCLIP, a warm-up as long as the run or longer makes every step a warm-up step (the
+// cosine never starts), and a cooldown longer than the run starts before step 0.
 #ifndef CLIPC_OPTIM_SCHEDULE_H
 #define CLIPC_OPTIM_SCHEDULE_H
 
@@ -30,7 +32,8 @@ typedef struct {
 
 // "cosine", "const", "const-cooldown" (OpenCLIP's names); -1 with a message otherwise.
 int schedule_kind_parse(const char *name, schedule_kind *kind);
-// Checks that the schedule is defined on every step of 0..total_steps; -1 with a message if not.
+// Checks the values (finite non-negative rate, warm-up >= 0, steps > 0, cooldown steps > 0 for
+// const-cooldown, finite cooldown values); -1 with a message if not.
 int schedule_check(const schedule *s);
 // The learning rate of step (0-based, below total_steps); s must pass schedule_check.
 double schedule_lr(const schedule *s, int64_t step);

@@ -12,9 +12,14 @@ packages=(
   libcjson-dev libutf8proc-dev libcmocka-dev
   dataset-fashion-mnist
   libcairo2-dev fonts-dejavu-core
+  python3  # tests/test_zeroshot_lists.sh reads OpenCLIP's lists from its source
 )
 # Optional: python3-torch runs the side-by-side PyTorch benchmarks in bench/.
 if [ "${CLIPC_SETUP_BENCH:-0}" = 1 ]; then packages+=(python3-torch); fi
+# Optional: what bench/crosscheck_eval.py needs to run OpenCLIP's own evaluation beside clipc's.
+if [ "${CLIPC_SETUP_CROSSCHECK:-0}" = 1 ]; then
+  packages+=(python3-torch python3-torchvision python3-pil python3-numpy python3-regex python3-tqdm)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,6 +1,6 @@
 // Tests OpenCLIP model config parsing: every shipped config, OpenCLIP's defaults, unknown keys
-// with suggestions, unsupported keys, invalid values, the JSON round trip (also through
-// safetensors metadata), name lookup, and the fixture's config.json.
+// with suggestions, unsupported keys, invalid values, the hub layout with its preprocess_cfg, the
+// JSON round trip (also through safetensors metadata), name lookup, and the fixture's config.json.
 // Usage: test_config CONFIGS_DIR FIXTURES_DIR
 #include <dirent.h>
 #include <math.h>
@@ -45,6 +45,10 @@ static void assert_same_config(const clip_config *a, const clip_config *b) {
     assert_int_equal(a->text.width, b->text.width);
     assert_int_equal(a->text.heads, b->text.heads);
     assert_int_equal(a->text.layers, b->text.layers);
+    assert_memory_equal(a->preprocess.mean, b->preprocess.mean, sizeof a->preprocess.mean);
+    assert_memory_equal(a->preprocess.std, b->preprocess.std, sizeof a->preprocess.std);
+    assert_int_equal(a->preprocess.filter, b->preprocess.filter);
+    assert_int_equal(a->preprocess.resize_mode, b->preprocess.resize_mode);
 }
 
 static void assert_round_trips(const clip_config *c) {
@@ -132,9 +136,47 @@ static void test_defaults(void **state) {
     assert_int_equal(c.text.width, 512);
     assert_int_equal(c.text.heads, 8);
     assert_int_equal(c.text.layers, 12);
+    image_preprocess openai = image_preprocess_openai();
+    assert_memory_equal(&c.preprocess, &openai, sizeof openai);
+    assert_true(c.preprocess.mean[0] == 0.48145466f && c.preprocess.std[2] == 0.27577711f);
     char *json = clip_config_to_json(&c);
     assert_null(strstr(json, "init_logit"));  // defaults stay implicit, as in OpenCLIP's files
+    assert_null(strstr(json, "preprocess_cfg"));  // a plain model config, loadable by create_model
     free(json);
+}
+
+// OpenCLIP's hub layout (open_clip_config.json): the model under "model_cfg", the evaluation
+// transform under "preprocess_cfg"; written back in that layout when the transform is not the default.
+static void test_preprocess_cfg(void **state) {
+    (void)state;
+    clip_config c;
+    const char *hub = "{\"model_cfg\": {\"embed_dim\": 8, \"vision_cfg\": {\"image_size\": 64, \"patch_size\": 16}, "
+                      "\"text_cfg\": {}}, \"preprocess_cfg\": {\"mean\": [0.5, 0.25, 0.125], \"std\": 0.5, "
+                      "\"interpolation\": \"bilinear\", \"resize_mode\": \"squash\", \"size\": [64, 64], "
+                      "\"mode\": \"RGB\", \"fill_color\": 0}}";
+    if (clip_config_parse(hub, "hub/open_clip_config.json", &c)) fail_msg("%s", err_msg());
+    assert_string_equal(c.name, "open_clip_config");
+    assert_int_equal(c.embed_dim, 8);
+    assert_int_equal(c.vision.image_size, 64);
+    assert_true(c.preprocess.mean[0] == 0.5f && c.preprocess.mean[1] == 0.25f && c.preprocess.mean[2] == 0.125f);
+    for (int i = 0; i < 3; i++) assert_true(c.preprocess.std[i] == 0.5f);  // one number for all channels
+    assert_int_equal(c.preprocess.filter, IMAGE_FILTER_BILINEAR);
+    assert_int_equal(c.preprocess.resize_mode, IMAGE_RESIZE_SQUASH);
+    char *json = clip_config_to_json(&c);
+    assert_non_null(strstr(json, "\"model_cfg\""));
+    assert_non_null(strstr(json, "\"squash\""));
+    free(json);
+    assert_round_trips(&c);
+    // null values and "random" (bicubic at evaluation) keep OpenCLIP's defaults; no preprocess_cfg too.
+    const char *nulls = "{\"model_cfg\": {\"embed_dim\": 8, \"vision_cfg\": {}, \"text_cfg\": {}}, "
+                        "\"preprocess_cfg\": {\"mean\": null, \"std\": null, \"interpolation\": \"random\", "
+                        "\"resize_mode\": null, \"size\": null}}";
+    if (clip_config_parse(nulls, "n.json", &c)) fail_msg("%s", err_msg());
+    image_preprocess openai = image_preprocess_openai();
+    assert_memory_equal(&c.preprocess, &openai, sizeof openai);
+    assert_int_equal(clip_config_parse("{\"model_cfg\": {\"embed_dim\": 8, \"vision_cfg\": {}, \"text_cfg\": {}}}",
+                                       "m.json", &c), 0);
+    assert_memory_equal(&c.preprocess, &openai, sizeof openai);
 }
 
 // Keys OpenCLIP knows, at the values clipc supports, and a SigLIP-style logit bias.
@@ -167,6 +209,8 @@ typedef struct {
     const char *message;
 } bad_config;
 
+#define HUB(preprocess)                                                                                  \
+    "{\"model_cfg\": {\"embed_dim\": 8, \"vision_cfg\": {}, \"text_cfg\": {}}, \"preprocess_cfg\": {" preprocess "}}"
 #define WRAP(vision, text) \
     "{\"embed_dim\": 8, \"vision_cfg\": {" vision "}, \"text_cfg\": {" text "}}"
 
@@ -232,6 +276,25 @@ static const bad_config bad_configs[] = {
     {"{\n\"embed_dim\": 8,\n\"vision_cfg\": {,\n}", "x.json: invalid JSON at line 3"},
     {"{\"embed_dim\": 8} trailing", "x.json: invalid JSON"},
     {"", "x.json: invalid JSON at line 1"},
+    // The evaluation transform (hub layout only).
+    {"{\"embed_dim\": 8, \"vision_cfg\": {}, \"text_cfg\": {}, \"preprocess_cfg\": {}}",
+     "x.json: preprocess_cfg: unknown key"},
+    {HUB("\"resize_mode\": \"longest\""),
+     "x.json: preprocess_cfg.resize_mode: unsupported by clipc (value \"longest\"; only \"shortest\", \"squash\")"},
+    {HUB("\"interpolation\": \"nearest\""),
+     "x.json: preprocess_cfg.interpolation: expected one of \"bicubic\", \"bilinear\", \"random\""},
+    {HUB("\"mean\": [0.5, 0.5]"), "x.json: preprocess_cfg.mean: expected a number or a list of 3 numbers"},
+    {HUB("\"mean\": \"0.5\""), "x.json: preprocess_cfg.mean: expected a number or a list of 3 numbers"},
+    {HUB("\"std\": [0.5, 0, 0.5]"), "x.json: preprocess_cfg.std: 0 is not positive"},
+    {HUB("\"size\": 64"), "x.json: preprocess_cfg.size: 64 differs from vision_cfg.image_size (224)"},
+    {HUB("\"mode\": \"L\""), "x.json: preprocess_cfg.mode: unsupported"},
+    {HUB("\"meen\": 0.5"), "x.json: preprocess_cfg.meen: unknown key (did you mean 'mean'?)"},
+    {"{\"model_cfg\": {\"vision_cfg\": {}, \"text_cfg\": {}}}", "x.json: model_cfg.embed_dim: missing (required)"},
+    {"{\"model_cfg\": {\"embed_dim\": 8, \"vision_cfg\": {\"widht\": 1}, \"text_cfg\": {}}}",
+     "x.json: model_cfg.vision_cfg.widht: unknown key"},
+    {"{\"model_cfg\": [], \"preprocess_cfg\": {}}", "x.json: model_cfg: expected an object"},
+    {"{\"model_cfg\": {\"embed_dim\": 8, \"vision_cfg\": {}, \"text_cfg\": {}}, \"tokenizer\": 1}",
+     "x.json: tokenizer: unknown key"},
 };
 
 static void test_bad_configs(void **state) {
@@ -337,6 +400,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_every_shipped_config),
         cmocka_unit_test(test_shipped_values),
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_preprocess_cfg),
         cmocka_unit_test(test_accepted_openclip_keys),
         cmocka_unit_test(test_bad_configs),
         cmocka_unit_test(test_load_errors),

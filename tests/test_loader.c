@@ -373,7 +373,7 @@ static void test_transform_values(void **state) {
                     uint8_t v = pic.rgb[3 * p + ch];
                     size_t at = ((size_t)i * 3 + ch) * 100 + p;
                     if (u8) assert_int_equal(b.images_u8[at], v);
-                    else assert_float_equal(b.images[at], (v / 255.0f - c.mean[ch]) / c.std[ch], 1e-5);
+                    else assert_float_equal(b.images[at], (v / 255.0f - c.preprocess.mean[ch]) / c.preprocess.std[ch], 1e-5);
                 }
             image_rgb_free(&pic);
         }
@@ -382,6 +382,35 @@ static void test_transform_values(void **state) {
         loader_free(l);
     }
     free(m);
+}
+
+// Evaluation resizes the stored 12x10 pictures as OpenCLIP does (image_transform_eval with the
+// config's filter) and normalizes with the config's mean and std.
+static void test_eval_transform(void **state) {
+    (void)state;
+    for (int u8 = 0; u8 <= 1; u8++) {
+        loader_config c = small_config(dataset, false);
+        c.output = u8 ? LOADER_OUTPUT_UINT8 : LOADER_OUTPUT_FLOAT;
+        c.preprocess.filter = IMAGE_FILTER_BILINEAR;
+        c.preprocess.mean[1] = 0.25f, c.preprocess.std[2] = 0.5f;
+        loader *l = loader_init(&c);
+        loader_batch b;
+        assert_int_equal(loader_next(l, &b), 1);
+        uint8_t want[8 * 8 * 3];
+        for (int i = 0; i < b.n; i++) {
+            image_rgb pic = testutil_picture(12, 10, atoi(b.keys[i] + 1));
+            assert_int_equal(image_transform_eval(&pic, &c.preprocess, 8, want), 0);
+            for (int ch = 0; ch < 3; ch++)
+                for (int p = 0; p < 64; p++) {
+                    size_t at = ((size_t)i * 3 + ch) * 64 + p;
+                    uint8_t v = want[3 * p + ch];
+                    if (u8) assert_int_equal(b.images_u8[at], v);
+                    else assert_true(b.images[at] == (v / 255.0f - c.preprocess.mean[ch]) / c.preprocess.std[ch]);
+                }
+            image_rgb_free(&pic);
+        }
+        loader_free(l);
+    }
 }
 
 static void test_corrupt_sample(void **state) {
@@ -497,6 +526,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_global_batches_independent_of_world_size),
         cmocka_unit_test(test_resampled_mixing),
         cmocka_unit_test(test_transform_values),
+        cmocka_unit_test(test_eval_transform),
         cmocka_unit_test(test_corrupt_sample),
         cmocka_unit_test(test_missing_and_truncated_shards),
         cmocka_unit_test(test_count_mismatch),

@@ -436,6 +436,30 @@ static void test_const_schedules(void **state) {
     assert_lr(&cd, 90, 2.575e-4);
 }
 
+// Runs that are all warm-up, and a cooldown longer than the run: OpenCLIP's scheduler.py computes
+// them (values checked against it, v2.20.0), so clipc accepts them.
+static void test_schedules_openclip_accepts(void **state) {
+    (void)state;
+    schedule s = {.kind = SCHEDULE_COSINE, .base_lr = 1e-3, .warmup_steps = 4, .total_steps = 4};
+    assert_int_equal(schedule_check(&s), 0);
+    for (int step = 0; step < 4; step++) assert_lr(&s, step, 1e-3 * (step + 1) / 4);  // warm-up == run
+    s.warmup_steps = 10;  // warm-up longer than the run: it never reaches the peak
+    assert_int_equal(schedule_check(&s), 0);
+    assert_lr(&s, 0, 1e-4);
+    assert_lr(&s, 3, 4e-4);
+    schedule c = {.kind = SCHEDULE_CONST, .base_lr = 1e-3, .warmup_steps = 8, .total_steps = 5};
+    assert_int_equal(schedule_check(&c), 0);
+    assert_lr(&c, 4, 6.25e-4);
+    schedule cd = {.kind = SCHEDULE_CONST_COOLDOWN, .base_lr = 1e-3, .warmup_steps = 10, .total_steps = 6,
+                   .cooldown_steps = 3, .cooldown_power = 1.0};
+    assert_int_equal(schedule_check(&cd), 0);
+    assert_lr(&cd, 5, 1e-3 * 6 / 10);  // warm-up wins over the cooldown
+    cd.warmup_steps = 0, cd.total_steps = 4, cd.cooldown_steps = 8;  // the cooldown starts at step -4
+    assert_int_equal(schedule_check(&cd), 0);
+    assert_lr(&cd, 0, 5e-4);
+    assert_lr(&cd, 3, 1.25e-4);
+}
+
 static void test_schedule_errors(void **state) {
     (void)state;
     schedule_kind kind;
@@ -445,13 +469,15 @@ static void test_schedule_errors(void **state) {
     assert_int_equal(kind, SCHEDULE_COSINE);
     assert_int_equal(schedule_kind_parse("linear", &kind), -1);
     assert_non_null(strstr(err_msg(), "'linear'"));
-    schedule bad[4] = {
-        {.kind = SCHEDULE_COSINE, .base_lr = 1e-3, .warmup_steps = 10, .total_steps = 10},
+    schedule bad[5] = {
+        {.kind = SCHEDULE_COSINE, .base_lr = 1e-3, .warmup_steps = 10, .total_steps = 0},
         {.kind = SCHEDULE_CONST, .base_lr = 1e-3, .warmup_steps = -1, .total_steps = 10},
         {.kind = SCHEDULE_CONST_COOLDOWN, .base_lr = 1e-3, .total_steps = 10, .cooldown_steps = 0},
         {.kind = SCHEDULE_CONST, .base_lr = NAN, .total_steps = 10},
+        {.kind = SCHEDULE_CONST_COOLDOWN, .base_lr = 1e-3, .total_steps = 10, .cooldown_steps = 2,
+         .cooldown_power = INFINITY},
     };
-    for (int i = 0; i < 4; i++) assert_int_equal(schedule_check(&bad[i]), -1);
+    for (int i = 0; i < 5; i++) assert_int_equal(schedule_check(&bad[i]), -1);
 }
 
 int main(void) {
@@ -467,6 +493,7 @@ int main(void) {
         cmocka_unit_test(test_clamp_logit_scale),
         cmocka_unit_test(test_cosine_schedule),
         cmocka_unit_test(test_const_schedules),
+        cmocka_unit_test(test_schedules_openclip_accepts),
         cmocka_unit_test(test_schedule_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

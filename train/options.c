@@ -133,6 +133,10 @@ void train_options_print(const train_options *o, FILE *f, bool json) {
     int n = make_specs(&copy, NULL);
     arg_spec *specs = xcalloc((size_t)n, sizeof(arg_spec));
     make_specs(&copy, specs);
-    args_print(specs, n, f, json);
+    // JSON leaves unset strings out (no nulls), so that --config reads params.json back.
+    int kept = 0;
+    for (int i = 0; i < n; i++)
+        if (!json || specs[i].type != ARG_STR || *(char **)specs[i].dest) specs[kept++] = specs[i];
+    args_print(specs, kept, f, json);
     free(specs);
 }

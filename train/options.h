@@ -22,7 +22,8 @@ typedef struct {
 // with err_msg() set.
 int train_options_parse(train_options *o, int argc, char **argv);
 
-// Writes the resolved options as JSON (the run's params.json) or as "name: value" lines.
+// Writes the resolved options as JSON (the run's params.json, which --config accepts back; unset
+// strings are left out) or as "name: value" lines.
 void train_options_print(const train_options *o, FILE *f, bool json);
 
 #endif

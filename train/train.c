@@ -161,6 +161,7 @@ static int64_t global_batch(const trainer *t) { return rank_batch(t) * dist_worl
 static loader *open_loader(const trainer *t, const char *data, bool train, int batch_size, const tokenizer *tok) {
     loader_config lc;
     loader_config_init(&lc, data, batch_size, t->s.cfg.vision.image_size, train);
+    lc.preprocess = t->s.cfg.preprocess;  // the model's mean and std (and evaluation transform)
     lc.seed = (uint64_t)t->o.seed;
     lc.workers = (int)t->o.workers;
     lc.tok = tok;

@@ -31,6 +31,30 @@ uint8_t *fs_read_all(const char *path, size_t *size) {
     return buf;
 }
 
+int fs_read_lines(const char *path, char ***lines) {
+    FILE *f = fopen_checked(path, "r");
+    if (!f) return -1;
+    char *line = NULL;
+    size_t cap = 0;
+    int n = 0, alloc = 0;
+    ssize_t len;
+    *lines = NULL;
+    while ((len = getline(&line, &cap, f)) >= 0) {
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
+        if (len == 0 || line[0] == '#') continue;
+        if (n == alloc) *lines = xrealloc(*lines, (size_t)(alloc = alloc ? 2 * alloc : 16) * sizeof(char *));
+        (*lines)[n++] = xstrdup(line);
+    }
+    free(line);
+    fclose(f);
+    return n;
+}
+
+void fs_free_lines(char **lines, int n) {
+    for (int i = 0; i < n; i++) free(lines[i]);
+    free(lines);
+}
+
 char *fs_join(const char *dir, const char *name) {
     if (name[0] == '/' || !dir[0]) return xstrdup(name);
     char *out = xmalloc(strlen(dir) + strlen(name) + 2);

@@ -1,5 +1,5 @@
-// fsutil: the small file-system helpers shared by the data modules (whole-file reads, atomic
-// writes, path joining, folder creation).
+// fsutil: the small file-system helpers shared by the data modules (whole-file reads, list files,
+// path joining, folder creation).
 #ifndef CLIPC_DATA_FSUTIL_H
 #define CLIPC_DATA_FSUTIL_H
 
@@ -8,6 +8,12 @@
 
 // Reads a whole file into a new NUL-terminated buffer. Returns NULL with err_msg() "<path>: ...".
 uint8_t *fs_read_all(const char *path, size_t *size);
+
+// The lines of a list file (class names, templates, mappings): trailing '\r' removed, empty lines
+// and comment lines (starting with '#') left out, each line a new string. Returns the count (0 for
+// a file without such lines), or -1 with err_msg() naming the file.
+int fs_read_lines(const char *path, char ***lines);
+void fs_free_lines(char **lines, int n);
 
 // dir + "/" + name (name alone when it is absolute or dir is empty); malloc'ed.
 char *fs_join(const char *dir, const char *name);

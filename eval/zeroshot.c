@@ -4,37 +4,20 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "data/fsutil.h"
 
 #define TEXT_CHUNK 256
 
 int zeroshot_read_lines(const char *path, char ***lines) {
-    FILE *f = fopen_checked(path, "r");
-    if (!f) return -1;
-    char *line = NULL;
-    size_t cap = 0;
-    int n = 0, alloc = 0;
-    char **out = NULL;
-    ssize_t len;
-    while ((len = getline(&line, &cap, f)) >= 0) {
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
-        if (len == 0) continue;
-        if (n == alloc) out = xrealloc(out, (size_t)(alloc = alloc ? 2 * alloc : 16) * sizeof(char *));
-        out[n++] = xstrdup(line);
-    }
-    free(line);
-    fclose(f);
+    int n = fs_read_lines(path, lines);
     if (n == 0) {
-        free(out);
+        free(*lines);
         return err_set("%s: no lines", path);
     }
-    *lines = out;
     return n;
 }
 
-void zeroshot_free_lines(char **lines, int n) {
-    for (int i = 0; i < n; i++) free(lines[i]);
-    free(lines);
-}
+void zeroshot_free_lines(char **lines, int n) { fs_free_lines(lines, n); }
 
 char *zeroshot_fill_template(const char *templ, const char *class_name) {
     const char *hole = strstr(templ, "{}");

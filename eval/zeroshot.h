@@ -11,8 +11,9 @@
 #include "eval/metrics.h"
 #include "model/clip.h"
 
-// Reads non-empty lines of a file (class names or templates) into a new array of strings.
-// Returns the count, or -1 with err_msg() naming the file.
+// Reads the lines of a list file (class names or templates; data/fsutil.h's fs_read_lines: empty
+// lines and '#' comment lines left out) into a new array of strings. Returns the count, or -1 with
+// err_msg() naming the file (also when it has no lines).
 int zeroshot_read_lines(const char *path, char ***lines);
 void zeroshot_free_lines(char **lines, int n);
 

@@ -128,7 +128,8 @@ static int list_archive(const char *tar, source_list *out) {
     flush_sample(tar, &cur, out);
     if (r != ARCHIVE_EOF) {
         char reason[512];
-        snprintf(reason, sizeof reason, "archive damaged after %d members: %s", members, archive_error_string(a));
+        snprintf(reason, sizeof reason, "archive damaged after %d member%s: %s", members, members == 1 ? "" : "s",
+                 archive_error_string(a));
         sources_add_error(out, tar, "(archive)", reason);
     }
     archive_read_free(a);

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/args.h"
 #include "common/error.h"
 
 typedef struct {
@@ -116,14 +117,11 @@ static int expand(const char *pattern, const char *s, string_list *out) {
 
 int pattern_expand(const char *spec, char ***paths) {
     string_list out = {0};
-    int rc = 0;
-    for (const char *p = spec; rc == 0 && p;) {
-        const char *sep = strstr(p, "::");
-        char *one = sep ? concat3(p, (size_t)(sep - p), "", 0, "") : xstrdup(p);
-        rc = one[0] ? expand(one, one, &out) : err_set("'%s': an empty pattern in the '::' list", spec);
-        free(one);
-        p = sep ? sep + 2 : NULL;
-    }
+    char **patterns = NULL;
+    int n = args_split_list(spec, &patterns), rc = 0;
+    for (int i = 0; rc == 0 && i < n; i++)
+        rc = patterns[i][0] ? expand(patterns[i], patterns[i], &out) : err_set("'%s': an empty pattern in the '::' list", spec);
+    args_free_list(patterns, n);
     if (rc != 0) {
         pattern_free(out.items, out.n);
         return -1;

@@ -190,18 +190,6 @@ static int run_all_retrieval(const eval_cmd_options *o, const eval_session *s, c
     return rc;
 }
 
-static int write_json(const char *path, cJSON *root) {
-    char *text = cJSON_Print(root);
-    size_t len = strlen(text);
-    text = xrealloc(text, len + 2);
-    text[len] = '\n', text[len + 1] = '\0';
-    char *dir = fs_dirname(path);
-    int rc = fs_mkdirs(dir) ? -1 : atomic_file_write_bytes(path, text, len + 1);
-    free(dir);
-    free(text);
-    return rc;
-}
-
 static int evaluate(const eval_cmd_options *o) {
     if (!o->zeroshot && !o->retrieval) return err_set("nothing to evaluate: give --zeroshot DATA and/or --retrieval DATA");
     if (o->zeroshot && access(o->templates, R_OK) != 0 && !strstr(o->templates, "::"))
@@ -219,7 +207,7 @@ static int evaluate(const eval_cmd_options *o) {
     cJSON *zs = cJSON_AddArrayToObject(root, "zeroshot"), *ret = cJSON_AddArrayToObject(root, "retrieval");
     if (rc == 0 && o->zeroshot) rc = run_all_zeroshot(o, &s, plots, zs);
     if (rc == 0 && o->retrieval) rc = run_all_retrieval(o, &s, ret);
-    if (rc == 0 && o->output) rc = write_json(o->output, root);
+    if (rc == 0 && o->output) rc = fs_write_json(o->output, root);
     cJSON_Delete(root);
     free(plots);
     eval_session_close(&s);

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/atomic_file.h"
 #include "common/error.h"
 
 uint8_t *fs_read_all(const char *path, size_t *size) {
@@ -90,4 +91,16 @@ int fs_mkdirs(const char *path) {
 int fs_is_dir(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int fs_write_json(const char *path, const cJSON *root) {
+    char *text = cJSON_Print(root);
+    size_t len = strlen(text);
+    text = xrealloc(text, len + 2);
+    text[len] = '\n', text[len + 1] = '\0';
+    char *dir = fs_dirname(path);
+    int rc = fs_mkdirs(dir) ? -1 : atomic_file_write_bytes(path, text, len + 1);
+    free(dir);
+    free(text);
+    return rc;
 }

@@ -1,8 +1,9 @@
 // fsutil: the small file-system helpers shared by the data modules (whole-file reads, list files,
-// path joining, folder creation).
+// JSON files, path joining, folder creation).
 #ifndef CLIPC_DATA_FSUTIL_H
 #define CLIPC_DATA_FSUTIL_H
 
+#include <cjson/cJSON.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,6 +21,10 @@ char *fs_join(const char *dir, const char *name);
 
 // The folder part of a path ("." when it has none); malloc'ed.
 char *fs_dirname(const char *path);
+
+// Writes root as indented JSON and a newline to path, atomically (common/atomic_file.h), creating
+// the folder when missing. Returns 0 or -1 with err_msg() naming the file.
+int fs_write_json(const char *path, const cJSON *root);
 
 // Creates a folder and its parents when missing. Returns 0 or -1.
 int fs_mkdirs(const char *path);

@@ -4,6 +4,7 @@
 #ifndef CLIPC_TESTS_EVAL_TEST_H
 #define CLIPC_TESTS_EVAL_TEST_H
 
+#include <cjson/cJSON.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 
 #include "cli_run.h"
 #include "common/error.h"
+#include "data/fsutil.h"
 #include "data_testutil.h"
 #include "model/clip.h"
 
@@ -25,6 +27,25 @@ static inline void eval_test_write(const char *dir, const char *name, const char
     char *path = testutil_path(dir, name);
     assert_int_equal(testutil_write_file(path, text, strlen(text)), 0);
     free(path);
+}
+
+// Parses DIR/NAME as JSON (a failure fails the test).
+static inline cJSON *eval_test_read_json(const char *dir, const char *name) {
+    char *path = testutil_path(dir, name);
+    char *text = (char *)fs_read_all(path, NULL);
+    if (!text) fail_msg("%s", err_msg());
+    cJSON *j = cJSON_Parse(text);
+    if (!j) fail_msg("%s: not JSON", path);
+    free(text);
+    free(path);
+    return j;
+}
+
+// The number at key of o (a missing or non-number key fails the test).
+static inline double eval_test_number(const cJSON *o, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
+    if (!cJSON_IsNumber(v)) fail_msg("no number '%s'", key);
+    return v->valuedouble;
 }
 
 // Writes DIR/tiny.json and DIR/<weights> (a clipc checkpoint, config in its metadata) initialized

@@ -33,8 +33,8 @@ static const char *const sets[] = {"digits", "pics"};
 static char *in_work(const char *name) { return testutil_path(work, name); }
 
 static int setup(void **state) {
-    (void)state;
-    work = testutil_tmpdir();
+    testutil_setup(state);
+    work = testutil_dir;
     eval_test_save_model(work, "a.safetensors", 1);
     eval_test_save_model(work, "b.safetensors", 2);
     char *zs = in_work("zs"), *conf = in_work("zsconf");
@@ -52,23 +52,7 @@ static int setup(void **state) {
     return 0;
 }
 
-static int teardown(void **state) {
-    (void)state;
-    testutil_rmtree(work);
-    free(work);
-    return 0;
-}
-
-static cJSON *read_json(const char *name) {
-    char *path = in_work(name);
-    char *text = (char *)fs_read_all(path, NULL);
-    if (!text) fail_msg("%s", err_msg());
-    cJSON *j = cJSON_Parse(text);
-    assert_non_null(j);
-    free(text);
-    free(path);
-    return j;
-}
+static cJSON *read_json(const char *name) { return eval_test_read_json(work, name); }
 
 static cJSON *run_json(int model, int set) {
     char name[64];
@@ -76,10 +60,9 @@ static cJSON *run_json(int model, int set) {
     return read_json(name);
 }
 
+// The number at o[object][key], or o[key] when object is NULL.
 static double number(const cJSON *o, const char *object, const char *key) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(object ? cJSON_GetObjectItemCaseSensitive(o, object) : o, key);
-    if (!cJSON_IsNumber(v)) fail_msg("no number '%s'", key);
-    return v->valuedouble;
+    return eval_test_number(object ? cJSON_GetObjectItemCaseSensitive(o, object) : o, key);
 }
 
 static const char *string(const cJSON *o, const char *key) {
@@ -282,5 +265,5 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_ranks_share_runs),
         cmocka_unit_test(test_bad_input),
     };
-    return cmocka_run_group_tests(tests, setup, teardown);
+    return cmocka_run_group_tests(tests, setup, testutil_teardown);
 }

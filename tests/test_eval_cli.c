@@ -68,22 +68,9 @@ static int teardown(void **state) {
     return 0;
 }
 
-static cJSON *read_json(const char *name) {
-    char *path = in_work(name);
-    char *text = (char *)fs_read_all(path, NULL);
-    if (!text) fail_msg("%s", err_msg());
-    cJSON *j = cJSON_Parse(text);
-    assert_non_null(j);
-    free(text);
-    free(path);
-    return j;
-}
+static cJSON *read_json(const char *name) { return eval_test_read_json(work, name); }
 
-static double number(const cJSON *o, const char *key) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsNumber(v)) fail_msg("no number '%s'", key);
-    return v->valuedouble;
-}
+static double number(const cJSON *o, const char *key) { return eval_test_number(o, key); }
 
 static void check_zeroshot_entry(const cJSON *z) {
     assert_int_equal((int)number(z, "n"), N_LABELLED);

@@ -1,6 +1,7 @@
 // `clipc benchmark`: zero-shot classification and retrieval of several models on several datasets
 // (eval/benchmark.h): one JSON per run, finished runs skipped, a merged table printed and written as
 // CSV and Markdown. With torchrun-style RANK and WORLD_SIZE in the environment the runs are shared.
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include "data/manifest.h"
 #include "eval/benchmark.h"
 #include "eval/session.h"
+#include "shim/tensor.h"
 
 #define DEFAULT_ZEROSHOT_CONFIGS "configs/zeroshot"
 #define PROGRESS_EVERY_SECONDS 10.0
@@ -33,6 +35,7 @@ typedef struct {
     eval_options common;  // pretrained and model hold the '::' lists
     char *zeroshot, *retrieval, *classnames, *templates, *zeroshot_configs, *output;
     long chunk_size;
+    char local_device[32];  // "cuda:LOCAL_RANK" under torchrun
 } bench_options;
 
 // The command's side of the hooks: the eval session of the model being run.
@@ -164,14 +167,24 @@ static void free_lists(bench_lists *b) {
     free(b->owned), free(b->models), free(b->datasets);
 }
 
-// torchrun's RANK and WORLD_SIZE (0 and 1 when unset).
-static int read_rank(int *rank, int *world_size) {
-    const char *r = getenv("RANK"), *w = getenv("WORLD_SIZE");
-    char *end_r = NULL, *end_w = NULL;
-    *rank = r ? (int)strtol(r, &end_r, 10) : 0;
-    *world_size = w ? (int)strtol(w, &end_w, 10) : 1;
-    if ((r && (!*r || *end_r)) || (w && (!*w || *end_w)))
-        return err_set("RANK '%s' and WORLD_SIZE '%s' must be integers", r ? r : "", w ? w : "");
+// An integer environment variable (fallback when unset). Returns 0, or -1 naming it.
+static int env_int(const char *name, int fallback, int *out) {
+    const char *v = getenv(name);
+    char *end = NULL;
+    *out = v ? (int)strtol(v, &end, 10) : fallback;
+    return v && (!*v || *end) ? err_set("%s '%s' must be an integer", name, v) : 0;
+}
+
+// torchrun's RANK and WORLD_SIZE (0 and 1 when unset); with LOCAL_RANK on a GPU machine, the
+// process's GPU is cuda:LOCAL_RANK unless --device says otherwise.
+static int read_ranks(bench_options *o, int *rank, int *world_size) {
+    int local = -1;
+    if (env_int("RANK", 0, rank) || env_int("WORLD_SIZE", 1, world_size) || env_int("LOCAL_RANK", -1, &local)) return -1;
+    bool cuda = o->common.device ? !strcmp(o->common.device, "cuda") : tensor_cuda_device_count() > 0;
+    if (local >= 0 && cuda) {
+        snprintf(o->local_device, sizeof o->local_device, "cuda:%d", local);
+        o->common.device = o->local_device;
+    }
     return 0;
 }
 
@@ -223,13 +236,13 @@ static int check_required(const bench_options *o) {
     return 0;
 }
 
-static int build_plan(const bench_options *o, bench_lists *b, benchmark_plan *p) {
+static int build_plan(bench_options *o, bench_lists *b, benchmark_plan *p) {
     if (add_models(o, b) || (o->zeroshot && add_datasets(o, o->zeroshot, BENCHMARK_ZEROSHOT, b)) ||
         (o->retrieval && add_datasets(o, o->retrieval, BENCHMARK_RETRIEVAL, b)))
         return -1;
     *p = (benchmark_plan){.models = b->models, .n_models = b->n_models, .datasets = b->datasets,
                           .n_datasets = b->n_datasets, .out_dir = o->output, .chunk_rows = o->chunk_size};
-    return read_rank(&p->rank, &p->world_size) || benchmark_check(p) ? -1 : 0;
+    return read_ranks(o, &p->rank, &p->world_size) || benchmark_check(p) ? -1 : 0;
 }
 
 static int run_benchmark(const bench_options *o, benchmark_plan *p) {

@@ -141,12 +141,14 @@ static void test_cifar100(void **state) {
     char *dir = make_dir("cifar-100-binary"), *out = sub("c100-train");
     write_cifar_file(dir, "train.bin", 0, 20, true);
     write_cifar_file(dir, "test.bin", 50, 2, true);
-    FILE *f = fopen(sub("cifar-100-binary/fine_label_names.txt"), "w");
+    char *fine = testutil_path(dir, "fine_label_names.txt"), *coarse = testutil_path(dir, "coarse_label_names.txt");
+    FILE *f = fopen(fine, "w");
     for (int c = 0; c < 100; c++) fprintf(f, c == 1 ? "aquarium_fish\n" : "class_%d\n", c);
     fclose(f);
-    f = fopen(sub("cifar-100-binary/coarse_label_names.txt"), "w");
+    f = fopen(coarse, "w");
     for (int c = 0; c < 20; c++) fprintf(f, "superclass_%d\n", c);
     fclose(f);
+    free(fine), free(coarse);
     assert_int_equal(shards("--cifar100", dir, "--out", out, NULL), 0);
     check_cifar(out, "cifar100", "train", 0, 20, true);  // the fine label, not the coarse one
     manifest *m = manifest_load(out);

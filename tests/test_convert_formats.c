@@ -222,7 +222,8 @@ static void test_karpathy(void **state) {
     write_picture(val, "COCO_val2014_000000522418.jpg", 2);
     write_picture(root, "1000092795.jpg", 3);
     write_text(json,
-               "{\"images\": [\n"
+               "{\"info\": {\"note\": \"a \\\"quoted\\\" [text] {x}\", \"n\": [1, 2.5e3, true, null]},\n"
+               " \"images\" : [\n"
                " {\"filepath\": \"val2014\", \"sentids\": [0, 1, 2, 3, 4], \"filename\": \"COCO_val2014_000000391895.jpg\",\n"
                "  \"imgid\": 0, \"split\": \"test\", \"sentences\": [\n"
                "   {\"tokens\": [\"a\", \"man\"], \"raw\": \"A man with a red helmet on a small moped on a dirt road. \", \"imgid\": 0, \"sentid\": 0},\n"

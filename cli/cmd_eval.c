@@ -6,11 +6,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/args.h"
 #include "common/atomic_file.h"
 #include "common/datafiles.h"
 #include "common/error.h"
 #include "plot/plot.h"
 #include "data/fsutil.h"
+#include "data/manifest.h"
 #include "eval/metrics.h"
 #include "eval/retrieval.h"
 #include "cli/eval_args.h"
@@ -36,45 +38,6 @@ typedef struct {
     long chunk_size;
 } eval_cmd_options;
 
-// Splits "a::b::c" into a new array of new strings.
-static int split_list(const char *list, char ***items) {
-    int n = 0, cap = 4;
-    *items = xmalloc((size_t)cap * sizeof(char *));
-    for (const char *p = list;;) {
-        const char *end = strstr(p, "::");
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        if (n == cap) *items = xrealloc(*items, (size_t)(cap *= 2) * sizeof(char *));
-        (*items)[n] = xmalloc(len + 1);
-        memcpy((*items)[n], p, len);
-        (*items)[n++][len] = '\0';
-        if (!end) return n;
-        p = end + 2;
-    }
-}
-
-// Item i of a '::' list meant to have one entry for all n datasets or one per dataset.
-static int list_item(const char *option, const char *list, int i, int n, char **out) {
-    char **items = NULL;
-    int count = split_list(list, &items), rc = 0;
-    if (count != 1 && count != n) rc = err_set("--%s: %d entries for %d datasets (give one, or one per dataset)", option, count, n);
-    else *out = xstrdup(items[count == 1 ? 0 : i]);
-    zeroshot_free_lines(items, count);
-    return rc;
-}
-
-// "data/imagenet-val" or "data/imagenet-val/manifest.json" -> "imagenet-val".
-static char *dataset_name(const char *path) {
-    char *copy = xstrdup(path);
-    size_t len = strlen(copy);
-    while (len > 1 && copy[len - 1] == '/') copy[--len] = '\0';
-    const char *suffix = "/manifest.json";
-    if (len > strlen(suffix) && !strcmp(copy + len - strlen(suffix), suffix)) copy[len - strlen(suffix)] = '\0';
-    const char *slash = strrchr(copy, '/');
-    char *name = xstrdup(slash ? slash + 1 : copy);
-    free(copy);
-    return name;
-}
-
 // ---- zero-shot ----------------------------------------------------------------------------------
 
 typedef struct {
@@ -85,34 +48,12 @@ typedef struct {
     char *png;  // confusion matrix written, or NULL
 } zeroshot_report;
 
-static int load_class_names(const eval_cmd_options *o, const loader *l, int i, int n, zeroshot_report *r) {
-    int in_data = loader_num_classes(l);
-    if (in_data == 0) return err_set("%s: no labels (zero-shot needs labelled shards)", r->path);
-    if (!o->classnames) {
-        r->class_names = xmalloc((size_t)in_data * sizeof(char *));
-        for (int c = 0; c < in_data; c++) r->class_names[c] = xstrdup(loader_class_name(l, c));
-        r->n_classes = in_data;
-        return 0;
-    }
-    char *file = NULL;
-    if (list_item("classnames", o->classnames, i, n, &file)) return -1;
-    r->n_classes = zeroshot_read_lines(file, &r->class_names);
-    int rc = r->n_classes < 0 ? -1 : 0;
-    if (rc == 0 && r->n_classes != in_data)
-        rc = err_set("%s: %d class names, the shards of %s have %d classes", file, r->n_classes, r->path, in_data);
-    free(file);
-    return rc;
-}
-
 static tensor *build_classifier(const eval_cmd_options *o, const session *s, int i, int n, const zeroshot_report *r) {
-    char *file = NULL, **templates = NULL;
-    if (list_item("templates", o->templates, i, n, &file)) return NULL;
-    int n_templates = zeroshot_read_lines(file, &templates);
+    char *file = NULL;
+    if (args_list_item("templates", o->templates, i, n, &file)) return NULL;
+    tensor *classifier = zeroshot_classifier_from_file(s->model, s->tok, (const char *const *)r->class_names,
+                                                       r->n_classes, file);
     free(file);
-    if (n_templates < 0) return NULL;
-    tensor *classifier = zeroshot_classifier(s->model, s->tok, (const char *const *)r->class_names, r->n_classes,
-                                             (const char *const *)templates, n_templates);
-    zeroshot_free_lines(templates, n_templates);
     return classifier;
 }
 
@@ -145,11 +86,16 @@ static int run_zeroshot(const eval_cmd_options *o, const session *s, const char 
                         zeroshot_report *r) {
     loader *l = eval_loader_open(s, r->path, (int)o->common.batch_size, (int)o->common.workers, false);
     if (!l) return -1;
-    int rc = load_class_names(o, l, i, n, r);
+    char *names_file = NULL;
+    int rc = o->classnames ? args_list_item("classnames", o->classnames, i, n, &names_file) : 0;
+    int n_names = rc == 0 ? zeroshot_class_names(names_file, l, r->path, &r->class_names) : -1;
+    free(names_file);
+    if (n_names < 0) rc = -1;
+    else r->n_classes = n_names;
     tensor *classifier = rc == 0 ? build_classifier(o, s, i, n, r) : NULL;
     if (rc == 0 && classifier) {
         metrics_classes_init(&r->counts, r->n_classes);
-        rc = zeroshot_evaluate_counts(s->model, classifier, l, &r->counts);
+        rc = zeroshot_evaluate_counts(s->model, classifier, l, &r->counts, NULL);
         if (rc == 0 && r->counts.n == 0) rc = err_set("the dataset gave no images");
     } else {
         rc = -1;
@@ -163,35 +109,10 @@ static int run_zeroshot(const eval_cmd_options *o, const session *s, const char 
 
 static cJSON *zeroshot_json(const zeroshot_report *r) {
     cJSON *j = cJSON_CreateObject();
-    int C = r->n_classes;
     cJSON_AddStringToObject(j, "dataset", r->path);
     cJSON_AddStringToObject(j, "name", r->name);
-    cJSON_AddNumberToObject(j, "n", (double)r->counts.n);
-    cJSON_AddNumberToObject(j, "n_classes", C);
-    cJSON_AddNumberToObject(j, "top1", metrics_classes_topk(&r->counts, 1));
-    cJSON_AddNumberToObject(j, "top5", metrics_classes_topk(&r->counts, 5));
-    cJSON_AddNumberToObject(j, "mean_per_class_accuracy", metrics_classes_mean_per_class(&r->counts));
-    double *acc = xmalloc((size_t)C * sizeof(double));
-    metrics_classes_per_class(&r->counts, acc);
-    cJSON *per_class = cJSON_AddArrayToObject(j, "per_class");
-    cJSON *confusion = cJSON_AddArrayToObject(j, "confusion");
-    for (int c = 0; c < C; c++) {
-        cJSON *e = cJSON_CreateObject();
-        int64_t total = 0;
-        cJSON *row = cJSON_CreateArray();
-        for (int p = 0; p < C; p++) {
-            int64_t v = r->counts.confusion[(int64_t)c * C + p];
-            total += v;
-            cJSON_AddItemToArray(row, cJSON_CreateNumber((double)v));
-        }
-        cJSON_AddItemToArray(confusion, row);
-        cJSON_AddStringToObject(e, "class", r->class_names[c]);
-        cJSON_AddNumberToObject(e, "n", (double)total);
-        cJSON_AddItemToObject(e, "accuracy", total ? cJSON_CreateNumber(acc[c]) : cJSON_CreateNull());
-        cJSON_AddItemToArray(per_class, e);
-    }
+    zeroshot_counts_json(j, &r->counts, (const char *const *)r->class_names);
     if (r->png) cJSON_AddStringToObject(j, "confusion_png", r->png);
-    free(acc);
     return j;
 }
 
@@ -216,27 +137,11 @@ static void zeroshot_report_free(zeroshot_report *r) {
 
 // ---- retrieval ----------------------------------------------------------------------------------
 
-static cJSON *direction_json(const retrieval_direction *d) {
-    cJSON *j = cJSON_CreateObject();
-    cJSON_AddNumberToObject(j, "n_queries", (double)d->n_queries);
-    for (int k = 0; k < RETRIEVAL_N_K; k++) {
-        char key[16];
-        snprintf(key, sizeof key, "R@%lld", (long long)RETRIEVAL_K[k]);
-        cJSON_AddNumberToObject(j, key, d->recall[k]);
-    }
-    cJSON_AddNumberToObject(j, "mean_rank", d->mean_rank);
-    cJSON_AddNumberToObject(j, "median_rank", d->median_rank);
-    return j;
-}
-
 static cJSON *retrieval_json(const char *path, const char *name, const retrieval_result *r) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "dataset", path);
     cJSON_AddStringToObject(j, "name", name);
-    cJSON_AddNumberToObject(j, "n_images", (double)r->n_images);
-    cJSON_AddNumberToObject(j, "n_texts", (double)r->n_texts);
-    cJSON_AddItemToObject(j, "image_to_text", direction_json(&r->image_to_text));
-    cJSON_AddItemToObject(j, "text_to_image", direction_json(&r->text_to_image));
+    retrieval_result_json(j, r);
     return j;
 }
 
@@ -250,10 +155,10 @@ static int run_retrieval(const eval_cmd_options *o, const session *s, const char
     loader *l = eval_loader_open(s, path, (int)o->common.batch_size, (int)o->common.workers, true);
     if (!l) return -1;
     retrieval_result r;
-    int rc = retrieval_evaluate_loader(s->model, l, o->chunk_size, &r);
+    int rc = retrieval_evaluate_loader(s->model, l, o->chunk_size, &r, NULL);
     loader_free(l);
     if (rc != 0) return err_prefix("%s", path);
-    char *name = dataset_name(path);
+    char *name = manifest_dataset_name(path);
     printf("retrieval  %-24s %8lld images %8lld texts\n", name, (long long)r.n_images, (long long)r.n_texts);
     direction_print("image->text", &r.image_to_text);
     direction_print("text->image", &r.text_to_image);
@@ -266,9 +171,9 @@ static int run_retrieval(const eval_cmd_options *o, const session *s, const char
 
 static int run_all_zeroshot(const eval_cmd_options *o, const session *s, const char *plots, cJSON *out) {
     char **sets = NULL;
-    int n = split_list(o->zeroshot, &sets), rc = 0;
+    int n = args_split_list(o->zeroshot, &sets), rc = 0;
     for (int i = 0; i < n && rc == 0; i++) {
-        zeroshot_report r = {.name = dataset_name(sets[i]), .path = sets[i]};
+        zeroshot_report r = {.name = manifest_dataset_name(sets[i]), .path = sets[i]};
         rc = run_zeroshot(o, s, plots, i, n, &r);
         if (rc == 0) {
             zeroshot_print(&r);
@@ -276,27 +181,15 @@ static int run_all_zeroshot(const eval_cmd_options *o, const session *s, const c
         }
         zeroshot_report_free(&r);
     }
-    zeroshot_free_lines(sets, n);
+    args_free_list(sets, n);
     return rc;
 }
 
 static int run_all_retrieval(const eval_cmd_options *o, const session *s, cJSON *out) {
     char **sets = NULL;
-    int n = split_list(o->retrieval, &sets), rc = 0;
+    int n = args_split_list(o->retrieval, &sets), rc = 0;
     for (int i = 0; i < n && rc == 0; i++) rc = run_retrieval(o, s, sets[i], out);
-    zeroshot_free_lines(sets, n);
-    return rc;
-}
-
-static int write_json(const char *path, cJSON *root) {
-    char *text = cJSON_Print(root);
-    size_t len = strlen(text);
-    text = xrealloc(text, len + 2);
-    text[len] = '\n', text[len + 1] = '\0';
-    char *dir = fs_dirname(path);
-    int rc = fs_mkdirs(dir) ? -1 : atomic_file_write_bytes(path, text, len + 1);
-    free(dir);
-    free(text);
+    args_free_list(sets, n);
     return rc;
 }
 
@@ -317,7 +210,7 @@ static int evaluate(const eval_cmd_options *o) {
     cJSON *zs = cJSON_AddArrayToObject(root, "zeroshot"), *ret = cJSON_AddArrayToObject(root, "retrieval");
     if (rc == 0 && o->zeroshot) rc = run_all_zeroshot(o, &s, plots, zs);
     if (rc == 0 && o->retrieval) rc = run_all_retrieval(o, &s, ret);
-    if (rc == 0 && o->output) rc = write_json(o->output, root);
+    if (rc == 0 && o->output) rc = fs_write_json(o->output, root);
     cJSON_Delete(root);
     free(plots);
     session_close(&s);

@@ -11,6 +11,7 @@ int cmd_tokenize(int argc, char **argv);
 int cmd_tokenizer(int argc, char **argv);
 int cmd_plot(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_benchmark(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_finetune(int argc, char **argv);

@@ -13,13 +13,14 @@ typedef struct {
 
 static const command commands[] = {
     {"info", cmd_info, "show the build, libtorch, BLAS and thread count"},
-    {"shards", cmd_shards, "convert images and captions (CSV, class folders, Fashion-MNIST) into shards"},
+    {"shards", cmd_shards, "convert images and captions (CSV, folders, webdataset, CIFAR, MNIST, Karpathy) into shards"},
     {"train", cmd_train, "train a CLIP model (OpenCLIP's flags)"},
     {"launch", cmd_launch, "start the ranks of a multi-process run on this node (torchrun's environment)"},
     {"tokenize", cmd_tokenize, "captions on stdin to CLIP token ids on stdout"},
     {"tokenizer", cmd_tokenizer, "tokenizer train (learn BPE merges from captions), tokenizer info"},
     {"plot", cmd_plot, "draw a run's loss, learning rate, logit scale and accuracy curves to PNG"},
     {"eval", cmd_eval, "zero-shot classification and image-text retrieval of a checkpoint"},
+    {"benchmark", cmd_benchmark, "many models x many datasets: zero-shot and retrieval runs, one merged table"},
     {"embed", cmd_embed, "images and texts to normalized embeddings (safetensors or .npy)"},
     {"classify", cmd_classify, "zero-shot label probabilities of image files"},
     {"finetune", cmd_finetune, "few-shot: K shots per class, linear probe, fine-tuning with WiSE-FT"},

@@ -223,3 +223,32 @@ void args_print_help(const arg_spec *specs, int n_specs, const char *usage) {
         printf("  %-28s %s\n", left, specs[i].help);
     }
 }
+
+int args_split_list(const char *list, char ***items) {
+    int n = 0, cap = 4;
+    *items = xmalloc((size_t)cap * sizeof(char *));
+    for (const char *p = list;;) {
+        const char *end = strstr(p, "::");
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if (n == cap) *items = xrealloc(*items, (size_t)(cap *= 2) * sizeof(char *));
+        (*items)[n] = xmalloc(len + 1);
+        memcpy((*items)[n], p, len);
+        (*items)[n++][len] = '\0';
+        if (!end) return n;
+        p = end + 2;
+    }
+}
+
+void args_free_list(char **items, int n) {
+    for (int i = 0; i < n; i++) free(items[i]);
+    free(items);
+}
+
+int args_list_item(const char *option, const char *list, int i, int n, char **out) {
+    char **items = NULL;
+    int count = args_split_list(list, &items), rc = 0;
+    if (count != 1 && count != n) rc = err_set("--%s: %d entries for %d (give one, or one for each)", option, count, n);
+    else *out = xstrdup(items[count == 1 ? 0 : i]);
+    args_free_list(items, count);
+    return rc;
+}

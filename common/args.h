@@ -46,6 +46,14 @@ void args_print_help(const arg_spec *specs, int n_specs, const char *usage);
 int args_parse_command(const char *cmd, const char *usage, arg_spec *specs, int n_specs, int argc, char **argv,
                        char **positional, int max_positional, int *n_positional);
 
+// Splits an OpenCLIP-style '::' list ("a::b::c") into *items (new strings). Returns the count (>= 1).
+int args_split_list(const char *list, char ***items);
+void args_free_list(char **items, int n);
+
+// Item i (a new string in *out) of the '::' list given to --option, which holds one entry for all n
+// things or one per thing. Returns 0, or -1 with err_msg() naming the option and the counts.
+int args_list_item(const char *option, const char *list, int i, int n, char **out);
+
 // The candidate nearest to word by edit distance, or NULL when none is close enough to suggest.
 const char *args_nearest(const char *word, const char *const *candidates, int n);
 

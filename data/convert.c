@@ -22,7 +22,6 @@ void convert_options_default(convert_options *o) {
     o->csv_img_key = "filepath";
     o->csv_caption_key = "title";
     o->csv_separator = "\t";
-    o->split = "train";
     o->shard_size = 10000;
     o->max_size = 256;
     o->quality = 90;
@@ -36,25 +35,34 @@ static double now_seconds(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-static const char *source_name(convert_source s) {
-    return s == CONVERT_SOURCE_CSV ? "csv" : s == CONVERT_SOURCE_FOLDERS ? "folders" : "fashion-mnist";
+static const char *const source_names[] = {
+    [CONVERT_SOURCE_CSV] = "csv",         [CONVERT_SOURCE_FOLDERS] = "folders",
+    [CONVERT_SOURCE_FASHION_MNIST] = "fashion-mnist", [CONVERT_SOURCE_MNIST] = "mnist",
+    [CONVERT_SOURCE_CIFAR10] = "cifar10", [CONVERT_SOURCE_CIFAR100] = "cifar100",
+    [CONVERT_SOURCE_KARPATHY] = "karpathy", [CONVERT_SOURCE_WEBDATASET] = "webdataset",
+};
+
+static bool has_split(convert_source s) {
+    return s == CONVERT_SOURCE_FASHION_MNIST || s == CONVERT_SOURCE_MNIST || s == CONVERT_SOURCE_CIFAR10 ||
+           s == CONVERT_SOURCE_CIFAR100 || s == CONVERT_SOURCE_KARPATHY;
 }
 
 // The options that decide the shards' contents, as JSON: stored in every shard and the manifest.
 static char *made_by_json(const convert_options *o) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "tool", "clipc shards");
-    cJSON_AddStringToObject(j, "source", source_name(o->source));
+    cJSON_AddStringToObject(j, "source", source_names[o->source]);
     cJSON_AddStringToObject(j, "input", o->input);
     if (o->source == CONVERT_SOURCE_CSV) {
         cJSON_AddStringToObject(j, "csv_img_key", o->csv_img_key);
         cJSON_AddStringToObject(j, "csv_caption_key", o->csv_caption_key);
         cJSON_AddStringToObject(j, "csv_separator", o->csv_separator);
-        if (o->image_root) cJSON_AddStringToObject(j, "image_root", o->image_root);
     }
-    if (o->source == CONVERT_SOURCE_FOLDERS && o->class_names_file)
+    if ((o->source == CONVERT_SOURCE_CSV || o->source == CONVERT_SOURCE_KARPATHY) && o->image_root)
+        cJSON_AddStringToObject(j, "image_root", o->image_root);
+    if ((o->source == CONVERT_SOURCE_FOLDERS || o->source == CONVERT_SOURCE_MNIST) && o->class_names_file)
         cJSON_AddStringToObject(j, "class_names_file", o->class_names_file);
-    if (o->source == CONVERT_SOURCE_FASHION_MNIST) cJSON_AddStringToObject(j, "split", o->split);
+    if (has_split(o->source)) cJSON_AddStringToObject(j, "split", o->split);
     cJSON_AddNumberToObject(j, "shard_size", (double)o->shard_size);
     cJSON_AddNumberToObject(j, "max_size", o->max_size);
     cJSON_AddNumberToObject(j, "min_size", o->min_size);
@@ -73,6 +81,8 @@ typedef struct {
     const convert_options *o;
     const source_item *items;  // this shard's inputs
     int64_t n;
+    uint8_t **fetched;         // (n) image bytes of tar members, read before encoding (else NULL)
+    size_t *fetched_sizes;     // (n)
     uint8_t **webp;            // (n) NULL when skipped
     size_t *sizes;             // (n)
     char **reasons;            // (n) why an input was skipped
@@ -80,25 +90,38 @@ typedef struct {
     pthread_mutex_t mu;
 } shard_job;
 
-static int load_pixels(const convert_options *o, const source_item *it, image_rgb *img) {
-    if (it->gray) {
-        img->width = it->gray_w, img->height = it->gray_h;
-        img->rgb = xmalloc((size_t)it->gray_w * (size_t)it->gray_h * 3);
-        for (int p = 0; p < it->gray_w * it->gray_h; p++) memset(img->rgb + 3 * p, it->gray[p], 3);
+// In-memory pixels (gray or RGB) as an RGB image.
+static void copy_pixels(const source_item *it, image_rgb *img) {
+    size_t n = (size_t)it->width * (size_t)it->height;
+    img->width = it->width, img->height = it->height;
+    img->rgb = xmalloc(n * 3);
+    if (it->channels == 3) memcpy(img->rgb, it->pixels, n * 3);
+    else
+        for (size_t p = 0; p < n; p++) memset(img->rgb + 3 * p, it->pixels[p], 3);
+}
+
+static int load_pixels(const shard_job *job, int64_t i, image_rgb *img) {
+    const source_item *it = &job->items[i];
+    int min_side = job->o->upscale ? 0 : job->o->max_size;
+    if (it->error) return err_set("%s", it->error);
+    if (it->pixels) {
+        copy_pixels(it, img);
         return 0;
     }
+    if (it->member) return image_decode(job->fetched[i], job->fetched_sizes[i], min_side, img);
     size_t size = 0;
     uint8_t *bytes = fs_read_all(it->path, &size);
     if (!bytes) return -1;
-    int rc = image_decode(bytes, size, o->upscale ? 0 : o->max_size, img);
+    int rc = image_decode(bytes, size, min_side, img);
     free(bytes);
     return rc;
 }
 
 static void encode_item(shard_job *job, int64_t i) {
     const convert_options *o = job->o;
+    if (job->reasons[i]) return;  // its bytes could not be read
     image_rgb img = {0};
-    int rc = load_pixels(o, &job->items[i], &img);
+    int rc = load_pixels(job, i, &img);
     if (rc == 0) {
         int w = 0, h = 0;
         image_target_size(img.width, img.height, o->max_size, o->min_size, o->upscale, &w, &h);
@@ -131,20 +154,37 @@ static void encode_all(shard_job *job, int workers) {
     free(threads);
 }
 
-// Appends "key\tsource\treason\n" for every skipped input of the job.
+// Copies a report field, tabs and line breaks made spaces so that every line keeps three columns.
+static char *put_field(char *p, const char *s) {
+    for (; *s; s++) *p++ = *s == '\t' || *s == '\n' || *s == '\r' ? ' ' : *s;
+    return p;
+}
+
+// Appends "key\tsource\treason\n" for every skipped input of the job; the source is the file, or
+// "archive:member" for a member of a tar archive.
 static char *skipped_report(const shard_job *job, int64_t *n_skipped) {
     size_t len = 0;
     *n_skipped = 0;
-    for (int64_t i = 0; i < job->n; i++)
-        if (job->reasons[i]) len += strlen(job->items[i].key) + strlen(job->items[i].path ? job->items[i].path : "") +
-                                    strlen(job->reasons[i]) + 3;
-    char *out = xmalloc(len + 1), *p = out;
-    *p = '\0';
     for (int64_t i = 0; i < job->n; i++) {
+        const source_item *it = &job->items[i];
+        if (job->reasons[i])
+            len += strlen(it->key) + strlen(it->path ? it->path : "") + strlen(it->member ? it->member : "") +
+                   strlen(job->reasons[i]) + 4;
+    }
+    char *out = xmalloc(len + 1), *p = out;
+    for (int64_t i = 0; i < job->n; i++) {
+        const source_item *it = &job->items[i];
         if (!job->reasons[i]) continue;
-        p += sprintf(p, "%s\t%s\t%s\n", job->items[i].key, job->items[i].path ? job->items[i].path : "", job->reasons[i]);
+        p = put_field(p, it->key);
+        *p++ = '\t';
+        p = put_field(p, it->path ? it->path : "");
+        if (it->member) p = put_field(put_field(p, ":"), it->member);
+        *p++ = '\t';
+        p = put_field(p, job->reasons[i]);
+        *p++ = '\n';
         (*n_skipped)++;
     }
+    *p = '\0';
     return out;
 }
 
@@ -176,15 +216,18 @@ static int write_shard(const char *path, const shard_job *job, const source_list
 static int make_shard(const convert_options *o, const source_list *src, int64_t first, int64_t n, const char *path,
                       const char *made_by, convert_progress *p, char **skipped) {
     shard_job job = {.o = o, .items = src->items + first, .n = n};
+    job.fetched = xcalloc((size_t)n, sizeof(uint8_t *));
+    job.fetched_sizes = xcalloc((size_t)n, sizeof(size_t));
     job.webp = xcalloc((size_t)n, sizeof(uint8_t *));
     job.sizes = xcalloc((size_t)n, sizeof(size_t));
     job.reasons = xcalloc((size_t)n, sizeof(char *));
     double t0 = now_seconds();
+    sources_fetch_members(src, first, n, job.fetched, job.fetched_sizes, job.reasons);
     encode_all(&job, o->workers > 0 ? o->workers : 1);
     p->images_per_second = (double)n / (now_seconds() - t0 + 1e-9);
     int rc = write_shard(path, &job, src, made_by, p, skipped);
-    for (int64_t i = 0; i < n; i++) free(job.webp[i]), free(job.reasons[i]);
-    free(job.webp), free(job.sizes), free(job.reasons);
+    for (int64_t i = 0; i < n; i++) free(job.fetched[i]), free(job.webp[i]), free(job.reasons[i]);
+    free(job.fetched), free(job.fetched_sizes), free(job.webp), free(job.sizes), free(job.reasons);
     return rc;
 }
 
@@ -215,12 +258,18 @@ static int read_sources(const convert_options *o, source_list *src) {
     switch (o->source) {
     case CONVERT_SOURCE_CSV: return sources_read_csv(o, src);
     case CONVERT_SOURCE_FOLDERS: return sources_read_folders(o, src);
-    default: return sources_read_fashion_mnist(o, src);
+    case CONVERT_SOURCE_FASHION_MNIST:
+    case CONVERT_SOURCE_MNIST: return sources_read_idx(o, src);
+    case CONVERT_SOURCE_CIFAR10:
+    case CONVERT_SOURCE_CIFAR100: return sources_read_cifar(o, src);
+    case CONVERT_SOURCE_KARPATHY: return sources_read_karpathy(o, src);
+    case CONVERT_SOURCE_WEBDATASET: return sources_read_webdataset(o, src);
     }
+    return err_set("unknown convert source %d", (int)o->source);
 }
 
 static int check_options(const convert_options *o) {
-    if (!o->input || !o->out_dir) return err_set("an input (--csv, --folders or --fashion-mnist) and --out are required");
+    if (!o->input || !o->out_dir) return err_set("an input (--csv, --folders, --webdataset, ...) and --out are required");
     if (o->shard_size <= 0) return err_set("--shard-size must be positive");
     if (o->max_size < 0 || o->min_size < 0) return err_set("--max-size and --min-size cannot be negative");
     if (o->upscale && o->max_size <= 0) return err_set("--upscale needs a positive --max-size");
@@ -279,7 +328,9 @@ static int write_outputs(const convert_options *o, convert_output *out, bool wit
     return rc;
 }
 
-int convert_run(const convert_options *o, convert_summary *sum) {
+int convert_run(const convert_options *given, convert_summary *sum) {
+    convert_options resolved = *given, *o = &resolved;
+    if (!o->split) o->split = o->source == CONVERT_SOURCE_KARPATHY ? "test" : "train";
     memset(sum, 0, sizeof *sum);
     if (check_options(o) || fs_mkdirs(o->out_dir)) return -1;
     double t0 = now_seconds();

@@ -1,5 +1,7 @@
-// convert: building clipc shards (docs/data-format.md) from a CSV/TSV of image paths and captions,
-// from class folders, or from Fashion-MNIST; the library behind `clipc shards`.
+// convert: building clipc shards (docs/data-format.md) from the formats datasets are published in:
+// a CSV/TSV of image paths and captions, class folders (ImageNet and its variants), the MNIST IDX
+// family, the CIFAR-10/100 binaries, Karpathy-split retrieval JSON (COCO, Flickr30k) and webdataset
+// tar shards (img2dataset's output); the library behind `clipc shards`.
 //
 // Inputs are split into shards by position (shard i holds inputs [i*N, (i+1)*N)), so a re-run
 // after an interruption keeps the finished shards (checked, and made with the same options) and
@@ -16,6 +18,11 @@ typedef enum {
     CONVERT_SOURCE_CSV,
     CONVERT_SOURCE_FOLDERS,
     CONVERT_SOURCE_FASHION_MNIST,
+    CONVERT_SOURCE_MNIST,         // the IDX layout with digit (or --class-names) names
+    CONVERT_SOURCE_CIFAR10,
+    CONVERT_SOURCE_CIFAR100,
+    CONVERT_SOURCE_KARPATHY,
+    CONVERT_SOURCE_WEBDATASET,
 } convert_source;
 
 typedef struct {
@@ -27,14 +34,16 @@ typedef struct {
 
 typedef struct {
     convert_source source;
-    const char *input;             // CSV file, class-folder root or Fashion-MNIST folder
+    const char *input;             // CSV file, class-folder root, IDX or CIFAR folder, Karpathy JSON,
+                                   // or tar pattern ('::'-separated, with braces: data/pattern.h)
     const char *out_dir;
     const char *csv_img_key;       // OpenCLIP's --csv-img-key ("filepath")
     const char *csv_caption_key;   // --csv-caption-key ("title")
     const char *csv_separator;     // --csv-separator ("\t"; the two characters "\t" also mean tab)
-    const char *image_root;        // relative CSV image paths are joined to it (NULL: as given)
-    const char *class_names_file;  // class folders: "folder name" lines, or one name per line
-    const char *split;             // Fashion-MNIST: "train" or "test"
+    const char *image_root;        // relative CSV/Karpathy image paths are joined to it (NULL: as given)
+    const char *class_names_file;  // class folders: "folder name" lines, or one name per line; MNIST
+    const char *split;             // IDX, CIFAR: "train" or "test"; Karpathy: "test", "train+restval"...
+                                   // (NULL: "test" for Karpathy, else "train")
     int64_t shard_size;
     int max_size, min_size;        // shorter side bounds (0: none)
     bool upscale;                  // bring every shorter side to max_size
@@ -53,7 +62,7 @@ typedef struct {
 } convert_summary;
 
 // Defaults: shard size 10000, max size 256, quality 90, lossy, one thread per core, OpenCLIP's
-// CSV keys and tab separator, split "train".
+// CSV keys and tab separator, the source's default split.
 void convert_options_default(convert_options *o);
 
 // Returns 0, or -1 with err_msg() naming the file, line or option at fault.

@@ -1,6 +1,8 @@
 // The class-folder source of `clipc shards`: root/<class>/<image>, classes in sorted folder order
-// (torchvision's ImageFolder), class names from the folder names or from a mapping file. The
-// items are shuffled with the seed so that shards mix the classes.
+// (torchvision's ImageFolder), class names from the folder names or from a mapping file, so that
+// the ImageNet variants whose folders are a subset of the 1000 synsets (ImageNet-R, -A) get the
+// subset's names in index order. Folders named by number (ImageNet-V2's 0..999) are labelled by
+// that number. The items are shuffled with the seed so that shards mix the classes.
 #include <dirent.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -48,20 +50,6 @@ static void free_names(char **names, int n) {
     free(names);
 }
 
-// Splits a text into its non-empty lines (trailing '\r' removed); the text is modified in place.
-static int split_lines(char *text, char ***lines) {
-    int n = 0, cap = 16;
-    *lines = xmalloc((size_t)cap * sizeof(char *));
-    for (char *save = NULL, *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        size_t len = strlen(line);
-        if (len && line[len - 1] == '\r') line[--len] = '\0';
-        if (!len) continue;
-        if (n == cap) *lines = xrealloc(*lines, (size_t)(cap *= 2) * sizeof(char *));
-        (*lines)[n++] = line;
-    }
-    return n;
-}
-
 // The name a mapping line gives to folder `folder` ("n01440764 tench, Tinca tinca"), or NULL.
 static const char *mapped_name(char **lines, int n, const char *folder) {
     size_t len = strlen(folder);
@@ -74,26 +62,56 @@ static const char *mapped_name(char **lines, int n, const char *folder) {
     return NULL;
 }
 
-static int read_class_names(const convert_options *o, char **folders, int n, source_list *out) {
+// Folders named by class index ("0" .. "999", ImageNet-V2's layout): every name is a decimal number.
+static bool all_numeric(char **folders, int n) {
+    for (int i = 0; i < n; i++)
+        if (strspn(folders[i], "0123456789") != strlen(folders[i]) || strlen(folders[i]) > 6) return false;
+    return true;
+}
+
+// Numbered folders: label = the number; names one per line in index order, else the numbers.
+static int numeric_classes(const convert_options *o, char **folders, int n, char **lines, int n_lines,
+                           source_list *out, int *labels) {
+    int max = 0;
+    for (int i = 0; i < n; i++) max = (labels[i] = atoi(folders[i])) > max ? labels[i] : max;
+    if (o->class_names_file && max >= n_lines)
+        return err_set("%s: %d class names, but there is a class folder '%d'", o->class_names_file, n_lines, max);
+    out->n_classes = o->class_names_file ? n_lines : max + 1;
+    out->class_names = xcalloc((size_t)out->n_classes, sizeof(char *));
+    for (int c = 0; c < out->n_classes; c++) {
+        char number[16];
+        snprintf(number, sizeof number, "%d", c);
+        out->class_names[c] = xstrdup(o->class_names_file ? lines[c] : number);
+    }
+    return 0;
+}
+
+// Named folders: label = position in sorted order; names from the folders, a 'folder name'
+// mapping or one name per line.
+static int named_classes(const convert_options *o, char **folders, int n, char **lines, int n_lines,
+                         source_list *out, int *labels) {
+    bool mapping = o->class_names_file != NULL;
+    for (int i = 0; i < n && mapping; i++) mapping = mapped_name(lines, n_lines, folders[i]) != NULL;
+    if (o->class_names_file && !mapping && n_lines != n)
+        return err_set("%s: %d lines for %d class folders, and not a 'folder name' mapping of every folder "
+                       "(first unmapped: '%s')", o->class_names_file, n_lines, n, folders[0]);
     out->n_classes = n;
     out->class_names = xcalloc((size_t)n, sizeof(char *));
-    if (!o->class_names_file) {
-        for (int i = 0; i < n; i++) out->class_names[i] = xstrdup(folders[i]);
-        return 0;
+    for (int i = 0; i < n; i++) {
+        labels[i] = i;
+        const char *name = !o->class_names_file ? folders[i] : mapping ? mapped_name(lines, n_lines, folders[i]) : lines[i];
+        out->class_names[i] = xstrdup(name);
     }
-    char *text = (char *)fs_read_all(o->class_names_file, NULL);
-    if (!text) return -1;
+    return 0;
+}
+
+static int read_class_names(const convert_options *o, char **folders, int n, source_list *out, int *labels) {
     char **lines = NULL;
-    int n_lines = split_lines(text, &lines), rc = 0;
-    bool mapping = true;
-    for (int i = 0; i < n && mapping; i++) mapping = mapped_name(lines, n_lines, folders[i]) != NULL;
-    if (!mapping && n_lines != n)
-        rc = err_set("%s: %d lines for %d class folders, and not a 'folder name' mapping of every folder "
-                     "(first unmapped: '%s')", o->class_names_file, n_lines, n, folders[0]);
-    for (int i = 0; rc == 0 && i < n; i++)
-        out->class_names[i] = xstrdup(mapping ? mapped_name(lines, n_lines, folders[i]) : lines[i]);
-    free(lines);
-    free(text);
+    int n_lines = o->class_names_file ? fs_read_lines(o->class_names_file, &lines) : 0;
+    if (n_lines < 0) return -1;
+    int rc = all_numeric(folders, n) ? numeric_classes(o, folders, n, lines, n_lines, out, labels)
+                                     : named_classes(o, folders, n, lines, n_lines, out, labels);
+    fs_free_lines(lines, n_lines);
     return rc;
 }
 
@@ -125,9 +143,11 @@ int sources_read_folders(const convert_options *o, source_list *out) {
     char **folders = NULL;
     int n = list_entries(o->input, true, &folders);
     if (n < 0) return -1;
-    int rc = n == 0 ? err_set("%s: no class folders inside", o->input) : read_class_names(o, folders, n, out);
-    for (int i = 0; rc == 0 && i < n; i++) rc = add_class(o, folders[i], i, out);
+    int *labels = xcalloc((size_t)(n ? n : 1), sizeof(int));
+    int rc = n == 0 ? err_set("%s: no class folders inside", o->input) : read_class_names(o, folders, n, out, labels);
+    for (int i = 0; rc == 0 && i < n; i++) rc = add_class(o, folders[i], labels[i], out);
     free_names(folders, n);
+    free(labels);
     if (rc == 0) shuffle_items(out, o->seed);
     return rc;
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/atomic_file.h"
 #include "common/error.h"
 
 uint8_t *fs_read_all(const char *path, size_t *size) {
@@ -29,6 +30,30 @@ uint8_t *fs_read_all(const char *path, size_t *size) {
     buf[n] = 0;
     if (size) *size = n;
     return buf;
+}
+
+int fs_read_lines(const char *path, char ***lines) {
+    FILE *f = fopen_checked(path, "r");
+    if (!f) return -1;
+    char *line = NULL;
+    size_t cap = 0;
+    int n = 0, alloc = 0;
+    ssize_t len;
+    *lines = NULL;
+    while ((len = getline(&line, &cap, f)) >= 0) {
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
+        if (len == 0 || line[0] == '#') continue;
+        if (n == alloc) *lines = xrealloc(*lines, (size_t)(alloc = alloc ? 2 * alloc : 16) * sizeof(char *));
+        (*lines)[n++] = xstrdup(line);
+    }
+    free(line);
+    fclose(f);
+    return n;
+}
+
+void fs_free_lines(char **lines, int n) {
+    for (int i = 0; i < n; i++) free(lines[i]);
+    free(lines);
 }
 
 char *fs_join(const char *dir, const char *name) {
@@ -66,4 +91,16 @@ int fs_mkdirs(const char *path) {
 int fs_is_dir(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+int fs_write_json(const char *path, const cJSON *root) {
+    char *text = cJSON_Print(root);
+    size_t len = strlen(text);
+    text = xrealloc(text, len + 2);
+    text[len] = '\n', text[len + 1] = '\0';
+    char *dir = fs_dirname(path);
+    int rc = fs_mkdirs(dir) ? -1 : atomic_file_write_bytes(path, text, len + 1);
+    free(dir);
+    free(text);
+    return rc;
 }

@@ -146,3 +146,15 @@ int manifest_save(const char *path, const manifest *m) {
     free(text);
     return rc;
 }
+
+char *manifest_dataset_name(const char *path) {
+    char *copy = xstrdup(path);
+    size_t len = strlen(copy);
+    while (len > 1 && copy[len - 1] == '/') copy[--len] = '\0';
+    const char *suffix = "/" MANIFEST_DEFAULT_NAME;
+    if (len > strlen(suffix) && !strcmp(copy + len - strlen(suffix), suffix)) copy[len - strlen(suffix)] = '\0';
+    const char *slash = strrchr(copy, '/');
+    char *name = xstrdup(slash ? slash + 1 : copy);
+    free(copy);
+    return name;
+}

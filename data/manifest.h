@@ -32,6 +32,10 @@ typedef struct {
 manifest *manifest_load(const char *path);
 void manifest_free(manifest *m);
 
+// A dataset's short name from its path: "data/imagenet-val" or "data/imagenet-val/manifest.json"
+// give "imagenet-val" (malloc'ed).
+char *manifest_dataset_name(const char *path);
+
 // Writes m to path atomically (common/atomic_file.h); num_samples and skipped are recomputed
 // from the shards. Returns 0 or -1.
 int manifest_save(const char *path, const manifest *m);

@@ -49,6 +49,12 @@ void metrics_classes_free(metrics_classes *m);
 int metrics_classes_add(metrics_classes *m, const float *scores, int64_t rows, const int32_t *labels,
                         const char *const *keys);
 
+// A progress hook of the evaluation loops: batch_done(ctx, samples) after each batch (NULL: none).
+typedef struct {
+    void (*batch_done)(void *ctx, int64_t samples);
+    void *ctx;
+} metrics_progress;
+
 // Fraction of samples whose true class is within the top k (k >= C: 1).
 double metrics_classes_topk(const metrics_classes *m, int k);
 // acc[c] = correct top-1 / samples of class c, NaN for a class without samples (C values).

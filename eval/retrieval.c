@@ -1,5 +1,6 @@
 #include "eval/retrieval.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -183,7 +184,8 @@ static int encode_batch(const clip_model *m, const loader_batch *b, retrieval_st
     return rc;
 }
 
-int retrieval_evaluate_loader(const clip_model *m, loader *l, int64_t chunk_rows, retrieval_result *out) {
+int retrieval_evaluate_loader(const clip_model *m, loader *l, int64_t chunk_rows, retrieval_result *out,
+                              const metrics_progress *progress) {
     memset(out, 0, sizeof *out);
     retrieval_state s = {.images = {xcalloc(1024, sizeof(char *)), xmalloc(1024 * sizeof(int64_t)), 1024, 0}};
     float *new_images = NULL;
@@ -194,6 +196,7 @@ int retrieval_evaluate_loader(const clip_model *m, loader *l, int64_t chunk_rows
         int H = m->cfg.vision.image_size;
         if (!new_images) new_images = xmalloc((size_t)b.n * 3 * (size_t)H * (size_t)H * sizeof(float));
         if ((rc = encode_batch(m, &b, &s, new_images)) != 0) break;
+        if (progress && progress->batch_done) progress->batch_done(progress->ctx, b.n);
     }
     if (rc == 0 && s.n_texts == 0) rc = err_set("retrieval: the dataset gave no samples");
     if (rc == 0) {
@@ -210,4 +213,24 @@ int retrieval_evaluate_loader(const clip_model *m, loader *l, int64_t chunk_rows
     tensor_list_free(&s.text_features);
     key_map_free(&s.images);
     return rc < 0 ? -1 : 0;
+}
+
+static cJSON *direction_json(const retrieval_direction *d) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "n_queries", (double)d->n_queries);
+    for (int k = 0; k < RETRIEVAL_N_K; k++) {
+        char key[16];
+        snprintf(key, sizeof key, "R@%lld", (long long)RETRIEVAL_K[k]);
+        cJSON_AddNumberToObject(j, key, d->recall[k]);
+    }
+    cJSON_AddNumberToObject(j, "mean_rank", d->mean_rank);
+    cJSON_AddNumberToObject(j, "median_rank", d->median_rank);
+    return j;
+}
+
+void retrieval_result_json(cJSON *obj, const retrieval_result *r) {
+    cJSON_AddNumberToObject(obj, "n_images", (double)r->n_images);
+    cJSON_AddNumberToObject(obj, "n_texts", (double)r->n_texts);
+    cJSON_AddItemToObject(obj, "image_to_text", direction_json(&r->image_to_text));
+    cJSON_AddItemToObject(obj, "text_to_image", direction_json(&r->text_to_image));
 }

@@ -14,9 +14,11 @@
 #ifndef CLIPC_EVAL_RETRIEVAL_H
 #define CLIPC_EVAL_RETRIEVAL_H
 
+#include <cjson/cJSON.h>
 #include <stdint.h>
 
 #include "data/loader.h"
+#include "eval/metrics.h"
 #include "model/clip.h"
 #include "shim/tensor.h"
 
@@ -49,7 +51,13 @@ int retrieval_evaluate(const tensor *image_features, const tensor *text_features
                        int64_t chunk_rows, retrieval_result *out);
 
 // Encodes every batch of the loader's current epoch (the loader needs a tokenizer), grouping
-// samples by key as described above, and evaluates both directions.
-int retrieval_evaluate_loader(const clip_model *m, loader *l, int64_t chunk_rows, retrieval_result *out);
+// samples by key as described above, and evaluates both directions. progress (may be NULL) hears
+// of every batch.
+int retrieval_evaluate_loader(const clip_model *m, loader *l, int64_t chunk_rows, retrieval_result *out,
+                              const metrics_progress *progress);
+
+// Adds a result to a JSON object: "n_images", "n_texts", and "image_to_text" and "text_to_image",
+// each {"n_queries", "R@1", "R@5", "R@10", "mean_rank", "median_rank"}.
+void retrieval_result_json(cJSON *obj, const retrieval_result *r);
 
 #endif

@@ -4,37 +4,22 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "data/fsutil.h"
 
 #define TEXT_CHUNK 256
 
 int zeroshot_read_lines(const char *path, char ***lines) {
-    FILE *f = fopen_checked(path, "r");
-    if (!f) return -1;
-    char *line = NULL;
-    size_t cap = 0;
-    int n = 0, alloc = 0;
-    char **out = NULL;
-    ssize_t len;
-    while ((len = getline(&line, &cap, f)) >= 0) {
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
-        if (len == 0) continue;
-        if (n == alloc) out = xrealloc(out, (size_t)(alloc = alloc ? 2 * alloc : 16) * sizeof(char *));
-        out[n++] = xstrdup(line);
-    }
-    free(line);
-    fclose(f);
+    *lines = NULL;
+    int n = fs_read_lines(path, lines);
     if (n == 0) {
-        free(out);
+        free(*lines);
+        *lines = NULL;
         return err_set("%s: no lines", path);
     }
-    *lines = out;
     return n;
 }
 
-void zeroshot_free_lines(char **lines, int n) {
-    for (int i = 0; i < n; i++) free(lines[i]);
-    free(lines);
-}
+void zeroshot_free_lines(char **lines, int n) { fs_free_lines(lines, n); }
 
 char *zeroshot_fill_template(const char *templ, const char *class_name) {
     const char *hole = strstr(templ, "{}");
@@ -100,7 +85,8 @@ int zeroshot_add_batch(const clip_model *m, const tensor *classifier, const load
     return rc;
 }
 
-int zeroshot_evaluate_counts(const clip_model *m, const tensor *classifier, loader *l, metrics_classes *counts) {
+int zeroshot_evaluate_counts(const clip_model *m, const tensor *classifier, loader *l, metrics_classes *counts,
+                             const metrics_progress *progress) {
     if (tensor_size(classifier, 0) != counts->n_classes)
         return err_set("zero-shot evaluation: the classifier has %lld classes, the counts %d",
                        (long long)tensor_size(classifier, 0), counts->n_classes);
@@ -112,6 +98,7 @@ int zeroshot_evaluate_counts(const clip_model *m, const tensor *classifier, load
         rc = zeroshot_add_batch(m, classifier, &b, counts);
         tensor_scope_end();
         if (rc != 0) break;
+        if (progress && progress->batch_done) progress->batch_done(progress->ctx, b.n);
     }
     tensor_no_grad_end();
     return rc < 0 ? -1 : 0;
@@ -121,7 +108,7 @@ int zeroshot_evaluate(const clip_model *m, const tensor *classifier, loader *l, 
     memset(out, 0, sizeof *out);
     metrics_classes counts;
     metrics_classes_init(&counts, (int)tensor_size(classifier, 0));
-    int rc = zeroshot_evaluate_counts(m, classifier, l, &counts);
+    int rc = zeroshot_evaluate_counts(m, classifier, l, &counts, NULL);
     if (rc == 0 && counts.n == 0) rc = err_set("zero-shot evaluation: the dataset gave no images");
     out->n = counts.n;
     out->n_classes = counts.n_classes;
@@ -136,4 +123,61 @@ int zeroshot_evaluate(const clip_model *m, const tensor *classifier, loader *l, 
 void zeroshot_result_free(zeroshot_result *r) {
     free(r->confusion);
     r->confusion = NULL;
+}
+
+tensor *zeroshot_classifier_from_file(const clip_model *m, const tokenizer *tok, const char *const *class_names,
+                                      int n_classes, const char *templates_file) {
+    char **templates = NULL;
+    int n_templates = zeroshot_read_lines(templates_file, &templates);
+    if (n_templates < 0) return NULL;
+    tensor *classifier = zeroshot_classifier(m, tok, class_names, n_classes, (const char *const *)templates, n_templates);
+    zeroshot_free_lines(templates, n_templates);
+    return classifier;
+}
+
+int zeroshot_class_names(const char *file, const loader *l, const char *data, char ***names) {
+    *names = NULL;
+    int in_data = loader_num_classes(l);
+    if (in_data == 0) return err_set("%s: no labels (zero-shot needs labelled shards)", data);
+    if (!file) {
+        *names = xmalloc((size_t)in_data * sizeof(char *));
+        for (int c = 0; c < in_data; c++) (*names)[c] = xstrdup(loader_class_name(l, c));
+        return in_data;
+    }
+    int n = zeroshot_read_lines(file, names);
+    if (n >= 0 && n != in_data) {
+        zeroshot_free_lines(*names, n);
+        *names = NULL;
+        return err_set("%s: %d class names, the shards of %s have %d classes", file, n, data, in_data);
+    }
+    return n;
+}
+
+static cJSON *class_json(const metrics_classes *counts, const char *name, int c, double accuracy) {
+    int64_t total = 0;
+    for (int p = 0; p < counts->n_classes; p++) total += counts->confusion[(int64_t)c * counts->n_classes + p];
+    cJSON *e = cJSON_CreateObject();
+    cJSON_AddStringToObject(e, "class", name);
+    cJSON_AddNumberToObject(e, "n", (double)total);
+    cJSON_AddItemToObject(e, "accuracy", total ? cJSON_CreateNumber(accuracy) : cJSON_CreateNull());
+    return e;
+}
+
+void zeroshot_counts_json(cJSON *obj, const metrics_classes *counts, const char *const *class_names) {
+    int C = counts->n_classes;
+    cJSON_AddNumberToObject(obj, "n", (double)counts->n);
+    cJSON_AddNumberToObject(obj, "n_classes", C);
+    cJSON_AddNumberToObject(obj, "top1", metrics_classes_topk(counts, 1));
+    cJSON_AddNumberToObject(obj, "top5", metrics_classes_topk(counts, 5));
+    cJSON_AddNumberToObject(obj, "mean_per_class_accuracy", metrics_classes_mean_per_class(counts));
+    double *acc = xmalloc((size_t)C * sizeof(double));
+    metrics_classes_per_class(counts, acc);
+    cJSON *per_class = cJSON_AddArrayToObject(obj, "per_class"), *confusion = cJSON_AddArrayToObject(obj, "confusion");
+    for (int c = 0; c < C; c++) {
+        cJSON *row = cJSON_CreateArray();
+        for (int p = 0; p < C; p++) cJSON_AddItemToArray(row, cJSON_CreateNumber((double)counts->confusion[(int64_t)c * C + p]));
+        cJSON_AddItemToArray(confusion, row);
+        cJSON_AddItemToArray(per_class, class_json(counts, class_names[c], c, acc[c]));
+    }
+    free(acc);
 }

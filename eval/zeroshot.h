@@ -4,6 +4,7 @@
 #ifndef CLIPC_EVAL_ZEROSHOT_H
 #define CLIPC_EVAL_ZEROSHOT_H
 
+#include <cjson/cJSON.h>
 #include <stdint.h>
 
 #include "data/loader.h"
@@ -11,8 +12,9 @@
 #include "eval/metrics.h"
 #include "model/clip.h"
 
-// Reads non-empty lines of a file (class names or templates) into a new array of strings.
-// Returns the count, or -1 with err_msg() naming the file.
+// Reads the lines of a list file (class names or templates; data/fsutil.h's fs_read_lines: empty
+// lines and '#' comment lines left out) into a new array of strings. Returns the count, or -1 with
+// err_msg() naming the file (also when it has no lines).
 int zeroshot_read_lines(const char *path, char ***lines);
 void zeroshot_free_lines(char **lines, int n);
 
@@ -27,6 +29,15 @@ tensor *zeroshot_encode_texts(const clip_model *m, const tokenizer *tok, const c
 tensor *zeroshot_classifier(const clip_model *m, const tokenizer *tok, const char *const *class_names,
                             int n_classes, const char *const *templates, int n_templates);
 
+// zeroshot_classifier with the templates of a list file. NULL with err_msg() naming the file.
+tensor *zeroshot_classifier_from_file(const clip_model *m, const tokenizer *tok, const char *const *class_names,
+                                      int n_classes, const char *templates_file);
+
+// The class names of a labelled set: from a list file (NULL: the shards' own), whose count must
+// match the loader's classes. Returns the count, or -1 with err_msg() naming the file or data
+// (and *names NULL).
+int zeroshot_class_names(const char *file, const loader *l, const char *data, char ***names);
+
 typedef struct {
     int64_t n;                 // images evaluated
     double top1, top5;         // accuracy in [0, 1]
@@ -37,8 +48,10 @@ typedef struct {
 // Classifies every batch the loader gives for its current epoch (labels required), adding each
 // image's rank of its true class and its top-1 prediction to counts (eval/metrics.h: ties go to the
 // lower class index). Returns 0 (also for a loader that gives no images: one rank's share may be
-// empty), or -1 when a batch fails or a label is out of range.
-int zeroshot_evaluate_counts(const clip_model *m, const tensor *classifier, loader *l, metrics_classes *counts);
+// empty), or -1 when a batch fails or a label is out of range. progress (may be NULL) hears of
+// every batch.
+int zeroshot_evaluate_counts(const clip_model *m, const tensor *classifier, loader *l, metrics_classes *counts,
+                             const metrics_progress *progress);
 
 // Classifies one batch (images, labels, keys) into counts, in the caller's no-grad mode and scope.
 int zeroshot_add_batch(const clip_model *m, const tensor *classifier, const loader_batch *b, metrics_classes *counts);
@@ -46,5 +59,10 @@ int zeroshot_add_batch(const clip_model *m, const tensor *classifier, const load
 // zeroshot_evaluate_counts summarized: top-1, top-5 and the confusion matrix; no images is an error.
 int zeroshot_evaluate(const clip_model *m, const tensor *classifier, loader *l, zeroshot_result *out);
 void zeroshot_result_free(zeroshot_result *r);
+
+// Adds the results of counts to a JSON object: "n", "n_classes", "top1", "top5",
+// "mean_per_class_accuracy", "per_class" ([{"class", "n", "accuracy" (null without images)}]) and
+// "confusion" (C rows of C counts).
+void zeroshot_counts_json(cJSON *obj, const metrics_classes *counts, const char *const *class_names);
 
 #endif

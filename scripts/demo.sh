@@ -35,10 +35,10 @@ vocab=${CLIPC_VOCAB:-}
 if [ -z "$vocab" ] || [ ! -f "$vocab" ]; then
   vocab=$out/fmnist-bpe.txt.gz
   if [ ! -f "$vocab" ]; then
-    # The captions are the five templates filled with the ten class names.
-    while read -r class; do
-      while read -r template; do echo "${template//\{\}/$class}"; done < configs/zeroshot/fashion-mnist-templates.txt
-    done < configs/zeroshot/fashion-mnist-classnames.txt > "$out/captions.txt"
+    # The captions are the five templates filled with the ten class names ('#' lines are comments).
+    grep -v '^#' configs/zeroshot/fashion-mnist-classnames.txt | while read -r class; do
+      grep -v '^#' configs/zeroshot/fashion-mnist-templates.txt | while read -r template; do echo "${template//\{\}/$class}"; done
+    done > "$out/captions.txt"
     $clipc tokenizer train "$out/captions.txt" --merges 256 --output "$vocab"
   fi
 fi

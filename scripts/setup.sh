@@ -8,7 +8,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config git
   libtorch-dev libopenblas0-openmp libgloo-dev
-  libhdf5-dev libwebp-dev libjpeg-dev libpng-dev zlib1g-dev
+  libhdf5-dev libwebp-dev libjpeg-dev libpng-dev zlib1g-dev libarchive-dev
   libcjson-dev libutf8proc-dev libcmocka-dev
   dataset-fashion-mnist
   libcairo2-dev fonts-dejavu-core

@@ -172,3 +172,58 @@ char *testutil_make_dataset(const char *dir, const int *sizes, int n_shards, int
     free(m.shards);
     return manifest_path;
 }
+
+static void converted_push(testutil_converted *c, shard_reader *r, int64_t i, image_rgb img) {
+    c->keys = xrealloc(c->keys, (size_t)(c->n + 1) * sizeof(char *));
+    c->captions = xrealloc(c->captions, (size_t)(c->n + 1) * sizeof(char *));
+    c->labels = xrealloc(c->labels, (size_t)(c->n + 1) * sizeof(int));
+    c->w = xrealloc(c->w, (size_t)(c->n + 1) * sizeof(int));
+    c->h = xrealloc(c->h, (size_t)(c->n + 1) * sizeof(int));
+    c->pixels = xrealloc(c->pixels, (size_t)(c->n + 1) * sizeof(image_rgb));
+    c->keys[c->n] = xstrdup(shard_reader_key(r, i));
+    c->captions[c->n] = xstrdup(shard_reader_caption(r, i));
+    c->labels[c->n] = shard_reader_label(r, i);
+    c->w[c->n] = img.width, c->h[c->n] = img.height;
+    c->pixels[c->n++] = img;
+}
+
+static int read_shard_samples(const char *path, testutil_converted *c) {
+    shard_reader *r = shard_reader_open(path);
+    if (!r) return -1;
+    int rc = 0;
+    for (int64_t i = 0; rc == 0 && i < shard_reader_count(r); i++) {
+        size_t size = shard_reader_image_offset(r, i + 1) - shard_reader_image_offset(r, i);
+        uint8_t *bytes = xmalloc(size);
+        image_rgb img = {0};
+        rc = shard_reader_read_images(r, i, 1, bytes);
+        if (rc == 0 && image_sniff(bytes, size) != IMAGE_FORMAT_WEBP) rc = err_set("%s: sample %lld is not WebP", path, (long long)i);
+        if (rc == 0) rc = image_decode(bytes, size, 0, &img);
+        if (rc == 0) converted_push(c, r, i, img);
+        free(bytes);
+    }
+    shard_reader_close(r);
+    return rc;
+}
+
+int testutil_read_converted(const char *out, testutil_converted *c) {
+    memset(c, 0, sizeof *c);
+    manifest *m = manifest_load(out);
+    if (!m) return -1;
+    int rc = 0;
+    for (int s = 0; rc == 0 && s < m->n_shards; s++) rc = read_shard_samples(m->shards[s].resolved_path, c);
+    if (rc == 0 && c->n != m->num_samples) rc = err_set("%s: %d samples read, the manifest says %lld", out, c->n, (long long)m->num_samples);
+    manifest_free(m);
+    return rc;
+}
+
+void testutil_free_converted(testutil_converted *c) {
+    for (int i = 0; i < c->n; i++) free(c->keys[i]), free(c->captions[i]), image_rgb_free(&c->pixels[i]);
+    free(c->keys), free(c->captions), free(c->labels), free(c->w), free(c->h), free(c->pixels);
+    memset(c, 0, sizeof *c);
+}
+
+int testutil_find_key(const testutil_converted *c, const char *key) {
+    for (int i = 0; i < c->n; i++)
+        if (!strcmp(c->keys[i], key)) return i;
+    return -1;
+}

@@ -39,4 +39,19 @@ double testutil_psnr(const uint8_t *a, const uint8_t *b, size_t pixels);
 char *testutil_make_dataset(const char *dir, const int *sizes, int n_shards, int w, int h, bool labelled,
                             int corrupt_key, int first_key);
 
+// Every sample of a converted folder (its manifest's shards in order): key, caption, label, the
+// stored WebP's size and its decoded pixels.
+typedef struct {
+    int n;
+    char **keys, **captions;
+    int *labels, *w, *h;
+    image_rgb *pixels;
+} testutil_converted;
+
+// Returns 0, or -1 with err_msg() (a shard or image that does not read back).
+int testutil_read_converted(const char *out, testutil_converted *c);
+void testutil_free_converted(testutil_converted *c);
+// The index of the sample with this key, or -1.
+int testutil_find_key(const testutil_converted *c, const char *key);
+
 #endif

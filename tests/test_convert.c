@@ -18,76 +18,9 @@
 #include "data/manifest.h"
 #include "data/shard.h"
 #include "data_testutil.h"
+#include "convert_test.h"
 
 #define tmp testutil_dir
-
-static char *sub(const char *name) { return testutil_path(tmp, name); }
-
-static char *make_dir(const char *name) {
-    char *d = sub(name);
-    assert_int_equal(fs_mkdirs(d), 0);
-    return d;
-}
-
-static void write_text(const char *path, const char *text) {
-    assert_int_equal(testutil_write_file(path, text, strlen(text)), 0);
-}
-
-// Runs `clipc shards` with a NULL-terminated argument list.
-static int shards(const char *first, ...) {
-    char *argv[64];
-    int argc = 0;
-    va_list ap;
-    va_start(ap, first);
-    for (const char *a = first; a; a = va_arg(ap, const char *)) argv[argc++] = (char *)a;
-    va_end(ap);
-    return cmd_shards(argc, argv);
-}
-
-// Every sample of a converted folder: key, caption, label, WebP size and decoded pixels, in order.
-typedef struct {
-    int n;
-    char keys[64][128], captions[64][128];
-    int labels[64], w[64], h[64];
-    image_rgb pixels[64];
-} converted;
-
-static void read_converted(const char *out, converted *c) {
-    memset(c, 0, sizeof *c);
-    manifest *m = manifest_load(out);
-    if (!m) fail_msg("%s", err_msg());
-    for (int s = 0; s < m->n_shards; s++) {
-        shard_reader *r = shard_reader_open(m->shards[s].resolved_path);
-        assert_non_null(r);
-        assert_int_equal(shard_reader_count(r), m->shards[s].num_samples);
-        for (int64_t i = 0; i < shard_reader_count(r); i++, c->n++) {
-            snprintf(c->keys[c->n], 128, "%s", shard_reader_key(r, i));
-            snprintf(c->captions[c->n], 128, "%s", shard_reader_caption(r, i));
-            c->labels[c->n] = shard_reader_label(r, i);
-            size_t size = shard_reader_image_offset(r, i + 1) - shard_reader_image_offset(r, i);
-            uint8_t *bytes = malloc(size);
-            assert_int_equal(shard_reader_read_images(r, i, 1, bytes), 0);
-            assert_int_equal(image_sniff(bytes, size), IMAGE_FORMAT_WEBP);
-            assert_int_equal(image_decode(bytes, size, 0, &c->pixels[c->n]), 0);
-            c->w[c->n] = c->pixels[c->n].width, c->h[c->n] = c->pixels[c->n].height;
-            free(bytes);
-        }
-        shard_reader_close(r);
-    }
-    assert_int_equal(c->n, m->num_samples);
-    manifest_free(m);
-}
-
-static void free_converted(converted *c) {
-    for (int i = 0; i < c->n; i++) image_rgb_free(&c->pixels[i]);
-}
-
-static int find_key(const converted *c, const char *key) {
-    for (int i = 0; i < c->n; i++)
-        if (!strcmp(c->keys[i], key)) return i;
-    fail_msg("key %s not converted", key);
-    return -1;
-}
 
 // Writes a.jpg 64x48, b.png 30x40, c.webp 50x50, bad.jpg (garbage), trunc.jpg (half a JPEG).
 static char *write_images(const char *name) {
@@ -123,7 +56,7 @@ static void test_csv(void **state) {
     assert_int_equal(shards("--csv", csv, "--out", out, "--csv-separator", ",", "--image-root", img, "--max-size", "32",
                             "--shard-size", "2", "--workers", "2", NULL),
                      0);
-    static converted c;
+    testutil_converted c;
     read_converted(out, &c);
     assert_int_equal(c.n, 3);
     int a = find_key(&c, "a.jpg"), b = find_key(&c, "b.png"), w = find_key(&c, "c.webp");
@@ -134,7 +67,7 @@ static void test_csv(void **state) {
     assert_int_equal(c.w[b], 30), assert_int_equal(c.h[b], 40);  // never enlarged
     assert_int_equal(c.w[w], 32), assert_int_equal(c.h[w], 32);
     assert_int_equal(c.labels[a], -1);
-    free_converted(&c);
+    testutil_free_converted(&c);
 
     char *report_path = testutil_path(out, "skipped.tsv");
     char *report = (char *)fs_read_all(report_path, NULL);
@@ -156,22 +89,22 @@ static void test_lossless_and_upscale(void **state) {
     char *out_min = sub("tsv-min");
     write_text(tsv, "filepath\ttitle\nb.png\tpng picture\nc.webp\twebp picture\n");
     assert_int_equal(shards("--csv", tsv, "--out", out, "--image-root", img, "--max-size", "0", "--lossless", NULL), 0);
-    static converted c;
+    testutil_converted c;
     read_converted(out, &c);
     image_rgb b = testutil_picture(30, 40, 2), w = testutil_picture(50, 50, 3);
     assert_memory_equal(c.pixels[0].rgb, b.rgb, 30 * 40 * 3);  // lossless: pixel-identical
     assert_memory_equal(c.pixels[1].rgb, w.rgb, 50 * 50 * 3);
-    free_converted(&c);
+    testutil_free_converted(&c);
     image_rgb_free(&b), image_rgb_free(&w);
 
     assert_int_equal(shards("--csv", tsv, "--out", up, "--image-root", img, "--max-size", "32", "--upscale", NULL), 0);
     read_converted(up, &c);
     assert_int_equal(c.w[0], 32), assert_int_equal(c.h[0], 43);
-    free_converted(&c);
+    testutil_free_converted(&c);
     assert_int_equal(shards("--csv", tsv, "--out", out_min, "--image-root", img, "--min-size", "36", NULL), 0);
     read_converted(out_min, &c);
     assert_int_equal(c.w[0], 36), assert_int_equal(c.h[0], 48);
-    free_converted(&c);
+    testutil_free_converted(&c);
     free(img), free(tsv), free(out), free(up), free(out_min);
 }
 
@@ -196,7 +129,7 @@ static void make_class_folders(const char *root) {
 }
 
 static void check_folders(const char *out, const char *const *names) {
-    static converted c;
+    testutil_converted c;
     read_converted(out, &c);
     assert_int_equal(c.n, 4);
     const char *keys[] = {"cat/1.jpg", "cat/2.png", "dog/1.jpg", "zebra/x.webp"};
@@ -206,7 +139,7 @@ static void check_folders(const char *out, const char *const *names) {
         assert_int_equal(c.labels[i], labels[k]);
         assert_non_null(strstr(c.captions[i], names[labels[k]]));
     }
-    free_converted(&c);
+    testutil_free_converted(&c);
     manifest *m = manifest_load(out);
     assert_int_equal(m->n_classes, 3);
     for (int i = 0; i < 3; i++) assert_string_equal(m->class_names[i], names[i]);
@@ -270,7 +203,7 @@ static void test_fashion_mnist(void **state) {
     (void)state;
     char *dir = write_fashion("fmnist", 12, false), *out = sub("fmnist-out"), *out2 = sub("fmnist-out2");
     assert_int_equal(shards("--fashion-mnist", dir, "--split", "train", "--out", out, "--shard-size", "5", NULL), 0);
-    static converted c, again;
+    testutil_converted c, again;
     read_converted(out, &c);
     assert_int_equal(c.n, 12);
     int templates_seen = 0;
@@ -293,7 +226,7 @@ static void test_fashion_mnist(void **state) {
     assert_int_equal(shards("--fashion-mnist", dir, "--out", out2, "--shard-size", "5", NULL), 0);
     read_converted(out2, &again);
     for (int i = 0; i < 12; i++) assert_string_equal(c.captions[i], again.captions[i]);  // deterministic
-    free_converted(&c), free_converted(&again);
+    testutil_free_converted(&c), testutil_free_converted(&again);
 
     char *bad = write_fashion("fmnist-bad", 12, true), *out_bad = sub("fmnist-bad-out");
     assert_int_equal(shards("--fashion-mnist", bad, "--out", out_bad, NULL), 1);

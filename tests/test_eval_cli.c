@@ -17,6 +17,7 @@
 #include <cmocka.h>
 
 #include "cli_run.h"
+#include "eval_test.h"
 
 #include "common/error.h"
 #include "data/fsutil.h"
@@ -27,62 +28,14 @@
 static const char *clipc, *vocab, *configs;
 static char *work;
 
-enum { E = 32, N_LABELLED = 17, N_IMAGES = 4, N_CAPTIONS = 7 };
-
-static const char TINY[] =
-    "{\"embed_dim\": 32, \"vision_cfg\": {\"image_size\": 32, \"layers\": 1, \"width\": 32, \"head_width\": 16,"
-    " \"mlp_ratio\": 2.0, \"patch_size\": 8}, \"text_cfg\": {\"context_length\": 77, \"vocab_size\": 49408,"
-    " \"width\": 32, \"heads\": 2, \"layers\": 1}}";
-
+enum { E = EVAL_TEST_E, N_LABELLED = 17, N_IMAGES = EVAL_TEST_IMAGES, N_CAPTIONS = EVAL_TEST_CAPTIONS };
 
 // The common flags: the tiny model and the vocabulary.
 static char common[2048];
 
 static char *in_work(const char *name) { return testutil_path(work, name); }
 
-static void write_text(const char *name, const char *text) {
-    char *path = in_work(name);
-    assert_int_equal(testutil_write_file(path, text, strlen(text)), 0);
-    free(path);
-}
-
-static void save_tiny_model(void) {
-    write_text("tiny.json", TINY);
-    char *cfg_path = in_work("tiny.json"), *weights = in_work("tiny.safetensors");
-    clip_config cfg;
-    assert_int_equal(clip_config_load(cfg_path, &cfg), 0);
-    clip_model *m = clip_model_init(&cfg, 1);
-    assert_non_null(m);
-    assert_int_equal(clip_model_save(m, weights, NULL), 0);
-    clip_model_free(m);
-    free(cfg_path);
-    free(weights);
-}
-
-// Four pictures with 2, 1, 3 and 1 captions (one CSV row per caption), converted to shards.
-static void make_captioned_shards(void) {
-    static const int captions_per_image[N_IMAGES] = {2, 1, 3, 1};
-    char *tsv = xstrdup("filepath\ttitle\n");
-    for (int i = 0; i < N_IMAGES; i++) {
-        char name[32], row[512];
-        snprintf(name, sizeof name, "p%d.png", i);
-        char *path = in_work(name);
-        image_rgb img = testutil_picture(48, 36, 100 + i);
-        assert_int_equal(testutil_write_png(path, &img), 0);
-        image_rgb_free(&img);
-        for (int c = 0; c < captions_per_image[i]; c++) {
-            snprintf(row, sizeof row, "%s\tpicture %d, caption %d\n", path, i, c);
-            tsv = xrealloc(tsv, strlen(tsv) + strlen(row) + 1);
-            strcat(tsv, row);
-        }
-        free(path);
-    }
-    write_text("captions.tsv", tsv);
-    free(tsv);
-    char out[8192];
-    int rc = cli_run(out, sizeof out, "%s shards --csv %s/captions.tsv --out %s/ret", clipc, work, work);
-    if (rc != 0) fail_msg("shards: %s", out);
-}
+static void write_text(const char *name, const char *text) { eval_test_write(work, name, text); }
 
 // The picture of labelled sample 3 as files: lossless WebP (the shard's own encoding), PNG, JPEG.
 static void write_image_files(void) {
@@ -99,10 +52,10 @@ static void write_image_files(void) {
 static int setup(void **state) {
     (void)state;
     work = testutil_tmpdir();
-    save_tiny_model();
+    eval_test_save_model(work, "tiny.safetensors", 1);
     int sizes[2] = {10, 7};
     free(testutil_make_dataset(work, sizes, 2, 40, 30, true, -1, 0));  // labelled set in work/
-    make_captioned_shards();
+    eval_test_captioned_shards(clipc, work);
     write_image_files();
     snprintf(common, sizeof common, "--pretrained %s/tiny.safetensors --vocab %s --batch-size 8 --workers 1", work, vocab);
     return 0;
@@ -115,22 +68,9 @@ static int teardown(void **state) {
     return 0;
 }
 
-static cJSON *read_json(const char *name) {
-    char *path = in_work(name);
-    char *text = (char *)fs_read_all(path, NULL);
-    if (!text) fail_msg("%s", err_msg());
-    cJSON *j = cJSON_Parse(text);
-    assert_non_null(j);
-    free(text);
-    free(path);
-    return j;
-}
+static cJSON *read_json(const char *name) { return eval_test_read_json(work, name); }
 
-static double number(const cJSON *o, const char *key) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, key);
-    if (!cJSON_IsNumber(v)) fail_msg("no number '%s'", key);
-    return v->valuedouble;
-}
+static double number(const cJSON *o, const char *key) { return eval_test_number(o, key); }
 
 static void check_zeroshot_entry(const cJSON *z) {
     assert_int_equal((int)number(z, "n"), N_LABELLED);

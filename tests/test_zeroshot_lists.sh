@@ -10,6 +10,10 @@ dir=$1 tarball=$2
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 fail() { echo "test_zeroshot_lists: $*"; exit 1; }
+# A list without its '#' source lines (which every list reader skips).
+for f in imagenet-classnames imagenet-templates imagenet-synsets imagenet-classnames-disambiguated; do
+  grep -v '^#' "$dir/$f.txt" > "$work/$f.body" || true
+done
 
 tar -xzf "$tarball" -C "$work" --wildcards '*/src/open_clip/zero_shot_metadata.py'
 meta=$(find "$work" -name zero_shot_metadata.py)
@@ -22,16 +26,16 @@ with open(sys.argv[2] + "/classnames.txt", "w") as f:
 with open(sys.argv[2] + "/templates.txt", "w") as f:
     f.write("".join(t("{}") + "\n" for t in ns["OPENAI_IMAGENET_TEMPLATES"]))
 PY
-cmp -s "$work/classnames.txt" "$dir/imagenet-classnames.txt" || fail "imagenet-classnames.txt is not OpenCLIP's IMAGENET_CLASSNAMES"
-cmp -s "$work/templates.txt" "$dir/imagenet-templates.txt" || fail "imagenet-templates.txt is not OpenCLIP's OPENAI_IMAGENET_TEMPLATES"
+cmp -s "$work/classnames.txt" "$work/imagenet-classnames.body" || fail "imagenet-classnames.txt is not OpenCLIP's IMAGENET_CLASSNAMES"
+cmp -s "$work/templates.txt" "$work/imagenet-templates.body" || fail "imagenet-templates.txt is not OpenCLIP's OPENAI_IMAGENET_TEMPLATES"
 
-cut -d' ' -f2- "$dir/imagenet-synsets.txt" > "$work/synset-names.txt"
-cmp -s "$work/synset-names.txt" "$dir/imagenet-classnames.txt" || fail "imagenet-synsets.txt names differ from imagenet-classnames.txt"
-[ "$(cut -d' ' -f1 "$dir/imagenet-synsets.txt" | sort -c 2>&1 && echo sorted)" = sorted ] || fail "imagenet-synsets.txt is not in sorted synset order"
+cut -d' ' -f2- "$work/imagenet-synsets.body" > "$work/synset-names.txt"
+cmp -s "$work/synset-names.txt" "$work/imagenet-classnames.body" || fail "imagenet-synsets.txt names differ from imagenet-classnames.txt"
+[ "$(cut -d' ' -f1 "$work/imagenet-synsets.body" | sort -c 2>&1 && echo sorted)" = sorted ] || fail "imagenet-synsets.txt is not in sorted synset order"
 
-d="$dir/imagenet-classnames-disambiguated.txt"
+d="$work/imagenet-classnames-disambiguated.body"
 [ "$(wc -l < "$d")" -eq 1000 ] || fail "$d: not 1000 lines"
 [ -z "$(sort "$d" | uniq -d)" ] || fail "$d repeats: $(sort "$d" | uniq -d | head -n 3)"
-changed=$(diff "$dir/imagenet-classnames.txt" "$d" | sed -n 's/^\([0-9][0-9,]*\)c.*/\1/p' | tr '\n' ' ')
+changed=$(diff "$work/imagenet-classnames.body" "$d" | sed -n 's/^\([0-9][0-9,]*\)c.*/\1/p' | tr '\n' ' ')
 [ "$changed" = "745 837,838 " ] || fail "$d differs from the verbatim list at lines '$changed', expected 745 837,838"
 echo "test_zeroshot_lists: ok"

@@ -278,7 +278,7 @@ static int run_zeroshot(trainer *t) {
                                                  (const char *const *)templates, n_templates);
         metrics_classes counts;
         metrics_classes_init(&counts, n_names);
-        rc = classifier ? zeroshot_evaluate_counts(t->model, classifier, l, &counts) : -1;
+        rc = classifier ? zeroshot_evaluate_counts(t->model, classifier, l, &counts, NULL) : -1;
         if (rc == 0) rc = sum_counts(t, &counts);
         if (rc == 0 && counts.n == 0) rc = err_set("%s: the zero-shot set gave no images", t->o.zeroshot_data);
         if (rc == 0) {

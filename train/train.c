@@ -160,13 +160,21 @@ static int setup_schedule(trainer *t) {
     return schedule_check(&t->sched);
 }
 
+// --resume latest: the newest usable checkpoint, naming each one passed over and why.
+static int find_latest(const trainer *t, char *path, size_t cap) {
+    checkpoint_skipped skipped = {0};
+    int rc = checkpoint_find_latest(t->ckpt_dir, path, cap, &skipped);
+    for (int i = 0; i < skipped.n; i++) printf("resume latest: skipping %s\n", skipped.lines[i]);
+    checkpoint_skipped_free(&skipped);
+    if (rc == 1) printf("resume latest: no checkpoint in %s yet, starting from scratch\n", t->ckpt_dir);
+    return rc;
+}
+
 static int resume(trainer *t) {
     char path[4096];
     if (!strcmp(t->o.resume, "latest")) {
-        if (checkpoint_find_latest(t->ckpt_dir, path, sizeof path) != 0) {
-            printf("resume latest: no checkpoint in %s yet, starting from scratch\n", t->ckpt_dir);
-            return 0;
-        }
+        int rc = find_latest(t, path, sizeof path);
+        if (rc != 0) return rc < 0 ? -1 : 0;
     } else {
         snprintf(path, sizeof path, "%s", t->o.resume);
     }
@@ -184,13 +192,26 @@ static int resume(trainer *t) {
 
 // ---- checkpoints and evaluation --------------------------------------------------------------
 
-static int save_checkpoint(trainer *t, const char *stem) {
+// Writes checkpoint `name` unless the run is in a non-finite streak (the weights may be poisoned).
+// A failed save leaves the earlier checkpoints as they were; it stops the run or, with
+// --on-save-error continue, is reported and training goes on.
+static int save_checkpoint(trainer *t, const char *name) {
+    if (t->nonfinite_run > 0) {
+        printf("checkpoint %s not written: the last %d steps were non-finite\n", name, t->nonfinite_run);
+        return 0;
+    }
     train_position pos = {.step = t->step, .epoch = t->epoch};
     if (loader_state_save(t->data, &pos.loader_state, &pos.loader_state_size) != 0) return -1;
-    int rc = checkpoint_save(t->ckpt_dir, stem, t->model, t->optim, &pos);
+    int rc = checkpoint_save(t->ckpt_dir, name, t->model, t->optim, &pos);
     free(pos.loader_state);
+    if (rc != 0 && !strcmp(t->o.on_save_error, "continue")) {
+        fprintf(stderr, "clipc train: %s; continuing (--on-save-error continue)\n", err_msg());
+        fprintf(t->metrics, "{\"type\":\"save_error\",\"step\":%" PRId64 ",\"checkpoint\":\"%s\"}\n", t->step, name);
+        fflush(t->metrics);
+        return 0;
+    }
     if (rc == 0) t->saved_step = t->step;
-    if (rc == 0 && strcmp(stem, "epoch_latest") != 0) checkpoint_prune(t->ckpt_dir, (int)t->o.keep_checkpoints);
+    if (rc == 0 && strcmp(name, "epoch_latest") != 0) checkpoint_prune(t->ckpt_dir, (int)t->o.keep_checkpoints);
     return rc;
 }
 

@@ -327,6 +327,7 @@ static int list_checkpoints(const char *dir, bool numbered_only, entry **out, ch
 }
 
 int checkpoint_find_latest(const char *dir, char *out, size_t cap, checkpoint_skipped *skipped) {
+    remove_stale(dir);
     entry *list = NULL;
     int n = list_checkpoints(dir, false, &list, skipped), found = -1;
     for (int i = 0; i < n && found < 0 && list[i].step >= 0; i++) {

@@ -10,7 +10,7 @@
 // Both files are written into a hidden folder ".tmp-<name>-<pid>" and synced; one rename then
 // makes the folder <name> (an existing <name> is swapped out with renameat2(RENAME_EXCHANGE), then
 // deleted), so a checkpoint is visible only once complete. Hidden leftovers of killed runs are
-// removed by the next save.
+// removed by the next save or checkpoint_find_latest.
 #ifndef CLIPC_TRAIN_CHECKPOINT_H
 #define CLIPC_TRAIN_CHECKPOINT_H
 

@@ -10,25 +10,12 @@ clipc=$1 fmnist=$2 work=$3
 RANDOM=${4:-1}
 kills=${5:-9}
 rm -rf "$work"
-mkdir -p "$work/configs"
-
-# A micro model and a small vocabulary keep a step under 0.1 s on two cores.
-"$clipc" shards --fashion-mnist "$fmnist" --split test --shard-size 250 --out "$work/data" > "$work/shards.log" 2>&1 ||
-  { cat "$work/shards.log"; exit 1; }
-shards='{"path":"shard-00000.h5","num_samples":250},{"path":"shard-00001.h5","num_samples":250}'
-echo "{\"format\":\"clipc-manifest\",\"version\":1,\"num_samples\":500,\"shards\":[$shards]}" > "$work/data/val.json"
-cat "$(dirname "$0")"/../configs/zeroshot/fashion-mnist-*.txt > "$work/corpus.txt"
-"$clipc" tokenizer train "$work/corpus.txt" --merges 200 --output "$work/vocab.txt.gz" > /dev/null
-vocab_size=$(("$clipc" tokenize --vocab "$work/vocab.txt.gz" <<< "" || true) | awk '{ print $NF + 1 }')
-cat > "$work/configs/clip-micro.json" << EOF
-{"embed_dim": 64, "vision_cfg": {"image_size": 32, "layers": 2, "width": 64, "head_width": 32, "patch_size": 8},
- "text_cfg": {"context_length": 32, "vocab_size": $vocab_size, "width": 64, "heads": 2, "layers": 2}}
-EOF
+mkdir -p "$work"
+source "$(dirname "$0")/micro_run.sh"
+micro_setup
 
 # 6 epochs of 4 steps; checkpoints every 5 steps (2 kept) and epoch_latest; validation each epoch.
-args=(train --model clip-micro --model-configs "$work/configs" --vocab "$work/vocab.txt.gz"
-  --train-data "$work/data" --val-data "$work/data/val.json" --batch-size 32 --train-num-samples 128
-  --epochs 6 --warmup 2 --lr 1e-3 --workers 2 --seed 3 --logs "$work/logs" --log-every-n-steps 1
+args=("${micro_args[@]}" --val-data "$work/data/val.json" --epochs 6 --logs "$work/logs"
   --save-steps 5 --save-frequency 0 --save-most-recent --keep-checkpoints 2)
 train() { "$clipc" "${args[@]}" "$@"; }
 

@@ -15,6 +15,7 @@
 #include <cmocka.h>
 
 #include "cli_run.h"
+#include "data_testutil.h"
 
 static const char *clipc, *fmnist, *vocab, *configs;
 static char work[256];
@@ -159,6 +160,28 @@ static void test_checkpoint_retention(void **state) {
     assert_true(exists("latest", "step_6/state.safetensors"));
 }
 
+// A corrupt sample is passed over and named (on stderr and in metrics.jsonl), and the run goes
+// on; a shard that cannot be opened stops the run with its name.
+static void test_bad_samples_and_shards(void **state) {
+    (void)state;
+    char out[16384], dir[512], flags[1024];
+    snprintf(dir, sizeof dir, "%s/bad-data", work);
+    cli_run(NULL, 0, "mkdir -p %s", dir);
+    const int sizes[] = {40, 40};
+    char *manifest = testutil_make_dataset(dir, sizes, 2, 28, 28, true, 5, 0);
+    snprintf(flags, sizeof flags, "--train-data %s --batch-size 8 --train-num-samples 0 --epochs 1", manifest);
+    if (train(out, sizeof out, "bad-sample", flags) != 0) fail_msg("%s", out);
+    if (!strstr(out, "passed over a corrupt sample: ") || !strstr(out, "shard-00000.h5: sample 5 ('s5'): corrupt WebP"))
+        fail_msg("%s", out);
+    assert_non_null(strstr(out, "done: 9 steps"));  // 79 good samples make 9 batches of 8
+    assert_non_null(strstr(out, "1 corrupt samples skipped"));
+    assert_int_equal(cli_run(NULL, 0, "grep -q '\"type\":\"corrupt_sample\".*(.s5.)' %s/logs/bad-sample/metrics.jsonl", work), 0);
+    cli_run(NULL, 0, "echo 'not a shard' > %s/shard-00001.h5", dir);
+    assert_int_equal(train(out, sizeof out, "bad-shard", flags), 1);
+    if (!strstr(out, "bad-data/shard-00001.h5")) fail_msg("%s", out);
+    free(manifest);
+}
+
 static void test_bad_options(void **state) {
     (void)state;
     char out[16384];
@@ -182,6 +205,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_nonfinite_loss_stops_with_usable_checkpoint),
         cmocka_unit_test(test_bad_checkpoints_are_refused),
         cmocka_unit_test(test_checkpoint_retention),
+        cmocka_unit_test(test_bad_samples_and_shards),
         cmocka_unit_test(test_bad_options),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

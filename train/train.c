@@ -6,6 +6,7 @@
 // [0, ln 100]. A non-finite loss skips the step; --nonfinite-limit of them in a row stop the run,
 // leaving the last checkpoint as it was. Checkpoints (train/checkpoint.h) hold everything needed
 // to continue bit for bit: weights, optimizer moments, step, epoch and the loader's position.
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -364,6 +365,21 @@ static int note_nonfinite(trainer *t, double loss) {
                    "are from before; try a lower --lr or --grad-clip-norm", t->nonfinite_run, t->step, t->ckpt_dir);
 }
 
+// Names each corrupt sample the loader passed over to make the batch of the next step.
+static void log_corrupt(trainer *t, const loader_batch *b) {
+    for (int i = 0; i < b->n_corrupt; i++) {
+        fprintf(stderr, "clipc train: step %" PRId64 ": passed over a corrupt sample: %s\n", t->step + 1, b->corrupt[i]);
+        cJSON *line = cJSON_CreateObject();
+        cJSON_AddStringToObject(line, "type", "corrupt_sample");
+        cJSON_AddNumberToObject(line, "step", (double)(t->step + 1));
+        cJSON_AddStringToObject(line, "sample", b->corrupt[i]);
+        char *text = cJSON_PrintUnformatted(line);
+        fprintf(t->metrics, "%s\n", text);
+        free(text);
+        cJSON_Delete(line);
+    }
+}
+
 static bool reached_max_steps(const trainer *t) { return t->o.max_steps > 0 && t->step >= t->o.max_steps; }
 
 static int finish_epoch(trainer *t) {
@@ -403,6 +419,7 @@ static int train_loop(trainer *t) {
             if (finish_epoch(t) != 0) return -1;
             continue;
         }
+        log_corrupt(t, &b);
         double t1 = now_s(), loss = 0;
         if (train_step(t, &b, &loss) != 0) return -1;
         t->step++;

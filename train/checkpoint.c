@@ -170,6 +170,7 @@ int checkpoint_save(const char *dir, const char *name, const clip_model *m, cons
 // The checkpoint folder of a path: the path itself, or the folder of a file in it.
 static int checkpoint_folder(const char *path, char *out, size_t cap) {
     const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    if (access(path, F_OK) != 0) return err_errno(path);
     if (fs_is_dir(path)) {
         snprintf(out, cap, "%s", path);
     } else if (!strcmp(base, CHECKPOINT_WEIGHTS) || !strcmp(base, CHECKPOINT_STATE)) {

@@ -1,7 +1,9 @@
 // End-to-end tests of `clipc train` through the CLI: exact resume (N steps, save, resume, N more
 // steps gives the losses of 2N straight, bit for bit, across an epoch boundary), non-finite losses
-// stopping the run with a usable checkpoint, and bad input: truncated and mismatched checkpoints,
-// unknown flags and config keys, missing data.
+// stopping the run with a usable checkpoint and none written during the streak, checkpoint
+// retention, and bad input: truncated and mismatched checkpoints (refused, or passed over by
+// --resume latest), corrupt samples and unreadable shards, unknown flags and config keys, missing
+// data.
 // Usage: test_train CLIPC_BINARY FASHION_MNIST_DIR VOCAB CONFIGS_DIR
 #include <setjmp.h>
 #include <stdarg.h>

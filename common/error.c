@@ -8,11 +8,19 @@
 #define ERR_CAP 1024
 static _Thread_local char err_buf[ERR_CAP];
 
+// Messages are one line even when they quote a file's bytes (a key with a newline in it): control
+// characters other than tab become '?'.
+static void keep_one_line(char *s) {
+    for (; *s; s++)
+        if (((unsigned char)*s < 0x20 && *s != '\t') || *s == 0x7f) *s = '?';
+}
+
 int err_set(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(err_buf, ERR_CAP, fmt, ap);
     va_end(ap);
+    keep_one_line(err_buf);
     return -1;
 }
 
@@ -31,6 +39,7 @@ int err_prefix(const char *fmt, ...) {
     if (rest > ERR_CAP - 3 - n) rest = ERR_CAP - 3 - n;
     memcpy(err_buf + n + 2, old, rest);
     err_buf[n + 2 + rest] = '\0';
+    keep_one_line(err_buf);
     return -1;
 }
 

@@ -18,11 +18,13 @@
 #include "data/shard.h"
 
 #define LOADER_STATE_MAGIC "CLIPCLDR"
-#define LOADER_STATE_VERSION 1
-#define LOADER_STATE_HEADER (8 + 4 + 8 + 4 * 4 + 8)
+#define LOADER_STATE_VERSION 2
+#define LOADER_STATE_HEADER (8 + 4 + 8 + 4 * 4 + 8 + 8)
 #define READ_CHUNK_SAMPLES 64
 #define STREAM_AUGMENT 4
 #define ERROR_CAP 512
+#define REASON_CAP 160
+#define CORRUPT_LIMIT 100  // corrupt samples passed over for one batch (at least B) that stop the run
 
 // One sample as read from its shard: a single malloc'ed block holding the struct and its bytes.
 typedef struct {
@@ -43,14 +45,16 @@ typedef struct {
 
 typedef enum { SLOT_FREE, SLOT_DECODING, SLOT_READY, SLOT_END, SLOT_ERROR } slot_state;
 
+// B samples of the stream as the reader drew them, decoded by the workers; or (the consumer's
+// assembly slot) a batch gathered from several of them.
 typedef struct {
     slot_state state;
     int n, remaining, n_corrupt;
-    int64_t index;            // batch number within the epoch
-    int64_t first_ordinal;    // position of the batch's first sample in the epoch's global stream
+    int64_t first_ordinal;    // position of the slot's first sample in the epoch's global stream
     sample_ref *refs;         // (B)
     payload **payloads;       // (B)
     bool *corrupt;            // (B)
+    char *reasons;            // (B, REASON_CAP) why each corrupt sample failed
     float *images;            // (B, 3, H, W) or NULL
     uint8_t *images_u8;       // (B, 3, H, W) or NULL
     int64_t *tokens;          // (B, ctx)
@@ -74,8 +78,14 @@ struct loader {
     float lut[3][256];         // normalized value of each byte, per channel
     int n_slots;
     batch_slot *slots;
+    batch_slot assembly;       // batches gathered across slots once a corrupt sample was skipped
     uint8_t **scratch;         // (max(workers, 1)) RGB decode buffers (H, W, 3)
-    int64_t epoch, batch_base;
+    int64_t epoch;
+    int64_t next_index;        // batch number of the next batch returned in this epoch
+    int64_t skipped_epoch;     // corrupt samples of this epoch's stream passed over so far
+    int taken;                 // samples of the slot being consumed already used
+    char **skipped;            // (n_skipped) lines naming the corrupt samples of the last batch
+    int n_skipped;
 
     pthread_mutex_t mu;
     pthread_cond_t cv_reader, cv_work, cv_done;
@@ -249,34 +259,32 @@ static bool decode_sample(const loader *l, batch_slot *s, int i, uint8_t *scratc
     return true;
 }
 
-static void copy_sample(const loader *l, batch_slot *s, int dst, int src) {
-    size_t image = 3 * (size_t)l->cfg.image_size * (size_t)l->cfg.image_size;
-    if (s->images) memcpy(s->images + dst * image, s->images + src * image, image * sizeof(float));
-    else memcpy(s->images_u8 + dst * image, s->images_u8 + src * image, image);
-    size_t ctx = (size_t)l->cfg.context_length;
-    memcpy(s->tokens + dst * ctx, s->tokens + src * ctx, ctx * sizeof(int64_t));
-    s->labels[dst] = s->labels[src];
-    s->keys[dst] = s->keys[src];
-    s->captions[dst] = s->captions[src];
+// decode_sample, noting a failure and its reason in the slot.
+static void decode_into(const loader *l, batch_slot *s, int i, uint8_t *scratch) {
+    err_clear();
+    s->corrupt[i] = !decode_sample(l, s, i, scratch);
+    if (s->corrupt[i]) snprintf(s->reasons + (size_t)i * REASON_CAP, REASON_CAP, "%s", err_msg()[0] ? err_msg() : "undecodable");
 }
 
-// Replaces each corrupt sample with the next good one of the batch (cyclically).
-static void finalize_slot(loader *l, batch_slot *s) {
+// Moves sample i of slot s to place j of slot a: pixels, tokens and label copied, the payload
+// (which holds the key and caption) handed over.
+static void move_sample(const loader *l, batch_slot *s, int i, batch_slot *a, int j) {
+    size_t image = 3 * (size_t)l->cfg.image_size * (size_t)l->cfg.image_size;
+    if (s->images) memcpy(a->images + j * image, s->images + i * image, image * sizeof(float));
+    else memcpy(a->images_u8 + j * image, s->images_u8 + i * image, image);
+    size_t ctx = (size_t)l->cfg.context_length;
+    memcpy(a->tokens + j * ctx, s->tokens + i * ctx, ctx * sizeof(int64_t));
+    a->labels[j] = s->labels[i];
+    a->keys[j] = s->keys[i];
+    a->captions[j] = s->captions[i];
+    a->payloads[j] = s->payloads[i];
+    s->payloads[i] = NULL;
+}
+
+// Called when the last sample of a slot is decoded (lock held).
+static void finalize_slot(batch_slot *s) {
     s->n_corrupt = 0;
     for (int i = 0; i < s->n; i++) s->n_corrupt += s->corrupt[i];
-    l->stats.corrupt_skipped += s->n_corrupt;
-    if (s->n_corrupt == s->n) {
-        snprintf(s->error, ERROR_CAP, "batch %lld: all %d images are corrupt (first: sample '%s' of %s)",
-                 (long long)s->index, s->n, s->payloads[0]->key, l->shard_paths[s->refs[0].shard]);
-        s->state = SLOT_ERROR;
-        return;
-    }
-    for (int i = 0; i < s->n; i++) {
-        if (!s->corrupt[i]) continue;
-        int j = (i + 1) % s->n;
-        while (s->corrupt[j]) j = (j + 1) % s->n;
-        copy_sample(l, s, i, j);
-    }
     s->state = SLOT_READY;
 }
 
@@ -287,10 +295,44 @@ static void slot_release_payloads(batch_slot *s) {
     s->n = 0;
 }
 
-// Draws the samples of batch k into a free slot (reader thread; no lock held).
-static void produce_batch(loader *l, batch_slot *s, int64_t k) {
+static void *slot_alloc(const loader *l, size_t size) {
+    void *p = l->cfg.allocator.alloc(size, l->cfg.allocator.ctx);
+    CLIPC_ASSERT(p != NULL);
+    return p;
+}
+
+static void slot_init(const loader *l, batch_slot *s) {
+    const loader_config *c = &l->cfg;
+    size_t b = (size_t)c->batch_size, pixels = b * 3 * (size_t)c->image_size * (size_t)c->image_size;
+    s->refs = xcalloc(b, sizeof(sample_ref));
+    s->payloads = xcalloc(b, sizeof(payload *));
+    s->corrupt = xcalloc(b, sizeof(bool));
+    s->reasons = xcalloc(b, REASON_CAP);
+    if (c->output == LOADER_OUTPUT_FLOAT) s->images = slot_alloc(l, pixels * sizeof(float));
+    else s->images_u8 = slot_alloc(l, pixels);
+    s->tokens = slot_alloc(l, b * (size_t)c->context_length * sizeof(int64_t));
+    s->labels = slot_alloc(l, b * sizeof(int32_t));
+    s->keys = xcalloc(b, sizeof(char *));
+    s->captions = xcalloc(b, sizeof(char *));
+}
+
+static void slot_free(const loader *l, batch_slot *s) {
+    if (!s->refs) return;  // never allocated (the assembly slot of a clean run)
+    free(s->refs), free(s->payloads), free(s->corrupt), free(s->reasons), free(s->keys), free(s->captions);
+    if (s->images) l->cfg.allocator.free(s->images, l->cfg.allocator.ctx);
+    if (s->images_u8) l->cfg.allocator.free(s->images_u8, l->cfg.allocator.ctx);
+    l->cfg.allocator.free(s->tokens, l->cfg.allocator.ctx);
+    l->cfg.allocator.free(s->labels, l->cfg.allocator.ctx);
+}
+
+static void clear_skipped(loader *l) {
+    for (int i = 0; i < l->n_skipped; i++) free(l->skipped[i]);
+    l->n_skipped = 0;
+}
+
+// Draws the next B samples of the stream into a free slot (reader thread; no lock held).
+static void produce_batch(loader *l, batch_slot *s) {
     slot_release_payloads(s);
-    s->index = l->batch_base + k;
     int rc = 1;
     while (s->n < l->cfg.batch_size) {
         void *p = NULL;
@@ -321,7 +363,7 @@ static void *reader_main(void *arg) {
         int64_t k = l->produced;
         batch_slot *s = &l->slots[k % l->n_slots];
         pthread_mutex_unlock(&l->mu);
-        produce_batch(l, s, k);
+        produce_batch(l, s);
         pthread_mutex_lock(&l->mu);
         l->produced++;
         l->reader_finished = s->state != SLOT_DECODING;
@@ -365,11 +407,10 @@ static void *worker_main(void *arg) {
             continue;
         }
         pthread_mutex_unlock(&l->mu);
-        bool ok = decode_sample(l, s, i, scratch);
+        decode_into(l, s, i, scratch);
         pthread_mutex_lock(&l->mu);
-        s->corrupt[i] = !ok;
         if (--s->remaining == 0) {
-            finalize_slot(l, s);
+            finalize_slot(s);
             pthread_cond_broadcast(&l->cv_done);
         }
     }
@@ -404,8 +445,10 @@ static void reset_pipeline(loader *l) {
         l->running = false;
     }
     for (int i = 0; i < l->n_slots; i++) slot_release_payloads(&l->slots[i]), l->slots[i].state = SLOT_FREE;
+    slot_release_payloads(&l->assembly);
+    clear_skipped(l);
     l->produced = l->released = l->consumed = l->task_batch = 0;
-    l->task_next = 0;
+    l->task_next = l->taken = 0;
     l->held = -1;
     l->reader_finished = l->epoch_over = false;
 }
@@ -413,7 +456,7 @@ static void reset_pipeline(loader *l) {
 void loader_set_epoch(loader *l, int64_t epoch) {
     reset_pipeline(l);
     l->epoch = epoch;
-    l->batch_base = 0;
+    l->next_index = l->skipped_epoch = 0;
     sampler_start_epoch(&l->producer, epoch);
     sampler_start_epoch(&l->shadow, epoch);
     start_threads(l);
@@ -422,40 +465,107 @@ void loader_set_epoch(loader *l, int64_t epoch) {
 // Produces and decodes the next batch in the calling thread (workers == 0).
 static void run_batch_here(loader *l) {
     batch_slot *s = &l->slots[l->produced % l->n_slots];
-    produce_batch(l, s, l->produced);
+    produce_batch(l, s);
     l->produced++;
     if (s->state != SLOT_DECODING) return;
-    for (int i = 0; i < s->n; i++) s->corrupt[i] = !decode_sample(l, s, i, l->scratch[0]);
-    finalize_slot(l, s);
+    for (int i = 0; i < s->n; i++) decode_into(l, s, i, l->scratch[0]);
+    finalize_slot(s);
 }
 
-static void advance_shadow(loader *l, const batch_slot *s) {
-    for (int i = 0; i < s->n; i++) {
-        sample_ref ref;
-        int rc = sampler_next(&l->shadow, &ref, NULL, NULL);
-        CLIPC_ASSERT(rc == 1 && ref.shard == s->refs[i].shard && ref.index == s->refs[i].index);
-    }
+// The shadow sampler follows the consumer: sample i of slot s has been used.
+static void advance_shadow(loader *l, const batch_slot *s, int i) {
+    sample_ref ref;
+    int rc = sampler_next(&l->shadow, &ref, NULL, NULL);
+    CLIPC_ASSERT(rc == 1 && ref.shard == s->refs[i].shard && ref.index == s->refs[i].index);
 }
 
-static void fill_batch(const loader *l, const batch_slot *s, loader_batch *out) {
+static void fill_batch(loader *l, const batch_slot *s, loader_batch *out) {
     *out = (loader_batch){
-        .n = s->n, .index = s->index, .epoch = l->epoch, .images = s->images, .images_u8 = s->images_u8,
+        .n = s->n, .index = l->next_index++, .epoch = l->epoch, .images = s->images, .images_u8 = s->images_u8,
         .tokens = s->tokens, .labels = s->labels, .keys = s->keys, .captions = s->captions,
-        .n_corrupt = s->n_corrupt,
+        .n_corrupt = l->n_skipped, .corrupt = (const char *const *)l->skipped,
     };
+    l->stats.batches++;
+    l->stats.samples += s->n;
 }
 
-// Waits for the slot of the next batch (lock held when threaded).
+// Waits for the slot being consumed to be decoded (lock held when threaded).
 static batch_slot *wait_next_slot(loader *l) {
     batch_slot *s = &l->slots[l->consumed % l->n_slots];
     if (!l->running) {
-        run_batch_here(l);
+        if (l->consumed >= l->produced) run_batch_here(l);
         return s;
     }
     double t0 = now_seconds();
     while (l->consumed >= l->produced || s->state == SLOT_DECODING) pthread_cond_wait(&l->cv_done, &l->mu);
     l->stats.wait_seconds += now_seconds() - t0;
     return s;
+}
+
+// Gives the slot back to the reader (in order).
+static void release_slot(loader *l) {
+    l->consumed++;
+    l->released++;
+    l->taken = 0;
+    pthread_cond_signal(&l->cv_reader);
+}
+
+// Notes that sample i of slot s is corrupt and passed over. Returns -1 once max(B, CORRUPT_LIMIT)
+// of them were passed over for one batch: then the data is damaged, not a sample here and there.
+static int skip_corrupt(loader *l, const batch_slot *s, int i) {
+    const char *shard = l->shard_paths[s->refs[i].shard];
+    char line[ERROR_CAP + REASON_CAP];
+    snprintf(line, sizeof line, "%s: sample %u ('%s'): %s", shard, s->refs[i].index, s->payloads[i]->key,
+             s->reasons + (size_t)i * REASON_CAP);
+    l->stats.corrupt_skipped++;
+    l->skipped_epoch++;
+    l->skipped = xrealloc(l->skipped, (size_t)(l->n_skipped + 1) * sizeof(char *));
+    l->skipped[l->n_skipped++] = xstrdup(line);
+    if (l->n_skipped < l->cfg.batch_size || l->n_skipped < CORRUPT_LIMIT) return 0;
+    return err_set("batch %lld: %d corrupt samples before %d good ones (the last: %s): the data looks damaged",
+                   (long long)l->next_index, l->n_skipped, l->cfg.batch_size, line);
+}
+
+// Gathers the next B good samples of the stream, passing over corrupt ones, into the assembly
+// slot; an epoch's stream that ends first gives a short batch (evaluation) or none (drop_last).
+static int assemble_batch(loader *l, loader_batch *out) {
+    batch_slot *a = &l->assembly;
+    if (!a->refs) slot_init(l, a);
+    slot_release_payloads(a);
+    while (a->n < l->cfg.batch_size) {
+        batch_slot *s = wait_next_slot(l);
+        if (s->state == SLOT_ERROR) return err_set("%s", s->error);
+        if (s->state == SLOT_END) break;
+        for (; l->taken < s->n && a->n < l->cfg.batch_size; l->taken++) {
+            advance_shadow(l, s, l->taken);
+            if (!s->corrupt[l->taken]) move_sample(l, s, l->taken, a, a->n++);
+            else if (skip_corrupt(l, s, l->taken) != 0) return -1;
+        }
+        if (l->taken == s->n) release_slot(l);
+    }
+    if (a->n == 0 || (a->n < l->cfg.batch_size && l->cfg.drop_last)) {
+        l->epoch_over = true;
+        return 0;
+    }
+    fill_batch(l, a, out);
+    return 1;
+}
+
+// The next batch: a decoded slot as it is when the stream is aligned with it, it holds no corrupt
+// sample and it is whole (always, until the first corrupt one), else an assembled one.
+static int next_batch(loader *l, loader_batch *out) {
+    batch_slot *s = wait_next_slot(l);
+    if (s->state == SLOT_ERROR) return err_set("%s", s->error);
+    if (s->state == SLOT_END) {
+        l->epoch_over = true;
+        return 0;
+    }
+    bool whole = s->n == l->cfg.batch_size || !l->cfg.drop_last;  // a short slot after a restore past a skip
+    if (l->taken != 0 || s->n_corrupt != 0 || !whole) return assemble_batch(l, out);
+    for (int i = 0; i < s->n; i++) advance_shadow(l, s, i);
+    fill_batch(l, s, out);
+    l->held = (int)(l->consumed++ % l->n_slots);
+    return 1;
 }
 
 int loader_next(loader *l, loader_batch *out) {
@@ -465,23 +575,8 @@ int loader_next(loader *l, loader_batch *out) {
         l->held = -1;
         pthread_cond_signal(&l->cv_reader);
     }
-    int rc = 0;
-    if (!l->epoch_over) {
-        batch_slot *s = wait_next_slot(l);
-        if (s->state == SLOT_END) {
-            l->epoch_over = true;
-        } else if (s->state == SLOT_ERROR) {
-            err_set("%s", s->error);
-            rc = -1;
-        } else {
-            advance_shadow(l, s);
-            fill_batch(l, s, out);
-            l->held = (int)(l->consumed++ % l->n_slots);
-            l->stats.batches++;
-            l->stats.samples += s->n;
-            rc = 1;
-        }
-    }
+    clear_skipped(l);
+    int rc = l->epoch_over ? 0 : next_batch(l, out);
     pthread_mutex_unlock(&l->mu);
     return rc;
 }
@@ -585,29 +680,11 @@ static void default_free(void *p, void *ctx) {
     free(p);
 }
 
-static void *slot_alloc(const loader *l, size_t size) {
-    void *p = l->cfg.allocator.alloc(size, l->cfg.allocator.ctx);
-    CLIPC_ASSERT(p != NULL);
-    return p;
-}
-
 static void init_slots(loader *l) {
     const loader_config *c = &l->cfg;
-    size_t b = (size_t)c->batch_size, pixels = b * 3 * (size_t)c->image_size * (size_t)c->image_size;
     l->n_slots = c->prefetch + 1;  // one more than prefetched: the batch the caller holds
     l->slots = xcalloc((size_t)l->n_slots, sizeof(batch_slot));
-    for (int i = 0; i < l->n_slots; i++) {
-        batch_slot *s = &l->slots[i];
-        s->refs = xcalloc(b, sizeof(sample_ref));
-        s->payloads = xcalloc(b, sizeof(payload *));
-        s->corrupt = xcalloc(b, sizeof(bool));
-        if (c->output == LOADER_OUTPUT_FLOAT) s->images = slot_alloc(l, pixels * sizeof(float));
-        else s->images_u8 = slot_alloc(l, pixels);
-        s->tokens = slot_alloc(l, b * (size_t)c->context_length * sizeof(int64_t));
-        s->labels = slot_alloc(l, b * sizeof(int32_t));
-        s->keys = xcalloc(b, sizeof(char *));
-        s->captions = xcalloc(b, sizeof(char *));
-    }
+    for (int i = 0; i < l->n_slots; i++) slot_init(l, &l->slots[i]);
     int n_scratch = c->workers > 0 ? c->workers : 1;
     l->scratch = xcalloc((size_t)n_scratch, sizeof(uint8_t *));
     for (int i = 0; i < n_scratch; i++) l->scratch[i] = xmalloc((size_t)c->image_size * (size_t)c->image_size * 3);
@@ -659,14 +736,9 @@ void loader_free(loader *l) {
         sampler_free(&l->producer);
         sampler_free(&l->shadow);
     }
-    for (int i = 0; l->slots && i < l->n_slots; i++) {
-        batch_slot *s = &l->slots[i];
-        free(s->refs), free(s->payloads), free(s->corrupt), free(s->keys), free(s->captions);
-        if (s->images) l->cfg.allocator.free(s->images, l->cfg.allocator.ctx);
-        if (s->images_u8) l->cfg.allocator.free(s->images_u8, l->cfg.allocator.ctx);
-        l->cfg.allocator.free(s->tokens, l->cfg.allocator.ctx);
-        l->cfg.allocator.free(s->labels, l->cfg.allocator.ctx);
-    }
+    for (int i = 0; l->slots && i < l->n_slots; i++) slot_free(l, &l->slots[i]);
+    slot_free(l, &l->assembly);
+    free(l->skipped);
     for (int i = 0; l->scratch && i < (l->cfg.workers > 0 ? l->cfg.workers : 1); i++) free(l->scratch[i]);
     free(l->scratch);
     free(l->workers);
@@ -731,6 +803,7 @@ int loader_state_save(const loader *l, uint8_t **bytes, size_t *n) {
     p = bytes_put_u32(p, (uint32_t)l->cfg.batch_size);
     p = bytes_put_u32(p, (uint32_t)l->n_shards);
     p = bytes_put_u64(p, order_fingerprint(l));
+    p = bytes_put_u64(p, (uint64_t)l->skipped_epoch);
     sampler_state_write(&l->shadow, p);
     p += sampler_state_size(&l->shadow);
     bytes_put_u32(p, (uint32_t)crc32(0L, buf, (uInt)(size - 4)));
@@ -763,6 +836,12 @@ static int check_state_header(const loader *l, const uint8_t *bytes, size_t n) {
     return 0;
 }
 
+// The corrupt samples passed over this epoch, as saved after the header.
+static int64_t saved_skipped(const uint8_t *bytes) {
+    const uint8_t *p = bytes + LOADER_STATE_HEADER - 8;
+    return (int64_t)bytes_get_u64(&p);
+}
+
 int loader_state_restore(loader *l, const uint8_t *bytes, size_t n) {
     if (check_state_header(l, bytes, n)) return -1;
     reset_pipeline(l);
@@ -775,7 +854,13 @@ int loader_state_restore(loader *l, const uint8_t *bytes, size_t n) {
         return -1;
     }
     l->epoch = l->shadow.epoch;
-    l->batch_base = l->shadow.emitted / ((int64_t)l->cfg.batch_size * l->cfg.world_size);
+    l->skipped_epoch = saved_skipped(bytes);
+    if (l->skipped_epoch < 0 || l->skipped_epoch > l->shadow.emitted) {
+        loader_set_epoch(l, epoch);
+        return err_set("saved loader position: %lld corrupt samples skipped of %lld read", (long long)saved_skipped(bytes),
+                       (long long)l->shadow.emitted);
+    }
+    l->next_index = (l->shadow.emitted - l->skipped_epoch) / ((int64_t)l->cfg.batch_size * l->cfg.world_size);
     start_threads(l);
     return 0;
 }

@@ -9,9 +9,11 @@
 // world size x batch size, batch index, rank): never on the number of workers, on timing, or on how
 // a global batch is split among ranks (data/sampler.h).
 //
-// A corrupt image inside a shard is skipped and counted: its place in the batch is taken by a
-// copy of the next good sample of the same batch (the batch keeps its size, as data-parallel
-// training needs). A missing or truncated shard is an error naming it.
+// A sample whose image does not decode (or caption does not tokenize) is passed over: the batch
+// takes the next good sample of the stream instead, so a batch never holds a sample twice, and
+// the batches stay the same for any number of workers and across a saved position. Each batch
+// names the samples passed over to make it. A missing, truncated or unreadable shard is an error
+// naming it.
 #ifndef CLIPC_DATA_LOADER_H
 #define CLIPC_DATA_LOADER_H
 
@@ -70,12 +72,13 @@ typedef struct {
     int32_t *labels;               // (n), -1 for unlabelled sets
     const char *const *keys;       // (n)
     const char *const *captions;   // (n)
-    int n_corrupt;                 // samples of this batch replaced because their image was corrupt
+    int n_corrupt;                 // corrupt samples passed over to make this batch
+    const char *const *corrupt;    // (n_corrupt) "<shard>: sample <i> ('<key>'): <reason>"
 } loader_batch;
 
 typedef struct {
     int64_t batches, samples;
-    int64_t corrupt_skipped;       // corrupt images skipped since loader_init
+    int64_t corrupt_skipped;       // corrupt samples passed over since loader_init
     double wait_seconds;           // time loader_next spent waiting for a batch
 } loader_stats;
 

@@ -1,6 +1,7 @@
 #include "data/manifest.h"
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,7 +15,8 @@ static int bad_key(const char *path, const char *key, const char *problem) {
 
 static int read_count(const cJSON *obj, const char *key, const char *path, int64_t *out) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble != (double)(int64_t)v->valuedouble)
+    double d = cJSON_IsNumber(v) ? v->valuedouble : -1;
+    if (!(d >= 0 && d < 0x1p63) || d != floor(d))  // in range before the cast: a larger one is undefined
         return bad_key(path, key, "is missing or not a count");
     *out = (int64_t)v->valuedouble;
     return 0;

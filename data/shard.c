@@ -209,19 +209,29 @@ static int read_class_names(shard_reader *r) {
     return rc == 0 ? 0 : defect(r->path, "attribute 'class_names' is not a list of strings");
 }
 
-// Length of a 1-D dataset, or -1 when it is missing or not 1-D.
+// Length of a 1-D dataset, -1 when it is missing or not 1-D, -2 when the file stores fewer
+// elements than it declares (damaged, or made to exhaust memory: a dataset can declare 2^40
+// elements in a few bytes).
 static int64_t dataset_length(hid_t f, const char *name) {
     if (H5Lexists(f, name, H5P_DEFAULT) <= 0) return -1;
     hid_t d = H5Dopen2(f, name, H5P_DEFAULT);
     if (d < 0) return -1;
-    hid_t space = H5Dget_space(d);
+    hid_t space = H5Dget_space(d), type = H5Dget_type(d);
     hsize_t dims[1] = {0};
     int64_t n = H5Sget_simple_extent_ndims(space) == 1 && H5Sget_simple_extent_dims(space, dims, NULL) == 1
                     ? (int64_t)dims[0]
                     : -1;
+    size_t elem = type >= 0 ? H5Tget_size(type) : 0;
+    if (n > 0 && (elem == 0 || (uint64_t)n > H5Dget_storage_size(d) / elem)) n = -2;
+    H5Tclose(type);
     H5Sclose(space);
     H5Dclose(d);
     return n;
+}
+
+static int length_defect(const shard_reader *r, const char *name, int64_t n) {
+    if (n == -2) return err_set("%s: dataset '%s' declares more elements than the file stores (truncated or corrupt file)", r->path, name);
+    return err_set("%s: dataset '%s' is missing or not 1-D", r->path, name);
 }
 
 // Reads a whole 1-D dataset of `expected` elements (-1: any length) into a new buffer.
@@ -229,7 +239,7 @@ static void *read_dataset(shard_reader *r, const char *name, hid_t mem_type, siz
                           int64_t *length) {
     int64_t n = dataset_length(r->file, name);
     if (n < 0 || (expected >= 0 && n != expected)) {
-        if (n < 0) err_set("%s: dataset '%s' is missing or not 1-D", r->path, name);
+        if (n < 0) length_defect(r, name, n);
         else err_set("%s: dataset '%s' has %lld elements, expected %lld", r->path, name, (long long)n, (long long)expected);
         return NULL;
     }
@@ -304,6 +314,9 @@ static int read_header(shard_reader *r) {
                        SHARD_FORMAT_VERSION);
     if (read_int_attr(r->file, "num_samples", &r->n) || r->n < 0)
         return defect(r->path, "attribute 'num_samples' is missing or negative");
+    hsize_t file_size = 0;
+    if (H5Fget_filesize(r->file, &file_size) < 0 || (uint64_t)r->n > file_size / 8)  // each sample has 8-byte offsets
+        return err_set("%s: attribute 'num_samples' (%lld) is more than the file can hold", r->path, (long long)r->n);
     char *encoding = read_string_attr(r->file, "image_encoding");
     ok = encoding && strcmp(encoding, SHARD_IMAGE_ENCODING) == 0;
     free(encoding);
@@ -317,7 +330,7 @@ static int read_images_index(shard_reader *r) {
     r->image_offsets = read_dataset(r, "image_offsets", H5T_NATIVE_UINT64, sizeof(uint64_t), r->n + 1, NULL);
     if (!r->image_offsets) return -1;
     int64_t blob = dataset_length(r->file, "images");
-    if (blob < 0) return defect(r->path, "dataset 'images' is missing or not 1-D");
+    if (blob < 0) return length_defect(r, "images", blob);
     if (check_offsets(r, "image_offsets", r->image_offsets, r->n, (uint64_t)blob)) return -1;
     r->images = H5Dopen2(r->file, "images", H5P_DEFAULT);
     return 0;

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up, configures, builds and runs every test: the full build (warnings are errors), then the
-# pure-C parts again under AddressSanitizer + UndefinedBehaviorSanitizer.
+# pure-C parts again under AddressSanitizer + UndefinedBehaviorSanitizer, where each fuzz harness
+# of tests/fuzz also runs for a few seconds (CTest label "fuzz", docs/reliability.md).
 # Usage: bash scripts/test.sh            (from the project root)
 # Env:   CLIPC_SHARED_DIR  folder with the OpenCLIP fixtures (default ../shared)
 #        CLIPC_JOBS        parallel build jobs (default: number of cores)

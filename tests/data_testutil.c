@@ -128,7 +128,7 @@ static void write_test_shard(const char *path, int first, int n, int w, int h, b
     for (int i = 0; i < n; i++) {
         int k = first + i;
         image_rgb img = testutil_picture(w, h, k);
-        if (k == corrupt_key) {
+        if (k == corrupt_key || corrupt_key == TESTUTIL_ALL_CORRUPT) {
             static const char garbage[] = "RIFF\x20\0\0\0WEBPVP8 garbage garbage garbage";
             sizes[i] = sizeof garbage;
             images[i] = memcpy(xmalloc(sizes[i]), garbage, sizes[i]);

@@ -34,8 +34,10 @@ double testutil_psnr(const uint8_t *a, const uint8_t *b, size_t pixels);
 
 // Writes shards of the given sizes into dir (shard-NNNNN.h5) with a manifest, sample k (counted
 // over all shards) keyed "s<k>", captioned "caption <k>", labelled k % 3 when labelled, with a
-// w x h lossless picture of seed k. corrupt_key >= 0 stores garbage as that sample's image.
-// Keys start at first_key. Returns the manifest path (malloc'ed).
+// w x h lossless picture of seed k. corrupt_key >= 0 stores garbage as that sample's image
+// (TESTUTIL_ALL_CORRUPT: as every image). Keys start at first_key. Returns the manifest path
+// (malloc'ed).
+#define TESTUTIL_ALL_CORRUPT (-2)
 char *testutil_make_dataset(const char *dir, const int *sizes, int n_shards, int w, int h, bool labelled,
                             int corrupt_key, int first_key);
 

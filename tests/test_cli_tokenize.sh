@@ -21,10 +21,12 @@ awk 'NF > 5 || $1 != 49406 || $NF != 49407 { bad = 1 } END { exit bad }' "$work/
 
 status=0
 env -u CLIPC_VOCAB "$clipc" tokenize < /dev/null 2> "$work/err.txt" || status=$?
-[ "$status" -eq 2 ] && grep -q CLIPC_VOCAB "$work/err.txt"
+[ "$status" -eq 2 ]  # each check its own command: set -e does not stop on a failed `[ ] &&` list
+grep -q CLIPC_VOCAB "$work/err.txt"
 status=0
 "$clipc" tokenize --vocab "$work/none.gz" < "$work/texts.txt" 2> "$work/err.txt" || status=$?
-[ "$status" -eq 1 ] && grep -q "none.gz" "$work/err.txt"
+[ "$status" -eq 1 ]
+grep -q "none.gz" "$work/err.txt"
 
 "$clipc" tokenizer train "$work/texts.txt" --merges 500 --output "$work/merges.txt.gz" > "$work/train.txt"
 grep -q "learned 500 merges" "$work/train.txt"

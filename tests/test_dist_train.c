@@ -73,7 +73,7 @@ static const char *checkpoint(const char *name, const char *stem) {
     static char paths[2][512];
     static int next;
     char *path = paths[next++ % 2];
-    snprintf(path, sizeof paths[0], "%s/logs/%s/checkpoints/%s.safetensors", work, name, stem);
+    snprintf(path, sizeof paths[0], "%s/logs/%s/checkpoints/%s/model.safetensors", work, name, stem);
     return path;
 }
 

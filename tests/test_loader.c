@@ -67,6 +67,7 @@ typedef struct {
     int keys[MAX_KEYS / 10];
     uint32_t digest[MAX_KEYS / 10];
     int batch_sizes[MAX_KEYS / 10];
+    int first_corrupt;  // the first batch made by passing over a corrupt sample (-1: none)
 } run_log;
 
 static uint32_t batch_digest(const loader_config *c, const loader_batch *b) {
@@ -82,10 +83,12 @@ static uint32_t batch_digest(const loader_config *c, const loader_batch *b) {
 // Runs up to max_batches batches (-1: to the end of the epoch) into log.
 static void run(loader *l, const loader_config *c, int max_batches, run_log *log) {
     memset(log, 0, sizeof *log);
+    log->first_corrupt = -1;
     loader_batch b;
     int rc;
     while ((max_batches < 0 || log->n_batches < max_batches) && (rc = loader_next(l, &b)) == 1) {
         for (int i = 0; i < b.n; i++) log->keys[log->n_keys++] = atoi(b.keys[i] + 1);
+        if (b.n_corrupt && log->first_corrupt < 0) log->first_corrupt = log->n_batches;
         log->batch_sizes[log->n_batches] = b.n;
         log->digest[log->n_batches++] = batch_digest(c, &b);
     }
@@ -413,25 +416,82 @@ static void test_eval_transform(void **state) {
     }
 }
 
+// No batch holds a key twice.
+static void assert_distinct_in_batches(const run_log *log) {
+    for (int b = 0, first = 0; b < log->n_batches; first += log->batch_sizes[b++])
+        for (int i = first; i < first + log->batch_sizes[b]; i++)
+            for (int j = first; j < i; j++) assert_int_not_equal(log->keys[i], log->keys[j]);
+}
+
+// Evaluation (file order, so the batches are known): sample 12 (shard 2, index 0) is passed over,
+// batch 3 takes sample 16 instead and names sample 12, every later sample moves up one place.
+static const int corrupt_order[23] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23};
+static void check_corrupt_in_order(const char *m, int workers) {
+    loader_config c = small_config(m, false);
+    c.workers = workers;
+    loader *l = loader_init(&c);
+    loader_batch b;
+    int k = 0, named = 0;
+    while (loader_next(l, &b) == 1) {
+        for (int i = 0; i < b.n; i++) assert_int_equal(atoi(b.keys[i] + 1), corrupt_order[k++]);
+        if (b.n_corrupt == 0) continue;
+        assert_int_equal(b.index, 3);
+        assert_int_equal(b.n_corrupt, 1);
+        if (!strstr(b.corrupt[0], "shard-00002.h5: sample 0 ('s12'): corrupt WebP")) fail_msg("%s", b.corrupt[0]);
+        named++;
+    }
+    assert_int_equal(k, 23);
+    assert_int_equal(named, 1);
+    assert_int_equal(loader_get_stats(l).corrupt_skipped, 1);
+    loader_free(l);
+}
+
+// Training: no batch holds a sample twice, sample 12 never appears, and the batches (every one
+// after the skip made across slots) are the same for any number of workers and after a restore
+// at any point.
+static void check_corrupt_shuffled(const char *m) {
+    static run_log ref, other;
+    loader_config c = small_config(m, true);
+    c.workers = 0;
+    loader *l = loader_init(&c);
+    run(l, &c, -1, &ref);
+    assert_int_equal(loader_get_stats(l).corrupt_skipped, 1);
+    loader_free(l);
+    assert_int_equal(ref.n_batches, 5);  // 23 good samples: the sixth batch cannot be filled
+    assert_int_equal(ref.first_corrupt, 1);  // with this seed: the batches after it straddle slots
+    assert_distinct_in_batches(&ref);
+    for (int i = 0; i < ref.n_keys; i++) assert_int_not_equal(ref.keys[i], 12);
+    for (c.workers = 1; c.workers <= 3; c.workers++) {
+        l = loader_init(&c);
+        run(l, &c, -1, &other);
+        loader_free(l);
+        assert_same_run(&ref, &other);
+    }
+    for (int k = 0; k <= 5; k++) check_resume(c, k);
+}
+
 static void test_corrupt_sample(void **state) {
     (void)state;
-    const int s[] = {6, 6};
-    char *m = make_in("corrupt", s, 2, 12, 10, false, 7, 0);
-    for (int workers = 0; workers <= 2; workers++) {
-        static run_log log;
-        loader_config c = small_config(m, false);
-        c.workers = workers;
-        loader *l = loader_init(&c);
-        run(l, &c, -1, &log);
-        assert_int_equal(loader_get_stats(l).corrupt_skipped, 1);
-        assert_int_equal(log.n_keys, 12);  // the batch keeps its size
-        int seen[12] = {0};
-        for (int i = 0; i < log.n_keys; i++) seen[log.keys[i]]++;
-        assert_int_equal(seen[7], 0);
-        for (int k = 0; k < 12; k++)
-            if (k != 7) assert_true(seen[k] >= 1);
-        loader_free(l);
-    }
+    const int s[] = {6, 6, 6, 6};
+    char *m = make_in("corrupt", s, 4, 12, 10, false, 12, 0);
+    for (int workers = 0; workers <= 3; workers++) check_corrupt_in_order(m, workers);
+    check_corrupt_shuffled(m);
+    free(m);
+}
+
+// A shard whose every image is corrupt stops the run, naming it, rather than being skipped in
+// silence.
+static void test_damaged_shard(void **state) {
+    (void)state;
+    const int s[] = {150};
+    char *m = make_in("damaged", s, 1, 12, 10, false, TESTUTIL_ALL_CORRUPT, 0);
+    loader_config c = small_config(m, false);
+    loader *l = loader_init(&c);
+    loader_batch b;
+    assert_int_equal(loader_next(l, &b), -1);
+    if (!strstr(err_msg(), "100 corrupt samples before 4 good ones") || !strstr(err_msg(), "damaged/shard-00000.h5"))
+        fail_msg("%s", err_msg());
+    loader_free(l);
     free(m);
 }
 
@@ -528,6 +588,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_transform_values),
         cmocka_unit_test(test_eval_transform),
         cmocka_unit_test(test_corrupt_sample),
+        cmocka_unit_test(test_damaged_shard),
         cmocka_unit_test(test_missing_and_truncated_shards),
         cmocka_unit_test(test_count_mismatch),
         cmocka_unit_test(test_tokenized),

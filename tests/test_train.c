@@ -1,7 +1,9 @@
 // End-to-end tests of `clipc train` through the CLI: exact resume (N steps, save, resume, N more
 // steps gives the losses of 2N straight, bit for bit, across an epoch boundary), non-finite losses
-// stopping the run with a usable checkpoint, and bad input: truncated and mismatched checkpoints,
-// unknown flags and config keys, missing data.
+// stopping the run with a usable checkpoint and none written during the streak, checkpoint
+// retention, and bad input: truncated and mismatched checkpoints (refused, or passed over by
+// --resume latest), corrupt samples and unreadable shards, unknown flags and config keys, missing
+// data.
 // Usage: test_train CLIPC_BINARY FASHION_MNIST_DIR VOCAB CONFIGS_DIR
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,6 +17,7 @@
 #include <cmocka.h>
 
 #include "cli_run.h"
+#include "data_testutil.h"
 
 static const char *clipc, *fmnist, *vocab, *configs;
 static char work[256];
@@ -84,15 +87,26 @@ static void test_resume_is_bit_exact(void **state) {
     assert_string_not_equal(other[1], straight[1]);
 }
 
+static bool exists(const char *run, const char *file) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/logs/%s/checkpoints/%s", work, run, file);
+    return access(path, F_OK) == 0;
+}
+
 static void test_nonfinite_loss_stops_with_usable_checkpoint(void **state) {
     (void)state;
     char out[16384];
     int rc = train(out, sizeof out, "exploding", "--lr 1e30 --warmup 1 --save-steps 1 --nonfinite-limit 2 --lr-scheduler const");
     assert_int_equal(rc, 1);
     assert_non_null(strstr(out, "non-finite for 2 steps in a row"));
-    // The step-1 checkpoint (written before the losses went bad) still resumes.
-    rc = cli_run(out, sizeof out, "ls %s/logs/exploding/checkpoints/step_1.state.safetensors", work);
-    assert_int_equal(rc, 0);
+    // Nothing is written during the non-finite streak (steps 2 and 3)...
+    assert_true(exists("exploding", "step_1"));
+    assert_false(exists("exploding", "step_2"));
+    assert_false(exists("exploding", "step_3"));
+    // ...and the step-1 checkpoint, written before the losses went bad, loads: weights, optimizer
+    // state and loader position (--max-steps 1 stops before training on).
+    if (train(out, sizeof out, "exploding", "--resume latest --max-steps 1") != 0) fail_msg("%s", out);
+    assert_non_null(strstr(out, "checkpoints/step_1 at step 1"));
 }
 
 static void test_bad_checkpoints_are_refused(void **state) {
@@ -101,23 +115,27 @@ static void test_bad_checkpoints_are_refused(void **state) {
     if (train(out, sizeof out, "ckpt", "--max-steps 2 --save-steps 1 --keep-checkpoints 0") != 0) fail_msg("%s", out);
     const char *dir = "logs/ckpt/checkpoints";
     // Mismatched pair: step 1's state with step 2's weights.
-    cli_run(NULL, 0, "cp %s/%s/step_2.safetensors %s/%s/step_1.safetensors", work, dir, work, dir);
+    cli_run(NULL, 0, "cp -r %s/%s/step_1 %s/%s/mixed && cp %s/%s/step_2/model.safetensors %s/%s/mixed/", work, dir, work,
+            dir, work, dir, work, dir);
     char flags[1024];
-    snprintf(flags, sizeof flags, "--resume %s/%s/step_1.state.safetensors", work, dir);
+    snprintf(flags, sizeof flags, "--resume %s/%s/mixed/state.safetensors", work, dir);
     assert_int_equal(train(out, sizeof out, "ckpt", flags), 1);
     assert_non_null(strstr(out, "mismatched checkpoint"));
-    assert_non_null(strstr(out, "step_1.state.safetensors"));
-    // Truncated state file: an error naming it, never a crash.
-    cli_run(NULL, 0, "truncate -s 100 %s/%s/step_2.state.safetensors", work, dir);
-    snprintf(flags, sizeof flags, "--resume %s/%s/step_2.state.safetensors", work, dir);
+    assert_non_null(strstr(out, "mixed/state.safetensors"));
+    // Truncated state file: an error naming it, never a crash...
+    cli_run(NULL, 0, "truncate -s 100 %s/%s/step_2/state.safetensors", work, dir);
+    snprintf(flags, sizeof flags, "--resume %s/%s/step_2", work, dir);
     assert_int_equal(train(out, sizeof out, "ckpt", flags), 1);
-    assert_non_null(strstr(out, "step_2.state.safetensors"));
-}
-
-static bool exists(const char *run, const char *file) {
-    char path[1024];
-    snprintf(path, sizeof path, "%s/logs/%s/checkpoints/%s", work, run, file);
-    return access(path, F_OK) == 0;
+    assert_non_null(strstr(out, "step_2/state.safetensors"));
+    // ...and --resume latest passes over it (and the mixed pair), saying why, and takes step 1.
+    if (train(out, sizeof out, "ckpt", "--resume latest --max-steps 1") != 0) fail_msg("%s", out);
+    assert_non_null(strstr(out, "skipping") && strstr(out, "step_2/state.safetensors"));
+    assert_non_null(strstr(out, "skipping") && strstr(out, "mixed/state.safetensors: mismatched"));
+    assert_non_null(strstr(out, "checkpoints/step_1 at step 1"));
+    // Nothing usable at all: an error, not a silent fresh start.
+    cli_run(NULL, 0, "truncate -s 100 %s/%s/step_1/model.safetensors", work, dir);
+    assert_int_equal(train(out, sizeof out, "ckpt", "--resume latest"), 1);
+    assert_non_null(strstr(out, "none of its 3 entries is a usable checkpoint"));
 }
 
 // --keep-checkpoints keeps the newest numbered checkpoints; --save-most-recent adds epoch_latest;
@@ -126,14 +144,44 @@ static void test_checkpoint_retention(void **state) {
     (void)state;
     char out[16384];
     if (train(out, sizeof out, "keep", "--max-steps 3 --save-steps 1 --keep-checkpoints 2") != 0) fail_msg("%s", out);
-    assert_false(exists("keep", "step_1.safetensors"));
-    assert_false(exists("keep", "step_1.state.safetensors"));
-    assert_true(exists("keep", "step_2.state.safetensors"));
-    assert_true(exists("keep", "step_3.state.safetensors"));
+    assert_false(exists("keep", "step_1"));
+    assert_true(exists("keep", "step_2/model.safetensors"));
+    assert_true(exists("keep", "step_3/state.safetensors"));
+    // A damaged newer checkpoint never counts as kept: pruning to 1 keeps the newest usable one.
+    cli_run(NULL, 0, "mkdir %s/logs/keep/checkpoints/step_99 && echo x > %s/logs/keep/checkpoints/step_99/model.safetensors",
+            work, work);
+    if (train(out, sizeof out, "keep", "--resume latest --max-steps 4 --save-steps 1 --keep-checkpoints 1 --save-frequency 0") != 0)
+        fail_msg("%s", out);
+    assert_non_null(strstr(out, "checkpoints/step_3 at step 3"));
+    assert_true(exists("keep", "step_4/model.safetensors"));
+    assert_false(exists("keep", "step_3"));
+    assert_false(exists("keep", "step_2"));
     if (train(out, sizeof out, "latest", "--max-steps 6 --save-most-recent --save-frequency 1") != 0) fail_msg("%s", out);
-    assert_true(exists("latest", "epoch_1.state.safetensors"));
-    assert_true(exists("latest", "epoch_latest.state.safetensors"));
-    assert_true(exists("latest", "step_6.state.safetensors"));
+    assert_true(exists("latest", "epoch_1/state.safetensors"));
+    assert_true(exists("latest", "epoch_latest/state.safetensors"));
+    assert_true(exists("latest", "step_6/state.safetensors"));
+}
+
+// A corrupt sample is passed over and named (on stderr and in metrics.jsonl), and the run goes
+// on; a shard that cannot be opened stops the run with its name.
+static void test_bad_samples_and_shards(void **state) {
+    (void)state;
+    char out[16384], dir[512], flags[1024];
+    snprintf(dir, sizeof dir, "%s/bad-data", work);
+    cli_run(NULL, 0, "mkdir -p %s", dir);
+    const int sizes[] = {40, 40};
+    char *manifest = testutil_make_dataset(dir, sizes, 2, 28, 28, true, 5, 0);
+    snprintf(flags, sizeof flags, "--train-data %s --batch-size 8 --train-num-samples 0 --epochs 1", manifest);
+    if (train(out, sizeof out, "bad-sample", flags) != 0) fail_msg("%s", out);
+    if (!strstr(out, "passed over a corrupt sample: ") || !strstr(out, "shard-00000.h5: sample 5 ('s5'): corrupt WebP"))
+        fail_msg("%s", out);
+    assert_non_null(strstr(out, "done: 9 steps"));  // 79 good samples make 9 batches of 8
+    assert_non_null(strstr(out, "1 corrupt samples skipped"));
+    assert_int_equal(cli_run(NULL, 0, "grep -q '\"type\":\"corrupt_sample\".*(.s5.)' %s/logs/bad-sample/metrics.jsonl", work), 0);
+    cli_run(NULL, 0, "echo 'not a shard' > %s/shard-00001.h5", dir);
+    assert_int_equal(train(out, sizeof out, "bad-shard", flags), 1);
+    if (!strstr(out, "bad-data/shard-00001.h5")) fail_msg("%s", out);
+    free(manifest);
 }
 
 static void test_bad_options(void **state) {
@@ -159,6 +207,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_nonfinite_loss_stops_with_usable_checkpoint),
         cmocka_unit_test(test_bad_checkpoints_are_refused),
         cmocka_unit_test(test_checkpoint_retention),
+        cmocka_unit_test(test_bad_samples_and_shards),
         cmocka_unit_test(test_bad_options),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

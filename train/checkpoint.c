@@ -1,29 +1,99 @@
 #include "train/checkpoint.h"
 
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/error.h"
+#include "data/fsutil.h"
 #include "model/safetensors.h"
 
-#define STATE_SUFFIX ".state.safetensors"
-#define WEIGHTS_SUFFIX ".safetensors"
+#define WRITING_PREFIX ".tmp-"  // being written
+#define DELETING_PREFIX ".old-"  // being deleted
 
-static bool ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && strcmp(s + n - k, suffix) == 0;
+// ---- folders ---------------------------------------------------------------------------------
+
+static int sync_dir(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int rc = fd >= 0 ? fsync(fd) : -1;
+    if (fd >= 0) close(fd);
+    return rc == 0 ? 0 : err_set("%s: cannot sync the folder: %s", dir, strerror(errno));
 }
 
-// The stem of a checkpoint path: "dir/epoch_3" from any of the pair's names.
-static void checkpoint_stem(const char *path, char *stem, size_t cap) {
-    snprintf(stem, cap, "%s", path);
-    if (ends_with(stem, STATE_SUFFIX)) stem[strlen(stem) - strlen(STATE_SUFFIX)] = '\0';
-    else if (ends_with(stem, WEIGHTS_SUFFIX)) stem[strlen(stem) - strlen(WEIGHTS_SUFFIX)] = '\0';
+// Deletes a checkpoint folder and the files in it (best effort: what remains is hidden or invalid).
+static void remove_folder(const char *path) {
+    DIR *d = opendir(path);
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            char *file = fs_join(path, e->d_name);
+            unlink(file);
+            free(file);
+        }
+    if (d) closedir(d);
+    rmdir(path);
 }
+
+// Hides a visible checkpoint folder with one rename, then deletes it: a kill part way never
+// leaves a visible half-deleted checkpoint.
+static void delete_checkpoint(const char *dir, const char *name) {
+    char from[4096], to[4096];
+    snprintf(from, sizeof from, "%s/%s", dir, name);
+    snprintf(to, sizeof to, "%s/" DELETING_PREFIX "%s-%ld", dir, name, (long)getpid());
+    if (rename(from, to) == 0) remove_folder(to);
+}
+
+// True for ".tmp-<name>-<pid>" or ".old-<name>-<pid>" left by a process that no longer runs.
+static bool is_stale(const char *name) {
+    if (strncmp(name, WRITING_PREFIX, strlen(WRITING_PREFIX)) && strncmp(name, DELETING_PREFIX, strlen(DELETING_PREFIX)))
+        return false;
+    const char *dash = strrchr(name, '-');
+    char *end = NULL;
+    long pid = dash ? strtol(dash + 1, &end, 10) : 0;
+    if (!end || *end || pid <= 0) return true;
+    return pid != (long)getpid() && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
+}
+
+// Removes what killed runs left behind: the hidden folders of dead processes.
+static void remove_stale(const char *dir) {
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (is_stale(e->d_name)) {
+            char *path = fs_join(dir, e->d_name);
+            remove_folder(path);
+            free(path);
+        }
+    if (d) closedir(d);
+}
+
+// Makes tmp visible as dir/name in one step. An existing dir/name is swapped with it atomically
+// and then deleted; where the file system cannot swap (NFS), it is deleted first.
+static int publish(const char *tmp, const char *dir, const char *name) {
+    char target[4096];
+    snprintf(target, sizeof target, "%s/%s", dir, name);
+    if (rename(tmp, target) != 0) {
+        if (errno != EEXIST && errno != ENOTEMPTY) return err_set("%s: cannot rename %s to it: %s", target, tmp, strerror(errno));
+        if (renameat2(AT_FDCWD, tmp, AT_FDCWD, target, RENAME_EXCHANGE) == 0) {
+            remove_folder(tmp);  // now the previous checkpoint
+        } else if (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP) {
+            delete_checkpoint(dir, name);
+            if (rename(tmp, target) != 0) return err_set("%s: cannot rename %s to it: %s", target, tmp, strerror(errno));
+        } else {
+            return err_set("%s: cannot swap in %s: %s", target, tmp, strerror(errno));
+        }
+    }
+    return sync_dir(dir);
+}
+
+// ---- writing ---------------------------------------------------------------------------------
 
 static st_dtype st_dtype_of(tensor_dtype d) {
     switch (d) {
@@ -39,7 +109,7 @@ static st_dtype st_dtype_of(tensor_dtype d) {
     return ST_DTYPE_F32;
 }
 
-static int save_state(const char *path, const char *weights_name, const adamw *opt, const train_position *pos) {
+static int save_state(const char *path, const char *step, const adamw *opt, const train_position *pos) {
     st_writer *w = st_writer_init();
     int n = adamw_state_count(opt), rc = 0;
     void **buffers = xcalloc((size_t)n, sizeof(void *));
@@ -60,9 +130,6 @@ static int save_state(const char *path, const char *weights_name, const adamw *o
     if (rc == 0) rc = st_writer_add(w, "train.step", ST_DTYPE_I64, scalar_shape, 0, &pos->step);
     if (rc == 0) rc = st_writer_add(w, "train.epoch", ST_DTYPE_I64, scalar_shape, 0, &pos->epoch);
     if (rc == 0) rc = st_writer_add(w, "train.loader_state", ST_DTYPE_U8, loader_shape, 1, pos->loader_state);
-    char step[32];
-    snprintf(step, sizeof step, "%" PRId64, pos->step);
-    if (rc == 0) rc = st_writer_set_metadata(w, "clipc.weights", weights_name);
     if (rc == 0) rc = st_writer_set_metadata(w, "clipc.step", step);
     if (rc == 0) rc = st_writer_write(w, path);
     for (int i = 0; i < n; i++) free(buffers[i]);
@@ -71,16 +138,48 @@ static int save_state(const char *path, const char *weights_name, const adamw *o
     return rc;
 }
 
-int checkpoint_save(const char *dir, const char *stem, const clip_model *m, const adamw *opt,
-                    const train_position *pos) {
-    char weights[4096], state[4096], weights_name[512], step[32];
-    snprintf(weights, sizeof weights, "%s/%s" WEIGHTS_SUFFIX, dir, stem);
-    snprintf(state, sizeof state, "%s/%s" STATE_SUFFIX, dir, stem);
-    snprintf(weights_name, sizeof weights_name, "%s" WEIGHTS_SUFFIX, stem);
+static int save_files(const char *folder, const clip_model *m, const adamw *opt, const train_position *pos) {
+    char step[32];
     snprintf(step, sizeof step, "%" PRId64, pos->step);
     const char *meta[] = {"clipc.step", step, NULL};
-    if (clip_model_save(m, weights, meta) != 0) return err_prefix("saving checkpoint %s", weights);
-    if (save_state(state, weights_name, opt, pos) != 0) return err_prefix("saving checkpoint %s", state);
+    char *weights = fs_join(folder, CHECKPOINT_WEIGHTS), *state = fs_join(folder, CHECKPOINT_STATE);
+    int rc = clip_model_save(m, weights, meta);
+    if (rc == 0) rc = save_state(state, step, opt, pos);
+    free(weights);
+    free(state);
+    return rc;
+}
+
+int checkpoint_save(const char *dir, const char *name, const clip_model *m, const adamw *opt,
+                    const train_position *pos) {
+    remove_stale(dir);
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s/" WRITING_PREFIX "%s-%ld", dir, name, (long)getpid());
+    if (mkdir(tmp, 0755) != 0) return err_set("saving checkpoint %s/%s: %s: %s", dir, name, tmp, strerror(errno));
+    int rc = save_files(tmp, m, opt, pos);
+    if (rc == 0) rc = publish(tmp, dir, name);
+    if (rc != 0) {
+        remove_folder(tmp);
+        return err_prefix("saving checkpoint %s/%s", dir, name);
+    }
+    return 0;
+}
+
+// ---- reading ---------------------------------------------------------------------------------
+
+// The checkpoint folder of a path: the path itself, or the folder of a file in it.
+static int checkpoint_folder(const char *path, char *out, size_t cap) {
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    if (access(path, F_OK) != 0) return err_errno(path);
+    if (fs_is_dir(path)) {
+        snprintf(out, cap, "%s", path);
+    } else if (!strcmp(base, CHECKPOINT_WEIGHTS) || !strcmp(base, CHECKPOINT_STATE)) {
+        char *dir = fs_dirname(path);
+        snprintf(out, cap, "%s", dir);
+        free(dir);
+    } else {
+        return err_set("%s: not a checkpoint (a folder holding " CHECKPOINT_WEIGHTS " and " CHECKPOINT_STATE ")", path);
+    }
     return 0;
 }
 
@@ -90,10 +189,54 @@ static int64_t read_i64(const st_file *f, const char *name) {
     return *(const int64_t *)t->data;
 }
 
+// Reads every byte of every tensor, so that a damaged file fails here rather than mid-load.
+static uint64_t touch_tensors(const st_file *f) {
+    uint64_t sum = 0;
+    for (int i = 0; i < st_count(f); i++) {
+        const st_tensor *t = st_get(f, i);
+        const uint8_t *p = t->data;
+        for (size_t k = 0; k < t->nbytes; k += 64) sum += p[k];
+    }
+    return sum;
+}
+
+// Both files' steps agree with each other and with the state's position.
+static int64_t check_pair(const st_file *weights, const st_file *state) {
+    const char *ws = st_metadata(weights, "clipc.step"), *ss = st_metadata(state, "clipc.step");
+    if (!ws) return err_set("%s: no 'clipc.step' in the metadata (not a clipc checkpoint)", st_path(weights)), -1;
+    if (!ss || strcmp(ws, ss) != 0)
+        return err_set("%s: mismatched checkpoint: state is from step %s, weights from step %s", st_path(state),
+                       ss ? ss : "?", ws), -1;
+    int64_t step = read_i64(state, "train.step");
+    if (step < 0 || read_i64(state, "train.epoch") < 0) return -1;
+    const st_tensor *ls = st_find(state, "train.loader_state");
+    if (!ls || ls->dtype != ST_DTYPE_U8) return err_set("%s: missing or malformed 'train.loader_state'", st_path(state)), -1;
+    if (strtoll(ws, NULL, 10) != step)
+        return err_set("%s: 'train.step' is %" PRId64 " but the metadata says step %s", st_path(state), step, ws), -1;
+    return step;
+}
+
+int64_t checkpoint_check(const char *path, bool full) {
+    char dir[4096];
+    if (checkpoint_folder(path, dir, sizeof dir) != 0) return -1;
+    char *wpath = fs_join(dir, CHECKPOINT_WEIGHTS), *spath = fs_join(dir, CHECKPOINT_STATE);
+    st_file *w = st_open(wpath), *s = w ? st_open(spath) : NULL;
+    int64_t step = w && s ? check_pair(w, s) : -1;
+    if (step >= 0 && full) {
+        volatile uint64_t sum = touch_tensors(w) + touch_tensors(s);
+        (void)sum;
+    }
+    st_close(w);
+    st_close(s);
+    free(wpath);
+    free(spath);
+    return step;
+}
+
 static int load_state(const st_file *f, adamw *opt, train_position *pos) {
-    if ((pos->step = read_i64(f, "train.step")) < 0 || (pos->epoch = read_i64(f, "train.epoch")) < 0) return -1;
+    pos->step = read_i64(f, "train.step");
+    pos->epoch = read_i64(f, "train.epoch");
     const st_tensor *ls = st_find(f, "train.loader_state");
-    if (!ls || ls->dtype != ST_DTYPE_U8) return err_set("%s: missing or malformed 'train.loader_state'", st_path(f));
     int expected = adamw_state_count(opt), found = 0;
     for (int i = 0; i < st_count(f); i++) {
         const st_tensor *t = st_get(f, i);
@@ -117,89 +260,96 @@ static int load_state(const st_file *f, adamw *opt, train_position *pos) {
 }
 
 int checkpoint_load(const char *path, clip_model *m, adamw *opt, train_position *pos) {
-    char stem[4096], weights[4200], state[4200];
-    checkpoint_stem(path, stem, sizeof stem);
-    snprintf(weights, sizeof weights, "%s" WEIGHTS_SUFFIX, stem);
-    snprintf(state, sizeof state, "%s" STATE_SUFFIX, stem);
-    st_file *sf = st_open(state);
-    if (!sf) return -1;
-    const char *state_step = st_metadata(sf, "clipc.step");
-    st_file *wf = st_open(weights);
-    int rc = wf ? 0 : -1;
-    if (rc == 0) {
-        const char *weights_step = st_metadata(wf, "clipc.step");
-        if (!state_step || !weights_step || strcmp(state_step, weights_step) != 0)
-            rc = err_set("%s: mismatched checkpoint: state is from step %s, weights from step %s", state,
-                         state_step ? state_step : "?", weights_step ? weights_step : "?");
-        st_close(wf);
-    }
-    if (rc == 0) rc = clip_model_load(m, weights);
-    if (rc == 0) rc = load_state(sf, opt, pos);
-    st_close(sf);
+    char dir[4096];
+    if (checkpoint_folder(path, dir, sizeof dir) != 0) return -1;
+    char *wpath = fs_join(dir, CHECKPOINT_WEIGHTS), *spath = fs_join(dir, CHECKPOINT_STATE);
+    st_file *w = st_open(wpath), *s = w ? st_open(spath) : NULL;
+    int rc = w && s && check_pair(w, s) >= 0 ? 0 : -1;
+    if (rc == 0) rc = clip_model_load(m, wpath);
+    if (rc == 0) rc = load_state(s, opt, pos);
+    st_close(w);
+    st_close(s);
+    free(wpath);
+    free(spath);
     return rc;
 }
 
-// Step of a checkpoint from its state file's metadata; -1 when unreadable.
-static int64_t checkpoint_step(const char *state_path) {
-    st_file *f = st_open(state_path);
-    if (!f) return -1;
-    const char *s = st_metadata(f, "clipc.step");
-    int64_t step = s ? strtoll(s, NULL, 10) : -1;
-    st_close(f);
-    return step;
-}
-
-int checkpoint_find_latest(const char *dir, char *out, size_t cap) {
-    DIR *d = opendir(dir);
-    if (!d) return err_errno(dir);
-    int64_t best = -1;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (!ends_with(e->d_name, STATE_SUFFIX)) continue;
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        int64_t step = checkpoint_step(path);
-        if (step > best) best = step, snprintf(out, cap, "%s", path);
-    }
-    closedir(d);
-    return best >= 0 ? 0 : err_set("%s: no checkpoint to resume from", dir);
-}
+// ---- listing ---------------------------------------------------------------------------------
 
 typedef struct {
-    char stem[512];
-    int64_t step;
-} numbered;
+    char name[256];
+    int64_t step;  // -1: fails the check
+} entry;
 
+// Newest first; equal steps by name, so that the choice never depends on readdir's order.
 static int by_step(const void *a, const void *b) {
-    int64_t x = ((const numbered *)a)->step, y = ((const numbered *)b)->step;
-    return (x < y) - (x > y);  // newest first
+    const entry *x = a, *y = b;
+    if (x->step != y->step) return (x->step < y->step) - (x->step > y->step);
+    return strcmp(x->name, y->name);
 }
 
-void checkpoint_prune(const char *dir, int keep) {
+// Adds err_msg(), which names the file at fault.
+static void skipped_add(checkpoint_skipped *s) {
+    if (!s) return;
+    s->lines = xrealloc(s->lines, (size_t)(s->n + 1) * sizeof(char *));
+    s->lines[s->n++] = xstrdup(err_msg());
+}
+
+void checkpoint_skipped_free(checkpoint_skipped *s) {
+    for (int i = 0; i < s->n; i++) free(s->lines[i]);
+    free(s->lines);
+    s->lines = NULL;
+    s->n = 0;
+}
+
+// The visible entries of dir, each given the step of the light check (-1 and a skipped line when it
+// fails), newest first. numbered_only: only epoch_N and step_N. Returns the count, or -1.
+static int list_checkpoints(const char *dir, bool numbered_only, entry **out, checkpoint_skipped *skipped) {
     DIR *d = opendir(dir);
-    if (!d || keep <= 0) {
-        if (d) closedir(d);
-        return;
-    }
-    numbered *list = NULL;
+    if (!d) return err_errno(dir);
+    entry *list = NULL;
     int n = 0;
     struct dirent *e;
     while ((e = readdir(d))) {
-        if (!ends_with(e->d_name, STATE_SUFFIX) || strstr(e->d_name, "latest")) continue;
-        char path[4096];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        if (e->d_name[0] == '.' || strlen(e->d_name) >= sizeof list->name) continue;
+        bool numbered = !strncmp(e->d_name, "step_", 5) || (!strncmp(e->d_name, "epoch_", 6) && strcmp(e->d_name, "epoch_latest"));
+        if (numbered_only && !numbered) continue;
         list = xrealloc(list, (size_t)(n + 1) * sizeof *list);
-        checkpoint_stem(path, list[n].stem, sizeof list[n].stem);
-        list[n++].step = checkpoint_step(path);
+        snprintf(list[n].name, sizeof list[n].name, "%s", e->d_name);
+        char *path = fs_join(dir, e->d_name);
+        list[n].step = checkpoint_check(path, false);
+        if (list[n++].step < 0) skipped_add(skipped);
+        free(path);
     }
     closedir(d);
     qsort(list, (size_t)n, sizeof *list, by_step);
-    for (int i = keep; i < n; i++) {
-        char path[4200];
-        snprintf(path, sizeof path, "%s" STATE_SUFFIX, list[i].stem);
-        unlink(path);  // state first: a weights file alone is never taken for a checkpoint
-        snprintf(path, sizeof path, "%s" WEIGHTS_SUFFIX, list[i].stem);
-        unlink(path);
+    *out = list;
+    return n;
+}
+
+int checkpoint_find_latest(const char *dir, char *out, size_t cap, checkpoint_skipped *skipped) {
+    remove_stale(dir);
+    entry *list = NULL;
+    int n = list_checkpoints(dir, false, &list, skipped), found = -1;
+    for (int i = 0; i < n && found < 0 && list[i].step >= 0; i++) {
+        char *path = fs_join(dir, list[i].name);
+        if (checkpoint_check(path, true) >= 0) found = i, snprintf(out, cap, "%s", path);
+        else skipped_add(skipped);
+        free(path);
+    }
+    free(list);
+    if (n < 0) return -1;
+    if (found >= 0) return 0;
+    if (n == 0) return 1;
+    return err_set("%s: none of its %d entries is a usable checkpoint", dir, n);
+}
+
+void checkpoint_prune(const char *dir, int keep) {
+    entry *list = NULL;
+    int n = keep > 0 ? list_checkpoints(dir, true, &list, NULL) : 0, usable = 0;
+    for (int i = 0; i < n; i++) {
+        if (list[i].step < 0) continue;
+        if (++usable > keep) delete_checkpoint(dir, list[i].name);
     }
     free(list);
 }

@@ -55,6 +55,7 @@ static int make_specs(train_options *o, arg_spec *s) {
         SPEC("save-steps", ARG_INT, save_steps, "also checkpoint every N steps (0: off)"),
         SPEC("save-most-recent", ARG_FLAG, save_most_recent, "also keep epoch_latest, overwritten each time"),
         SPEC("keep-checkpoints", ARG_INT, keep_checkpoints, "keep only the newest N numbered checkpoints (0: all)"),
+        SPEC("on-save-error", ARG_STR, on_save_error, "a checkpoint that cannot be written: stop or continue"),
         SPEC("resume", ARG_STR, resume, "checkpoint to continue from, or 'latest'"),
         SPEC("log-every-n-steps", ARG_INT, log_every_n_steps, "progress line every N steps"),
         SPEC("nonfinite-limit", ARG_INT, nonfinite_limit, "stop after N non-finite losses in a row"),
@@ -72,6 +73,7 @@ static void set_defaults(train_options *o) {
     o->logs = "./logs";
     o->precision = "fp32";
     o->lr_scheduler = "cosine";
+    o->on_save_error = "stop";
     o->zeroshot_templates = NULL;
     o->batch_size = 64;
     o->epochs = 32;
@@ -125,6 +127,8 @@ int train_options_parse(train_options *o, int argc, char **argv) {
     if (!(o->dist_timeout > 0)) return err_set("--dist-timeout must be positive, got %g", o->dist_timeout);
     if (strcmp(o->precision, "fp32") && strcmp(o->precision, "amp_bf16") && strcmp(o->precision, "bf16"))
         return err_set("--precision must be fp32 or amp_bf16, got '%s'", o->precision);
+    if (strcmp(o->on_save_error, "stop") && strcmp(o->on_save_error, "continue"))
+        return err_set("--on-save-error must be stop or continue, got '%s'", o->on_save_error);
     return 0;
 }
 

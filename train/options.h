@@ -10,7 +10,7 @@ typedef struct {
     char *model, *model_configs, *pretrained, *vocab;
     char *train_data, *val_data, *train_data_upsampling_factors;
     char *zeroshot_data, *zeroshot_templates, *zeroshot_classnames;
-    char *logs, *name, *resume, *config, *device, *precision, *lr_scheduler;
+    char *logs, *name, *resume, *config, *device, *precision, *lr_scheduler, *on_save_error;
     long batch_size, epochs, epochs_cooldown, train_num_samples, warmup, seed, workers, threads;
     long save_frequency, save_steps, keep_checkpoints, zeroshot_frequency, log_every_n_steps;
     long max_steps, nonfinite_limit, accum_freq;

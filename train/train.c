@@ -6,6 +6,7 @@
 // [0, ln 100]. A non-finite loss skips the step; --nonfinite-limit of them in a row stop the run,
 // leaving the last checkpoint as it was. Checkpoints (train/checkpoint.h) hold everything needed
 // to continue bit for bit: weights, optimizer moments, step, epoch and the loader's position.
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
@@ -191,18 +192,28 @@ static int setup_schedule(trainer *t) {
     return schedule_check(&t->sched);
 }
 
+// --resume latest: the newest usable checkpoint, naming each one passed over and why (lead rank).
+static int find_latest(const trainer *t, char *path, size_t cap) {
+    checkpoint_skipped skipped = {0};
+    int rc = checkpoint_find_latest(t->ckpt_dir, path, cap, &skipped);
+    for (int i = 0; i < skipped.n; i++) printf("resume latest: skipping %s\n", skipped.lines[i]);
+    checkpoint_skipped_free(&skipped);
+    if (rc == 1) printf("resume latest: no checkpoint in %s yet, starting from scratch\n", t->ckpt_dir);
+    return rc;
+}
+
 // Every rank loads the checkpoint the lead rank picked ("" when there is none yet).
 static int resume(trainer *t) {
     char path[4096] = "";
+    int rc = 0;
     if (strcmp(t->o.resume, "latest") != 0) snprintf(path, sizeof path, "%s", t->o.resume);
-    else if (t->lead && checkpoint_find_latest(t->ckpt_dir, path, sizeof path) != 0) path[0] = '\0';
+    else if (t->lead) rc = find_latest(t, path, sizeof path);
+    if (rc < 0) return -1;
+    if (rc == 1) path[0] = '\0';
     if (share_text(t, path, sizeof path) != 0) return -1;
-    if (!path[0]) {
-        if (t->lead) printf("resume latest: no checkpoint in %s yet, starting from scratch\n", t->ckpt_dir);
-        return 0;
-    }
+    if (!path[0]) return 0;
     train_position pos = {0};
-    int rc = checkpoint_load(path, t->model, t->optim, &pos);
+    rc = checkpoint_load(path, t->model, t->optim, &pos);
     if (rc == 0) rc = loader_state_restore(t->data, pos.loader_state, pos.loader_state_size);
     if (rc == 0) {
         t->step = pos.step;
@@ -222,15 +233,29 @@ static int log_line(trainer *t, cJSON *line, bool flush) {
     return 0;
 }
 
-// The lead rank saves (every rank holds the same weights, optimizer state and loader position).
-static int save_checkpoint(trainer *t, const char *stem) {
+// Writes checkpoint `name` unless the run is in a non-finite streak (the weights may be poisoned).
+// A failed save leaves the earlier checkpoints as they were; it stops the run or, with
+// --on-save-error continue, is reported and training goes on. The lead rank saves: every rank
+// holds the same weights, optimizer state and loader position.
+static int save_checkpoint(trainer *t, const char *name) {
+    if (t->nonfinite_run > 0) {
+        if (t->lead) printf("checkpoint %s not written: the last %d steps were non-finite\n", name, t->nonfinite_run);
+        return 0;
+    }
     t->saved_step = t->step;
     if (!t->lead) return 0;
     train_position pos = {.step = t->step, .epoch = t->epoch};
     if (loader_state_save(t->data, &pos.loader_state, &pos.loader_state_size) != 0) return -1;
-    int rc = checkpoint_save(t->ckpt_dir, stem, t->model, t->optim, &pos);
+    int rc = checkpoint_save(t->ckpt_dir, name, t->model, t->optim, &pos);
     free(pos.loader_state);
-    if (rc == 0 && strcmp(stem, "epoch_latest") != 0) checkpoint_prune(t->ckpt_dir, (int)t->o.keep_checkpoints);
+    if (rc != 0 && !strcmp(t->o.on_save_error, "continue")) {
+        fprintf(stderr, "clipc train: %s; continuing (--on-save-error continue)\n", err_msg());
+        cJSON *line = metrics_line("save_error", t->step, t->epoch);
+        cJSON_AddStringToObject(line, "checkpoint", name);
+        cJSON_AddStringToObject(line, "error", err_msg());
+        return log_line(t, line, true);
+    }
+    if (rc == 0 && strcmp(name, "epoch_latest") != 0) checkpoint_prune(t->ckpt_dir, (int)t->o.keep_checkpoints);
     return rc;
 }
 
@@ -430,6 +455,19 @@ static int note_nonfinite(trainer *t, const step_result *r) {
                    "are from before; try a lower --lr or --grad-clip-norm", t->nonfinite_run, t->step, t->ckpt_dir);
 }
 
+// Names each corrupt sample the loader passed over to make the batch of the next step.
+// Names the corrupt samples the loader passed over for this batch (each rank its own; the lead
+// rank's in metrics.jsonl).
+static int log_corrupt(trainer *t, const loader_batch *b) {
+    for (int i = 0; i < b->n_corrupt; i++) {
+        fprintf(stderr, "clipc train: step %" PRId64 ": passed over a corrupt sample: %s\n", t->step + 1, b->corrupt[i]);
+        cJSON *line = metrics_line("corrupt_sample", t->step + 1, t->epoch);
+        cJSON_AddStringToObject(line, "sample", b->corrupt[i]);
+        if (log_line(t, line, false) != 0) return -1;
+    }
+    return 0;
+}
+
 static bool reached_max_steps(const trainer *t) { return t->o.max_steps > 0 && t->step >= t->o.max_steps; }
 
 static int finish_epoch(trainer *t) {
@@ -469,6 +507,7 @@ static int train_loop(trainer *t) {
             if (finish_epoch(t) != 0) return -1;
             continue;
         }
+        if (log_corrupt(t, &b) != 0) return -1;
         double t1 = now_s();
         step_result r;
         if (train_step(t, &b, &r) != 0) return -1;

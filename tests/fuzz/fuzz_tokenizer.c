@@ -1,9 +1,7 @@
 // libFuzzer harness for the CLIP tokenizer: any bytes must encode without a crash or a leak, keep
 // the id invariants (SOT first, EOT last, ids in the vocabulary, zero padding, the short context a
 // prefix of the long one), and decode back to valid UTF-8.
-// Build: CC=clang cmake -S . -B build-fuzz -DCLIPC_FUZZ=ON -DCLIPC_TORCH=OFF -DCLIPC_BENCH=OFF
-// Run:   CLIPC_VOCAB=path/to/bpe_simple_vocab_16e6.txt.gz build-fuzz/tests/fuzz/fuzz_tokenizer \
-//          -max_total_time=180 [corpus_dir]
+// Needs CLIPC_VOCAB (CLIP's merges file). Build and run: see docs/reliability.md.
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

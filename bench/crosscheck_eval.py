@@ -19,7 +19,7 @@ Usage (from the project root, after `bash scripts/demo.sh` with CLIPC_VOCAB set 
 file, or any clipc checkpoint trained with CLIP's vocabulary):
   tar -xzf ../shared/peers/openclip/open_clip-v2.20.0-src.tar.gz -C /tmp
   OMP_WAIT_POLICY=passive /usr/bin/python3 bench/crosscheck_eval.py --clipc build/cli/clipc \\
-      --openclip-src /tmp/open_clip-v2.20.0/src --pretrained demo/logs/RUN/checkpoints/epoch_1.safetensors \\
+      --openclip-src /tmp/open_clip-v2.20.0/src --pretrained demo/logs/RUN/checkpoints/epoch_1/model.safetensors \\
       --vocab ../shared/clip/bpe_simple_vocab_16e6.txt.gz --work /tmp/crosscheck
 """
 import argparse

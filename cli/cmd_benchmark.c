@@ -75,12 +75,17 @@ static void split_named(const char *item, char *(*default_name)(const char *), c
     }
 }
 
-// "logs/run/checkpoints/epoch_10.safetensors" -> "epoch_10".
+// "ckpt/ViT-B-32.safetensors" -> "ViT-B-32"; a clipc checkpoint's weights,
+// "logs/run/checkpoints/epoch_10/model.safetensors", -> "epoch_10".
 static char *file_stem(const char *path) {
     const char *slash = strrchr(path, '/');
     char *stem = xstrdup(slash ? slash + 1 : path), *dot = strrchr(stem, '.');
     if (dot && dot != stem) *dot = '\0';
-    return stem;
+    if (strcmp(stem, "model") != 0 || !slash || slash == path) return stem;
+    const char *start = slash - 1;
+    while (start > path && start[-1] != '/') start--;
+    free(stem);
+    return strndup(start, (size_t)(slash - start));
 }
 
 typedef struct {

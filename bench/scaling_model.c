@@ -104,16 +104,17 @@ static double efficiency(const setup *s, const model *m, double R, double bw, bo
 }
 
 static void print_header(const setup *s) {
-    printf("| model | batch per GPU | GPUs | all-reduced (payload) | sent per GPU: gradients + features | compute |");
+    printf("| model | batch per GPU | GPUs | all-reduced | gathered | sent per GPU: gradients + features | compute |");
     for (int b = 0; b < s->n_bandwidths; b++) printf(" %g GB/s |", s->bandwidths[b]);
-    printf("\n|---|---|---|---|---|---|");
+    printf("\n|---|---|---|---|---|---|---|");
     for (int b = 0; b < s->n_bandwidths; b++) printf("---|");
     printf("\n");
 }
 
 static void print_row(const setup *s, const model *m, double R) {
-    printf("| %s (%.1f M) | %g | %g | %.0f MB | %.0f + %.1f MB | %.3f s |", m->cfg.name, m->params / 1e6, m->batch, R,
-           4 * m->params / 1e6, wire_grads(m, R) / 1e6, wire_features(s, m, R) / 1e6,
+    double gathered = 2 * R * m->batch * m->cfg.embed_dim * s->feature_bytes;
+    printf("| %s (%.1f M) | %g | %g | %.0f MB | %.1f MB | %.0f + %.1f MB | %.3f s |", m->cfg.name, m->params / 1e6,
+           m->batch, R, 4 * m->params / 1e6, gathered / 1e6, wire_grads(m, R) / 1e6, wire_features(s, m, R) / 1e6,
            step_flops(s, m, R) / s->flop_rate);
     for (int b = 0; b < s->n_bandwidths; b++) {
         double bw = s->bandwidths[b] * 1e9;
@@ -167,12 +168,13 @@ int main(int argc, char **argv) {
     for (int i = 0; i < n_names && rc == 0 && check; i++) rc = check_params(&models[i]);
     if (rc) return fprintf(stderr, "scaling_model: %s\n", err_msg()), 1;
     s.flop_rate = step_flops(&s, &anchor, (double)anchor_ranks) * anchor_sps / anchor.batch;
-    printf("anchor: %s, batch %g per GPU, %g samples/s per GPU on %ld GPUs: %.1f TFLOP/s per GPU "
-           "(%.1f GFLOP per sample at %g text positions)\n\n", anchor.cfg.name, anchor.batch, anchor_sps, anchor_ranks,
+    printf("anchor: %s, batch %g per GPU, %g samples/s per GPU on %ld GPUs: %.3g TFLOP/s per GPU "
+           "(%.3g GFLOP per sample at %g text positions)\n\n", anchor.cfg.name, anchor.batch, anchor_sps, anchor_ranks,
            s.flop_rate / 1e12, clip_cost_step_flops(&anchor.cfg, 1, text_len) / 1e9, text_len);
     print_header(&s);
     for (int i = 0; i < n_names; i++)
         for (int r = 0; r < s.n_ranks; r++) print_row(&s, &models[i], s.ranks[r]);
-    printf("\ncells: efficiency without / with overlap of the all-reduce (communication time per step)\n");
+    printf("\nall-reduced and gathered: payloads per step (gradients fp32; image and text features);\n"
+           "cells: efficiency without / with overlap of the all-reduce (communication time per step)\n");
     return 0;
 }

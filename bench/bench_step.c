@@ -14,26 +14,13 @@
 #include "common/args.h"
 #include "common/error.h"
 #include "common/sysinfo.h"
+#include "bench/clip_cost.h"
 #include "model/clip.h"
 
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-// Forward multiply-add FLOPs of one pre-LN block over T tokens of width W with MLP width M.
-static double block_flops(double T, double W, double M) {
-    return 2 * T * W * 3 * W + 2 * T * W * W + 2 * 2 * T * W * M + 2 * 2 * T * T * W;
-}
-
-static double step_flops(const clip_config *c, double B, double text_len) {
-    double G = c->vision.image_size / c->vision.patch_size, T = G * G + 1, W = c->vision.width;
-    double vis = 2 * G * G * W * 3 * c->vision.patch_size * c->vision.patch_size + 2 * W * c->embed_dim +
-                 c->vision.layers * block_flops(T, W, W * c->vision.mlp_ratio);
-    double Wt = c->text.width;
-    double txt = c->text.layers * block_flops(text_len, Wt, 4 * Wt) + 2 * Wt * c->embed_dim;
-    return 3 * B * (vis + txt);  // backward costs about twice the forward
 }
 
 static tensor *synthetic_tokens(int64_t B, int64_t C, int64_t vocab, unsigned seed, int *max_len) {
@@ -132,7 +119,7 @@ int main(int argc, char **argv) {
     for (long i = 0; i < steps; i++)
         if (run_step(m, images, tokens, bf16)) return fprintf(stderr, "bench_step: %s\n", err_msg()), 1;
     double per_step = (now_s() - t0) / (double)steps;
-    double flops = step_flops(&cfg, (double)batch, text_len);
+    double flops = clip_cost_step_flops(&cfg, (double)batch, text_len);
     printf("clipc   %-10s batch %4ld: %8.1f ms/step %8.1f samples/s %7.1f GFLOP/s (text tower on %d of %d positions)\n",
            cfg.name, batch, per_step * 1e3, batch / per_step, flops / per_step * 1e-9, text_len, cfg.text.context_length);
     tensor_free(images);

@@ -8,6 +8,7 @@
 struct dist {
     dist_env env;
     tensor_device device;
+    dist_backend backend;
     dist_pg *pg;
     int64_t step;
     char phase[64];
@@ -51,6 +52,7 @@ dist *dist_init(const dist_options *o) {
     dist *d = xcalloc(1, sizeof *d);
     d->env = env;
     d->device = device;
+    d->backend = po.backend;
     d->pg = pg;
     d->step = -1;
     return d;
@@ -97,4 +99,32 @@ int dist_all_reduce_f64(dist *d, double *values, int n) {
                  : tensor_to_host(t, values, (size_t)n * sizeof(double));
     tensor_scope_end();
     return rc;
+}
+
+double dist_comm_seconds(const dist *d) {
+    dist_pg_stats s = dist_pg_get_stats(d->pg);
+    double total = 0;
+    for (int k = 0; k < DIST_OP_COUNT; k++) total += s.op[k].seconds;
+    return total;
+}
+
+static void print_bytes(double bytes, FILE *f) {
+    const char *unit[] = {"B", "kB", "MB", "GB", "TB"};
+    int u = 0;
+    for (; bytes >= 1000 && u < 4; u++) bytes /= 1000;
+    fprintf(f, "%8.2f %-2s", bytes, unit[u]);
+}
+
+void dist_print_stats(const dist *d, double elapsed_s, FILE *f) {
+    dist_pg_stats s = dist_pg_get_stats(d->pg);
+    double total = dist_comm_seconds(d);
+    fprintf(f, "collectives on rank %d of %d (%s): %.3f s of %.2f s (%.1f%%)\n", d->env.rank, d->env.world_size,
+            dist_backend_name(d->backend), total, elapsed_s, elapsed_s > 0 ? 100.0 * total / elapsed_s : 0.0);
+    for (int k = 0; k < DIST_OP_COUNT; k++) {
+        const dist_op_stats *o = &s.op[k];
+        if (o->calls == 0) continue;
+        fprintf(f, "  %-15s %6lld calls ", dist_op_name((dist_op)k), (long long)o->calls);
+        print_bytes((double)o->bytes, f);
+        fprintf(f, " %9.3f s\n", o->seconds);
+    }
 }

@@ -108,6 +108,7 @@ struct dist_pg {
     std::string where;
     uint64_t seq = 0;     // collectives started: the same sequence on every rank
     std::string failure;  // the first failure: every later call fails with it
+    dist_pg_stats stats{};
 };
 
 namespace {
@@ -155,15 +156,27 @@ void check_stacked(const dist_pg *pg, const call &c, const at::Tensor &rows, con
                                 std::to_string(pg->g.world) + ")");
 }
 
-// Runs one collective: numbers it, and breaks the group when it fails.
+int64_t bytes_of(const std::vector<at::Tensor> &ts) {
+    int64_t n = 0;
+    for (const at::Tensor &t : ts) n += (int64_t)t.nbytes();
+    return n;
+}
+
+// Runs one collective: numbers it, breaks the group when it fails, and counts it (body returns
+// its payload in bytes) when it succeeds.
 template <class F>
-int run(dist_pg *pg, const char *op, F body) {
+int run(dist_pg *pg, dist_op op, F body) {
     SHIM_TRY(-1, {
         if (!pg->failure.empty()) throw shim_error(pg->failure);
-        call c{op, ++pg->seq, pg->where};
+        call c{dist_op_name(op), ++pg->seq, pg->where};
         at::NoGradGuard no_grad;
         try {
-            body(c);
+            dist_impl::clock::time_point start = dist_impl::clock::now();
+            int64_t bytes = body(c);
+            dist_op_stats &st = pg->stats.op[op];
+            st.calls++;
+            st.bytes += bytes;
+            st.seconds += std::chrono::duration<double>(dist_impl::clock::now() - start).count();
         } catch (const shim_error &e) {
             pg->failure = e.what();
             throw;
@@ -263,6 +276,18 @@ bool dist_backend_built(dist_backend backend) {
     }
 }
 
+const char *dist_op_name(dist_op op) {
+    switch (op) {
+    case DIST_OP_ALL_REDUCE: return "all_reduce";
+    case DIST_OP_ALL_GATHER: return "all_gather";
+    case DIST_OP_REDUCE_SCATTER: return "reduce_scatter";
+    case DIST_OP_BROADCAST: return "broadcast";
+    case DIST_OP_BARRIER: return "barrier";
+    case DIST_OP_COUNT: break;
+    }
+    return "?";
+}
+
 dist_pg *dist_pg_new(const dist_pg_options *o) {
     SHIM_NEED(o);
     SHIM_TRY(nullptr, {
@@ -297,44 +322,51 @@ void dist_pg_set_where(dist_pg *pg, const char *where) {
 int dist_pg_all_reduce(dist_pg *pg, tensor *const *tensors, int n) {
     SHIM_NEED_INT(pg, tensors);
     if (!all_present(tensors, n)) return -1;
-    return run(pg, "all_reduce", [&](const call &c) {
+    return run(pg, DIST_OP_ALL_REDUCE, [&](const call &c) {
         std::vector<at::Tensor> ts = checked_list(pg, c, tensors, n);
         if (!ts.empty()) pg->comm->all_reduce(c, ts);
+        return bytes_of(ts);
     });
 }
 
 int dist_pg_all_gather(dist_pg *pg, tensor *out, const tensor *in) {
     SHIM_NEED_INT(pg, out, in);
-    return run(pg, "all_gather", [&](const call &c) {
+    return run(pg, DIST_OP_ALL_GATHER, [&](const call &c) {
         at::Tensor o = checked(pg, c, out, "out"), i = checked(pg, c, in, "in");
         check_stacked(pg, c, i, o, "in", "out");
         pg->comm->all_gather(c, o, i);
+        return (int64_t)o.nbytes();
     });
 }
 
 int dist_pg_reduce_scatter(dist_pg *pg, tensor *out, const tensor *in) {
     SHIM_NEED_INT(pg, out, in);
-    return run(pg, "reduce_scatter", [&](const call &c) {
+    return run(pg, DIST_OP_REDUCE_SCATTER, [&](const call &c) {
         at::Tensor o = checked(pg, c, out, "out"), i = checked(pg, c, in, "in");
         check_stacked(pg, c, o, i, "out", "in");
         pg->comm->reduce_scatter(c, o, i);
+        return (int64_t)i.nbytes();
     });
 }
 
 int dist_pg_broadcast(dist_pg *pg, tensor *const *tensors, int n, int root) {
     SHIM_NEED_INT(pg, tensors);
     if (!all_present(tensors, n)) return -1;
-    return run(pg, "broadcast", [&](const call &c) {
+    return run(pg, DIST_OP_BROADCAST, [&](const call &c) {
         if (root < 0 || root >= pg->g.world)
             bad_argument(pg, c, "root " + std::to_string(root) + " is not a rank of " + std::to_string(pg->g.world));
         std::vector<at::Tensor> ts = checked_list(pg, c, tensors, n);
         if (!ts.empty()) pg->comm->broadcast(c, ts, root);
+        return bytes_of(ts);
     });
 }
 
 int dist_pg_barrier(dist_pg *pg) {
     SHIM_NEED_INT(pg);
-    return run(pg, "barrier", [&](const call &c) { pg->comm->barrier(c); });
+    return run(pg, DIST_OP_BARRIER, [&](const call &c) {
+        pg->comm->barrier(c);
+        return (int64_t)0;
+    });
 }
 
 int dist_pg_synchronize(dist_pg *pg) {
@@ -350,5 +382,7 @@ int dist_pg_synchronize(dist_pg *pg) {
         return 0;
     })
 }
+
+dist_pg_stats dist_pg_get_stats(const dist_pg *pg) { return pg ? pg->stats : dist_pg_stats{}; }
 
 }  // extern "C"

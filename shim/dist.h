@@ -18,6 +18,9 @@
 // call (or dist_pg_synchronize) returns that failure. Several tensors given to one call go out as
 // one NCCL group.
 //
+// Every rank counts the collectives it made (dist_pg_get_stats): calls, bytes and wall time per
+// kind, at the cost of reading a clock twice per call.
+//
 // Tensors must be contiguous, on the backend's device (Gloo: CPU; NCCL: the group's GPU), and
 // are not recorded by autograd. Every rank calls the same collectives in the same order, each from
 // one thread at a time.
@@ -25,6 +28,7 @@
 #define CLIPC_SHIM_DIST_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "shim/tensor.h"
 
@@ -49,7 +53,32 @@ typedef struct {
     double timeout_s;         // the rendezvous and every collective
 } dist_pg_options;
 
+typedef enum {
+    DIST_OP_ALL_REDUCE,
+    DIST_OP_ALL_GATHER,
+    DIST_OP_REDUCE_SCATTER,
+    DIST_OP_BROADCAST,
+    DIST_OP_BARRIER,
+    DIST_OP_COUNT,
+} dist_op;
+
+// What this rank's collectives of one kind did since dist_pg_new, counting those that succeeded.
+// bytes is each call's payload as NCCL's tests count it: the tensors of all_reduce and broadcast,
+// the gathered (R*B, ...) tensor of all_gather and the (R*B, ...) input of reduce_scatter; the
+// bytes on the wire follow from it (docs/scaling.md). seconds is the wall time inside the calls:
+// on Gloo the whole collective, waiting for slower peers included; on NCCL only the enqueueing
+// (the transfer runs later on the CUDA stream).
+typedef struct {
+    int64_t calls, bytes;
+    double seconds;
+} dist_op_stats;
+
+typedef struct {
+    dist_op_stats op[DIST_OP_COUNT];  // indexed by dist_op
+} dist_pg_stats;
+
 const char *dist_backend_name(dist_backend backend);  // "local", "gloo", "nccl"
+const char *dist_op_name(dist_op op);                 // "all_reduce", "all_gather", ...
 bool dist_backend_built(dist_backend backend);        // compiled into this build
 
 // Joins the group: every rank calls it with the same world size, address and port. Fails (NULL)
@@ -75,6 +104,9 @@ int dist_pg_barrier(dist_pg *pg);
 // Waits until every collective this rank enqueued has completed (NCCL; at once on Gloo and
 // LOCAL). Fails with the failure of any of them.
 int dist_pg_synchronize(dist_pg *pg);
+
+// The collectives counted so far on this rank.
+dist_pg_stats dist_pg_get_stats(const dist_pg *pg);
 
 #ifdef __cplusplus
 }

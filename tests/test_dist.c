@@ -1,7 +1,8 @@
 // Tests the collectives (shim/dist.h through dist/dist.h) with several processes on this machine:
 // each test forks its ranks with torchrun's variables (127.0.0.1, a free port), so dist_init()
 // takes the Gloo backend. Checked exactly: all_reduce of several tensors (and of a bucket view of
-// a flat buffer), all_gather, reduce_scatter, broadcast, barrier and dist_all_reduce_f64. Then the
+// a flat buffer), all_gather, reduce_scatter, broadcast, barrier and dist_all_reduce_f64, and the
+// counts of dist_pg_get_stats (calls and bytes per kind; failed calls not counted). Then the
 // failures: a peer that exits or is stuck before a collective (rank 0, which serves the store,
 // included) makes the others fail within the timeout with one line naming their rank, the
 // collective, the step and the peer; a missing rank fails the rendezvous; the one-process backend
@@ -130,8 +131,36 @@ static int rank_all_reduce(int rank, const void *arg) {
     for (int i = 0; i < 10; i++) CHECK(flat[i] == (i >= 2 && i < 7 ? 3.0f : (float)rank));
     double host[2] = {rank, 1};
     CHECK(dist_all_reduce_f64(d, host, 2) == 0 && host[0] == 3 && host[1] == 3);
+    // Two all_reduce calls: 24 + 32 + 8 + 20 bytes, then 16; nothing else.
+    dist_pg_stats st = dist_pg_get_stats(dist_get_pg(d));
+    CHECK(st.op[DIST_OP_ALL_REDUCE].calls == 2 && st.op[DIST_OP_ALL_REDUCE].bytes == 100);
+    CHECK(st.op[DIST_OP_ALL_REDUCE].seconds > 0 && dist_comm_seconds(d) == st.op[DIST_OP_ALL_REDUCE].seconds);
+    for (int k = 0; k < DIST_OP_COUNT; k++) CHECK(k == DIST_OP_ALL_REDUCE || st.op[k].calls == 0);
     tensor_scope_end();
     dist_free(d);
+    return 0;
+}
+
+// The stats after rank_gather_scatter's collectives: one call of each kind but all_reduce, with
+// the (6, 3) float tensor gathered and scattered, 3 floats and 4 int64 broadcast.
+static int check_gather_scatter_stats(int rank, const dist *d) {
+    dist_pg_stats st = dist_pg_get_stats(dist_get_pg(d));
+    const int64_t bytes[DIST_OP_COUNT] = {[DIST_OP_ALL_GATHER] = 72, [DIST_OP_REDUCE_SCATTER] = 72,
+                                          [DIST_OP_BROADCAST] = 44, [DIST_OP_BARRIER] = 0};
+    for (int k = 0; k < DIST_OP_COUNT; k++) {
+        CHECK(st.op[k].calls == (k == DIST_OP_ALL_REDUCE ? 0 : 1) && st.op[k].bytes == bytes[k]);
+        CHECK(k == DIST_OP_ALL_REDUCE ? st.op[k].seconds == 0 : st.op[k].seconds > 0);
+    }
+    char *text = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&text, &size);
+    dist_print_stats(d, 10.0, f);
+    fclose(f);
+    bool ok = strstr(text, "of 3 (gloo): ") && strstr(text, "all_gather") && strstr(text, "1 calls    72.00 B") &&
+              strstr(text, "44.00 B") && !strstr(text, "all_reduce");
+    if (!ok) fprintf(stderr, "rank %d: unexpected stats:\n%s", rank, text);
+    free(text);
+    CHECK(ok);
     return 0;
 }
 
@@ -166,6 +195,7 @@ static int rank_gather_scatter(int rank, const void *arg) {
     for (int i = 0; i < 3; i++) CHECK(x[i] == 1.0f);
     for (int i = 0; i < 4; i++) CHECK(y[i] == 7);
     CHECK(dist_pg_barrier(pg) == 0 && dist_pg_synchronize(pg) == 0);
+    CHECK(check_gather_scatter_stats(rank, d) == 0);
     tensor_scope_end();
     dist_free(d);
     return 0;
@@ -303,6 +333,7 @@ static int expect_local_gather_error(int rank, tensor *out, tensor *in, const ch
     CHECK(dist_pg_all_gather(dist_get_pg(d), out, in) == -1);
     if (!strstr(err_msg(), text)) fprintf(stderr, "'%s' lacks '%s'\n", err_msg(), text);
     CHECK(strstr(err_msg(), text));
+    CHECK(dist_pg_get_stats(dist_get_pg(d)).op[DIST_OP_ALL_GATHER].calls == 0);  // failed calls are not counted
     dist_free(d);
     return 0;
 }

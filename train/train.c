@@ -51,6 +51,7 @@ typedef struct {
     int64_t step, epoch;      // optimizer steps done; epoch of the next batch
     int64_t saved_step;       // step of the last checkpoint written (-1: none)
     int nonfinite_run;        // non-finite losses in a row
+    double comm_time;         // seconds the last step spent in collectives (on this rank)
 } trainer;
 
 static double now_s(void) {
@@ -399,7 +400,10 @@ static int train_step(trainer *t, const loader_batch *b, step_result *r) {
                       .autocast_bf16 = t->bf16, .accum_freq = (int)t->o.accum_freq, .dist = t->d};
     step_objective obj = objective(t);
     dist_set_step(t->d, t->step);
-    return step_run(&sc, t->step, &obj, b, b->n, r);
+    double comm_before = dist_comm_seconds(t->d);
+    int rc = step_run(&sc, t->step, &obj, b, b->n, r);
+    t->comm_time = dist_comm_seconds(t->d) - comm_before;
+    return rc;
 }
 
 static int log_step(trainer *t, const step_result *r, double batch_time, double data_time, double elapsed, int64_t steps_run) {
@@ -422,6 +426,7 @@ static int log_step(trainer *t, const step_result *r, double batch_time, double 
     cJSON_AddNumberToObject(line, "samples_per_s", sps);
     cJSON_AddNumberToObject(line, "data_time", data_time);
     cJSON_AddNumberToObject(line, "batch_time", batch_time);
+    if (dist_world_size(t->d) > 1) cJSON_AddNumberToObject(line, "comm_time", t->comm_time);
     if (log_line(t, line, printed) != 0) return -1;
     if (!printed || !t->lead) return 0;
     int64_t remaining = t->sched.total_steps - t->step;
@@ -527,6 +532,7 @@ static int train_loop(trainer *t) {
     if (t->lead)
         printf("done: %" PRId64 " steps in %.1f s, %" PRId64 " corrupt samples skipped; run folder %s\n", steps_run,
                now_s() - start, st.corrupt_skipped, t->run_dir);
+    if (t->lead && dist_world_size(t->d) > 1) dist_print_stats(t->d, now_s() - start, stdout);
     return 0;
 }
 

@@ -1,9 +1,11 @@
-// `clipc train`: parses OpenCLIP's training flags (train/options.h) and runs the training.
+// `clipc train`: parses OpenCLIP's training flags (train/options.h) and runs the training. Under a
+// launcher only rank 0 prints the set-up; every rank prints its errors.
 #include <stdio.h>
 
 #include "cli/commands.h"
 #include "common/error.h"
 #include "common/sysinfo.h"
+#include "dist/env.h"
 #include "shim/tensor.h"
 #include "train/train.h"
 
@@ -14,11 +16,13 @@ int cmd_train(int argc, char **argv) {
         if (rc < 0) fprintf(stderr, "clipc train: %s\n", err_msg());
         return rc < 0 ? 2 : 0;
     }
-    tensor_set_threads((int)o.threads);
-    char blas[512];
-    sysinfo_blas(blas, sizeof blas);
-    printf("clipc train: libtorch %s, %d threads, BLAS: %s\n", tensor_torch_version(), tensor_get_threads(), blas);
-    train_options_print(&o, stdout, false);
+    dist_env env;
+    if (dist_env_read(&env, NULL) == 0 && env.rank == 0) {
+        char blas[512];
+        sysinfo_blas(blas, sizeof blas);
+        printf("clipc train: libtorch %s, %d rank(s), BLAS: %s\n", tensor_torch_version(), env.world_size, blas);
+        train_options_print(&o, stdout, false);
+    }
     if (train_run(&o) != 0) {
         fprintf(stderr, "clipc train: %s\n", err_msg());
         return 1;

@@ -8,30 +8,55 @@
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
+// The queries of the chunk starting at begin: chunk_rows of them, or (chunk_rows 0) as many as
+// keep (their true candidates) x N within RETRIEVAL_CHUNK_ELEMENTS, at least one.
+static int64_t chunk_end(const int64_t *offsets, int64_t begin, int64_t Q, int64_t N, int64_t chunk_rows) {
+    if (chunk_rows > 0) return min64(begin + chunk_rows, Q);
+    int64_t end = begin + 1;
+    while (end < Q && (offsets[end + 1] - offsets[begin]) * N <= RETRIEVAL_CHUNK_ELEMENTS) end++;
+    return end;
+}
+
+// Ranks the true candidates of queries [begin, end) on the device; only their ranks come back, and
+// each query keeps the best of its own. pairs holds (local row, candidate) of every true candidate.
+static int rank_chunk(const tensor *queries, const tensor *candidates_t, const int64_t *offsets, const int64_t *targets,
+                      int64_t begin, int64_t end, int64_t *pairs, int64_t *ranks) {
+    int64_t first = offsets[begin], K = offsets[end] - first, n_pairs = 2 * K;
+    for (int64_t q = begin; q < end; q++)
+        for (int64_t k = offsets[q]; k < offsets[q + 1]; k++) pairs[k - first] = q - begin;
+    memcpy(pairs + K, targets + first, (size_t)K * sizeof(int64_t));
+    tensor_scope_begin();
+    tensor *p = tensor_to_device(tensor_from_host(pairs, &n_pairs, 1, TENSOR_I64, true), tensor_get_device(queries), true);
+    tensor *scores = tensor_matmul(tensor_slice(queries, 0, begin, end), candidates_t);  // (rows, N)
+    tensor *r = tensor_rank_in_rows(tensor_to_dtype(scores, TENSOR_F32), tensor_slice(p, 0, 0, K), tensor_slice(p, 0, K, 2 * K));
+    int rc = tensor_to_host(r, pairs, (size_t)K * sizeof(int64_t));
+    tensor_scope_end();
+    for (int64_t q = begin; q < end && rc == 0; q++) {
+        ranks[q] = INT64_MAX;
+        for (int64_t k = offsets[q]; k < offsets[q + 1]; k++)
+            if (pairs[k - first] < ranks[q]) ranks[q] = pairs[k - first];
+    }
+    return rc;
+}
+
 int retrieval_ranks(const tensor *queries, const tensor *candidates, const int64_t *offsets,
                     const int64_t *targets, int64_t chunk_rows, int64_t *ranks) {
     if (!queries || !candidates) return -1;
     int64_t Q = tensor_size(queries, 0), N = tensor_size(candidates, 0);
     if (Q == 0) return 0;
     if (N == 0) return err_set("retrieval: no candidates to rank");
-    if (chunk_rows <= 0) chunk_rows = RETRIEVAL_CHUNK_ELEMENTS / N > 0 ? RETRIEVAL_CHUNK_ELEMENTS / N : 1;
-    chunk_rows = min64(chunk_rows, Q);
-    float *scores = xmalloc((size_t)chunk_rows * (size_t)N * sizeof(float));
+    int64_t *pairs = xmalloc((size_t)(2 * offsets[Q]) * sizeof(int64_t));
     int rc = 0;
     tensor_no_grad_begin();
     tensor_scope_begin();
     tensor *candidates_t = tensor_transpose(candidates, 0, 1);  // (E, N)
-    for (int64_t begin = 0; begin < Q && rc == 0; begin += chunk_rows) {
-        int64_t rows = min64(chunk_rows, Q - begin);
-        tensor_scope_begin();
-        tensor *s = tensor_to_dtype(tensor_matmul(tensor_slice(queries, 0, begin, begin + rows), candidates_t), TENSOR_F32);
-        rc = tensor_to_host(s, scores, (size_t)rows * (size_t)N * sizeof(float));
-        tensor_scope_end();
-        if (rc == 0) metrics_rank_rows(scores, rows, N, offsets + begin, targets, ranks + begin);
+    for (int64_t begin = 0, end; begin < Q && rc == 0; begin = end) {
+        end = chunk_end(offsets, begin, Q, N, chunk_rows);
+        rc = rank_chunk(queries, candidates_t, offsets, targets, begin, end, pairs, ranks);
     }
     tensor_scope_end();
     tensor_no_grad_end();
-    free(scores);
+    free(pairs);
     return rc;
 }
 

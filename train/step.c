@@ -30,6 +30,7 @@ static int update(const step_config *c, const tensor *norm) {
 }
 
 int step_run(const step_config *c, int64_t step, step_loss_fn loss_fn, void *ctx, const void *batch, step_result *out) {
+    tensor_counters start = tensor_counters_get();
     out->lr = schedule_lr(c->sched, step);
     adamw_set_lr(c->opt, out->lr);
     if (zero_grads(c) != 0) return -1;
@@ -40,7 +41,10 @@ int step_run(const step_config *c, int64_t step, step_loss_fn loss_fn, void *ctx
     int rc = loss ? tensor_backward(loss, NULL) : -1;
     tensor *norm = rc == 0 ? optim_grad_norm(c->lists, c->n_lists) : NULL;
     if (rc == 0) rc = read_values(loss, norm, out);
+    tensor_counters read = tensor_counters_get();
     if (rc == 0 && out->finite) rc = update(c, norm);
     tensor_scope_end();
+    out->forward_backward = tensor_counters_sub(read, start);
+    out->update = tensor_counters_sub(tensor_counters_get(), read);
     return rc;
 }

@@ -6,7 +6,7 @@
 # run's median step, peak RSS and page faults a step, then the medians over rounds.
 #
 # Usage: bash bench/bench_malloc.sh MODEL BATCH [STEPS] [WARMUP] [ROUNDS]   (defaults: 6 2 3)
-# Needs libjemalloc-dev and libgoogle-perftools-dev (not installed by scripts/setup.sh).
+# Needs libjemalloc-dev and libgoogle-perftools-dev (CLIPC_SETUP_BENCH=1 bash scripts/setup.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=$1 batch=$2 steps=${3:-6} warmup=${4:-2} rounds=${5:-3}

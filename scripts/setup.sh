@@ -13,8 +13,12 @@ packages=(
   dataset-fashion-mnist
   libcairo2-dev fonts-dejavu-core
 )
-# Optional: python3-torch runs the side-by-side PyTorch benchmarks in bench/.
-if [ "${CLIPC_SETUP_BENCH:-0}" = 1 ]; then packages+=(python3-torch); fi
+# Optional: OpenCLIP's loop beside bench_step (bench/side_by_side.sh, with Debian's PyTorch) and the
+# allocators bench/bench_malloc.sh compares.
+if [ "${CLIPC_SETUP_BENCH:-0}" = 1 ]; then
+  packages+=(python3-torch python3-torchvision python3-pandas python3-regex python3-tqdm
+             libjemalloc-dev libgoogle-perftools-dev)
+fi
 
 missing=()
 for p in "${packages[@]}"; do

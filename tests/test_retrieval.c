@@ -1,7 +1,7 @@
 // Tests of eval/retrieval: the chunked ranks equal a brute-force ranking of the full score matrix
 // for every chunk size, on small-integer features whose dot products are exact (so scores tie
 // often and exactly); several captions per image (best caption for image->text, the caption's image
-// for text->image); a hand-made case with known recall and ranks; and bad mappings.
+// for text->image); a hand-made case with known recall and ranks; NaN scores; and bad mappings.
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "common/error.h"
+#include "eval/metrics.h"
 #include "eval/retrieval.h"
 
 static uint64_t next_random(uint64_t *s) {
@@ -137,6 +138,33 @@ static void test_known_answer(void **state) {
     tensor_free(tt);
 }
 
+// NaN scores (a candidate with a NaN feature) rank after every number and among themselves by
+// index, as eval/metrics.h's host rule does: the device ranks equal metrics_rank_rows's.
+static void test_nan_scores_rank_last(void **state) {
+    (void)state;
+    enum { Q = 6, N = 9, E = 3 };
+    uint64_t seed = 5;
+    float *q = random_features(Q, E, &seed), *c = random_features(N, E, &seed);
+    c[2 * E] = NAN, c[7 * E + 1] = NAN;
+    float scores[Q * N];
+    for (int i = 0; i < Q; i++)
+        for (int j = 0; j < N; j++) {
+            float s = 0;
+            for (int e = 0; e < E; e++) s += q[i * E + e] * c[j * E + e];
+            scores[i * N + j] = s;
+        }
+    int64_t offsets[Q + 1] = {0, 1, 2, 4, 5, 6, 7}, targets[7] = {2, 7, 0, 2, 3, 7, 5}, want[Q], got[Q];
+    metrics_rank_rows(scores, Q, N, offsets, targets, want);
+    tensor *tq = to_tensor(q, Q, E), *tc = to_tensor(c, N, E);
+    assert_int_equal(retrieval_ranks(tq, tc, offsets, targets, 0, got), 0);
+    assert_memory_equal(got, want, sizeof want);
+    assert_int_equal(got[0], N - 1);  // the first NaN: after the 7 numbers
+    tensor_free(tq);
+    tensor_free(tc);
+    free(q);
+    free(c);
+}
+
 static void test_bad_mapping(void **state) {
     (void)state;
     const float f[] = {1, 0, 0, 1};
@@ -158,6 +186,7 @@ int main(void) {
         cmocka_unit_test(test_chunked_equals_brute_force),
         cmocka_unit_test(test_multi_caption_against_brute_force),
         cmocka_unit_test(test_known_answer),
+        cmocka_unit_test(test_nan_scores_rank_last),
         cmocka_unit_test(test_bad_mapping),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

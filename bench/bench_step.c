@@ -5,7 +5,8 @@
 // images, random caption ids with SOT first, EOT at position 12 and zero padding.
 //
 // Prints the median step time, samples/s, the model's TFLOP/s as OpenCLIP counts them (3x the
-// forward FLOPs at the full context: 3 x 14.78 GFLOP a sample for ViT-B-32), peak RSS and page
+// forward FLOPs at the full context: 3 x 14.78 GFLOP a sample for ViT-B-32), the median CPU time a
+// step (user + system, all threads: what a loaded machine disturbs least), peak RSS and page
 // faults a step, the BLAS and threads, and the counters of one more step (ops, host reads,
 // syncs). bench/side_by_side.sh alternates it with OpenCLIP's own loop.
 //
@@ -121,6 +122,14 @@ static int run_step(bench *b, int64_t k, step_result *r) {
     return r->finite ? 0 : err_set("step %lld: non-finite loss %g", (long long)k, r->loss);
 }
 
+// CPU seconds of the process so far (user + system, every thread) and its minor page faults.
+static double cpu_s(long *faults) {
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    if (faults) *faults = u.ru_minflt;
+    return (double)(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + (double)(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6;
+}
+
 static int by_value(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -137,23 +146,24 @@ static int run(bench *b, const clip_config *cfg, const bench_options *o) {
     int64_t k = 0;
     for (long i = 0; i < o->warmup; i++)
         if (run_step(b, k++, &r) != 0) return -1;
-    double *times = xmalloc((size_t)o->steps * sizeof(double));
-    struct rusage before, after;
-    getrusage(RUSAGE_SELF, &before);
+    double *times = xmalloc(2 * (size_t)o->steps * sizeof(double)), *cpu = times + o->steps;
+    long faults_before, faults_after;
+    cpu_s(&faults_before);
     for (long i = 0; i < o->steps; i++) {
-        double t0 = now_s();
+        double t0 = now_s(), c0 = cpu_s(NULL);
         if (run_step(b, k++, &r) != 0) return free(times), -1;
-        times[i] = now_s() - t0;
+        times[i] = now_s() - t0, cpu[i] = cpu_s(NULL) - c0;
     }
-    getrusage(RUSAGE_SELF, &after);
-    double med = median(times, o->steps), min = times[0], max = times[o->steps - 1];
+    cpu_s(&faults_after);
+    double med = median(times, o->steps), min = times[0], max = times[o->steps - 1], cpu_med = median(cpu, o->steps);
     free(times);
-    double faults = (double)(after.ru_minflt - before.ru_minflt) / (double)o->steps;
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
     double tflops = 3 * forward_flops(cfg) * (double)o->batch / med * 1e-12;
     printf("clipc   %-10s batch %4ld %-9s: median %8.1f ms/step (min %.1f, max %.1f, %ld steps) %8.1f samples/s "
-           "%7.3f TFLOP/s, peak RSS %.0f MiB, %.0f page faults/step\n",
+           "%7.3f TFLOP/s, cpu %.1f ms/step, peak RSS %.0f MiB, %.0f page faults/step\n",
            cfg->name, o->batch, o->precision, med * 1e3, min * 1e3, max * 1e3, o->steps, (double)o->batch / med, tflops,
-           (double)after.ru_maxrss / 1024.0, faults);
+           cpu_med * 1e3, (double)u.ru_maxrss / 1024.0, (double)(faults_after - faults_before) / (double)o->steps);
     tensor_count_ops(true);
     if (run_step(b, k, &r) != 0) return -1;
     tensor_count_ops(false);

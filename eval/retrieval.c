@@ -17,25 +17,45 @@ static int64_t chunk_end(const int64_t *offsets, int64_t begin, int64_t Q, int64
     return end;
 }
 
-// Ranks the true candidates of queries [begin, end) on the device; only their ranks come back, and
+// The chunk's scores on the host, ranked by eval/metrics.h's loop (the CPU: one pass, no copy back).
+static int rank_chunk_on_host(const tensor *scores, const int64_t *offsets, const int64_t *targets, int64_t begin,
+                              int64_t end, int64_t *ranks) {
+    int64_t rows = end - begin, N = tensor_size(scores, 1);
+    float *s = xmalloc((size_t)(rows * N) * sizeof(float));
+    int rc = tensor_to_host(tensor_to_dtype(scores, TENSOR_F32), s, (size_t)(rows * N) * sizeof(float));
+    if (rc == 0) metrics_rank_rows(s, rows, N, offsets + begin, targets, ranks + begin);
+    free(s);
+    return rc;
+}
+
+// The same on a GPU: the ranks of the true candidates are computed there and only they come back;
 // each query keeps the best of its own. pairs holds (local row, candidate) of every true candidate.
-static int rank_chunk(const tensor *queries, const tensor *candidates_t, const int64_t *offsets, const int64_t *targets,
-                      int64_t begin, int64_t end, int64_t *pairs, int64_t *ranks) {
+static int rank_chunk_on_device(const tensor *scores, const int64_t *offsets, const int64_t *targets, int64_t begin,
+                                int64_t end, int64_t *pairs, int64_t *ranks) {
     int64_t first = offsets[begin], K = offsets[end] - first, n_pairs = 2 * K;
     for (int64_t q = begin; q < end; q++)
         for (int64_t k = offsets[q]; k < offsets[q + 1]; k++) pairs[k - first] = q - begin;
     memcpy(pairs + K, targets + first, (size_t)K * sizeof(int64_t));
-    tensor_scope_begin();
-    tensor *p = tensor_to_device(tensor_from_host(pairs, &n_pairs, 1, TENSOR_I64, true), tensor_get_device(queries), true);
-    tensor *scores = tensor_matmul(tensor_slice(queries, 0, begin, end), candidates_t);  // (rows, N)
+    tensor *p = tensor_to_device(tensor_from_host(pairs, &n_pairs, 1, TENSOR_I64, true), tensor_get_device(scores), true);
     tensor *r = tensor_rank_in_rows(tensor_to_dtype(scores, TENSOR_F32), tensor_slice(p, 0, 0, K), tensor_slice(p, 0, K, 2 * K));
     int rc = tensor_to_host(r, pairs, (size_t)K * sizeof(int64_t));
-    tensor_scope_end();
     for (int64_t q = begin; q < end && rc == 0; q++) {
         ranks[q] = INT64_MAX;
         for (int64_t k = offsets[q]; k < offsets[q + 1]; k++)
             if (pairs[k - first] < ranks[q]) ranks[q] = pairs[k - first];
     }
+    return rc;
+}
+
+// Scores queries [begin, end) against every candidate and ranks them where the scores are.
+static int rank_chunk(const tensor *queries, const tensor *candidates_t, const int64_t *offsets, const int64_t *targets,
+                      int64_t begin, int64_t end, int64_t *pairs, int64_t *ranks) {
+    tensor_scope_begin();
+    tensor *scores = tensor_matmul(tensor_slice(queries, 0, begin, end), candidates_t);  // (rows, N)
+    int rc = tensor_get_device(queries).type == TENSOR_DEVICE_CPU
+                 ? rank_chunk_on_host(scores, offsets, targets, begin, end, ranks)
+                 : rank_chunk_on_device(scores, offsets, targets, begin, end, pairs, ranks);
+    tensor_scope_end();
     return rc;
 }
 

@@ -3,10 +3,10 @@
 //
 // Scores are cosine similarities of the normalized features, computed for a chunk of queries
 // against all candidates at a time: the full similarity matrix never exists, so 100k x 100k needs
-// only the features plus one chunk of scores. The ranks are computed where the scores are (on the
-// GPU for a GPU model: tensor_rank_in_rows); only the ranks of the true candidates come back to
-// the host. Each query's rank is the 1-based rank of its true match(es) under eval/metrics.h's
-// rule (ties broken by index, NaN last).
+// only the features plus one chunk of scores. The ranks are computed where the scores are: on the
+// CPU by eval/metrics.h's loop, on a GPU by tensor_rank_in_rows, which sends back only the ranks
+// of the true candidates (never the scores). Each query's rank is the 1-based rank of its true
+// match(es) under eval/metrics.h's rule (ties broken by index, NaN last).
 //
 // Several captions of one image: a shard holds one caption per sample, so samples with the same
 // key are one image with several captions (a COCO/Flickr CSV with one row per caption gives them

@@ -28,9 +28,13 @@ static float *random_features(int64_t n, int E, uint64_t *seed) {
     return f;
 }
 
+// On the GPU when there is one (the ranks are then computed there), else on the CPU.
 static tensor *to_tensor(const float *f, int64_t n, int E) {
     int64_t shape[2] = {n, E};
-    return tensor_from_host(f, shape, 2, TENSOR_F32, false);
+    tensor_device dev = {tensor_cuda_device_count() > 0 ? TENSOR_DEVICE_CUDA : TENSOR_DEVICE_CPU, 0};
+    tensor *host = tensor_from_host(f, shape, 2, TENSOR_F32, false), *t = tensor_to_device(host, dev, false);
+    tensor_free(host);
+    return t;
 }
 
 // The brute-force rank of the best of query q's targets: 1 + candidates strictly above it.
@@ -159,6 +163,21 @@ static void test_nan_scores_rank_last(void **state) {
     assert_int_equal(retrieval_ranks(tq, tc, offsets, targets, 0, got), 0);
     assert_memory_equal(got, want, sizeof want);
     assert_int_equal(got[0], N - 1);  // the first NaN: after the 7 numbers
+    // The GPU's path, tensor_rank_in_rows, on the same scores: the best rank of each query's targets.
+    int64_t rows[7], shape[2] = {Q, N}, K = 7, per_target[7];
+    for (int i = 0; i < Q; i++)
+        for (int64_t k = offsets[i]; k < offsets[i + 1]; k++) rows[k] = i;
+    tensor_scope_begin();
+    tensor *r = tensor_rank_in_rows(tensor_from_host(scores, shape, 2, TENSOR_F32, false),
+                                    tensor_from_host(rows, &K, 1, TENSOR_I64, false),
+                                    tensor_from_host(targets, &K, 1, TENSOR_I64, false));
+    assert_int_equal(tensor_to_host(r, per_target, sizeof per_target), 0);
+    tensor_scope_end();
+    for (int i = 0; i < Q; i++) {
+        int64_t best = INT64_MAX;
+        for (int64_t k = offsets[i]; k < offsets[i + 1]; k++) best = per_target[k] < best ? per_target[k] : best;
+        assert_int_equal(best, want[i]);
+    }
     tensor_free(tq);
     tensor_free(tc);
     free(q);

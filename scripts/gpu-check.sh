@@ -17,6 +17,9 @@ phase() { echo; echo "== $1 ($(date +%T))"; }
 phase "GPU"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n1)
+# The tests read Fashion-MNIST's test split where Debian installs it.
+fmnist=/usr/share/datasets/fashion-mnist
+[ -e "$fmnist" ] || { mkdir -p "$(dirname "$fmnist")" && ln -s "$PWD/.gpu/fashion-mnist" "$fmnist"; }
 
 phase "configure and build (WERROR off: a new libtorch's deprecation warnings are listed, not fatal)"
 timeout 240 cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCLIPC_WERROR=OFF -DCLIPC_SHARED_DIR="$shared" \
@@ -28,6 +31,13 @@ timeout 150 ctest --test-dir build-gpu --output-on-failure -j "$jobs" 2>&1 | tai
 
 phase "clipc info"
 build-gpu/cli/clipc info
+
+phase "clipc train on the GPU: clip-tiny, amp_bf16, 20 steps, counters of the first 4"
+work=$(mktemp -d)
+timeout 30 build-gpu/cli/clipc shards --fashion-mnist "$fmnist" --split test --out "$work/fm" | tail -n 1
+timeout 90 build-gpu/cli/clipc train --device cuda --precision amp_bf16 --model clip-tiny --train-data "$work/fm" \
+  --vocab "$shared/clip/bpe_simple_vocab_16e6.txt.gz" --batch-size 256 --epochs 1 --max-steps 20 --warmup 2 \
+  --save-frequency 0 --logs "$work/logs" --name gpu --log-every-n-steps 10 --profile-steps 4 2>&1 | grep -E "^(Train|profile|done|clipc train:)"
 
 # bench_step's result line and counters, then samples/s against 850 (OpenCLIP on an A100) and the
 # TFLOP/s against the GPU's dense bf16 peak.

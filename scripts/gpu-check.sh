@@ -22,20 +22,20 @@ fmnist=/usr/share/datasets/fashion-mnist
 [ -e "$fmnist" ] || { mkdir -p "$(dirname "$fmnist")" && ln -s "$PWD/.gpu/fashion-mnist" "$fmnist"; }
 
 phase "configure and build (WERROR off: a new libtorch's deprecation warnings are listed, not fatal)"
-timeout 240 cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCLIPC_WERROR=OFF -DCLIPC_SHARED_DIR="$shared" \
+timeout 60 cmake -S . -B build-gpu -DCMAKE_BUILD_TYPE=Release -DCLIPC_WERROR=OFF -DCLIPC_SHARED_DIR="$shared" \
   | grep -iE "torch|cuda" || true
-timeout 240 cmake --build build-gpu -j "$jobs" 2>&1 | grep -E "warning|error|Error" | sort -u | head -40
+timeout 170 cmake --build build-gpu -j "$jobs" 2>&1 | grep -E "warning|error|Error" | sort -u | head -40
 
 phase "tests"
-timeout 150 ctest --test-dir build-gpu --output-on-failure -j "$jobs" 2>&1 | tail -n 40
+timeout 110 ctest --test-dir build-gpu --output-on-failure -j "$jobs" 2>&1 | tail -n 40
 
 phase "clipc info"
 build-gpu/cli/clipc info
 
 phase "clipc train on the GPU: clip-tiny, amp_bf16, 20 steps, counters of the first 4"
 work=$(mktemp -d)
-timeout 30 build-gpu/cli/clipc shards --fashion-mnist "$fmnist" --split test --out "$work/fm" | tail -n 1
-timeout 90 build-gpu/cli/clipc train --device cuda --precision amp_bf16 --model clip-tiny --train-data "$work/fm" \
+timeout 20 build-gpu/cli/clipc shards --fashion-mnist "$fmnist" --split test --out "$work/fm" | tail -n 1
+timeout 45 build-gpu/cli/clipc train --device cuda --precision amp_bf16 --model clip-tiny --train-data "$work/fm" \
   --vocab "$shared/clip/bpe_simple_vocab_16e6.txt.gz" --batch-size 256 --epochs 1 --max-steps 20 --warmup 2 \
   --save-frequency 0 --logs "$work/logs" --name gpu --log-every-n-steps 10 --profile-steps 4 2>&1 | grep -E "^(Train|profile|done|clipc train:)"
 
@@ -43,7 +43,7 @@ timeout 90 build-gpu/cli/clipc train --device cuda --precision amp_bf16 --model 
 # TFLOP/s against the GPU's dense bf16 peak.
 bench() {
   local out
-  out=$(timeout 100 build-gpu/bench/bench_step --device cuda --model ViT-B-32 --batch-size 256 --steps 12 --warmup 4 "$@" 2>&1)
+  out=$(timeout 50 build-gpu/bench/bench_step --device cuda --model ViT-B-32 --batch-size 256 --steps 12 --warmup 4 "$@" 2>&1)
   echo "$out" | tail -n 3
   awk -v gpu="$gpu" '/^clipc/ {
       for (i = 1; i <= NF; i++) { if ($(i + 1) == "samples/s") s = $i; if ($(i + 1) ~ /^TFLOP\/s/) t = $i }

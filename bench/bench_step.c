@@ -200,7 +200,8 @@ int main(int argc, char **argv) {
     };
     int n_specs = sizeof specs / sizeof specs[0];
     int rc = args_parse(specs, n_specs, argc - 1, argv + 1, NULL, 0, NULL);
-    if (rc == 0 && (o.batch <= 0 || o.steps <= 0 || o.warmup < 0)) rc = err_set("--batch-size and --steps must be positive");
+    if (rc == 0 && (o.batch <= 0 || o.steps <= 0 || o.warmup < 0))
+        rc = err_set("--batch-size and --steps must be positive");
     if (rc) {
         if (rc > 0) args_print_help(specs, n_specs, "bench_step [options]");
         else fprintf(stderr, "bench_step: %s\n", err_msg());

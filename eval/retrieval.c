@@ -36,8 +36,10 @@ static int rank_chunk_on_device(const tensor *scores, const int64_t *offsets, co
     for (int64_t q = begin; q < end; q++)
         for (int64_t k = offsets[q]; k < offsets[q + 1]; k++) pairs[k - first] = q - begin;
     memcpy(pairs + K, targets + first, (size_t)K * sizeof(int64_t));
-    tensor *p = tensor_to_device(tensor_from_host(pairs, &n_pairs, 1, TENSOR_I64, true), tensor_get_device(scores), true);
-    tensor *r = tensor_rank_in_rows(tensor_to_dtype(scores, TENSOR_F32), tensor_slice(p, 0, 0, K), tensor_slice(p, 0, K, 2 * K));
+    tensor *p = tensor_to_device(tensor_from_host(pairs, &n_pairs, 1, TENSOR_I64, true), tensor_get_device(scores),
+                                 true);
+    tensor *r = tensor_rank_in_rows(tensor_to_dtype(scores, TENSOR_F32), tensor_slice(p, 0, 0, K),
+                                    tensor_slice(p, 0, K, 2 * K));
     int rc = tensor_to_host(r, pairs, (size_t)K * sizeof(int64_t));
     for (int64_t q = begin; q < end && rc == 0; q++) {
         ranks[q] = INT64_MAX;

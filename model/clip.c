@@ -215,8 +215,11 @@ static tensor_dtype model_dtype(const clip_model *m) { return tensor_get_dtype(m
 
 tensor *clip_images_to_device(const clip_model *m, const float *images, int64_t B) {
     int64_t shape[4] = {B, 3, m->cfg.vision.image_size, m->cfg.vision.image_size};
-    SCOPED_RESULT(tensor_to_dtype(tensor_to_device(tensor_from_host(images, shape, 4, TENSOR_F32, false), m->device, true),
-                                  model_dtype(m)));
+    tensor_scope_begin();
+    tensor *host = tensor_from_host(images, shape, 4, TENSOR_F32, false);
+    tensor *x = tensor_keep(tensor_to_dtype(tensor_to_device(host, m->device, true), model_dtype(m)));
+    tensor_scope_end();
+    return x;
 }
 
 tensor *clip_images_u8_to_device(const clip_model *m, const uint8_t *images, int64_t B, const float mean[3],
@@ -227,7 +230,8 @@ tensor *clip_images_u8_to_device(const clip_model *m, const uint8_t *images, int
     tensor_scope_begin();
     tensor *x = tensor_to_device(tensor_from_host_memory((void *)images, shape, 4, TENSOR_U8), m->device, true);
     tensor *s = tensor_to_device(tensor_from_host(stats, &n_stats, 1, TENSOR_F32, true), m->device, true);
-    tensor *mu = tensor_reshape(tensor_slice(s, 0, 1, 4), channel, 4), *sd = tensor_reshape(tensor_slice(s, 0, 4, 7), channel, 4);
+    tensor *mu = tensor_reshape(tensor_slice(s, 0, 1, 4), channel, 4);
+    tensor *sd = tensor_reshape(tensor_slice(s, 0, 4, 7), channel, 4);
     x = tensor_div(tensor_sub(tensor_div(tensor_to_dtype(x, TENSOR_F32), tensor_select(s, 0, 0)), mu), sd);
     tensor *result = tensor_keep(tensor_to_dtype(x, model_dtype(m)));
     tensor_scope_end();

@@ -209,7 +209,8 @@ static void test_uint8_images_normalized_on_device(void **state) {
     for (int64_t i = 0; i < n; i++) {
         int c = (int)(i / (S * S) % 3);
         float want = ((float)bytes[i] / 255.0f - mean[c]) / std[c];
-        if (memcmp(&want, &got[i], sizeof want)) fail_msg("element %lld: got %.9g, expected %.9g", (long long)i, got[i], want);
+        if (memcmp(&want, &got[i], sizeof want))
+            fail_msg("element %lld: got %.9g, expected %.9g", (long long)i, got[i], want);
     }
     tensor_free(x);
     tensor_host_free(bytes);
@@ -246,8 +247,8 @@ static void test_bf16_weights(void **state) {
     st_close(f);
     assert_int_equal(clip_model_load(back, path), 0);
     for (int i = 0; i < m->params.n; i++) {
-        assert_int_equal(tensor_item(tensor_norm(tensor_to_dtype(tensor_sub(m->params.items[i].value,
-                                                                          back->params.items[i].value), TENSOR_F32)), &diff), 0);
+        tensor *d = tensor_sub(m->params.items[i].value, back->params.items[i].value);
+        assert_int_equal(tensor_item(tensor_norm(tensor_to_dtype(d, TENSOR_F32)), &diff), 0);
         assert_true(diff == 0);
     }
     unlink(path);

@@ -5,9 +5,10 @@
 // amp_bf16; in bf16 weights with pure_bf16), the CLIP or SigLIP loss and its backward follow,
 // gradients are clipped, AdamW updates the weights with the scheduled learning rate and the logit
 // scale is clamped to [0, ln 100]. One host read a step (loss and gradient norm); the logit scale
-// is read on printed steps only. A non-finite loss skips the step; --nonfinite-limit of them in a row stop the run,
-// leaving the last checkpoint as it was. Checkpoints (train/checkpoint.h) hold everything needed
-// to continue bit for bit: weights, optimizer moments, step, epoch and the loader's position.
+// is read on printed steps only. A non-finite loss skips the step; --nonfinite-limit of them in a
+// row stop the run, leaving the last checkpoint as it was. Checkpoints (train/checkpoint.h) hold
+// everything needed to continue bit for bit: weights, optimizer moments, step, epoch and the
+// loader's position.
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>

@@ -12,7 +12,9 @@
 //
 // Usage: bench_step [--model clip-tiny] [--batch-size 128] [--steps 10] [--warmup 2] [--threads 0]
 //                   [--device cpu|cuda] [--precision fp32|amp_bf16|pure_bf16] [--no-tf32]
-//                   [--deterministic] [--no-malloc-tuning] [--configs DIR]
+//                   [--deterministic] [--configs DIR]
+// Malloc is tuned as in clipc (common/sysinfo.h); GLIBC_TUNABLES=glibc.malloc.check=0 keeps glibc's
+// defaults (bench/bench_malloc.sh compares allocators).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +34,7 @@
 typedef struct {
     char *model, *configs, *device, *precision;
     long batch, steps, warmup, threads;
-    bool no_tf32, deterministic, no_malloc_tuning;
+    bool no_tf32, deterministic;
 } bench_options;
 
 typedef struct {
@@ -174,6 +176,8 @@ static int run(bench *b, const clip_config *cfg, const bench_options *o) {
     return 0;
 }
 
+static const char *env(const char *name) { return getenv(name) ? getenv(name) : "(unset)"; }
+
 static void bench_free(bench *b) {
     tensor_host_free(b->batch.images_u8);
     tensor_host_free(b->batch.tokens);
@@ -196,7 +200,6 @@ int main(int argc, char **argv) {
         {"precision", ARG_STR, &o.precision, "fp32, amp_bf16 or pure_bf16", false},
         {"no-tf32", ARG_FLAG, &o.no_tf32, "full float32 matrix products on GPU", false},
         {"deterministic", ARG_FLAG, &o.deterministic, "deterministic algorithms only", false},
-        {"no-malloc-tuning", ARG_FLAG, &o.no_malloc_tuning, "keep glibc's malloc defaults (for comparisons)", false},
     };
     int n_specs = sizeof specs / sizeof specs[0];
     int rc = args_parse(specs, n_specs, argc - 1, argv + 1, NULL, 0, NULL);
@@ -207,7 +210,7 @@ int main(int argc, char **argv) {
         else fprintf(stderr, "bench_step: %s\n", err_msg());
         return rc > 0 ? 0 : 2;
     }
-    if (!o.no_malloc_tuning) sysinfo_tune_malloc();
+    sysinfo_tune_malloc();
     char path[1024];
     clip_config cfg;
     if (clip_config_find(o.model, o.configs, path, sizeof path) || clip_config_load(path, &cfg))
@@ -215,9 +218,9 @@ int main(int argc, char **argv) {
     tensor_set_threads((int)o.threads);
     char blas[512];
     sysinfo_blas(blas, sizeof blas);
-    printf("model %s, batch %ld, %s on %s, libtorch %s, %d threads, OMP_WAIT_POLICY=%s, malloc %s, BLAS: %s\n",
-           cfg.name, o.batch, o.precision, o.device, tensor_torch_version(), tensor_get_threads(),
-           getenv("OMP_WAIT_POLICY"), o.no_malloc_tuning ? "defaults" : "tuned", blas);
+    printf("model %s, batch %ld, %s on %s, libtorch %s, %d threads, OMP_WAIT_POLICY=%s, GLIBC_TUNABLES=%s, "
+           "LD_PRELOAD=%s, BLAS: %s\n", cfg.name, o.batch, o.precision, o.device, tensor_torch_version(),
+           tensor_get_threads(), env("OMP_WAIT_POLICY"), env("GLIBC_TUNABLES"), env("LD_PRELOAD"), blas);
     bench b = {0};
     rc = bench_init(&b, &cfg, &o) == 0 && run(&b, &cfg, &o) == 0 ? 0 : 1;
     if (rc) fprintf(stderr, "bench_step: %s\n", err_msg());

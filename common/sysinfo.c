@@ -49,6 +49,8 @@ void sysinfo_tune_openmp(char **argv) {
 }
 
 void sysinfo_tune_malloc(void) {
+    const char *tunables = getenv("GLIBC_TUNABLES");
+    if (tunables && strstr(tunables, "glibc.malloc.")) return;
     mallopt(M_MMAP_THRESHOLD, 1 << 30);
     mallopt(M_TRIM_THRESHOLD, INT_MAX);
 }

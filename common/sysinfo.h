@@ -22,5 +22,7 @@ void sysinfo_tune_openmp(char **argv);
 // megabytes) were then mapped and faulted in anew every step, a fifth of the step's cycles in
 // page faults. This keeps them in the process (mmap threshold 1 GiB, no trimming), so later steps
 // reuse the same pages; docs/benchmarks.md compares it with jemalloc and tcmalloc. Call at start-up.
+// Malloc settings of the user's own (GLIBC_TUNABLES naming a glibc.malloc tunable) are left as
+// they are, e.g. GLIBC_TUNABLES=glibc.malloc.check=0 keeps glibc's defaults.
 void sysinfo_tune_malloc(void);
 #endif

@@ -219,10 +219,7 @@ static int encode_batch(const clip_model *m, const loader_batch *b, retrieval_st
     tensor_scope_begin();
     tensor *texts = clip_encode_text_host(m, b->tokens, b->n, true);
     tensor *images = NULL;
-    if (n_new) {
-        int64_t shape[4] = {n_new, 3, H, H};
-        images = clip_encode_image(m, tensor_to_device(tensor_from_host(new_images, shape, 4, TENSOR_F32, false), m->device, false), true);
-    }
+    if (n_new) images = clip_encode_image(m, clip_images_to_device(m, new_images, n_new), true);
     int rc = texts && (images || !n_new) ? 0 : -1;
     if (rc == 0) tensor_list_push(&s->text_features, tensor_keep(texts));
     if (rc == 0 && images) tensor_list_push(&s->image_features, tensor_keep(images));

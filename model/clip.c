@@ -216,8 +216,7 @@ static tensor_dtype model_dtype(const clip_model *m) { return tensor_get_dtype(m
 tensor *clip_images_to_device(const clip_model *m, const float *images, int64_t B) {
     int64_t shape[4] = {B, 3, m->cfg.vision.image_size, m->cfg.vision.image_size};
     tensor_scope_begin();
-    tensor *host = tensor_from_host(images, shape, 4, TENSOR_F32, false);
-    tensor *x = tensor_keep(tensor_to_dtype(tensor_to_device(host, m->device, true), model_dtype(m)));
+    tensor *x = tensor_keep(tensor_to_device(tensor_from_host(images, shape, 4, TENSOR_F32, false), m->device, true));
     tensor_scope_end();
     return x;
 }
@@ -232,8 +231,8 @@ tensor *clip_images_u8_to_device(const clip_model *m, const uint8_t *images, int
     tensor *s = tensor_to_device(tensor_from_host(stats, &n_stats, 1, TENSOR_F32, true), m->device, true);
     tensor *mu = tensor_reshape(tensor_slice(s, 0, 1, 4), channel, 4);
     tensor *sd = tensor_reshape(tensor_slice(s, 0, 4, 7), channel, 4);
-    x = tensor_div(tensor_sub(tensor_div(tensor_to_dtype(x, TENSOR_F32), tensor_select(s, 0, 0)), mu), sd);
-    tensor *result = tensor_keep(tensor_to_dtype(x, model_dtype(m)));
+    x = tensor_div(tensor_to_dtype(x, TENSOR_F32), tensor_select(s, 0, 0));
+    tensor *result = tensor_keep(tensor_div(tensor_sub(x, mu), sd));
     tensor_scope_end();
     return result;
 }
@@ -241,7 +240,8 @@ tensor *clip_images_u8_to_device(const clip_model *m, const uint8_t *images, int
 static tensor *image_features(const clip_model *m, const tensor *images) {
     const clip_config *c = &m->cfg;
     int P = c->vision.patch_size, W = c->vision.width;
-    tensor *x = tensor_conv2d(images, m->conv1_w, NULL, P, 0);  // (B, W, G, G)
+    // Images in the weights' dtype (bf16 weights take float32 images, as OpenCLIP casts its input).
+    tensor *x = tensor_conv2d(tensor_to_dtype(images, model_dtype(m)), m->conv1_w, NULL, P, 0);  // (B, W, G, G)
     int64_t B = tensor_size(x, 0);
     int64_t flat[3] = {B, W, -1};
     x = tensor_transpose(tensor_reshape(x, flat, 3), 1, 2);  // (B, G*G, W)

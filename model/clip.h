@@ -64,7 +64,7 @@ int clip_model_lock_image(clip_model *m);
 int clip_model_lock_text(clip_model *m);
 
 // A host batch of normalized images (B, 3, S, S), S = vision.image_size, as a tensor on the
-// model's device in the weights' dtype.
+// model's device.
 tensor *clip_images_to_device(const clip_model *m, const float *images, int64_t B);
 // The same from raw 0-255 values (B, 3, S, S), e.g. the loader's LOADER_OUTPUT_UINT8 batches:
 // the bytes go to the device (a quarter of float32's traffic; without blocking when they sit in
@@ -75,6 +75,7 @@ tensor *clip_images_u8_to_device(const clip_model *m, const uint8_t *images, int
                                  const float std[3]);
 
 // images (B, 3, H, W) float normalized -> features (B, E); L2-normalized when normalize is true.
+// Images of another dtype than the weights' (float32 for bf16 weights) are converted first.
 tensor *clip_encode_image(const clip_model *m, const tensor *images, bool normalize);
 // tokens (B, C) int64 -> features (B, E). Positions after the last EOT of the batch cannot affect
 // the EOT rows under the causal mask, so the tower runs on the shortest prefix that holds them;

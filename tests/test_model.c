@@ -234,7 +234,7 @@ static void test_bf16_weights(void **state) {
     assert_ptr_equal(m->conv1_w, conv);
     tensor_scope_begin();
     for (int i = 0; i < m->params.n; i++) assert_int_equal(tensor_get_dtype(m->params.items[i].value), TENSOR_BF16);
-    tensor *bf16 = clip_encode_image(m, tensor_to_dtype(images, TENSOR_BF16), true);
+    tensor *bf16 = clip_encode_image(m, images, true);  // float32 images into bf16 weights
     assert_int_equal(tensor_get_dtype(bf16), TENSOR_BF16);
     double diff;
     assert_int_equal(tensor_item(tensor_norm(tensor_sub(tensor_to_dtype(bf16, TENSOR_F32), f32)), &diff), 0);

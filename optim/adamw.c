@@ -108,22 +108,13 @@ void adamw_set_lr(adamw *opt, double lr) { opt->config.lr = lr; }
 
 adamw_config adamw_get_config(const adamw *opt) { return opt->config; }
 
-// PyTorch's _single_tensor_adamw over one flat buffer, in the same order of operations.
+// PyTorch's _single_tensor_adamw over one flat buffer (shim/tensor.h: tensor_adamw_).
 static int group_update(const adamw_group *g, const adamw_config *c, int64_t step) {
     double bias_correction1 = 1 - pow(c->beta1, (double)step);
     double bias_correction2_sqrt = sqrt(1 - pow(c->beta2, (double)step));
-    // The factors are float32 for bf16 parameters, as PyTorch's Python-number factors are.
-    tensor_dtype dt = tensor_get_dtype(g->exp_avg_sq);
-    if (dt == TENSOR_BF16 || dt == TENSOR_F16) dt = TENSOR_F32;
-    tensor *p = param_list_trainable(g->list), *grad = g->list->grad;
-    tensor *decay = tensor_where_scalar(g->decays, 1 - c->lr * c->weight_decay, 1.0, dt);
-    if (tensor_mul_(p, decay) < 0 || tensor_mul_scalar_(g->exp_avg, c->beta1) < 0 ||
-        tensor_add_(g->exp_avg, grad, 1 - c->beta1) < 0 || tensor_mul_scalar_(g->exp_avg_sq, c->beta2) < 0 ||
-        tensor_addcmul_(g->exp_avg_sq, grad, grad, 1 - c->beta2) < 0)
-        return -1;
-    tensor *divisor = tensor_scalar(bias_correction2_sqrt, dt, tensor_get_device(g->exp_avg_sq));
-    tensor *denom = tensor_add_scalar(tensor_div(tensor_sqrt(g->exp_avg_sq), divisor), c->eps);
-    return tensor_addcdiv_(p, g->exp_avg, denom, -c->lr / bias_correction1);
+    tensor *p = param_list_trainable(g->list);
+    return tensor_adamw_(p, g->list->grad, g->exp_avg, g->exp_avg_sq, g->decays, c->lr, c->beta1, c->beta2, c->eps,
+                         c->weight_decay, bias_correction1, bias_correction2_sqrt);
 }
 
 int adamw_step(adamw *opt) {

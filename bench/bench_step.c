@@ -1,132 +1,216 @@
-// bench_step: times one training step of a CLIP config at a batch size: forward of both towers,
-// the CLIP loss and the backward pass (no optimizer update), on synthetic inputs. Captions are
-// random ids with the EOT at a caption-like length (8-20 ids, seeded), as real captions are.
-// Prints ms/step, samples/s and achieved GFLOP/s (the multiply-adds the step actually ran), plus
-// the BLAS and thread count in use. bench/bench_step.py times the same computation in PyTorch.
+// bench_step: times the WHOLE training step of `clipc train` on a CLIP config: the batch to the
+// device (uint8 images normalized there, host tokens), forward of both towers, the CLIP loss,
+// backward, the gradient norm and its host read, clipping, AdamW and the logit-scale clamp, through
+// train/step.h with train/objective.h. The inputs are those of OpenCLIP's bench_loop.py: random
+// images, random caption ids with SOT first, EOT at position 12 and zero padding.
+//
+// Prints the median step time, samples/s, the model's TFLOP/s as OpenCLIP counts them (3x the
+// forward FLOPs at the full context: 3 x 14.78 GFLOP a sample for ViT-B-32), the median CPU time a
+// step (user + system, all threads: what a loaded machine disturbs least), peak RSS and page
+// faults a step, the BLAS and threads, and the counters of one more step (ops, host reads,
+// syncs). bench/side_by_side.sh alternates it with OpenCLIP's own loop.
 //
 // Usage: bench_step [--model clip-tiny] [--batch-size 128] [--steps 10] [--warmup 2] [--threads 0]
-//                   [--configs configs/models] [--device cpu|cuda] [--bf16]
+//                   [--device cpu|cuda] [--precision fp32|amp_bf16|pure_bf16] [--no-tf32]
+//                   [--deterministic] [--configs DIR]
+// Malloc is tuned as in clipc (common/sysinfo.h); GLIBC_TUNABLES=glibc.malloc.check=0 keeps glibc's
+// defaults (bench/bench_malloc.sh compares allocators).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "common/args.h"
 #include "common/error.h"
 #include "common/sysinfo.h"
 #include "bench/clip_cost.h"
-#include "model/clip.h"
+#include "data/loader.h"
+#include "train/objective.h"
+#include "train/options.h"
+#include "train/step.h"
+
+#define EOT_POSITION 12  // bench_loop.py's captions
+
+typedef struct {
+    char *model, *configs, *device, *precision;
+    long batch, steps, warmup, threads;
+    bool no_tf32, deterministic;
+} bench_options;
+
+typedef struct {
+    clip_model *model;
+    adamw *opt;
+    schedule sched;
+    train_objective objective;
+    param_list *lists[1];
+    step_config step;
+    loader_batch batch;
+} bench;
 
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-static tensor *synthetic_tokens(int64_t B, int64_t C, int64_t vocab, unsigned seed, int *max_len) {
-    int64_t *ids = calloc((size_t)(B * C), sizeof(int64_t));
-    srand(seed);
-    *max_len = 0;
-    for (int64_t b = 0; b < B; b++) {
-        int len = 8 + rand() % 13;  // SOT + words + EOT
-        if (len > C) len = (int)C;
-        ids[b * C] = vocab - 2;
-        for (int i = 1; i < len - 1; i++) ids[b * C + i] = 1 + rand() % (vocab - 3);
-        ids[b * C + len - 1] = vocab - 1;
-        if (len > *max_len) *max_len = len;
-    }
-    int64_t shape[2] = {B, C};
-    tensor *t = tensor_from_host(ids, shape, 2, TENSOR_I64, false);
-    free(ids);
-    return t;
+static void *pinned_alloc(size_t n) {
+    void *p = tensor_host_alloc(n);
+    if (!p) fprintf(stderr, "bench_step: %s\n", err_msg()), exit(1);
+    return p;
 }
 
-static int run_step(clip_model *m, const tensor *images, const tensor *tokens, bool bf16) {
-    tensor_scope_begin();
-    if (bf16) tensor_autocast_begin(TENSOR_BF16);
-    tensor *img = clip_encode_image(m, images, true);
-    tensor *txt = clip_encode_text(m, tokens, true);
-    if (bf16) {
-        tensor_autocast_end();
-        img = tensor_to_dtype(img, TENSOR_F32);
-        txt = tensor_to_dtype(txt, TENSOR_F32);
+// bench_loop.py's inputs: random pixels, SOT, random ids, EOT at 12, zeros.
+static void make_batch(loader_batch *b, const clip_config *c, int n) {
+    size_t pixels = (size_t)n * 3 * (size_t)c->vision.image_size * (size_t)c->vision.image_size;
+    int64_t C = c->text.context_length, V = c->text.vocab_size;
+    b->n = n;
+    b->images_u8 = pinned_alloc(pixels);
+    b->tokens = pinned_alloc((size_t)(n * C) * sizeof(int64_t));
+    srand(7);
+    for (size_t i = 0; i < pixels; i++) b->images_u8[i] = (uint8_t)(rand() & 255);
+    memset(b->tokens, 0, (size_t)(n * C) * sizeof(int64_t));
+    for (int r = 0; r < n; r++) {
+        int64_t *row = b->tokens + r * C;
+        row[0] = V - 2;
+        for (int i = 1; i < EOT_POSITION && i < C - 1; i++) row[i] = 1 + rand() % (V - 3);
+        row[EOT_POSITION < C ? EOT_POSITION : C - 1] = V - 1;
     }
-    tensor *logits = tensor_mul(tensor_exp(m->logit_scale), tensor_matmul(img, tensor_transpose(txt, 0, 1)));
-    tensor *labels = tensor_arange(tensor_size(img, 0), TENSOR_I64, m->device);
-    tensor *loss = tensor_mul_scalar(tensor_add(tensor_cross_entropy(logits, labels),
-                                                tensor_cross_entropy(tensor_transpose(logits, 0, 1), labels)), 0.5);
-    int rc = tensor_backward(loss, NULL);
-    double sync;
-    if (rc == 0) rc = tensor_item(loss, &sync);  // waits for the GPU
-    tensor_scope_end();
-    param_list_zero_grad(&m->params);
-    return rc;
+}
+
+static int bench_init(bench *b, const clip_config *cfg, const bench_options *o) {
+    tensor_device dev;
+    train_precision precision;
+    if (tensor_device_parse(o->device, &dev) || train_precision_parse(o->precision, &precision)) return -1;
+    if (precision != TRAIN_PRECISION_FP32 && !tensor_bf16_supported(dev))
+        return err_set("--precision %s: this GPU cannot compute in bf16", o->precision);
+    if (o->deterministic && tensor_set_deterministic(true) != 0) return -1;
+    if (dev.type == TENSOR_DEVICE_CUDA) tensor_set_tf32(!o->no_tf32);
+    b->model = clip_model_init(cfg, 0);
+    if (!b->model || clip_model_to_device(b->model, dev) != 0) return -1;
+    if (precision == TRAIN_PRECISION_PURE_BF16 && clip_model_to_dtype(b->model, TENSOR_BF16) != 0) return -1;
+    b->lists[0] = &b->model->params;
+    adamw_config ac = adamw_config_default();
+    ac.lr = 1e-3;  // bench_loop.py's
+    if (!(b->opt = adamw_init(b->lists, 1, ac))) return -1;
+    b->sched = (schedule){.kind = SCHEDULE_CONST, .base_lr = ac.lr, .total_steps = o->warmup + o->steps + 1};
+    b->objective = (train_objective){.model = b->model, .loss = LOSS_KIND_CLIP};
+    memcpy(b->objective.mean, cfg->preprocess.mean, sizeof b->objective.mean);
+    memcpy(b->objective.std, cfg->preprocess.std, sizeof b->objective.std);
+    b->step = (step_config){.lists = b->lists, .n_lists = 1, .opt = b->opt, .sched = &b->sched, .grad_clip_norm = 1.0,
+                            .logit_scale = b->model->logit_scale,
+                            .autocast_bf16 = precision == TRAIN_PRECISION_AMP_BF16, .accum_freq = 1};
+    make_batch(&b->batch, cfg, (int)o->batch);
+    return 0;
+}
+
+static int run_step(bench *b, int64_t k, step_result *r) {
+    step_objective obj = train_objective_step(&b->objective);
+    if (step_run(&b->step, k, &obj, &b->batch, b->batch.n, r) != 0) return -1;
+    return r->finite ? 0 : err_set("step %lld: non-finite loss %g", (long long)k, r->loss);
+}
+
+// CPU seconds of the process so far (user + system, every thread) and its minor page faults.
+static double cpu_s(long *faults) {
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    if (faults) *faults = u.ru_minflt;
+    return (double)(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + (double)(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6;
+}
+
+static int by_value(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, long n) {
+    qsort(v, (size_t)n, sizeof *v, by_value);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// Times the steps; prints the figures and the counters of one more step.
+static int run(bench *b, const clip_config *cfg, const bench_options *o) {
+    step_result r;
+    int64_t k = 0;
+    for (long i = 0; i < o->warmup; i++)
+        if (run_step(b, k++, &r) != 0) return -1;
+    double *times = xmalloc(2 * (size_t)o->steps * sizeof(double)), *cpu = times + o->steps;
+    long faults_before, faults_after;
+    cpu_s(&faults_before);
+    for (long i = 0; i < o->steps; i++) {
+        double t0 = now_s(), c0 = cpu_s(NULL);
+        if (run_step(b, k++, &r) != 0) return free(times), -1;
+        times[i] = now_s() - t0, cpu[i] = cpu_s(NULL) - c0;
+    }
+    cpu_s(&faults_after);
+    double med = median(times, o->steps), min = times[0], max = times[o->steps - 1], cpu_med = median(cpu, o->steps);
+    free(times);
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    // OpenCLIP's count: 3 x the forward with the text tower at its full context.
+    double tflops = clip_cost_step_flops(cfg, (double)o->batch, cfg->text.context_length) / med * 1e-12;
+    printf("clipc   %-10s batch %4ld %-9s: median %8.1f ms/step (min %.1f, max %.1f, %ld steps) %8.1f samples/s "
+           "%7.3f TFLOP/s, cpu %.1f ms/step, peak RSS %.0f MiB, %.0f page faults/step\n",
+           cfg->name, o->batch, o->precision, med * 1e3, min * 1e3, max * 1e3, o->steps, (double)o->batch / med, tflops,
+           cpu_med * 1e3, (double)u.ru_maxrss / 1024.0, (double)(faults_after - faults_before) / (double)o->steps);
+    tensor_count_ops(true);
+    if (run_step(b, k, &r) != 0) return -1;
+    tensor_count_ops(false);
+    tensor_counters fb = r.forward_backward, up = r.update;
+    printf("counters of one step: %lld ops (forward+backward %lld, clip+AdamW+clamp %lld), %lld host read(s), "
+           "%lld sync(s)\n", (long long)(fb.ops + up.ops), (long long)fb.ops, (long long)up.ops,
+           (long long)(fb.host_reads + up.host_reads), (long long)(fb.syncs + up.syncs));
+    return 0;
+}
+
+static const char *env(const char *name) { return getenv(name) ? getenv(name) : "(unset)"; }
+
+static void bench_free(bench *b) {
+    tensor_host_free(b->batch.images_u8);
+    tensor_host_free(b->batch.tokens);
+    adamw_free(b->opt);
+    clip_model_free(b->model);
 }
 
 int main(int argc, char **argv) {
     sysinfo_tune_openmp(argv);
-    char *model = "clip-tiny", *configs = NULL, *device = "cpu";
-    bool bf16 = false;
-    long batch = 128, steps = 10, warmup = 2, threads = 0;
+    bench_options o = {.model = "clip-tiny", .device = "cpu", .precision = "fp32", .batch = 128, .steps = 10,
+                       .warmup = 2};
     arg_spec specs[] = {
-        {"model", ARG_STR, &model, "model config name or path", false},
-        {"configs", ARG_STR, &configs, "folder of model configs", false},
-        {"batch-size", ARG_INT, &batch, "samples per step", false},
-        {"steps", ARG_INT, &steps, "timed steps", false},
-        {"warmup", ARG_INT, &warmup, "untimed steps first", false},
-        {"threads", ARG_INT, &threads, "intra-op threads (0: one per core)", false},
-        {"device", ARG_STR, &device, "cpu or cuda", false},
-        {"bf16", ARG_FLAG, &bf16, "bf16 autocast (GPU)", false},
+        {"model", ARG_STR, &o.model, "model config name or path", false},
+        {"configs", ARG_STR, &o.configs, "folder of model configs", false},
+        {"batch-size", ARG_INT, &o.batch, "samples per step", false},
+        {"steps", ARG_INT, &o.steps, "timed steps", false},
+        {"warmup", ARG_INT, &o.warmup, "untimed steps first", false},
+        {"threads", ARG_INT, &o.threads, "intra-op threads (0: one per core)", false},
+        {"device", ARG_STR, &o.device, "cpu or cuda", false},
+        {"precision", ARG_STR, &o.precision, "fp32, amp_bf16 or pure_bf16", false},
+        {"no-tf32", ARG_FLAG, &o.no_tf32, "full float32 matrix products on GPU", false},
+        {"deterministic", ARG_FLAG, &o.deterministic, "deterministic algorithms only", false},
     };
     int n_specs = sizeof specs / sizeof specs[0];
     int rc = args_parse(specs, n_specs, argc - 1, argv + 1, NULL, 0, NULL);
+    if (rc == 0 && (o.batch <= 0 || o.steps <= 0 || o.warmup < 0))
+        rc = err_set("--batch-size and --steps must be positive");
     if (rc) {
         if (rc > 0) args_print_help(specs, n_specs, "bench_step [options]");
         else fprintf(stderr, "bench_step: %s\n", err_msg());
         return rc > 0 ? 0 : 2;
     }
+    sysinfo_tune_malloc();
     char path[1024];
     clip_config cfg;
-    if (clip_config_find(model, configs, path, sizeof path) || clip_config_load(path, &cfg)) {
-        fprintf(stderr, "bench_step: %s\n", err_msg());
-        return 1;
-    }
-    tensor_set_threads((int)threads);
+    if (clip_config_find(o.model, o.configs, path, sizeof path) || clip_config_load(path, &cfg))
+        return fprintf(stderr, "bench_step: %s\n", err_msg()), 1;
+    tensor_set_threads((int)o.threads);
     char blas[512];
     sysinfo_blas(blas, sizeof blas);
-    printf("model %s, batch %ld, libtorch %s, %d threads, OMP_WAIT_POLICY=%s, BLAS: %s\n", cfg.name, batch,
-           tensor_torch_version(), tensor_get_threads(), getenv("OMP_WAIT_POLICY"), blas);
-
-    tensor_device dev;
-    if (tensor_device_parse(device, &dev) != 0) {
-        fprintf(stderr, "bench_step: %s\n", err_msg());
-        return 1;
-    }
-    clip_model *m = clip_model_init(&cfg, 0);
-    tensor_generator *g = tensor_generator_new(1, TENSOR_CPU);
-    int64_t img_shape[4] = {batch, 3, cfg.vision.image_size, cfg.vision.image_size};
-    tensor *host_images = tensor_normal(img_shape, 4, 0, 1, TENSOR_F32, TENSOR_CPU, g);
-    int text_len;
-    tensor *host_tokens = synthetic_tokens(batch, cfg.text.context_length, cfg.text.vocab_size, 7, &text_len);
-    tensor *images = tensor_to_device(host_images, dev, false), *tokens = tensor_to_device(host_tokens, dev, false);
-    if (!m || !images || !tokens || clip_model_to_device(m, dev) != 0) {
-        fprintf(stderr, "bench_step: %s\n", err_msg());
-        return 1;
-    }
-    for (long i = 0; i < warmup; i++)
-        if (run_step(m, images, tokens, bf16)) return fprintf(stderr, "bench_step: %s\n", err_msg()), 1;
-    double t0 = now_s();
-    for (long i = 0; i < steps; i++)
-        if (run_step(m, images, tokens, bf16)) return fprintf(stderr, "bench_step: %s\n", err_msg()), 1;
-    double per_step = (now_s() - t0) / (double)steps;
-    double flops = clip_cost_step_flops(&cfg, (double)batch, text_len);
-    printf("clipc   %-10s batch %4ld: %8.1f ms/step %8.1f samples/s %7.1f GFLOP/s (text tower on %d of %d positions)\n",
-           cfg.name, batch, per_step * 1e3, batch / per_step, flops / per_step * 1e-9, text_len, cfg.text.context_length);
-    tensor_free(images);
-    tensor_free(tokens);
-    tensor_free(host_images);
-    tensor_free(host_tokens);
-    tensor_generator_free(g);
-    clip_model_free(m);
-    return 0;
+    printf("model %s, batch %ld, %s on %s, libtorch %s, %d threads, OMP_WAIT_POLICY=%s, GLIBC_TUNABLES=%s, "
+           "LD_PRELOAD=%s, BLAS: %s\n", cfg.name, o.batch, o.precision, o.device, tensor_torch_version(),
+           tensor_get_threads(), env("OMP_WAIT_POLICY"), env("GLIBC_TUNABLES"), env("LD_PRELOAD"), blas);
+    bench b = {0};
+    rc = bench_init(&b, &cfg, &o) == 0 && run(&b, &cfg, &o) == 0 ? 0 : 1;
+    if (rc) fprintf(stderr, "bench_step: %s\n", err_msg());
+    bench_free(&b);
+    return rc;
 }

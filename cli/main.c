@@ -34,6 +34,7 @@ static void usage(void) {
 
 int main(int argc, char **argv) {
     sysinfo_tune_openmp(argv);
+    sysinfo_tune_malloc();
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         usage();
         return argc < 2 ? 2 : 0;

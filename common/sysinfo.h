@@ -16,4 +16,13 @@ int sysinfo_cores(void);
 // loads, so when OMP_WAIT_POLICY is unset this sets it to "passive" and re-executes the program
 // (argv as given to main). Returns only if nothing needed doing or the re-exec failed.
 void sysinfo_tune_openmp(char **argv);
+
+// glibc's malloc hands a freed block above its mmap threshold (128 KiB at first) straight back to
+// the system and trims the top of its heap: a training step's temporaries (hundreds of blocks of
+// megabytes) were then mapped and faulted in anew every step, a fifth of the step's cycles in
+// page faults. This keeps them in the process (mmap threshold 1 GiB, no trimming), so later steps
+// reuse the same pages; docs/benchmarks.md compares it with jemalloc and tcmalloc. Call at start-up.
+// Malloc settings of the user's own (GLIBC_TUNABLES naming a glibc.malloc tunable) are left as
+// they are, e.g. GLIBC_TUNABLES=glibc.malloc.check=0 keeps glibc's defaults.
+void sysinfo_tune_malloc(void);
 #endif

@@ -9,30 +9,77 @@
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 
+// The queries of the chunk starting at begin: chunk_rows of them, or (chunk_rows 0) as many as
+// keep (their true candidates) x N within RETRIEVAL_CHUNK_ELEMENTS, at least one.
+static int64_t chunk_end(const int64_t *offsets, int64_t begin, int64_t Q, int64_t N, int64_t chunk_rows) {
+    if (chunk_rows > 0) return min64(begin + chunk_rows, Q);
+    int64_t end = begin + 1;
+    while (end < Q && (offsets[end + 1] - offsets[begin]) * N <= RETRIEVAL_CHUNK_ELEMENTS) end++;
+    return end;
+}
+
+// The chunk's scores on the host, ranked by eval/metrics.h's loop (the CPU: one pass, no copy back).
+static int rank_chunk_on_host(const tensor *scores, const int64_t *offsets, const int64_t *targets, int64_t begin,
+                              int64_t end, int64_t *ranks) {
+    int64_t rows = end - begin, N = tensor_size(scores, 1);
+    float *s = xmalloc((size_t)(rows * N) * sizeof(float));
+    int rc = tensor_to_host(tensor_to_dtype(scores, TENSOR_F32), s, (size_t)(rows * N) * sizeof(float));
+    if (rc == 0) metrics_rank_rows(s, rows, N, offsets + begin, targets, ranks + begin);
+    free(s);
+    return rc;
+}
+
+// The same on a GPU: the ranks of the true candidates are computed there and only they come back;
+// each query keeps the best of its own. pairs holds (local row, candidate) of every true candidate.
+static int rank_chunk_on_device(const tensor *scores, const int64_t *offsets, const int64_t *targets, int64_t begin,
+                                int64_t end, int64_t *pairs, int64_t *ranks) {
+    int64_t first = offsets[begin], K = offsets[end] - first, n_pairs = 2 * K;
+    for (int64_t q = begin; q < end; q++)
+        for (int64_t k = offsets[q]; k < offsets[q + 1]; k++) pairs[k - first] = q - begin;
+    memcpy(pairs + K, targets + first, (size_t)K * sizeof(int64_t));
+    tensor *p = tensor_to_device(tensor_from_host(pairs, &n_pairs, 1, TENSOR_I64, true), tensor_get_device(scores),
+                                 true);
+    tensor *r = tensor_rank_in_rows(tensor_to_dtype(scores, TENSOR_F32), tensor_slice(p, 0, 0, K),
+                                    tensor_slice(p, 0, K, 2 * K));
+    int rc = tensor_to_host(r, pairs, (size_t)K * sizeof(int64_t));
+    for (int64_t q = begin; q < end && rc == 0; q++) {
+        ranks[q] = INT64_MAX;
+        for (int64_t k = offsets[q]; k < offsets[q + 1]; k++)
+            if (pairs[k - first] < ranks[q]) ranks[q] = pairs[k - first];
+    }
+    return rc;
+}
+
+// Scores queries [begin, end) against every candidate and ranks them where the scores are.
+static int rank_chunk(const tensor *queries, const tensor *candidates_t, const int64_t *offsets, const int64_t *targets,
+                      int64_t begin, int64_t end, int64_t *pairs, int64_t *ranks) {
+    tensor_scope_begin();
+    tensor *scores = tensor_matmul(tensor_slice(queries, 0, begin, end), candidates_t);  // (rows, N)
+    int rc = tensor_get_device(queries).type == TENSOR_DEVICE_CPU
+                 ? rank_chunk_on_host(scores, offsets, targets, begin, end, ranks)
+                 : rank_chunk_on_device(scores, offsets, targets, begin, end, pairs, ranks);
+    tensor_scope_end();
+    return rc;
+}
+
 int retrieval_ranks(const tensor *queries, const tensor *candidates, const int64_t *offsets,
                     const int64_t *targets, int64_t chunk_rows, int64_t *ranks) {
     if (!queries || !candidates) return -1;
     int64_t Q = tensor_size(queries, 0), N = tensor_size(candidates, 0);
     if (Q == 0) return 0;
     if (N == 0) return err_set("retrieval: no candidates to rank");
-    if (chunk_rows <= 0) chunk_rows = RETRIEVAL_CHUNK_ELEMENTS / N > 0 ? RETRIEVAL_CHUNK_ELEMENTS / N : 1;
-    chunk_rows = min64(chunk_rows, Q);
-    float *scores = xmalloc((size_t)chunk_rows * (size_t)N * sizeof(float));
+    int64_t *pairs = xmalloc((size_t)(2 * offsets[Q]) * sizeof(int64_t));
     int rc = 0;
     tensor_no_grad_begin();
     tensor_scope_begin();
     tensor *candidates_t = tensor_transpose(candidates, 0, 1);  // (E, N)
-    for (int64_t begin = 0; begin < Q && rc == 0; begin += chunk_rows) {
-        int64_t rows = min64(chunk_rows, Q - begin);
-        tensor_scope_begin();
-        tensor *s = tensor_to_dtype(tensor_matmul(tensor_slice(queries, 0, begin, begin + rows), candidates_t), TENSOR_F32);
-        rc = tensor_to_host(s, scores, (size_t)rows * (size_t)N * sizeof(float));
-        tensor_scope_end();
-        if (rc == 0) metrics_rank_rows(scores, rows, N, offsets + begin, targets, ranks + begin);
+    for (int64_t begin = 0, end; begin < Q && rc == 0; begin = end) {
+        end = chunk_end(offsets, begin, Q, N, chunk_rows);
+        rc = rank_chunk(queries, candidates_t, offsets, targets, begin, end, pairs, ranks);
     }
     tensor_scope_end();
     tensor_no_grad_end();
-    free(scores);
+    free(pairs);
     return rc;
 }
 
@@ -173,10 +220,7 @@ static int encode_batch(const clip_model *m, const loader_batch *b, retrieval_st
     tensor_scope_begin();
     tensor *texts = clip_encode_text_host(m, b->tokens, b->n, true);
     tensor *images = NULL;
-    if (n_new) {
-        int64_t shape[4] = {n_new, 3, H, H};
-        images = clip_encode_image(m, tensor_to_device(tensor_from_host(new_images, shape, 4, TENSOR_F32, false), m->device, false), true);
-    }
+    if (n_new) images = clip_encode_image(m, clip_images_to_device(m, new_images, n_new), true);
     int rc = texts && (images || !n_new) ? 0 : -1;
     if (rc == 0) tensor_list_push(&s->text_features, tensor_keep(texts));
     if (rc == 0 && images) tensor_list_push(&s->image_features, tensor_keep(images));

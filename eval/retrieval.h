@@ -3,8 +3,10 @@
 //
 // Scores are cosine similarities of the normalized features, computed for a chunk of queries
 // against all candidates at a time: the full similarity matrix never exists, so 100k x 100k needs
-// only the features plus one chunk of scores. Each query's rank is the 1-based rank of its true
-// match(es) under eval/metrics.h's rule (ties broken by index).
+// only the features plus one chunk of scores. The ranks are computed where the scores are: on the
+// CPU by eval/metrics.h's loop, on a GPU by tensor_rank_in_rows, which sends back only the ranks
+// of the true candidates (never the scores). Each query's rank is the 1-based rank of its true
+// match(es) under eval/metrics.h's rule (ties broken by index, NaN last).
 //
 // Several captions of one image: a shard holds one caption per sample, so samples with the same
 // key are one image with several captions (a COCO/Flickr CSV with one row per caption gives them
@@ -25,7 +27,8 @@
 #define RETRIEVAL_N_K 3
 static const int64_t RETRIEVAL_K[RETRIEVAL_N_K] = {1, 5, 10};
 
-// Score elements of one chunk when chunk_rows is 0 (64 MiB of float32).
+// Elements of one chunk's work when chunk_rows is 0: (true candidates of its queries) x N, each
+// ranked against its query's row (16 Mi elements).
 #define RETRIEVAL_CHUNK_ELEMENTS ((int64_t)1 << 24)
 
 typedef struct {

@@ -159,6 +159,8 @@ int clip_model_to_device(clip_model *m, tensor_device dev) {
     return 0;
 }
 
+int clip_model_to_dtype(clip_model *m, tensor_dtype dtype) { return param_list_pack_as(&m->params, m->device, dtype); }
+
 static int lock_prefix(clip_model *m, bool image) {
     for (int i = 0; i < m->params.n; i++) {
         param *p = &m->params.items[i];
@@ -209,18 +211,37 @@ static tensor *residual_block(const clip_model *m, const clip_block *b, const te
         return result_;                  \
     } while (0)
 
+static tensor_dtype model_dtype(const clip_model *m) { return tensor_get_dtype(m->params.data); }
+
 tensor *clip_images_to_device(const clip_model *m, const float *images, int64_t B) {
     int64_t shape[4] = {B, 3, m->cfg.vision.image_size, m->cfg.vision.image_size};
     tensor_scope_begin();
-    tensor *t = tensor_keep(tensor_to_device(tensor_from_host(images, shape, 4, TENSOR_F32, false), m->device, true));
+    tensor *x = tensor_keep(tensor_to_device(tensor_from_host(images, shape, 4, TENSOR_F32, false), m->device, true));
     tensor_scope_end();
-    return t;
+    return x;
+}
+
+tensor *clip_images_u8_to_device(const clip_model *m, const uint8_t *images, int64_t B, const float mean[3],
+                                 const float std[3]) {
+    int64_t shape[4] = {B, 3, m->cfg.vision.image_size, m->cfg.vision.image_size};
+    int64_t n_stats = 7, channel[4] = {1, 3, 1, 1};
+    float stats[7] = {255, mean[0], mean[1], mean[2], std[0], std[1], std[2]};
+    tensor_scope_begin();
+    tensor *x = tensor_to_device(tensor_from_host_memory((void *)images, shape, 4, TENSOR_U8), m->device, true);
+    tensor *s = tensor_to_device(tensor_from_host(stats, &n_stats, 1, TENSOR_F32, true), m->device, true);
+    tensor *mu = tensor_reshape(tensor_slice(s, 0, 1, 4), channel, 4);
+    tensor *sd = tensor_reshape(tensor_slice(s, 0, 4, 7), channel, 4);
+    x = tensor_div(tensor_to_dtype(x, TENSOR_F32), tensor_select(s, 0, 0));
+    tensor *result = tensor_keep(tensor_div(tensor_sub(x, mu), sd));
+    tensor_scope_end();
+    return result;
 }
 
 static tensor *image_features(const clip_model *m, const tensor *images) {
     const clip_config *c = &m->cfg;
     int P = c->vision.patch_size, W = c->vision.width;
-    tensor *x = tensor_conv2d(images, m->conv1_w, NULL, P, 0);  // (B, W, G, G)
+    // Images in the weights' dtype (bf16 weights take float32 images, as OpenCLIP casts its input).
+    tensor *x = tensor_conv2d(tensor_to_dtype(images, model_dtype(m)), m->conv1_w, NULL, P, 0);  // (B, W, G, G)
     int64_t B = tensor_size(x, 0);
     int64_t flat[3] = {B, W, -1};
     x = tensor_transpose(tensor_reshape(x, flat, 3), 1, 2);  // (B, G*G, W)
@@ -241,13 +262,11 @@ tensor *clip_encode_image(const clip_model *m, const tensor *images, bool normal
     SCOPED_RESULT(normalize ? tensor_l2_normalize(image_features(m, images), -1) : image_features(m, images));
 }
 
-static tensor *text_features(const clip_model *m, const tensor *tokens) {
+// The text tower on tokens (n, L) whose first EOTs sit at eot (n, int64): (n, E).
+static tensor *text_features(const clip_model *m, const tensor *tokens, const tensor *eot) {
     const clip_config *c = &m->cfg;
-    tensor *eot = tensor_argmax(tokens, -1, false);  // (B) first EOT: the largest id
-    double last = 0;
-    if (tensor_item(tensor_max_dim(tensor_unsqueeze(eot, 0), 1, false), &last) != 0) return NULL;
-    int64_t L = (int64_t)last + 1;
-    tensor *x = tensor_embedding(m->token_embedding, tensor_slice(tokens, 1, 0, L));  // (B, L, W)
+    int64_t L = tensor_size(tokens, 1);
+    tensor *x = tensor_embedding(m->token_embedding, tokens);  // (n, L, W)
     x = tensor_add(x, tensor_slice(m->text_pos, 0, 0, L));
     for (int i = 0; i < c->text.layers; i++) x = residual_block(m, &m->text_blocks[i], x, c->text.heads, true);
     x = tensor_layer_norm(x, m->ln_final_w, m->ln_final_b, LAYER_NORM_EPS);
@@ -255,13 +274,26 @@ static tensor *text_features(const clip_model *m, const tensor *tokens) {
     int64_t idx_shape[3] = {B, 1, W}, col[3] = {B, 1, 1};
     tensor *index = tensor_expand(tensor_reshape(eot, col, 3), idx_shape, 3);
     int64_t pooled[2] = {B, W};
-    x = tensor_reshape(tensor_gather(x, 1, index), pooled, 2);  // (B, W)
-    return tensor_matmul(x, m->text_projection);               // (B, E)
+    x = tensor_reshape(tensor_gather(x, 1, index), pooled, 2);  // (n, W)
+    return tensor_matmul(x, m->text_projection);                // (n, E)
 }
 
+static tensor *text_output(const clip_model *m, const tensor *tokens, const tensor *eot, bool normalize) {
+    tensor *f = text_features(m, tokens, eot);
+    return normalize ? tensor_l2_normalize(f, -1) : f;
+}
+
+// The prefix length comes from the device here: one host read.
 tensor *clip_encode_text(const clip_model *m, const tensor *tokens, bool normalize) {
     if (!tokens) return NULL;
-    SCOPED_RESULT(normalize ? tensor_l2_normalize(text_features(m, tokens), -1) : text_features(m, tokens));
+    tensor_scope_begin();
+    tensor *eot = tensor_argmax(tokens, -1, false);  // (B) first EOT: the largest id
+    double last = 0;
+    tensor *result = NULL;
+    if (tensor_item(tensor_max_dim(tensor_unsqueeze(eot, 0), 1, false), &last) == 0)
+        result = tensor_keep(text_output(m, tensor_slice(tokens, 1, 0, (int64_t)last + 1), eot, normalize));
+    tensor_scope_end();
+    return result;
 }
 
 static uint64_t row_hash(const int64_t *row, int64_t n) {
@@ -291,18 +323,43 @@ static int64_t distinct_rows(const int64_t *tokens, int64_t B, int64_t C, int64_
     return n;
 }
 
+// The first EOT of each of the n rows (the largest id, the first of equals: OpenCLIP's argmax) into
+// eot; returns the shortest prefix length that holds them all.
+static int64_t eot_positions(const int64_t *tokens, int64_t n, int64_t C, int64_t *eot) {
+    int64_t L = 1;
+    for (int64_t r = 0; r < n; r++) {
+        const int64_t *row = tokens + r * C;
+        int64_t first = 0;
+        for (int64_t i = 1; i < C; i++)
+            if (row[i] > row[first]) first = i;
+        eot[r] = first;
+        if (first + 1 > L) L = first + 1;
+    }
+    return L;
+}
+
+// Everything the text tower needs goes to the device in one non-blocking copy from pinned memory,
+// laid out as [distinct rows' prefixes (n, L) | their EOT positions (n) | each row's distinct row (B)].
 tensor *clip_encode_text_host(const clip_model *m, const int64_t *tokens, int64_t B, bool normalize) {
     int64_t C = m->cfg.text.context_length;
     int64_t *unique = xmalloc((size_t)(B * C) * sizeof(int64_t)), *index = xmalloc((size_t)B * sizeof(int64_t));
     int64_t n = distinct_rows(tokens, B, C, unique, index);
-    int64_t ushape[2] = {n, C}, ishape[1] = {B};
+    int64_t *eot = xmalloc((size_t)n * sizeof(int64_t)), L = eot_positions(unique, n, C, eot);
+    int64_t *packed = xmalloc((size_t)(n * L + n + B) * sizeof(int64_t));
+    for (int64_t r = 0; r < n; r++) memcpy(packed + r * L, unique + r * C, (size_t)L * sizeof(int64_t));
+    memcpy(packed + n * L, eot, (size_t)n * sizeof(int64_t));
+    memcpy(packed + n * L + n, index, (size_t)B * sizeof(int64_t));
+    int64_t total = n * L + n + B, prefix[2] = {n, L};
     tensor_scope_begin();
-    tensor *u = tensor_to_device(tensor_from_host(unique, ushape, 2, TENSOR_I64, false), m->device, false);
-    tensor *i = tensor_to_device(tensor_from_host(index, ishape, 1, TENSOR_I64, false), m->device, false);
-    tensor *features = tensor_keep(tensor_index_select(clip_encode_text(m, u, normalize), 0, i));
+    tensor *all = tensor_to_device(tensor_from_host(packed, &total, 1, TENSOR_I64, true), m->device, true);
+    tensor *u = tensor_reshape(tensor_slice(all, 0, 0, n * L), prefix, 2);
+    tensor *e = tensor_slice(all, 0, n * L, n * L + n), *i = tensor_slice(all, 0, n * L + n, total);
+    tensor *features = tensor_keep(tensor_index_select(text_output(m, u, e, normalize), 0, i));
     tensor_scope_end();
     free(unique);
     free(index);
+    free(eot);
+    free(packed);
     return features;
 }
 
@@ -319,11 +376,12 @@ static int load_param(param *p, const st_tensor *t, const char *path) {
         for (int d = 0; d < t->ndim; d++) snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? "," : "", (long long)t->shape[d]);
         return err_set("%s: %s: shape [%s] does not match the model's [%s]", path, p->name, got, want);
     }
-    if (t->dtype == ST_DTYPE_F32) return tensor_copy_from_host(p->value, t->data, t->nbytes);
-    float *buf = xmalloc((size_t)t->numel * sizeof(float));
-    int rc = st_convert(t->data, t->dtype, buf, ST_DTYPE_F32, (size_t)t->numel);
+    float *buf = t->dtype == ST_DTYPE_F32 ? NULL : xmalloc((size_t)t->numel * sizeof(float));
+    int rc = buf ? st_convert(t->data, t->dtype, buf, ST_DTYPE_F32, (size_t)t->numel) : 0;
     if (rc != 0) err_set("%s: %s: dtype %s is not a floating type", path, p->name, st_dtype_name(t->dtype));
-    else rc = tensor_copy_from_host(p->value, buf, (size_t)t->numel * sizeof(float));
+    tensor_scope_begin();  // float32 values into the parameter, whatever its dtype
+    if (rc == 0) rc = tensor_copy_(p->value, tensor_from_host(buf ? buf : t->data, shape, ndim, TENSOR_F32, false));
+    tensor_scope_end();
     free(buf);
     return rc;
 }
@@ -356,7 +414,9 @@ int clip_model_save(const clip_model *m, const char *path, const char *const *ex
         int ndim = tensor_shape(p->value, shape);
         size_t nbytes = (size_t)tensor_numel(p->value) * sizeof(float);
         buffers[i] = xmalloc(nbytes);
-        rc = tensor_to_host(p->value, buffers[i], nbytes);
+        tensor_scope_begin();  // float32 whatever the parameters' dtype
+        rc = tensor_to_host(tensor_to_dtype(p->value, TENSOR_F32), buffers[i], nbytes);
+        tensor_scope_end();
         if (rc == 0) rc = st_writer_add(w, p->name, ST_DTYPE_F32, shape, ndim, buffers[i]);
     }
     char *config = clip_config_to_json(&m->cfg);

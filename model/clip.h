@@ -54,6 +54,10 @@ clip_model *clip_model_init(const clip_config *cfg, uint64_t seed);
 void clip_model_free(clip_model *m);
 // Moves the parameters to dev (param_list_pack: every handle is kept). Returns 0 or -1.
 int clip_model_to_device(clip_model *m, tensor_device dev);
+// Converts the parameters to dtype (BF16 for --precision pure_bf16), keeping every handle; call it
+// outside any tensor scope, like clip_model_to_device. Weights are still loaded from and saved as
+// float32. Returns 0 or -1.
+int clip_model_to_dtype(clip_model *m, tensor_dtype dtype);
 param *clip_model_find_param(clip_model *m, const char *name);
 // Freezes the image (--lock-image) or text (--lock-text) tower and repacks. Returns 0 or -1.
 int clip_model_lock_image(clip_model *m);
@@ -62,16 +66,26 @@ int clip_model_lock_text(clip_model *m);
 // A host batch of normalized images (B, 3, S, S), S = vision.image_size, as a tensor on the
 // model's device.
 tensor *clip_images_to_device(const clip_model *m, const float *images, int64_t B);
+// The same from raw 0-255 values (B, 3, S, S), e.g. the loader's LOADER_OUTPUT_UINT8 batches:
+// the bytes go to the device (a quarter of float32's traffic; without blocking when they sit in
+// pinned memory, tensor_host_alloc) and are normalized there as OpenCLIP's transform does,
+// (x / 255 - mean) / std per channel, in float32. The images must stay unchanged until the
+// device's next synchronisation.
+tensor *clip_images_u8_to_device(const clip_model *m, const uint8_t *images, int64_t B, const float mean[3],
+                                 const float std[3]);
 
 // images (B, 3, H, W) float normalized -> features (B, E); L2-normalized when normalize is true.
+// Images of another dtype than the weights' (float32 for bf16 weights) are converted first.
 tensor *clip_encode_image(const clip_model *m, const tensor *images, bool normalize);
 // tokens (B, C) int64 -> features (B, E). Positions after the last EOT of the batch cannot affect
-// the EOT rows under the causal mask, so the tower runs on the shortest prefix that holds them.
+// the EOT rows under the causal mask, so the tower runs on the shortest prefix that holds them;
+// finding it costs one host read here.
 tensor *clip_encode_text(const clip_model *m, const tensor *tokens, bool normalize);
 
-// The same features for tokens (B, C) held on the host, encoding each distinct caption of the
-// batch once (captions repeat in labelled sets): rows are gathered back with index_select, whose
-// backward sums the gradients of the copies, so values and gradients equal clip_encode_text's.
+// The same features for tokens (B, C) held on the host, without any host read: the EOT positions
+// and the prefix are found on the host, and each distinct caption of the batch is encoded once
+// (captions repeat in labelled sets): rows are gathered back with index_select, whose backward
+// sums the gradients of the copies, so values and gradients equal clip_encode_text's.
 tensor *clip_encode_text_host(const clip_model *m, const int64_t *tokens, int64_t B, bool normalize);
 
 // Loads weights from an OpenCLIP state dict in safetensors (F32, F16 or BF16): strict, so a

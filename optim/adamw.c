@@ -108,20 +108,13 @@ void adamw_set_lr(adamw *opt, double lr) { opt->config.lr = lr; }
 
 adamw_config adamw_get_config(const adamw *opt) { return opt->config; }
 
-// PyTorch's _single_tensor_adamw over one flat buffer, in the same order of operations.
+// PyTorch's _single_tensor_adamw over one flat buffer (shim/tensor.h: tensor_adamw_).
 static int group_update(const adamw_group *g, const adamw_config *c, int64_t step) {
     double bias_correction1 = 1 - pow(c->beta1, (double)step);
     double bias_correction2_sqrt = sqrt(1 - pow(c->beta2, (double)step));
-    tensor_dtype dt = tensor_get_dtype(g->exp_avg_sq);
-    tensor *p = param_list_trainable(g->list), *grad = g->list->grad;
-    tensor *decay = tensor_where_scalar(g->decays, 1 - c->lr * c->weight_decay, 1.0, dt);
-    if (tensor_mul_(p, decay) < 0 || tensor_mul_scalar_(g->exp_avg, c->beta1) < 0 ||
-        tensor_add_(g->exp_avg, grad, 1 - c->beta1) < 0 || tensor_mul_scalar_(g->exp_avg_sq, c->beta2) < 0 ||
-        tensor_addcmul_(g->exp_avg_sq, grad, grad, 1 - c->beta2) < 0)
-        return -1;
-    tensor *divisor = tensor_scalar(bias_correction2_sqrt, dt, tensor_get_device(g->exp_avg_sq));
-    tensor *denom = tensor_add_scalar(tensor_div(tensor_sqrt(g->exp_avg_sq), divisor), c->eps);
-    return tensor_addcdiv_(p, g->exp_avg, denom, -c->lr / bias_correction1);
+    tensor *p = param_list_trainable(g->list);
+    return tensor_adamw_(p, g->list->grad, g->exp_avg, g->exp_avg_sq, g->decays, c->lr, c->beta1, c->beta2, c->eps,
+                         c->weight_decay, bias_correction1, bias_correction2_sqrt);
 }
 
 int adamw_step(adamw *opt) {
@@ -149,12 +142,20 @@ static tensor *entry_moment(const adamw_entry *e, int kind) {
     return view;
 }
 
+// A moment in float32: a view for float32 parameters, a converted copy for bf16 ones.
+static tensor *entry_moment_f32(const adamw_entry *e, int kind) {
+    tensor_scope_begin();
+    tensor *value = tensor_keep(tensor_to_dtype(entry_moment(e, kind), TENSOR_F32));
+    tensor_scope_end();
+    return value;
+}
+
 int adamw_state_get(const adamw *opt, int i, const char **name, tensor **value) {
     if (i < 0 || i >= adamw_state_count(opt)) return err_set("adamw: no state entry %d", i);
     const adamw_entry *e = &opt->entries[i / STATE_PER_PARAM];
     int kind = i % STATE_PER_PARAM;
     *name = e->names[kind];
-    *value = kind == STATE_STEP ? tensor_scalar((double)opt->step, TENSOR_I64, TENSOR_CPU) : entry_moment(e, kind);
+    *value = kind == STATE_STEP ? tensor_scalar((double)opt->step, TENSOR_I64, TENSOR_CPU) : entry_moment_f32(e, kind);
     return *value ? 0 : -1;
 }
 

@@ -7,9 +7,11 @@
 //   p *= 1 - lr * wd                                      (decoupled decay; wd = 0 if excluded)
 //   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
 //   p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
-// Each line runs once over a list's whole trainable buffer, the decay through a per-element mask,
-// so a step issues a fixed number of ops per list, whatever the number of parameter tensors.
-// Frozen parameters are not optimized and hold no state.
+// The update runs once over a list's whole trainable buffer (tensor_adamw_: one pass on the CPU,
+// a dozen whole-buffer ops on a GPU), the decay through a per-element mask, so a step issues a
+// fixed number of ops per list, whatever the number of parameter tensors.
+// Frozen parameters are not optimized and hold no state. The moments take the parameters' dtype
+// (bf16 with --precision pure_bf16, as PyTorch's AdamW on bf16 parameters).
 //
 // The optimizer borrows the lists, which must stay packed on one device while it lives; its state
 // tensors live outside any tensor scope, so create it outside one (like the model's parameters).
@@ -57,10 +59,12 @@ int adamw_step(adamw *opt);
 //   "optimizer.<param>.exp_avg_sq"  like the parameter
 int adamw_state_count(const adamw *opt);
 // Entry i: its name (owned by opt) and a NEW handle to its value (the step as a fresh CPU tensor,
-// the moments as views sharing the optimizer's storage); the caller frees the handle.
+// the moments in float32: views sharing the optimizer's storage, or converted copies when the
+// parameters are bf16, so checkpoints always hold float32); the caller frees the handle.
 int adamw_state_get(const adamw *opt, int i, const char **name, tensor **value);
-// Copies value into the entry named name. Errors name the entry: an unknown name, a shape that
-// differs from the parameter's, a step that is not a non-negative integer.
+// Copies value into the entry named name (converted to the moments' dtype). Errors name the
+// entry: an unknown name, a shape that differs from the parameter's, a step that is not a
+// non-negative integer.
 int adamw_state_set(adamw *opt, const char *name, const tensor *value);
 
 #endif

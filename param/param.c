@@ -80,9 +80,13 @@ static int rebind_value(param *p, const tensor *data) {
 }
 
 int param_list_pack(param_list *l, tensor_device dev) {
+    bool known = l->n > 0 && l->items[0].value;  // else param_list_pack_as names the missing entry
+    return param_list_pack_as(l, dev, known ? tensor_get_dtype(l->items[0].value) : TENSOR_F32);
+}
+
+int param_list_pack_as(param_list *l, tensor_device dev, tensor_dtype dtype) {
     if (assign_offsets(l) != 0) return -1;
     if (l->n == 0) return 0;
-    tensor_dtype dtype = tensor_get_dtype(l->items[0].value);
     int64_t n = l->numel, nt = l->n_trainable;
     tensor_scope_begin();
     tensor *data = tensor_keep(tensor_empty(&n, 1, dtype, dev));

@@ -49,6 +49,8 @@ void param_set_frozen(param *p, bool frozen);
 // Lays the values out in one flat buffer on dev (trainable first) with a zeroed flat gradient
 // buffer, keeping every handle. All values must share one dtype. Returns 0 or -1 naming the entry.
 int param_list_pack(param_list *l, tensor_device dev);
+// The same in another dtype (e.g. BF16 weights): every value is converted.
+int param_list_pack_as(param_list *l, tensor_device dev, tensor_dtype dtype);
 
 // The trainable part of data (n_trainable) as a new handle (a view); NULL when none.
 tensor *param_list_trainable(const param_list *l);

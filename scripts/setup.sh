@@ -14,8 +14,12 @@ packages=(
   libcairo2-dev fonts-dejavu-core
   python3  # tests/test_zeroshot_lists.sh reads OpenCLIP's lists from its source
 )
-# Optional: python3-torch runs the side-by-side PyTorch benchmarks in bench/.
-if [ "${CLIPC_SETUP_BENCH:-0}" = 1 ]; then packages+=(python3-torch); fi
+# Optional: OpenCLIP's loop beside bench_step (bench/side_by_side.sh, with Debian's PyTorch) and the
+# allocators bench/bench_malloc.sh compares.
+if [ "${CLIPC_SETUP_BENCH:-0}" = 1 ]; then
+  packages+=(python3-torch python3-torchvision python3-pandas python3-regex python3-tqdm
+             libjemalloc-dev libgoogle-perftools-dev)
+fi
 # Optional: what bench/crosscheck_eval.py needs to run OpenCLIP's own evaluation beside clipc's.
 if [ "${CLIPC_SETUP_CROSSCHECK:-0}" = 1 ]; then
   packages+=(python3-torch python3-torchvision python3-pil python3-numpy python3-regex python3-tqdm)

@@ -3,18 +3,24 @@
 #include "shim/tensor_impl.hpp"
 
 #include <ATen/ATen.h>
+#include <ATen/Dispatch.h>
 #include <ATen/CPUGeneratorImpl.h>
 #include <ATen/Parallel.h>
 #include <ATen/autocast_mode.h>
 #include <ATen/detail/CUDAHooksInterface.h>
+#include <ATen/record_function.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/version.h>
 
 #include <atomic>
+#include <cmath>
 #include <cstring>
+#include <cstdlib>
 #include <limits>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #define CLIPC_TORCH_AT_LEAST(major, minor) \
@@ -30,10 +36,27 @@ std::atomic<size_t> live_handles{0};
 thread_local std::vector<std::vector<tensor *>> scopes;
 thread_local std::vector<bool> grad_mode_stack;
 struct autocast_saved {
-    bool enabled;
-    at::ScalarType dtype;
+    bool cpu, cuda;
+    at::ScalarType cpu_dtype, cuda_dtype;
 };
 thread_local std::vector<autocast_saved> autocast_stack;
+
+// Counters (tensor_counters). Operators are counted by a RecordFunction callback at nesting depth
+// 0 of each thread, so an operator that calls others counts once.
+std::atomic<int64_t> count_ops{0}, count_host_reads{0}, count_syncs{0};
+thread_local int op_depth = 0;
+std::mutex count_mutex;
+bool counting_ops = false;
+at::CallbackHandle count_handle;
+
+// Host blocks of tensor_host_alloc, by address.
+std::mutex host_mutex;
+std::unordered_map<void *, at::Tensor> host_blocks;
+
+void count_host_read() {
+    count_host_reads.fetch_add(1, std::memory_order_relaxed);
+    count_syncs.fetch_add(1, std::memory_order_relaxed);
+}
 
 void scope_register(tensor *h) {
     if (scopes.empty()) {
@@ -160,6 +183,62 @@ int tensor_device_parse(const char *name, tensor_device *dev) {
     return 0;
 }
 
+void tensor_set_tf32(bool on) {
+    try {
+        at::globalContext().setAllowTF32CuBLAS(on);
+        at::globalContext().setAllowTF32CuDNN(on);
+    } catch (...) {
+    }
+}
+
+int tensor_set_deterministic(bool on) {
+    SHIM_TRY(-1, {
+        if (on) setenv("CUBLAS_WORKSPACE_CONFIG", ":4096:8", 0);
+        at::globalContext().setDeterministicAlgorithms(on, false);
+        at::globalContext().setDeterministicCuDNN(on);
+        if (on) at::globalContext().setBenchmarkCuDNN(false);
+        return 0;
+    })
+}
+
+bool tensor_bf16_supported(tensor_device dev) {
+    if (dev.type == TENSOR_DEVICE_CPU) return true;
+    try {
+        at::Tensor a = at::ones({8, 8}, options(TENSOR_BF16, dev));
+        (void)at::matmul(a, a).sum().item<double>();
+        return true;
+    } catch (...) {
+        return false;
+    }
+}
+
+// ---- counters ------------------------------------------------------------------------------------
+
+static std::unique_ptr<at::ObserverContext> op_started(const at::RecordFunction &) {
+    if (op_depth++ == 0) count_ops.fetch_add(1, std::memory_order_relaxed);
+    return nullptr;
+}
+
+static void op_ended(const at::RecordFunction &, at::ObserverContext *) { op_depth--; }
+
+tensor_counters tensor_counters_get(void) {
+    return tensor_counters{count_ops.load(), count_host_reads.load(), count_syncs.load()};
+}
+
+void tensor_count_ops(bool on) {
+    std::lock_guard<std::mutex> lock(count_mutex);
+    if (on == counting_ops) return;
+    try {
+        if (on)
+            count_handle = at::addGlobalCallback(
+                at::RecordFunctionCallback(op_started, op_ended).scopes({at::RecordScope::FUNCTION}));
+        else
+            at::removeCallback(count_handle);
+        counting_ops = on;
+    } catch (...) {
+    }
+}
+
 // ---- lifetime and scopes -------------------------------------------------------------------------
 
 void tensor_free(tensor *t) {
@@ -233,6 +312,28 @@ tensor *tensor_from_host(const void *data, const int64_t *shape, int ndim, tenso
         }
         return wrap(t);
     })
+}
+
+tensor *tensor_from_host_memory(void *data, const int64_t *shape, int ndim, tensor_dtype dtype) {
+    SHIM_OP(at::from_blob(data, dims(shape, ndim), options(dtype, TENSOR_CPU)))
+}
+
+void *tensor_host_alloc(size_t nbytes) {
+    SHIM_TRY(nullptr, {
+        at::TensorOptions o = at::TensorOptions().dtype(at::kByte);
+        if (at::hasCUDA()) o = o.pinned_memory(true);
+        at::Tensor block = at::empty({(int64_t)std::max<size_t>(nbytes, 1)}, o);
+        void *p = block.data_ptr();
+        std::lock_guard<std::mutex> lock(host_mutex);
+        host_blocks.emplace(p, std::move(block));
+        return p;
+    })
+}
+
+void tensor_host_free(void *ptr) {
+    if (!ptr) return;
+    std::lock_guard<std::mutex> lock(host_mutex);
+    host_blocks.erase(ptr);
 }
 
 // Generators always live on the CPU: parameters are initialised there and moved, so a seed gives
@@ -324,6 +425,7 @@ tensor_device tensor_get_device(const tensor *t) {
 int tensor_to_host(const tensor *t, void *dst, size_t nbytes) {
     SHIM_NEED_INT(t);
     SHIM_TRY(-1, {
+        count_host_read();
         at::Tensor c = t->t.detach().to(at::kCPU).contiguous();
         if (c.nbytes() != nbytes)
             return err_set("tensor_to_host: tensor has %zu bytes, buffer %zu", (size_t)c.nbytes(), nbytes);
@@ -341,6 +443,7 @@ int tensor_copy_from_host(tensor *t, const void *src, size_t nbytes) {
         at::Tensor host = at::empty(t->t.sizes(), t->t.options().device(at::kCPU));
         if (nbytes) std::memcpy(host.data_ptr(), src, nbytes);
         at::NoGradGuard no_grad;
+        if (!t->t.device().is_cpu()) count_syncs++;
         t->t.copy_(host);
         return 0;
     })
@@ -348,12 +451,25 @@ int tensor_copy_from_host(tensor *t, const void *src, size_t nbytes) {
 
 int tensor_item(const tensor *t, double *out) {
     SHIM_NEED_INT(t);
+    count_host_read();
     SHIM_TRY(-1, *out = t->t.item<double>(); return 0;)
+}
+
+// Counts a copy between devices: to the CPU it is a host read; to a GPU it waits unless it is
+// non-blocking from pinned memory.
+static void count_transfer(const at::Tensor &t, tensor_device dev, bool non_blocking) {
+    bool from_cpu = t.device().is_cpu(), to_cpu = dev.type == TENSOR_DEVICE_CPU;
+    if (from_cpu == to_cpu) return;
+    if (to_cpu) count_host_read();
+    else if (!non_blocking || !t.is_pinned()) count_syncs++;
 }
 
 tensor *tensor_to_device(const tensor *t, tensor_device dev, bool non_blocking) {
     SHIM_NEED(t);
-    SHIM_OP(t->t.to(to_device(dev), non_blocking))
+    SHIM_TRY(nullptr, {
+        count_transfer(t->t, dev, non_blocking);
+        return wrap(t->t.to(to_device(dev), non_blocking));
+    })
 }
 
 tensor *tensor_to_dtype(const tensor *t, tensor_dtype dtype) {
@@ -518,6 +634,21 @@ tensor *tensor_topk_indices(const tensor *a, int64_t k, int dim) {
     SHIM_OP(std::get<1>(a->t.topk(k, dim, true, true)))
 }
 
+tensor *tensor_rank_in_rows(const tensor *scores, const tensor *rows, const tensor *cols) {
+    SHIM_NEED(scores, rows, cols);
+    SHIM_TRY(nullptr, {
+        at::NoGradGuard no_grad;
+        at::Tensor col = cols->t.unsqueeze(1);                              // (K, 1)
+        at::Tensor s = scores->t.index_select(0, rows->t);                  // (K, N)
+        at::Tensor target = s.gather(1, col);                               // (K, 1)
+        at::Tensor index = at::arange(s.size(1), col.options()).unsqueeze(0);  // (1, N)
+        at::Tensor s_nan = s.isnan(), target_nan = target.isnan();
+        at::Tensor above = s.gt(target) | (s_nan.logical_not() & target_nan);
+        at::Tensor tie = s.eq(target) | (s_nan & target_nan);
+        return wrap((above | (tie & index.lt(col))).sum(1) + 1);
+    })
+}
+
 // ---- neural-network ops --------------------------------------------------------------------------
 
 tensor *tensor_linear(const tensor *x, const tensor *w, const tensor *b) {
@@ -628,6 +759,77 @@ int tensor_clamp_(tensor *t, double lo, double hi) {
     SHIM_INPLACE(t->t.clamp_(lo, hi))
 }
 
+}  // extern "C"
+
+namespace {
+
+struct adamw_args {
+    double lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2_sqrt;
+};
+
+// One pass over contiguous buffers on the CPU; the factors are converted to T as ATen converts
+// Python numbers, and each line rounds where PyTorch's in-place op does.
+template <typename T>
+void adamw_cpu(T *p, const T *g, T *m, T *v, const bool *decay, int64_t n, const adamw_args &a) {
+    const T decayed = (T)(1 - a.lr * a.weight_decay), b1 = (T)a.beta1, c1 = (T)(1 - a.beta1), b2 = (T)a.beta2;
+    const T c2 = (T)(1 - a.beta2), bc2 = (T)a.bias_correction2_sqrt, eps = (T)a.eps;
+    const T step = (T)(-(a.lr / a.bias_correction1));
+    at::parallel_for(0, n, 1 << 15, [&](int64_t begin, int64_t end) {
+        for (int64_t i = begin; i < end; i++) {
+            T pi = decay[i] ? p[i] * decayed : p[i];
+            T mi = m[i] * b1 + c1 * g[i];
+            T vi = v[i] * b2 + c2 * g[i] * g[i];
+            T denom = std::sqrt(vi) / bc2 + eps;
+            p[i] = pi + step * (mi / denom), m[i] = mi, v[i] = vi;
+        }
+    });
+}
+
+// The same as whole-buffer ATen ops (GPU, bf16), the factors at least float32.
+void adamw_ops(at::Tensor &p, const at::Tensor &g, at::Tensor &m, at::Tensor &v, const at::Tensor &decay,
+               const adamw_args &a) {
+    at::ScalarType ft = p.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+    at::TensorOptions o = p.options().dtype(ft);
+    p.mul_(at::where(decay, at::scalar_tensor(1 - a.lr * a.weight_decay, o), at::scalar_tensor(1.0, o)));
+    m.mul_(a.beta1).add_(g, 1 - a.beta1);
+    v.mul_(a.beta2).addcmul_(g, g, 1 - a.beta2);
+    at::Tensor denom = (v.sqrt() / at::scalar_tensor(a.bias_correction2_sqrt, o)).add_(a.eps);
+    p.addcdiv_(m, denom, -(a.lr / a.bias_correction1));
+}
+
+bool same_layout(const at::Tensor &a, const at::Tensor &b) {
+    return a.is_contiguous() && b.is_contiguous() && a.numel() == b.numel() && a.device() == b.device();
+}
+
+}  // namespace
+
+extern "C" {
+
+int tensor_adamw_(tensor *p, const tensor *g, tensor *m, tensor *v, const tensor *decay, double lr, double beta1,
+                  double beta2, double eps, double weight_decay, double bias_correction1, double bias_correction2_sqrt) {
+    SHIM_NEED_INT(p, g, m, v, decay);
+    SHIM_TRY(-1, {
+        at::NoGradGuard no_grad;
+        adamw_args a{lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2_sqrt};
+        at::Tensor &pt = p->t;
+        bool fused = pt.device().is_cpu() && (pt.scalar_type() == at::kFloat || pt.scalar_type() == at::kDouble) &&
+                     same_layout(pt, g->t) && same_layout(pt, m->t) && same_layout(pt, v->t) &&
+                     same_layout(pt, decay->t) && g->t.scalar_type() == pt.scalar_type() &&
+                     m->t.scalar_type() == pt.scalar_type() && v->t.scalar_type() == pt.scalar_type() &&
+                     decay->t.scalar_type() == at::kBool;
+        if (!fused) {
+            adamw_ops(pt, g->t, m->t, v->t, decay->t, a);
+            return 0;
+        }
+        RECORD_FUNCTION("clipc::adamw_", std::vector<c10::IValue>());
+        AT_DISPATCH_FLOATING_TYPES(pt.scalar_type(), "adamw_cpu", [&] {
+            adamw_cpu<scalar_t>(pt.data_ptr<scalar_t>(), g->t.data_ptr<scalar_t>(), m->t.data_ptr<scalar_t>(),
+                                v->t.data_ptr<scalar_t>(), decay->t.data_ptr<bool>(), pt.numel(), a);
+        });
+        return 0;
+    })
+}
+
 int tensor_swap_(tensor *a, tensor *b) {
     SHIM_NEED_INT(a, b);
     std::swap(a->t, b->t);
@@ -699,39 +901,41 @@ void tensor_no_grad_end(void) {
     grad_mode_stack.pop_back();
 }
 
-// libtorch 2.4 replaced the CUDA-specific autocast setters with device-type ones.
-static bool autocast_enabled() {
+// libtorch 2.4 replaced the device-specific autocast setters with device-type ones.
+static autocast_saved autocast_get() {
 #if CLIPC_TORCH_AT_LEAST(2, 4)
-    return at::autocast::is_autocast_enabled(at::kCUDA);
+    return {at::autocast::is_autocast_enabled(at::kCPU), at::autocast::is_autocast_enabled(at::kCUDA),
+            at::autocast::get_autocast_dtype(at::kCPU), at::autocast::get_autocast_dtype(at::kCUDA)};
 #else
-    return at::autocast::is_enabled();
+    return {at::autocast::is_cpu_enabled(), at::autocast::is_enabled(), at::autocast::get_autocast_cpu_dtype(),
+            at::autocast::get_autocast_gpu_dtype()};
 #endif
 }
 
-static at::ScalarType autocast_dtype() {
+static void autocast_set(const autocast_saved &a) {
 #if CLIPC_TORCH_AT_LEAST(2, 4)
-    return at::autocast::get_autocast_dtype(at::kCUDA);
+    at::autocast::set_autocast_enabled(at::kCPU, a.cpu);
+    at::autocast::set_autocast_dtype(at::kCPU, a.cpu_dtype);
+    at::autocast::set_autocast_enabled(at::kCUDA, a.cuda);
+    at::autocast::set_autocast_dtype(at::kCUDA, a.cuda_dtype);
 #else
-    return at::autocast::get_autocast_gpu_dtype();
+    at::autocast::set_cpu_enabled(a.cpu);
+    at::autocast::set_autocast_cpu_dtype(a.cpu_dtype);
+    at::autocast::set_enabled(a.cuda);
+    at::autocast::set_autocast_gpu_dtype(a.cuda_dtype);
 #endif
 }
 
-static void autocast_set(bool enabled, at::ScalarType dtype) {
-#if CLIPC_TORCH_AT_LEAST(2, 4)
-    at::autocast::set_autocast_enabled(at::kCUDA, enabled);
-    at::autocast::set_autocast_dtype(at::kCUDA, dtype);
-#else
-    at::autocast::set_enabled(enabled);
-    at::autocast::set_autocast_gpu_dtype(dtype);
-#endif
-}
-
+// The CPU autocasts to bf16 only; f16 autocasts on CUDA alone.
 int tensor_autocast_begin(tensor_dtype dtype) {
     SHIM_TRY(-1, {
         if (dtype != TENSOR_BF16 && dtype != TENSOR_F16)
             return err_set("autocast supports BF16 and F16, not %s", tensor_dtype_name(dtype));
-        autocast_stack.push_back({autocast_enabled(), autocast_dtype()});
-        autocast_set(true, to_scalar_type(dtype));
+        autocast_saved before = autocast_get(), now = before;
+        now.cuda = true, now.cuda_dtype = to_scalar_type(dtype);
+        if (dtype == TENSOR_BF16) now.cpu = true, now.cpu_dtype = at::kBFloat16;
+        autocast_stack.push_back(before);
+        autocast_set(now);
         at::autocast::increment_nesting();
         return 0;
     })
@@ -741,7 +945,7 @@ void tensor_autocast_end(void) {
     if (autocast_stack.empty()) return;
     try {
         if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-        autocast_set(autocast_stack.back().enabled, autocast_stack.back().dtype);
+        autocast_set(autocast_stack.back());
     } catch (...) {
     }
     autocast_stack.pop_back();

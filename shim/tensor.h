@@ -64,6 +64,36 @@ const char *tensor_torch_version(void);
 // Parses a --device value: "cpu", "cuda" or "cuda:N"; NULL picks CUDA when a GPU is present.
 // Fails (with a message) for another name or for CUDA without a visible GPU.
 int tensor_device_parse(const char *name, tensor_device *dev);
+// TF32 (tensor cores) for float32 matrix products and convolutions on CUDA, as OpenCLIP sets it;
+// off gives full float32. No effect on the CPU.
+void tensor_set_tf32(bool on);
+// libtorch's deterministic algorithms (torch.use_deterministic_algorithms), cuDNN's deterministic
+// mode without autotuning, and cuBLAS's fixed workspace (CUBLAS_WORKSPACE_CONFIG, when unset):
+// repeated runs on one GPU give the same bits, and an op with no deterministic implementation
+// fails with libtorch's message. Call before the first CUDA op. Returns 0 or -1.
+int tensor_set_deterministic(bool on);
+// Whether dev computes in bf16 (autocast, bf16 weights): the CPU always (libtorch's CPU autocast;
+// fast where the processor has AVX-512 BF16 or AMX), a GPU when a bf16 matrix product runs there.
+bool tensor_bf16_supported(tensor_device dev);
+
+// ---- counters --------------------------------------------------------------------------------
+// What the process asked of its devices since it started; differences of two readings give what a
+// piece of code issued. Host reads and synchronisations are counted on every device, so a CPU run
+// shows what a GPU run would wait for.
+typedef struct {
+    int64_t ops;         // ATen operators called at the top level (forward, backward, optimizer),
+                         // about one kernel each on a GPU; counted only while tensor_count_ops is on
+    int64_t host_reads;  // device-to-host copies: tensor_to_host, tensor_item, tensor_to_device to the CPU
+    int64_t syncs;       // calls that wait for the device: every host read, and each copy to a GPU
+                         // that is blocking or comes from pageable (not pinned) memory
+} tensor_counters;
+
+tensor_counters tensor_counters_get(void);
+// Counts operators from now on (on) or stops (off); counting costs about a microsecond an op.
+void tensor_count_ops(bool on);
+static inline tensor_counters tensor_counters_sub(tensor_counters a, tensor_counters b) {
+    return (tensor_counters){a.ops - b.ops, a.host_reads - b.host_reads, a.syncs - b.syncs};
+}
 
 // ---- lifetime and scopes ---------------------------------------------------------------------
 void tensor_free(tensor *t);  // NULL is ignored
@@ -82,6 +112,15 @@ tensor *tensor_arange(int64_t n, tensor_dtype dtype, tensor_device dev);
 // Copies a host buffer (C order) into a new CPU tensor; pinned=true allocates page-locked memory
 // for fast, asynchronous transfer to a GPU (ignored without CUDA).
 tensor *tensor_from_host(const void *data, const int64_t *shape, int ndim, tensor_dtype dtype, bool pinned);
+// A CPU tensor over caller-owned memory, without copying. The memory must outlive the handle and
+// any non-blocking copy made from it (on a GPU: until the device's next synchronisation).
+tensor *tensor_from_host_memory(void *data, const int64_t *shape, int ndim, tensor_dtype dtype);
+
+// Host memory for data a device reads (e.g. the loader's batches): page-locked through CUDA's
+// caching pinned allocator when libtorch has CUDA and a GPU is present, so copies to the GPU run
+// without blocking; else 64-byte aligned. NULL with a message on failure. Free with tensor_host_free.
+void *tensor_host_alloc(size_t nbytes);
+void tensor_host_free(void *ptr);  // NULL is ignored
 
 // Seeded random numbers. A generator lives on one device; its state can be saved and restored.
 tensor_generator *tensor_generator_new(uint64_t seed, tensor_device dev);
@@ -154,6 +193,10 @@ tensor *tensor_max_dim(const tensor *a, int dim, bool keepdim);  // values only
 tensor *tensor_argmax(const tensor *a, int dim, bool keepdim);
 tensor *tensor_topk_indices(const tensor *a, int64_t k, int dim);  // largest first
 tensor *tensor_norm(const tensor *a);  // L2 norm of all elements, rank 0
+// ranks[k] (int64, K) = the 1-based rank of scores[rows[k], cols[k]] within its row of scores
+// (R, N), under eval/metrics.h's rule: higher scores first, equal scores by column index, NaN
+// after every number. rows and cols are int64 (K) on scores' device.
+tensor *tensor_rank_in_rows(const tensor *scores, const tensor *rows, const tensor *cols);
 
 // ---- neural-network ops ----------------------------------------------------------------------
 tensor *tensor_matmul(const tensor *a, const tensor *b);
@@ -183,6 +226,15 @@ int tensor_add_(tensor *t, const tensor *other, double alpha);              // t
 int tensor_addcmul_(tensor *t, const tensor *a, const tensor *b, double v);  // t += v * a * b
 int tensor_addcdiv_(tensor *t, const tensor *a, const tensor *b, double v);  // t += v * a / b
 int tensor_clamp_(tensor *t, double lo, double hi);
+// One AdamW update of the flat buffer p in place, PyTorch's _single_tensor_adamw per element in
+// its order of operations, with a per-element weight-decay mask decay (bool, like p):
+//   p *= 1 - lr * weight_decay (where decay);  m = beta1 m + (1 - beta1) g;
+//   v = beta2 v + (1 - beta2) g g;  p -= lr / bias_correction1 * m / (sqrt(v) / bias_correction2_sqrt + eps)
+// g, m, v are like p. float32 and float64 buffers on the CPU take one pass over memory (one op
+// in the counters); otherwise (a GPU, bf16) it runs as about a dozen whole-buffer ops, with the
+// factors in float32 for bf16 buffers as PyTorch's Python numbers are.
+int tensor_adamw_(tensor *p, const tensor *g, tensor *m, tensor *v, const tensor *decay, double lr, double beta1,
+                  double beta2, double eps, double weight_decay, double bias_correction1, double bias_correction2_sqrt);
 // Exchanges the tensors held by two handles (no data is copied): a parameter moved or repacked
 // keeps its handle, so every pointer to it stays valid.
 int tensor_swap_(tensor *a, tensor *b);
@@ -203,7 +255,8 @@ int tensor_set_grad(tensor *t, const tensor *grad);
 // Gradient mode and autocast as nestable begin/end pairs (per thread).
 void tensor_no_grad_begin(void);
 void tensor_no_grad_end(void);
-// bf16/f16 autocast on CUDA; a no-op on the CPU. Returns -1 when autocast is not available.
+// Autocast to bf16 (CPU and CUDA) or f16 (CUDA): matrix products and convolutions run in the
+// lower precision, precision-sensitive ops in float32 (libtorch's lists). Returns -1 for another dtype.
 int tensor_autocast_begin(tensor_dtype dtype);
 void tensor_autocast_end(void);
 

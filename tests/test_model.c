@@ -1,6 +1,7 @@
 // Tests of model/clip.c beyond the OpenCLIP parity test: parameter names match OpenCLIP's state
 // dict, save/load round trips, strict loading errors name the key, duplicate captions encoded once
-// give the same features and gradients, OpenCLIP's initialisation scales, and tower locking.
+// give the same features and gradients, OpenCLIP's initialisation scales, tower locking, uint8
+// images normalized on the device, and bf16 weights.
 // Usage: test_model FIXTURE_DIR
 #include <math.h>
 #include <setjmp.h>
@@ -209,6 +210,73 @@ static void test_lock_image_freezes_visual_only(void **state) {
     clip_model_free(m);
 }
 
+// uint8 images normalized on the device give exactly OpenCLIP's (x / 255 - mean) / std in float32,
+// as the loader's float output does.
+static void test_uint8_images_normalized_on_device(void **state) {
+    (void)state;
+    clip_model *m = clip_model_init(&cfg, 1);
+    int64_t S = cfg.vision.image_size, n = 2 * 3 * S * S;
+    const float mean[3] = {0.48145466f, 0.4578275f, 0.40821073f}, std[3] = {0.26862954f, 0.26130258f, 0.27577711f};
+    uint8_t *bytes = tensor_host_alloc((size_t)n);
+    float *got = malloc((size_t)n * sizeof(float));
+    for (int64_t i = 0; i < n; i++) bytes[i] = (uint8_t)(i * 7 + i / 5);
+    tensor *x = clip_images_u8_to_device(m, bytes, 2, mean, std);
+    assert_non_null(x);
+    assert_int_equal(tensor_to_host(x, got, (size_t)n * sizeof(float)), 0);
+    for (int64_t i = 0; i < n; i++) {
+        int c = (int)(i / (S * S) % 3);
+        float want = ((float)bytes[i] / 255.0f - mean[c]) / std[c];
+        if (memcmp(&want, &got[i], sizeof want))
+            fail_msg("element %lld: got %.9g, expected %.9g", (long long)i, got[i], want);
+    }
+    tensor_free(x);
+    tensor_host_free(bytes);
+    free(got);
+    clip_model_free(m);
+}
+
+// bf16 weights (pure_bf16): every handle is kept, the towers compute in bf16 close to float32,
+// and weights are saved and loaded as float32.
+static void test_bf16_weights(void **state) {
+    (void)state;
+    clip_model *m = fixture_model(), *back = clip_model_init(&cfg, 2);
+    tensor *conv = m->conv1_w;
+    int64_t S = cfg.vision.image_size, shape[4] = {2, 3, S, S};
+    tensor_generator *g = tensor_generator_new(5, TENSOR_CPU);
+    tensor *images = tensor_normal(shape, 4, 0, 1, TENSOR_F32, TENSOR_CPU, g);
+    tensor *f32 = clip_encode_image(m, images, true);
+    // Outside any scope, like every change to a model's parameters.
+    assert_int_equal(clip_model_to_dtype(m, TENSOR_BF16), 0);
+    assert_int_equal(clip_model_to_dtype(back, TENSOR_BF16), 0);
+    assert_ptr_equal(m->conv1_w, conv);
+    tensor_scope_begin();
+    for (int i = 0; i < m->params.n; i++) assert_int_equal(tensor_get_dtype(m->params.items[i].value), TENSOR_BF16);
+    tensor *bf16 = clip_encode_image(m, images, true);  // float32 images into bf16 weights
+    assert_int_equal(tensor_get_dtype(bf16), TENSOR_BF16);
+    double diff;
+    assert_int_equal(tensor_item(tensor_norm(tensor_sub(tensor_to_dtype(bf16, TENSOR_F32), f32)), &diff), 0);
+    assert_true(diff > 0 && diff < 0.05 * 2);  // two unit rows, bf16 rounding only
+    char path[] = "/tmp/clipc_test_model_XXXXXX";
+    close(mkstemp(path));
+    assert_int_equal(clip_model_save(m, path, NULL), 0);
+    st_file *f = st_open(path);
+    assert_int_equal(st_find(f, "visual.proj")->dtype, ST_DTYPE_F32);
+    st_close(f);
+    assert_int_equal(clip_model_load(back, path), 0);
+    for (int i = 0; i < m->params.n; i++) {
+        tensor *d = tensor_sub(m->params.items[i].value, back->params.items[i].value);
+        assert_int_equal(tensor_item(tensor_norm(tensor_to_dtype(d, TENSOR_F32)), &diff), 0);
+        assert_true(diff == 0);
+    }
+    unlink(path);
+    tensor_scope_end();
+    tensor_free(images);
+    tensor_free(f32);
+    tensor_generator_free(g);
+    clip_model_free(m);
+    clip_model_free(back);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) return fprintf(stderr, "usage: %s FIXTURE_DIR\n", argv[0]), 2;
     fixture_dir = argv[1];
@@ -223,6 +291,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_duplicate_captions_encoded_once),
         cmocka_unit_test(test_openclip_initialisation),
         cmocka_unit_test(test_lock_image_freezes_visual_only),
+        cmocka_unit_test(test_uint8_images_normalized_on_device),
+        cmocka_unit_test(test_bf16_weights),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

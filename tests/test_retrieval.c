@@ -1,7 +1,7 @@
 // Tests of eval/retrieval: the chunked ranks equal a brute-force ranking of the full score matrix
 // for every chunk size, on small-integer features whose dot products are exact (so scores tie
 // often and exactly); several captions per image (best caption for image->text, the caption's image
-// for text->image); a hand-made case with known recall and ranks; and bad mappings.
+// for text->image); a hand-made case with known recall and ranks; NaN scores; and bad mappings.
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "common/error.h"
+#include "eval/metrics.h"
 #include "eval/retrieval.h"
 
 static uint64_t next_random(uint64_t *s) {
@@ -27,9 +28,13 @@ static float *random_features(int64_t n, int E, uint64_t *seed) {
     return f;
 }
 
+// On the GPU when there is one (the ranks are then computed there), else on the CPU.
 static tensor *to_tensor(const float *f, int64_t n, int E) {
     int64_t shape[2] = {n, E};
-    return tensor_from_host(f, shape, 2, TENSOR_F32, false);
+    tensor_device dev = {tensor_cuda_device_count() > 0 ? TENSOR_DEVICE_CUDA : TENSOR_DEVICE_CPU, 0};
+    tensor *host = tensor_from_host(f, shape, 2, TENSOR_F32, false), *t = tensor_to_device(host, dev, false);
+    tensor_free(host);
+    return t;
 }
 
 // The brute-force rank of the best of query q's targets: 1 + candidates strictly above it.
@@ -137,6 +142,48 @@ static void test_known_answer(void **state) {
     tensor_free(tt);
 }
 
+// NaN scores (a candidate with a NaN feature) rank after every number and among themselves by
+// index, as eval/metrics.h's host rule does: the device ranks equal metrics_rank_rows's.
+static void test_nan_scores_rank_last(void **state) {
+    (void)state;
+    enum { Q = 6, N = 9, E = 3 };
+    uint64_t seed = 5;
+    float *q = random_features(Q, E, &seed), *c = random_features(N, E, &seed);
+    c[2 * E] = NAN, c[7 * E + 1] = NAN;
+    float scores[Q * N];
+    for (int i = 0; i < Q; i++)
+        for (int j = 0; j < N; j++) {
+            float s = 0;
+            for (int e = 0; e < E; e++) s += q[i * E + e] * c[j * E + e];
+            scores[i * N + j] = s;
+        }
+    int64_t offsets[Q + 1] = {0, 1, 2, 4, 5, 6, 7}, targets[7] = {2, 7, 0, 2, 3, 7, 5}, want[Q], got[Q];
+    metrics_rank_rows(scores, Q, N, offsets, targets, want);
+    tensor *tq = to_tensor(q, Q, E), *tc = to_tensor(c, N, E);
+    assert_int_equal(retrieval_ranks(tq, tc, offsets, targets, 0, got), 0);
+    assert_memory_equal(got, want, sizeof want);
+    assert_int_equal(got[0], N - 1);  // the first NaN: after the 7 numbers
+    // The GPU's path, tensor_rank_in_rows, on the same scores: the best rank of each query's targets.
+    int64_t rows[7], shape[2] = {Q, N}, K = 7, per_target[7];
+    for (int i = 0; i < Q; i++)
+        for (int64_t k = offsets[i]; k < offsets[i + 1]; k++) rows[k] = i;
+    tensor_scope_begin();
+    tensor *r = tensor_rank_in_rows(tensor_from_host(scores, shape, 2, TENSOR_F32, false),
+                                    tensor_from_host(rows, &K, 1, TENSOR_I64, false),
+                                    tensor_from_host(targets, &K, 1, TENSOR_I64, false));
+    assert_int_equal(tensor_to_host(r, per_target, sizeof per_target), 0);
+    tensor_scope_end();
+    for (int i = 0; i < Q; i++) {
+        int64_t best = INT64_MAX;
+        for (int64_t k = offsets[i]; k < offsets[i + 1]; k++) best = per_target[k] < best ? per_target[k] : best;
+        assert_int_equal(best, want[i]);
+    }
+    tensor_free(tq);
+    tensor_free(tc);
+    free(q);
+    free(c);
+}
+
 static void test_bad_mapping(void **state) {
     (void)state;
     const float f[] = {1, 0, 0, 1};
@@ -158,6 +205,7 @@ int main(void) {
         cmocka_unit_test(test_chunked_equals_brute_force),
         cmocka_unit_test(test_multi_caption_against_brute_force),
         cmocka_unit_test(test_known_answer),
+        cmocka_unit_test(test_nan_scores_rank_last),
         cmocka_unit_test(test_bad_mapping),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

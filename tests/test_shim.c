@@ -1,8 +1,10 @@
 // Tests the libtorch shim: error reporting without exceptions, ownership and scopes (no leaked
-// handles over 100 training-like steps), host round trips, generator state, autograd basics and a
-// few ops against values computed by hand.
+// handles over 100 training-like steps), host round trips, generator state, autograd basics, a
+// few ops against values computed by hand, the counters, ranks within rows (ties, NaN), bf16
+// autocast on the CPU, host memory shared with tensors, and the two paths of the AdamW update.
 #include <math.h>
 #include <setjmp.h>
+#include <stdint.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -179,6 +181,118 @@ static void test_scopes_leak_nothing(void **state) {
     tensor_generator_free(gen);
 }
 
+// Host reads count on the CPU too (each would wait on a GPU); ops only while counting is on, one
+// per top-level operator whatever it calls inside.
+static void test_counters(void **state) {
+    (void)state;
+    int64_t shape[2] = {4, 4};
+    tensor *a = tensor_ones(shape, 2, TENSOR_F32, TENSOR_CPU);
+    float out[16];
+    double v;
+    tensor_counters c0 = tensor_counters_get();
+    tensor *b = tensor_add(a, a);
+    assert_int_equal(tensor_to_host(b, out, sizeof out), 0);
+    assert_int_equal(tensor_item(b, &v), -1);  // not one element: still a (failed) read
+    tensor_counters d = tensor_counters_sub(tensor_counters_get(), c0);
+    assert_int_equal(d.ops, 0);
+    assert_int_equal(d.host_reads, 2);
+    assert_int_equal(d.syncs, 2);
+    tensor_count_ops(true);
+    c0 = tensor_counters_get();
+    tensor *c = tensor_linear(b, a, a);  // addmm inside linear: one op
+    tensor *e = tensor_gelu(c);
+    assert_int_equal(tensor_counters_sub(tensor_counters_get(), c0).ops, 2);
+    tensor_count_ops(false);
+    c0 = tensor_counters_get();
+    tensor *f = tensor_exp(e);
+    assert_int_equal(tensor_counters_sub(tensor_counters_get(), c0).ops, 0);
+    tensor_free(a), tensor_free(b), tensor_free(c), tensor_free(e), tensor_free(f);
+}
+
+static void test_rank_in_rows(void **state) {
+    (void)state;
+    float scores[2][5] = {{0.5f, 0.9f, 0.5f, NAN, 0.9f}, {NAN, 1.0f, NAN, -INFINITY, 2.0f}};
+    int64_t rows[7] = {0, 0, 0, 0, 0, 1, 1}, cols[7] = {0, 1, 2, 3, 4, 2, 3};
+    int64_t want[7] = {3, 1, 4, 5, 2, 5, 3}, got[7], shape[2] = {2, 5}, k = 7;
+    tensor_scope_begin();
+    tensor *r = tensor_rank_in_rows(tensor_from_host(scores, shape, 2, TENSOR_F32, false),
+                                    tensor_from_host(rows, &k, 1, TENSOR_I64, false),
+                                    tensor_from_host(cols, &k, 1, TENSOR_I64, false));
+    assert_int_equal(tensor_to_host(r, got, sizeof got), 0);
+    assert_memory_equal(got, want, sizeof want);
+    tensor_scope_end();
+}
+
+// On the CPU, autocast runs matrix products in bf16 and restores the previous state at the end.
+static void test_cpu_autocast_bf16(void **state) {
+    (void)state;
+    int64_t shape[2] = {8, 8};
+    tensor_scope_begin();
+    tensor *a = tensor_ones(shape, 2, TENSOR_F32, TENSOR_CPU);
+    assert_int_equal(tensor_autocast_begin(TENSOR_BF16), 0);
+    tensor *inside = tensor_matmul(a, a);
+    assert_int_equal(tensor_autocast_begin(TENSOR_BF16), 0);  // nested
+    tensor_autocast_end();
+    tensor *still = tensor_matmul(a, a);
+    tensor_autocast_end();
+    tensor *after = tensor_matmul(a, a);
+    assert_int_equal(tensor_get_dtype(inside), TENSOR_BF16);
+    assert_int_equal(tensor_get_dtype(still), TENSOR_BF16);
+    assert_int_equal(tensor_get_dtype(after), TENSOR_F32);
+    assert_int_equal(tensor_autocast_begin(TENSOR_I64), -1);
+    assert_true(tensor_bf16_supported(TENSOR_CPU));
+    tensor_scope_end();
+}
+
+// The one-pass CPU AdamW and the whole-buffer ops (taken for non-contiguous buffers, as on a GPU)
+// agree to float32 rounding over four steps, decayed elements and others.
+static void test_adamw_paths_agree(void **state) {
+    (void)state;
+    enum { R = 8, C = 16, N = R * C };
+    int64_t rc_shape[2] = {R, C};
+    tensor_generator *gen = tensor_generator_new(11, TENSOR_CPU);
+    tensor_scope_begin();
+    tensor *bufs[2][4];  // [path][p, g, m, v]; path 1 holds the transposed, non-contiguous views
+    for (int k = 0; k < 4; k++) {
+        bufs[0][k] = k == 2 || k == 3 ? tensor_zeros(rc_shape, 2, TENSOR_F32, TENSOR_CPU)
+                                      : tensor_normal(rc_shape, 2, 0, 1, TENSOR_F32, TENSOR_CPU, gen);
+        bufs[1][k] = tensor_transpose(tensor_contiguous(tensor_transpose(bufs[0][k], 0, 1)), 0, 1);
+    }
+    // Decay where a random number is positive (log of a negative one is NaN).
+    tensor *mask = tensor_isfinite(tensor_log(tensor_normal(rc_shape, 2, 0, 1, TENSOR_F32, TENSOR_CPU, gen)));
+    tensor *masks[2] = {mask, tensor_transpose(tensor_contiguous(tensor_transpose(mask, 0, 1)), 0, 1)};
+    for (int step = 1; step <= 4; step++)
+        for (int path = 0; path < 2; path++) {
+            tensor **b = bufs[path];
+            assert_int_equal(tensor_adamw_(b[0], b[1], b[2], b[3], masks[path], 1e-2, 0.9, 0.98, 1e-6, 0.2,
+                                           1 - pow(0.9, step), sqrt(1 - pow(0.98, step))), 0);
+        }
+    float a[N], b[N];
+    assert_int_equal(tensor_to_host(bufs[0][0], a, sizeof a), 0);
+    assert_int_equal(tensor_to_host(tensor_contiguous(bufs[1][0]), b, sizeof b), 0);
+    for (int i = 0; i < N; i++) assert_float_equal(a[i], b[i], 1e-6 * (1 + fabs(a[i])));
+    tensor_scope_end();
+    tensor_generator_free(gen);
+}
+
+static void test_host_memory(void **state) {
+    (void)state;
+    float *p = tensor_host_alloc(6 * sizeof(float));
+    assert_non_null(p);
+    assert_int_equal((uintptr_t)p % 64, 0);
+    int64_t shape[2] = {2, 3};
+    tensor *t = tensor_from_host_memory(p, shape, 2, TENSOR_F32);
+    for (int i = 0; i < 6; i++) p[i] = (float)i;
+    double v;
+    tensor_scope_begin();
+    assert_int_equal(tensor_item(tensor_sum(t), &v), 0);  // sees the memory: no copy was made
+    tensor_scope_end();
+    assert_float_equal(v, 15, 0);
+    tensor_free(t);
+    tensor_host_free(p);
+    tensor_host_free(NULL);
+}
+
 int main(void) {
     tensor_set_threads(0);
     const struct CMUnitTest tests[] = {
@@ -189,6 +303,11 @@ int main(void) {
         cmocka_unit_test(test_generator_state_round_trip),
         cmocka_unit_test(test_autograd),
         cmocka_unit_test(test_scopes_leak_nothing),
+        cmocka_unit_test(test_counters),
+        cmocka_unit_test(test_rank_in_rows),
+        cmocka_unit_test(test_cpu_autocast_bf16),
+        cmocka_unit_test(test_host_memory),
+        cmocka_unit_test(test_adamw_paths_agree),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

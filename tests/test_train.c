@@ -1,10 +1,12 @@
 // End-to-end tests of `clipc train` through the CLI: exact resume (N steps, save, resume, N more
 // steps gives the losses of 2N straight, bit for bit, across an epoch boundary), non-finite losses
 // stopping the run with a usable checkpoint and none written during the streak, checkpoint
-// retention, and bad input: truncated and mismatched checkpoints (refused, or passed over by
-// --resume latest), corrupt samples and unreadable shards, unknown flags and config keys, missing
-// data.
+// retention, the host reads of a step (--profile-steps), the precision modes on the CPU, and bad
+// input: truncated and mismatched checkpoints (refused, or passed over by --resume latest),
+// corrupt samples and unreadable shards, unknown flags and config keys, missing data, OpenCLIP
+// precisions clipc does not support.
 // Usage: test_train CLIPC_BINARY FASHION_MNIST_DIR VOCAB CONFIGS_DIR
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,12 +24,13 @@
 static const char *clipc, *fmnist, *vocab, *configs;
 static char work[256];
 
-// The common flags of the small runs: 4 steps an epoch of 32 samples, 2 epochs.
+// The common flags of the small runs: 4 steps an epoch of 32 samples, 2 epochs, on the CPU (bit-exact
+// comparisons need it: a GPU's backward of index_select and attention is not deterministic).
 static int train(char *out, size_t cap, const char *name, const char *extra) {
     return cli_run(out, cap,
                    "%s train --model clip-tiny --model-configs %s --vocab %s --train-data %s/train "
                    "--batch-size 32 --train-num-samples 128 --epochs 2 --warmup 2 --lr 1e-3 --workers 2 --seed 3 "
-                   "--logs %s/logs --name %s --log-every-n-steps 100 %s",
+                   "--logs %s/logs --name %s --log-every-n-steps 100 --device cpu %s",
                    clipc, configs, vocab, work, work, name, extra);
 }
 
@@ -69,8 +72,14 @@ static int teardown(void **state) {
 static void test_resume_is_bit_exact(void **state) {
     (void)state;
     char out[16384], straight[8][32] = {{0}}, resumed[8][32] = {{0}};
-    if (train(out, sizeof out, "straight", "") != 0) fail_msg("%s", out);
+    if (train(out, sizeof out, "straight", "--profile-steps 3") != 0) fail_msg("%s", out);
     assert_int_equal(read_losses("straight", straight, 8), 8);
+    // Steps that print nothing read the host once (loss and gradient norm); step 1 also reads the
+    // logit scale for its progress line.
+    assert_non_null(strstr(out, "1 host read, 1 sync\n"));
+    const char *p1 = strstr(out, "profile step 1:"), *p2 = strstr(out, "profile step 2:");
+    assert_true(p1 && p2 && strstr(p1, "2 host reads, 2 syncs") < p2 && strstr(p2, "1 host read, 1 sync\n"));
+    assert_null(strstr(out, "profile step 4:"));
     // 3 steps and a mid-epoch checkpoint, then resume for the remaining 5 (crossing the epoch end).
     if (train(out, sizeof out, "resumed", "--max-steps 3 --save-steps 3") != 0) fail_msg("%s", out);
     if (train(out, sizeof out, "resumed", "--resume latest") != 0) fail_msg("%s", out);
@@ -136,6 +145,36 @@ static void test_bad_checkpoints_are_refused(void **state) {
     cli_run(NULL, 0, "truncate -s 100 %s/%s/step_1/model.safetensors", work, dir);
     assert_int_equal(train(out, sizeof out, "ckpt", "--resume latest"), 1);
     assert_non_null(strstr(out, "none of its 3 entries is a usable checkpoint"));
+}
+
+// The first loss of a run as a number.
+static double first_loss(const char *name) {
+    char losses[8][32] = {{0}};
+    assert_true(read_losses(name, losses, 8) >= 1);
+    return strtod(losses[0], NULL);
+}
+
+// amp_bf16 (autocast) and pure_bf16 (bf16 weights) run on the CPU: losses near fp32's but not
+// equal (bf16 is really used), and a pure_bf16 checkpoint resumes. OpenCLIP's other names are
+// refused with the reason.
+static void test_precision_modes(void **state) {
+    (void)state;
+    char out[16384];
+    if (train(out, sizeof out, "p-fp32", "--max-steps 1 --save-frequency 0") != 0) fail_msg("%s", out);
+    if (train(out, sizeof out, "p-amp", "--max-steps 1 --save-frequency 0 --precision amp_bf16") != 0) fail_msg("%s", out);
+    if (train(out, sizeof out, "p-pure", "--max-steps 1 --save-steps 1 --precision pure_bf16") != 0) fail_msg("%s", out);
+    double fp32 = first_loss("p-fp32"), amp = first_loss("p-amp"), pure = first_loss("p-pure");
+    printf("  first loss: fp32 %.6f, amp_bf16 %.6f, pure_bf16 %.6f\n", fp32, amp, pure);
+    assert_true(amp != fp32 && fabs(amp - fp32) < 0.05 * fp32);
+    assert_true(pure != fp32 && fabs(pure - fp32) < 0.05 * fp32);
+    if (train(out, sizeof out, "p-pure", "--max-steps 2 --precision pure_bf16 --resume latest") != 0) fail_msg("%s", out);
+    assert_non_null(strstr(out, "resumed from"));
+    assert_int_equal(train(out, sizeof out, "p-bad", "--precision bf16"), 2);
+    assert_non_null(strstr(out, "use amp_bf16 (autocast) or pure_bf16"));
+    assert_int_equal(train(out, sizeof out, "p-bad", "--precision amp"), 2);
+    assert_non_null(strstr(out, "float16 training"));
+    assert_int_equal(train(out, sizeof out, "p-bad", "--precision fp64"), 2);
+    assert_non_null(strstr(out, "must be fp32, amp_bf16 or pure_bf16, got 'fp64'"));
 }
 
 // --keep-checkpoints keeps the newest numbered checkpoints; --save-most-recent adds epoch_latest;
@@ -209,6 +248,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_checkpoint_retention),
         cmocka_unit_test(test_bad_samples_and_shards),
         cmocka_unit_test(test_bad_options),
+        cmocka_unit_test(test_precision_modes),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

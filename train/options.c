@@ -34,7 +34,9 @@ static int make_specs(train_options *o, arg_spec *s) {
         SPEC("lr-cooldown-power", ARG_FLOAT, lr_cooldown_power, "const-cooldown: decay power"),
         SPEC("lr-cooldown-end", ARG_FLOAT, lr_cooldown_end, "const-cooldown: final learning rate"),
         SPEC("grad-clip-norm", ARG_FLOAT, grad_clip_norm, "clip gradients to this global L2 norm (0: off)"),
-        SPEC("precision", ARG_STR, precision, "fp32, or amp_bf16 (bf16 autocast, GPU only)"),
+        SPEC("precision", ARG_STR, precision, "fp32, amp_bf16 (bf16 autocast) or pure_bf16 (bf16 weights)"),
+        SPEC("no-tf32", ARG_FLAG, no_tf32, "full float32 matrix products on GPU (default: TF32, as OpenCLIP)"),
+        SPEC("deterministic", ARG_FLAG, deterministic, "GPU: deterministic algorithms only (bit-reproducible, slower)"),
         SPEC("device", ARG_STR, device, "cpu, cuda or cuda:N (default: cuda when a GPU is present; under a launcher each rank uses GPU LOCAL_RANK)"),
         SPEC("dist-timeout", ARG_FLOAT, dist_timeout, "seconds any collective may wait for the other ranks (300)"),
         SPEC("local-loss", ARG_FLAG, local_loss, "accepted for OpenCLIP: clipc's loss is always the exact global-batch loss, each rank computing its own rows"),
@@ -60,6 +62,7 @@ static int make_specs(train_options *o, arg_spec *s) {
         SPEC("log-every-n-steps", ARG_INT, log_every_n_steps, "progress line every N steps"),
         SPEC("nonfinite-limit", ARG_INT, nonfinite_limit, "stop after N non-finite losses in a row"),
         SPEC("accum-freq", ARG_INT, accum_freq, "micro-batches of --batch-size per step, the loss exact over all of them"),
+        SPEC("profile-steps", ARG_INT, profile_steps, "print time, ops, host reads and syncs of the first N steps"),
         SPEC("config", ARG_STR, config, "JSON file of these options (flags override it)"),
     };
     if (s) memcpy(s, specs, sizeof specs);
@@ -125,10 +128,23 @@ int train_options_parse(train_options *o, int argc, char **argv) {
     if (o->epochs <= 0) return err_set("--epochs must be positive, got %ld", o->epochs);
     if (o->accum_freq < 1 || o->accum_freq > 64) return err_set("--accum-freq must be 1 to 64, got %ld", o->accum_freq);
     if (!(o->dist_timeout > 0)) return err_set("--dist-timeout must be positive, got %g", o->dist_timeout);
-    if (strcmp(o->precision, "fp32") && strcmp(o->precision, "amp_bf16") && strcmp(o->precision, "bf16"))
-        return err_set("--precision must be fp32 or amp_bf16, got '%s'", o->precision);
     if (strcmp(o->on_save_error, "stop") && strcmp(o->on_save_error, "continue"))
         return err_set("--on-save-error must be stop or continue, got '%s'", o->on_save_error);
+    if (o->profile_steps < 0) return err_set("--profile-steps must be 0 or more, got %ld", o->profile_steps);
+    train_precision p;
+    return train_precision_parse(o->precision, &p);
+}
+
+int train_precision_parse(const char *name, train_precision *out) {
+    if (!strcmp(name, "fp32")) *out = TRAIN_PRECISION_FP32;
+    else if (!strcmp(name, "amp_bf16") || !strcmp(name, "amp_bfloat16")) *out = TRAIN_PRECISION_AMP_BF16;
+    else if (!strcmp(name, "pure_bf16")) *out = TRAIN_PRECISION_PURE_BF16;
+    else if (!strcmp(name, "bf16"))
+        return err_set("--precision bf16 (OpenCLIP's OpenAI-style half weights, LayerNorms kept in float32) is not "
+                       "supported: use amp_bf16 (autocast) or pure_bf16 (all weights bf16)");
+    else if (!strcmp(name, "amp") || !strcmp(name, "fp16") || !strcmp(name, "pure_fp16"))
+        return err_set("--precision %s: float16 training (with loss scaling) is not supported: use amp_bf16", name);
+    else return err_set("--precision must be fp32, amp_bf16 or pure_bf16, got '%s'", name);
     return 0;
 }
 

@@ -13,10 +13,22 @@ typedef struct {
     char *logs, *name, *resume, *config, *device, *precision, *lr_scheduler, *on_save_error;
     long batch_size, epochs, epochs_cooldown, train_num_samples, warmup, seed, workers, threads;
     long save_frequency, save_steps, keep_checkpoints, zeroshot_frequency, log_every_n_steps;
-    long max_steps, nonfinite_limit, accum_freq;
+    long max_steps, nonfinite_limit, accum_freq, profile_steps;
     double lr, wd, beta1, beta2, eps, grad_clip_norm, lr_cooldown_power, lr_cooldown_end, dist_timeout;
     bool dataset_resampled, save_most_recent, lock_image, lock_text, siglip, local_loss, gather_with_grad;
+    bool no_tf32, deterministic;
 } train_options;
+
+// --precision, with OpenCLIP's names and meanings.
+typedef enum {
+    TRAIN_PRECISION_FP32,       // float32 weights and compute (TF32 matrix products on GPU unless --no-tf32)
+    TRAIN_PRECISION_AMP_BF16,   // bf16 autocast over float32 master weights ("amp_bfloat16" too)
+    TRAIN_PRECISION_PURE_BF16,  // bf16 weights, gradients, optimizer moments and compute
+} train_precision;
+
+// Parses a --precision value; the other names OpenCLIP knows (amp, fp16, bf16, pure_fp16) are
+// refused with the reason. Returns 0 or -1 with a message.
+int train_precision_parse(const char *name, train_precision *out);
 
 // Parses argv (after "train") and the --config file. Returns 0, 1 for --help (printed), or -1
 // with err_msg() set.

@@ -150,6 +150,7 @@ int step_run(const step_config *c, int64_t step, const step_objective *obj, cons
         return err_set("step: an objective has 1 to %d features", STEP_MAX_FEATURES);
     if (K < 1 || K > 64 || n % K != 0)
         return err_set("step: %lld samples do not split into %d micro-batches (--accum-freq)", (long long)n, K);
+    tensor_counters start = tensor_counters_get();
     out->lr = schedule_lr(c->sched, step);
     adamw_set_lr(c->opt, out->lr);
     if (zero_grads(c) != 0) return -1;
@@ -157,7 +158,10 @@ int step_run(const step_config *c, int64_t step, const step_objective *obj, cons
     tensor *loss = loss_and_gradients(c, obj, batch, n);
     tensor *norm = loss ? optim_grad_norm(c->lists, c->n_lists) : NULL;
     int rc = norm ? read_values(loss, norm, out) : -1;
+    tensor_counters read = tensor_counters_get();
     if (rc == 0 && out->finite) rc = update(c, norm);
     tensor_scope_end();
+    out->forward_backward = tensor_counters_sub(read, start);
+    out->update = tensor_counters_sub(tensor_counters_get(), read);
     return rc;
 }

@@ -49,7 +49,7 @@ typedef struct {
     const schedule *sched;     // the learning rate of step k is schedule_lr(sched, k)
     double grad_clip_norm;     // > 0: clip the global gradient norm to it
     tensor *logit_scale;       // clamped to [0, ln 100] after each update; NULL: none
-    bool autocast_bf16;        // features and loss under bf16 autocast (CUDA), as OpenCLIP's amp_bf16
+    bool autocast_bf16;        // features and loss under bf16 autocast, as OpenCLIP's amp_bf16
     int accum_freq;            // K micro-batches per batch (1: none)
     dist *dist;                // the ranks sharing the global batch; NULL: this process alone
 } step_config;
@@ -59,6 +59,9 @@ typedef struct {
     double loss;       // the loss of the global batch
     double grad_norm;  // the global gradient norm before clipping
     double lr;         // the learning rate used
+    // What each part issued (shim/tensor.h; ops only while tensor_count_ops is on):
+    tensor_counters forward_backward;  // zeroing, forward, loss, backward, the norm and the host read
+    tensor_counters update;            // clipping, AdamW and the clamp
 } step_result;
 
 // Runs step number `step` (0-based, for the schedule) on batch, this rank's n samples (a multiple

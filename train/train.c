@@ -1,11 +1,14 @@
 // train: contrastive training of a CLIP model on clipc shards, OpenCLIP's loop in C.
 //
-// Per step: the loader's batch goes to the device, both towers run (bf16 autocast on GPU with
-// --precision amp_bf16), the CLIP or SigLIP loss and its backward follow, gradients are clipped,
-// AdamW updates the weights with the scheduled learning rate and the logit scale is clamped to
-// [0, ln 100]. A non-finite loss skips the step; --nonfinite-limit of them in a row stop the run,
-// leaving the last checkpoint as it was. Checkpoints (train/checkpoint.h) hold everything needed
-// to continue bit for bit: weights, optimizer moments, step, epoch and the loader's position.
+// Per step (train/step.h with train/objective.h): the loader's uint8 batch goes to the device from
+// pinned memory and is normalized there, both towers run (under bf16 autocast with --precision
+// amp_bf16; in bf16 weights with pure_bf16), the CLIP or SigLIP loss over the global batch and its
+// backward follow, gradients are summed over the ranks and clipped, AdamW updates the weights with
+// the scheduled learning rate and the logit scale is clamped to [0, ln 100]. One host read a step
+// (loss and gradient norm); the logit scale is read on printed steps only. A non-finite loss skips
+// the step; --nonfinite-limit of them in a row stop the run, leaving the last checkpoint as it was.
+// Checkpoints (train/checkpoint.h) hold everything needed to continue bit for bit: weights,
+// optimizer moments, step, epoch and the loader's position.
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -28,6 +31,7 @@
 #include "session/session.h"
 #include "train/checkpoint.h"
 #include "train/log.h"
+#include "train/objective.h"
 #include "train/step.h"
 #include "train/train.h"
 
@@ -43,8 +47,8 @@ typedef struct {
     adamw *optim;
     schedule sched;
     loader *data;
-    bool bf16;
-    loss_kind loss;
+    train_precision precision;
+    train_objective objective;  // the loss callback of every step
     char run_dir[2048], ckpt_dir[2100];
     metrics_log *metrics;     // metrics.jsonl
     int64_t steps_per_epoch;
@@ -125,6 +129,16 @@ static int setup_run_dir(trainer *t) {
     return t->metrics ? 0 : -1;
 }
 
+// TF32 on a GPU unless --no-tf32; bf16 weights for pure_bf16 (before the optimizer takes them).
+static int setup_precision(trainer *t) {
+    const train_options *o = &t->o;
+    if (train_precision_parse(o->precision, &t->precision) != 0) return -1;
+    if (t->precision != TRAIN_PRECISION_FP32 && !tensor_bf16_supported(t->s.device))
+        return err_set("--precision %s: this GPU cannot compute in bf16; use fp32", o->precision);
+    if (t->s.device.type == TENSOR_DEVICE_CUDA) tensor_set_tf32(!o->no_tf32);
+    return t->precision == TRAIN_PRECISION_PURE_BF16 ? clip_model_to_dtype(t->model, TENSOR_BF16) : 0;
+}
+
 static int setup_session(trainer *t) {
     const train_options *o = &t->o;
     if (!o->vocab)
@@ -140,16 +154,15 @@ static int setup_session(trainer *t) {
     session_options so = {.model = o->model, .model_configs = o->model_configs, .pretrained = o->pretrained,
                           .vocab = o->vocab, .device = device, .threads = threads, .seed = (uint64_t)o->seed,
                           .siglip = o->siglip, .lock_image = o->lock_image, .lock_text = o->lock_text};
+    if (o->deterministic && tensor_set_deterministic(true) != 0) return -1;
     if (session_open(&so, &t->s) != 0) return -1;
     t->model = t->s.model;
     // Every rank starts from rank 0's weights (the same seed gives the same ones; pretrained
     // weights read elsewhere may not).
     tensor *weights[1] = {t->model->params.data};
     if (world > 1 && dist_pg_broadcast(dist_get_pg(t->d), weights, 1, 0) != 0) return -1;
-    t->loss = o->siglip ? LOSS_KIND_SIGLIP : LOSS_KIND_CLIP;
-    t->bf16 = strcmp(o->precision, "fp32") != 0;
-    if (t->bf16 && t->s.device.type != TENSOR_DEVICE_CUDA)
-        return err_set("--precision %s needs a GPU (bf16 autocast); use fp32 on the CPU", o->precision);
+    t->objective = (train_objective){.model = t->model, .loss = o->siglip ? LOSS_KIND_SIGLIP : LOSS_KIND_CLIP};
+    if (setup_precision(t) != 0) return -1;
     adamw_config ac = {.lr = o->lr, .beta1 = o->beta1, .beta2 = o->beta2, .eps = o->eps, .weight_decay = o->wd};
     param_list *lists[1] = {&t->model->params};
     t->optim = adamw_init(lists, 1, ac);
@@ -160,10 +173,28 @@ static int setup_session(trainer *t) {
 static int64_t rank_batch(const trainer *t) { return t->o.batch_size * t->o.accum_freq; }
 static int64_t global_batch(const trainer *t) { return rank_batch(t) * dist_world_size(t->d); }
 
-static loader *open_loader(const trainer *t, const char *data, bool train, int batch_size, const tokenizer *tok) {
+static void *pinned_alloc(size_t size, void *ctx) {
+    (void)ctx;
+    return tensor_host_alloc(size);
+}
+
+static void pinned_free(void *ptr, void *ctx) {
+    (void)ctx;
+    tensor_host_free(ptr);
+}
+
+// Batches for the objective (tok given) come as uint8 in pinned memory, normalized on the device
+// with the model's mean and std; zero-shot batches as normalized floats.
+static loader *open_loader(trainer *t, const char *data, bool train, int batch_size, const tokenizer *tok) {
     loader_config lc;
     loader_config_init(&lc, data, batch_size, t->s.cfg.vision.image_size, train);
     lc.preprocess = t->s.cfg.preprocess;  // the model's mean and std (and evaluation transform)
+    if (tok) {
+        lc.output = LOADER_OUTPUT_UINT8;
+        lc.allocator = (loader_allocator){pinned_alloc, pinned_free, NULL};
+        memcpy(t->objective.mean, lc.preprocess.mean, sizeof t->objective.mean);
+        memcpy(t->objective.std, lc.preprocess.std, sizeof t->objective.std);
+    }
     lc.seed = (uint64_t)t->o.seed;
     lc.workers = (int)t->o.workers;
     lc.tok = tok;
@@ -329,35 +360,6 @@ static int run_zeroshot(trainer *t) {
     return rc;
 }
 
-// ---- the objective: image and text features, the contrastive loss over the global batch -------
-
-static int batch_features(void *ctx, const void *batch, int64_t begin, int64_t end, tensor **out) {
-    const trainer *t = ctx;
-    const loader_batch *b = batch;
-    int S = t->s.cfg.vision.image_size, C = t->s.cfg.text.context_length;
-    const float *images = b->images + (size_t)begin * 3 * (size_t)S * (size_t)S;
-    out[0] = clip_encode_image(t->model, clip_images_to_device(t->model, images, end - begin), true);
-    out[1] = clip_encode_text_host(t->model, b->tokens + begin * C, end - begin, true);
-    return out[0] && out[1] ? 0 : -1;
-}
-
-static tensor *batch_loss_rows(void *ctx, tensor *const *all, int64_t row_begin, int64_t row_end) {
-    const trainer *t = ctx;
-    return loss_contrastive_rows(t->loss, all[0], all[1], tensor_exp(t->model->logit_scale), t->model->logit_bias,
-                                 row_begin, row_end);
-}
-
-static step_objective objective(trainer *t) {
-    return (step_objective){.n_features = 2, .n_trained = 2, .features = batch_features,
-                            .loss_rows = batch_loss_rows, .ctx = t};
-}
-
-// The whole loss of one batch (validation).
-static tensor *batch_loss(trainer *t, const loader_batch *b) {
-    tensor *f[2];
-    return batch_features(t, b, 0, b->n, f) == 0 ? batch_loss_rows(t, f, 0, b->n) : NULL;
-}
-
 // Mean contrastive loss over the validation set (OpenCLIP's val_loss), logged as a "val" line.
 static int run_validation(trainer *t) {
     loader *l = open_loader(t, t->o.val_data, false, (int)t->o.batch_size, t->s.tok);
@@ -366,11 +368,14 @@ static int run_validation(trainer *t) {
     int64_t n = 0;
     loader_batch b;
     int rc;
+    bool amp = t->precision == TRAIN_PRECISION_AMP_BF16;
     tensor_no_grad_begin();
     while ((rc = loader_next(l, &b)) == 1) {
         double value = 0;
+        if (amp && (rc = tensor_autocast_begin(TENSOR_BF16)) != 0) break;
         tensor_scope_begin();
-        tensor *loss = batch_loss(t, &b);
+        tensor *loss = train_objective_loss(&t->objective, &b);
+        if (amp) tensor_autocast_end();
         rc = loss ? tensor_item(loss, &value) : -1;
         tensor_scope_end();
         if (rc != 0) break;
@@ -397,8 +402,9 @@ static int train_step(trainer *t, const loader_batch *b, step_result *r) {
     param_list *lists[1] = {&t->model->params};
     step_config sc = {.lists = lists, .n_lists = 1, .opt = t->optim, .sched = &t->sched,
                       .grad_clip_norm = t->o.grad_clip_norm, .logit_scale = t->model->logit_scale,
-                      .autocast_bf16 = t->bf16, .accum_freq = (int)t->o.accum_freq, .dist = t->d};
-    step_objective obj = objective(t);
+                      .autocast_bf16 = t->precision == TRAIN_PRECISION_AMP_BF16,
+                      .accum_freq = (int)t->o.accum_freq, .dist = t->d};
+    step_objective obj = train_objective_step(&t->objective);
     dist_set_step(t->d, t->step);
     double comm_before = dist_comm_seconds(t->d);
     int rc = step_run(&sc, t->step, &obj, b, b->n, r);
@@ -460,7 +466,6 @@ static int note_nonfinite(trainer *t, const step_result *r) {
                    "are from before; try a lower --lr or --grad-clip-norm", t->nonfinite_run, t->step, t->ckpt_dir);
 }
 
-// Names each corrupt sample the loader passed over to make the batch of the next step.
 // Names the corrupt samples the loader passed over for this batch (each rank its own; the lead
 // rank's in metrics.jsonl).
 static int log_corrupt(trainer *t, const loader_batch *b) {
@@ -471,6 +476,14 @@ static int log_corrupt(trainer *t, const loader_batch *b) {
         if (log_line(t, line, false) != 0) return -1;
     }
     return 0;
+}
+
+// --profile-steps: what one iteration (step and logging) took and issued.
+static void print_profile(const trainer *t, const step_result *r, tensor_counters whole, double seconds) {
+    printf("profile step %" PRId64 ": %.1f ms, %" PRId64 " ops (update %" PRId64 "), %" PRId64 " host read%s, %" PRId64
+           " sync%s\n", t->step, seconds * 1e3, whole.ops, r->update.ops, whole.host_reads,
+           whole.host_reads == 1 ? "" : "s", whole.syncs, whole.syncs == 1 ? "" : "s");
+    fflush(stdout);
 }
 
 static bool reached_max_steps(const trainer *t) { return t->o.max_steps > 0 && t->step >= t->o.max_steps; }
@@ -500,6 +513,7 @@ static int save_step_checkpoint(trainer *t) {
 static int train_loop(trainer *t) {
     double start = now_s();
     int64_t steps_run = 0;
+    tensor_count_ops(t->o.profile_steps > 0);
     while (t->epoch < t->o.epochs) {
         // An epoch that ends on the last allowed step is still finished (checkpoint, evaluation).
         bool epoch_done = t->step >= (t->epoch + 1) * t->steps_per_epoch;
@@ -514,6 +528,7 @@ static int train_loop(trainer *t) {
         }
         if (log_corrupt(t, &b) != 0) return -1;
         double t1 = now_s();
+        tensor_counters before = tensor_counters_get();
         step_result r;
         if (train_step(t, &b, &r) != 0) return -1;
         t->step++;
@@ -523,6 +538,10 @@ static int train_loop(trainer *t) {
         } else {
             t->nonfinite_run = 0;
             if (log_step(t, &r, now_s() - t0, t1 - t0, now_s() - start, steps_run) != 0) return -1;
+        }
+        if (steps_run <= t->o.profile_steps) {
+            print_profile(t, &r, tensor_counters_sub(tensor_counters_get(), before), now_s() - t1);
+            if (steps_run == t->o.profile_steps) tensor_count_ops(false);
         }
         if (t->o.save_steps > 0 && t->step % t->o.save_steps == 0 && save_step_checkpoint(t) != 0) return -1;
     }

@@ -1,0 +1,33 @@
+#include "train/objective.h"
+
+#include "data/loader.h"
+
+static int batch_features(void *objective, const void *batch, int64_t begin, int64_t end, tensor **out) {
+    const train_objective *o = objective;
+    const loader_batch *b = batch;
+    const clip_model *m = o->model;
+    int64_t n = end - begin, C = m->cfg.text.context_length;
+    size_t image = 3 * (size_t)m->cfg.vision.image_size * (size_t)m->cfg.vision.image_size;
+    tensor *images = b->images_u8 ? clip_images_u8_to_device(m, b->images_u8 + (size_t)begin * image, n, o->mean, o->std)
+                                  : clip_images_to_device(m, b->images + (size_t)begin * image, n);
+    out[0] = clip_encode_image(m, images, true);
+    out[1] = clip_encode_text_host(m, b->tokens + begin * C, n, true);
+    return out[0] && out[1] ? 0 : -1;
+}
+
+static tensor *batch_loss_rows(void *objective, tensor *const *all, int64_t row_begin, int64_t row_end) {
+    const train_objective *o = objective;
+    const clip_model *m = o->model;
+    return loss_contrastive_rows(o->loss, all[0], all[1], tensor_exp(m->logit_scale), m->logit_bias, row_begin, row_end);
+}
+
+step_objective train_objective_step(train_objective *o) {
+    return (step_objective){.n_features = 2, .n_trained = 2, .features = batch_features,
+                            .loss_rows = batch_loss_rows, .ctx = o};
+}
+
+tensor *train_objective_loss(train_objective *o, const void *batch) {
+    const loader_batch *b = batch;
+    tensor *f[2];
+    return batch_features(o, batch, 0, b->n, f) == 0 ? batch_loss_rows(o, f, 0, b->n) : NULL;
+}

@@ -53,6 +53,9 @@ typedef struct {
     bool *corrupt;            // (B)
     float *images;            // (B, 3, H, W) or NULL
     uint8_t *images_u8;       // (B, 3, H, W) or NULL
+    float *teacher_images;    // (B, 3, T, T) or NULL
+    int32_t *shards;          // (B)
+    int64_t *indices;         // (B)
     int64_t *tokens;          // (B, ctx)
     int32_t *labels;          // (B)
     const char **keys;        // (B)
@@ -210,12 +213,17 @@ static image_rect random_resized_crop(const loader_config *c, int w, int h, rng 
     return (image_rect){(w - cw) / 2, (h - ch) / 2, cw, ch};
 }
 
+// rgb (size, size, 3) into dst (3, size, size), normalized.
+static void normalize_pixels(const loader *l, const uint8_t *rgb, int size, float *dst) {
+    size_t plane = (size_t)size * (size_t)size;
+    for (size_t p = 0; p < plane; p++)
+        for (int c = 0; c < 3; c++) dst[c * plane + p] = l->lut[c][rgb[3 * p + c]];
+}
+
 static void store_pixels(const loader *l, const uint8_t *rgb, batch_slot *s, int i) {
     size_t plane = (size_t)l->cfg.image_size * (size_t)l->cfg.image_size;
     if (s->images) {
-        float *dst = s->images + (size_t)i * 3 * plane;
-        for (size_t p = 0; p < plane; p++)
-            for (int c = 0; c < 3; c++) dst[c * plane + p] = l->lut[c][rgb[3 * p + c]];
+        normalize_pixels(l, rgb, l->cfg.image_size, s->images + (size_t)i * 3 * plane);
     } else {
         uint8_t *dst = s->images_u8 + (size_t)i * 3 * plane;
         for (size_t p = 0; p < plane; p++)
@@ -234,6 +242,9 @@ static bool decode_sample(const loader *l, batch_slot *s, int i, uint8_t *scratc
     image_rect crop = c->train ? random_resized_crop(c, w, h, &r) : image_center_square(w, h);
     if (image_webp_decode_region(p->image, p->image_size, crop, c->image_size, c->image_size, scratch)) return false;
     store_pixels(l, scratch, s, i);
+    int t = c->teacher_image_size;  // the same crop for a distillation teacher
+    if (t > 0 && image_webp_decode_region(p->image, p->image_size, crop, t, t, scratch)) return false;
+    if (t > 0) normalize_pixels(l, scratch, t, s->teacher_images + (size_t)i * 3 * (size_t)t * (size_t)t);
     int64_t *row = s->tokens + (size_t)i * (size_t)c->context_length;
 #if CLIPC_HAVE_TOKENIZER
     if (c->tok) {
@@ -244,6 +255,8 @@ static bool decode_sample(const loader *l, batch_slot *s, int i, uint8_t *scratc
     s->labels[i] = p->label;
     s->keys[i] = p->key;
     s->captions[i] = p->caption;
+    s->shards[i] = (int32_t)s->refs[i].shard;
+    s->indices[i] = s->refs[i].index;
     return true;
 }
 
@@ -251,11 +264,15 @@ static void copy_sample(const loader *l, batch_slot *s, int dst, int src) {
     size_t image = 3 * (size_t)l->cfg.image_size * (size_t)l->cfg.image_size;
     if (s->images) memcpy(s->images + dst * image, s->images + src * image, image * sizeof(float));
     else memcpy(s->images_u8 + dst * image, s->images_u8 + src * image, image);
+    size_t teacher = 3 * (size_t)l->cfg.teacher_image_size * (size_t)l->cfg.teacher_image_size;
+    if (s->teacher_images) memcpy(s->teacher_images + dst * teacher, s->teacher_images + src * teacher, teacher * sizeof(float));
     size_t ctx = (size_t)l->cfg.context_length;
     memcpy(s->tokens + dst * ctx, s->tokens + src * ctx, ctx * sizeof(int64_t));
     s->labels[dst] = s->labels[src];
     s->keys[dst] = s->keys[src];
     s->captions[dst] = s->captions[src];
+    s->shards[dst] = s->shards[src];
+    s->indices[dst] = s->indices[src];
 }
 
 // Replaces each corrupt sample with the next good one of the batch (cyclically).
@@ -438,7 +455,7 @@ static void fill_batch(const loader *l, const batch_slot *s, loader_batch *out) 
     *out = (loader_batch){
         .n = s->n, .index = s->index, .epoch = l->epoch, .images = s->images, .images_u8 = s->images_u8,
         .tokens = s->tokens, .labels = s->labels, .keys = s->keys, .captions = s->captions,
-        .n_corrupt = s->n_corrupt,
+        .teacher_images = s->teacher_images, .shards = s->shards, .indices = s->indices, .n_corrupt = s->n_corrupt,
     };
 }
 
@@ -492,6 +509,8 @@ static int check_config(const loader_config *c) {
         return err_set("loader: rank %d is outside world size %d", c->rank, c->world_size);
     if (c->workers < 0 || c->prefetch < 1) return err_set("loader: workers must be >= 0 and prefetch >= 1");
     if (c->context_length <= 0) return err_set("loader: context length must be positive");
+    if (c->teacher_image_size < 0 || (c->teacher_image_size > 0 && c->output != LOADER_OUTPUT_FLOAT))
+        return err_set("loader: a teacher image size needs float output and must be positive");
     if (c->tok && !CLIPC_HAVE_TOKENIZER) return err_set("loader: this build has no tokenizer (clipc_data)");
     if (c->upsampling_factors && !c->resampled)
         return err_set("loader: upsampling factors need resampled mode (--dataset-resampled)");
@@ -600,6 +619,10 @@ static void init_slots(loader *l) {
         s->corrupt = xcalloc(b, sizeof(bool));
         if (c->output == LOADER_OUTPUT_FLOAT) s->images = slot_alloc(l, pixels * sizeof(float));
         else s->images_u8 = slot_alloc(l, pixels);
+        size_t teacher = b * 3 * (size_t)c->teacher_image_size * (size_t)c->teacher_image_size;
+        if (teacher) s->teacher_images = slot_alloc(l, teacher * sizeof(float));
+        s->shards = xcalloc(b, sizeof(int32_t));
+        s->indices = xcalloc(b, sizeof(int64_t));
         s->tokens = slot_alloc(l, b * (size_t)c->context_length * sizeof(int64_t));
         s->labels = slot_alloc(l, b * sizeof(int32_t));
         s->keys = xcalloc(b, sizeof(char *));
@@ -607,7 +630,8 @@ static void init_slots(loader *l) {
     }
     int n_scratch = c->workers > 0 ? c->workers : 1;
     l->scratch = xcalloc((size_t)n_scratch, sizeof(uint8_t *));
-    for (int i = 0; i < n_scratch; i++) l->scratch[i] = xmalloc((size_t)c->image_size * (size_t)c->image_size * 3);
+    size_t side = (size_t)(c->image_size > c->teacher_image_size ? c->image_size : c->teacher_image_size);
+    for (int i = 0; i < n_scratch; i++) l->scratch[i] = xmalloc(side * side * 3);
     l->workers = xcalloc((size_t)n_scratch, sizeof(pthread_t));
 }
 
@@ -659,7 +683,9 @@ void loader_free(loader *l) {
     for (int i = 0; l->slots && i < l->n_slots; i++) {
         batch_slot *s = &l->slots[i];
         free(s->refs), free(s->payloads), free(s->corrupt), free(s->keys), free(s->captions);
+        free(s->shards), free(s->indices);
         if (s->images) l->cfg.allocator.free(s->images, l->cfg.allocator.ctx);
+        if (s->teacher_images) l->cfg.allocator.free(s->teacher_images, l->cfg.allocator.ctx);
         if (s->images_u8) l->cfg.allocator.free(s->images_u8, l->cfg.allocator.ctx);
         l->cfg.allocator.free(s->tokens, l->cfg.allocator.ctx);
         l->cfg.allocator.free(s->labels, l->cfg.allocator.ctx);
@@ -691,6 +717,9 @@ int64_t loader_num_samples(const loader *l) {
 
 int loader_num_classes(const loader *l) { return l->sources[0]->n_classes; }
 const char *loader_class_name(const loader *l, int c) { return l->sources[0]->class_names[c]; }
+int loader_num_shards(const loader *l) { return l->n_shards; }
+const char *loader_shard_path(const loader *l, int shard) { return l->shard_paths[shard]; }
+int64_t loader_shard_size(const loader *l, int shard) { return l->shard_sizes[shard]; }
 
 loader_stats loader_get_stats(const loader *l) {
     pthread_mutex_lock((pthread_mutex_t *)&l->mu);

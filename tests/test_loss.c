@@ -1,7 +1,8 @@
 // Tests loss/: CLIP, SigLIP and distillation losses, logits and input gradients against OpenCLIP
 // v2.20's numbers (losses.safetensors in the fixture folder given as argv[1]); gradients against
-// central finite differences in double precision; the local-rows shares over 2 and 3 ranges summing
-// to the full loss with the same gradients; bad shapes and ranges; the test fixture reader's errors.
+// central finite differences in double precision (the feature-distillation term too); the
+// local-rows shares over 2 and 3 ranges summing to the full loss with the same gradients; bad
+// shapes and ranges; the test fixture reader's errors.
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -191,6 +192,49 @@ static void test_siglip_gradient_matches_finite_differences(void **state) {
     check_finite_differences(LOSS_KIND_SIGLIP);
 }
 
+// The feature term at student features x (FD_N x FD_D) against fixed teacher features t; with
+// grad != NULL also d/dx by autograd, and a check that the teacher got no gradient.
+static double feature_loss_at(const double *x, const double *t, double *grad) {
+    tensor_scope_begin();
+    int64_t shape[2] = {FD_N, FD_D};
+    tensor *student = tensor_from_host(x, shape, 2, TENSOR_F64, false);
+    tensor *teacher = tensor_from_host(t, shape, 2, TENSOR_F64, false);
+    assert_int_equal(tensor_set_requires_grad(student, true), 0);
+    assert_int_equal(tensor_set_requires_grad(teacher, true), 0);
+    tensor *loss = loss_feature_mse(student, teacher);
+    double value;
+    assert_int_equal(tensor_item(loss, &value), 0);
+    if (grad) {
+        assert_int_equal(tensor_backward(loss, NULL), 0);
+        assert_int_equal(tensor_to_host(tensor_grad(student), grad, FD_N * FD_D * sizeof(double)), 0);
+        assert_false(tensor_has_grad(teacher));
+    }
+    tensor_scope_end();
+    return value;
+}
+
+static void test_feature_term_matches_finite_differences(void **state) {
+    (void)state;
+    double x[FD_N * FD_D], t[FD_N * FD_D], grad[FD_N * FD_D], h = 1e-6, expect = 0;
+    tensor_scope_begin();
+    assert_int_equal(tensor_to_host(random_features(FD_N, FD_D, 3), x, sizeof x), 0);
+    assert_int_equal(tensor_to_host(random_features(FD_N, FD_D, 4), t, sizeof t), 0);
+    tensor_scope_end();
+    for (int i = 0; i < FD_N * FD_D; i++) expect += (x[i] - t[i]) * (x[i] - t[i]) / (FD_N * FD_D);
+    assert_true(fabs(feature_loss_at(x, t, grad) - expect) <= 1e-15);
+    for (int i = 0; i < FD_N * FD_D; i++) {
+        double saved = x[i];
+        x[i] = saved + h;
+        double up = feature_loss_at(x, t, NULL);
+        x[i] = saved - h;
+        double down = feature_loss_at(x, t, NULL);
+        x[i] = saved;
+        double numeric = (up - down) / (2 * h);
+        if (fabs(numeric - grad[i]) > 1e-8 * (1 + fabs(numeric)))
+            fail_msg("input %d: autograd %.12g, finite difference %.12g", i, grad[i], numeric);
+    }
+}
+
 // ---- local rows: shares over ranges sum to the full loss and its gradient -----------------------
 
 enum { SPLIT_N = 7, SPLIT_D = 4, SPLIT_TEACHER_D = 3 };
@@ -216,6 +260,14 @@ static tensor *distill_rows(const split_inputs *in, int64_t r0, int64_t r1) {
     if (loss_distill_rows(in->img, in->txt, in->scale, in->t_img, in->t_txt, in->t_scale, r0, r1, &t) < 0)
         return NULL;
     return tensor_add(t.contrastive, tensor_mul_scalar(t.distill, 3.0));
+}
+
+// The feature term in both directions (each side detached in turn) plus the CLIP loss, so that
+// image, text and scale all get gradients.
+static tensor *feature_rows(const split_inputs *in, int64_t r0, int64_t r1) {
+    tensor *both = tensor_add(tensor_mul_scalar(loss_feature_mse_rows(in->img, in->txt, r0, r1), 2.0),
+                              loss_feature_mse_rows(in->txt, in->img, r0, r1));
+    return tensor_add(loss_clip_rows(in->img, in->txt, in->scale, r0, r1), both);
 }
 
 static split_inputs split_inputs_new(void) {
@@ -281,6 +333,11 @@ static void test_distill_rows_sum_to_full_loss(void **state) {
     check_splits(distill_rows);
 }
 
+static void test_feature_rows_sum_to_full_loss(void **state) {
+    (void)state;
+    check_splits(feature_rows);
+}
+
 // ---- bad input ---------------------------------------------------------------------------------
 
 static void test_bad_shapes_and_ranges_are_errors(void **state) {
@@ -309,10 +366,15 @@ static void test_bad_shapes_and_ranges_are_errors(void **state) {
     assert_non_null(strstr(err_msg(), "teacher has 5 samples"));
     assert_null(terms.contrastive);
     assert_null(terms.distill);
+    assert_null(loss_feature_mse(a, b));
+    assert_non_null(strstr(err_msg(), "[4, 3] and teacher features [5, 3]"));
+    assert_null(loss_feature_mse_rows(a, a, 3, 9));
+    assert_non_null(strstr(err_msg(), "row range"));
     err_set("an earlier failure");
     assert_null(loss_clip(NULL, a, s));
     assert_null(loss_siglip(a, a, s, NULL));
     assert_int_equal(loss_distill(a, a, s, NULL, a, s, &terms), -1);
+    assert_null(loss_feature_mse(a, NULL));
     assert_string_equal(err_msg(), "an earlier failure");
     tensor_scope_end();
     assert_int_equal(tensor_live_count(), live);
@@ -348,9 +410,11 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_distill_matches_openclip),
         cmocka_unit_test(test_clip_gradient_matches_finite_differences),
         cmocka_unit_test(test_siglip_gradient_matches_finite_differences),
+        cmocka_unit_test(test_feature_term_matches_finite_differences),
         cmocka_unit_test(test_clip_rows_sum_to_full_loss),
         cmocka_unit_test(test_siglip_rows_sum_to_full_loss),
         cmocka_unit_test(test_distill_rows_sum_to_full_loss),
+        cmocka_unit_test(test_feature_rows_sum_to_full_loss),
         cmocka_unit_test(test_bad_shapes_and_ranges_are_errors),
         cmocka_unit_test(test_fixture_reader_errors),
     };

@@ -3,7 +3,8 @@
 // Per step: the loader's batch goes to the device, both towers run (bf16 autocast on GPU with
 // --precision amp_bf16), the CLIP or SigLIP loss and its backward follow, gradients are clipped,
 // AdamW updates the weights with the scheduled learning rate and the logit scale is clamped to
-// [0, ln 100]. A non-finite loss skips the step; --nonfinite-limit of them in a row stop the run,
+// [0, ln 100]. With distillation (train/distill.h) the objective adds the teacher's terms. A
+// non-finite loss skips the step; --nonfinite-limit of them in a row stop the run,
 // leaving the last checkpoint as it was. Checkpoints (train/checkpoint.h) hold everything needed
 // to continue bit for bit: weights, optimizer moments, step, epoch and the loader's position.
 #include <errno.h>
@@ -24,6 +25,7 @@
 #include "optim/schedule.h"
 #include "session/session.h"
 #include "train/checkpoint.h"
+#include "train/distill.h"
 #include "train/log.h"
 #include "train/step.h"
 #include "train/train.h"
@@ -38,6 +40,10 @@ typedef struct {
     adamw *optim;
     schedule sched;
     loader *data;
+    bool distilling;
+    distill distill;          // teacher targets and projections when distilling
+    param_list *lists[2];     // what the optimizer updates: the model, then the projections if any
+    int n_lists;
     bool bf16;
     loss_kind loss;
     char run_dir[2048], ckpt_dir[2100];
@@ -93,23 +99,50 @@ static int setup_run_dir(trainer *t) {
     return t->metrics ? 0 : -1;
 }
 
+static session_options student_options(const train_options *o) {
+    return (session_options){.model = o->model, .model_configs = o->model_configs, .pretrained = o->pretrained,
+                             .vocab = o->vocab, .device = o->device, .threads = (int)o->threads,
+                             .seed = (uint64_t)o->seed, .siglip = o->siglip, .lock_image = o->lock_image,
+                             .lock_text = o->lock_text};
+}
+
+static distill_options distill_options_of(const train_options *o) {
+    return (distill_options){.model = o->distill_model, .pretrained = o->distill_pretrained, .cache = o->distill_cache,
+                             .weight = o->distill_weight, .feature_weight = o->distill_feature_weight};
+}
+
 static int setup_session(trainer *t) {
     const train_options *o = &t->o;
     if (!o->vocab)
         return err_set("no vocabulary: pass --vocab PATH or set CLIPC_VOCAB (CLIP's bpe_simple_vocab_16e6.txt.gz, or one "
                        "made by 'clipc tokenizer train')");
-    session_options so = {.model = o->model, .model_configs = o->model_configs, .pretrained = o->pretrained,
-                          .vocab = o->vocab, .device = o->device, .threads = (int)o->threads, .seed = (uint64_t)o->seed,
-                          .siglip = o->siglip, .lock_image = o->lock_image, .lock_text = o->lock_text};
+    session_options so = student_options(o);
     if (session_open(&so, &t->s) != 0) return -1;
     t->model = t->s.model;
     t->loss = o->siglip ? LOSS_KIND_SIGLIP : LOSS_KIND_CLIP;
     t->bf16 = strcmp(o->precision, "fp32") != 0;
     if (t->bf16 && t->s.device.type != TENSOR_DEVICE_CUDA)
         return err_set("--precision %s needs a GPU (bf16 autocast); use fp32 on the CPU", o->precision);
+    return 0;
+}
+
+// The teacher and/or stored targets (after the training loader, whose shards the cache covers).
+static int setup_distill(trainer *t) {
+    t->lists[0] = &t->model->params;
+    t->n_lists = 1;
+    distill_options d = distill_options_of(&t->o);
+    t->distilling = distill_enabled(&d);
+    if (!t->distilling) return 0;
+    session_options so = student_options(&t->o);
+    if (distill_open(&t->distill, &d, &so, &t->s, t->data) != 0) return -1;
+    if (t->distill.proj.n > 0) t->lists[t->n_lists++] = &t->distill.proj;
+    return 0;
+}
+
+static int setup_optimizer(trainer *t) {
+    const train_options *o = &t->o;
     adamw_config ac = {.lr = o->lr, .beta1 = o->beta1, .beta2 = o->beta2, .eps = o->eps, .weight_decay = o->wd};
-    param_list *lists[1] = {&t->model->params};
-    t->optim = adamw_init(lists, 1, ac);
+    t->optim = adamw_init(t->lists, t->n_lists, ac);
     return t->optim ? 0 : -1;
 }
 
@@ -124,6 +157,8 @@ static loader *open_loader(const trainer *t, const char *data, bool train, int b
         lc.upsampling_factors = t->o.train_data_upsampling_factors;
         lc.resampled = t->o.dataset_resampled;
         lc.samples_per_epoch = t->o.dataset_resampled ? t->o.train_num_samples : 0;
+        distill_options d = distill_options_of(&t->o);
+        if (distill_view_size(&d, t->o.model_configs, &t->s.cfg, &lc.teacher_image_size) != 0) return NULL;
     }
     return loader_init(&lc);
 }
@@ -154,7 +189,7 @@ static int resume(trainer *t) {
     } else {
         snprintf(path, sizeof path, "%s", t->o.resume);
     }
-    train_position pos = {0};
+    train_position pos = {.extra = t->n_lists > 1 ? t->lists[1] : NULL};
     int rc = checkpoint_load(path, t->model, t->optim, &pos);
     if (rc == 0) rc = loader_state_restore(t->data, pos.loader_state, pos.loader_state_size);
     if (rc == 0) {
@@ -169,7 +204,7 @@ static int resume(trainer *t) {
 // ---- checkpoints and evaluation --------------------------------------------------------------
 
 static int save_checkpoint(trainer *t, const char *stem) {
-    train_position pos = {.step = t->step, .epoch = t->epoch};
+    train_position pos = {.step = t->step, .epoch = t->epoch, .extra = t->n_lists > 1 ? t->lists[1] : NULL};
     if (loader_state_save(t->data, &pos.loader_state, &pos.loader_state_size) != 0) return -1;
     int rc = checkpoint_save(t->ckpt_dir, stem, t->model, t->optim, &pos);
     free(pos.loader_state);
@@ -222,7 +257,7 @@ static int run_zeroshot(trainer *t) {
     return rc;
 }
 
-static tensor *batch_loss(void *ctx, const void *batch);
+static tensor *contrastive_loss(void *ctx, const void *batch);
 
 // Mean contrastive loss over the validation set (OpenCLIP's val_loss), logged as a "val" line.
 static int run_validation(trainer *t) {
@@ -236,7 +271,7 @@ static int run_validation(trainer *t) {
     while ((rc = loader_next(l, &b)) == 1) {
         double value = 0;
         tensor_scope_begin();
-        tensor *loss = batch_loss(t, &b);
+        tensor *loss = contrastive_loss(t, &b);
         rc = loss ? tensor_item(loss, &value) : -1;
         tensor_scope_end();
         if (rc != 0) break;
@@ -257,7 +292,7 @@ static int run_validation(trainer *t) {
 // ---- the step --------------------------------------------------------------------------------
 
 // The contrastive loss of a batch (under the step's autocast when training in amp_bf16).
-static tensor *batch_loss(void *ctx, const void *batch) {
+static tensor *contrastive_loss(void *ctx, const void *batch) {
     const trainer *t = ctx;
     const loader_batch *b = batch;
     tensor *img = clip_encode_image(t->model, clip_images_to_device(t->model, b->images, b->n), true);
@@ -267,11 +302,12 @@ static tensor *batch_loss(void *ctx, const void *batch) {
 
 // One optimizer step through train/step.h. Returns 0 (see r->finite) or -1.
 static int train_step(trainer *t, const loader_batch *b, step_result *r) {
-    param_list *lists[1] = {&t->model->params};
-    step_config sc = {.lists = lists, .n_lists = 1, .opt = t->optim, .sched = &t->sched,
+    step_config sc = {.lists = t->lists, .n_lists = t->n_lists, .opt = t->optim, .sched = &t->sched,
                       .grad_clip_norm = t->o.grad_clip_norm, .logit_scale = t->model->logit_scale,
                       .autocast_bf16 = t->bf16};
-    return step_run(&sc, t->step, batch_loss, t, b, r);
+    if (!t->distilling) return step_run(&sc, t->step, contrastive_loss, t, b, r);
+    distill_objective objective = {.student = t->model, .d = &t->distill, .kind = t->loss};
+    return step_run(&sc, t->step, distill_objective_loss, &objective, b, r);
 }
 
 // The metrics line of a step; on printed steps (every --log-every-n-steps, the first and each
@@ -294,6 +330,8 @@ static int log_step(trainer *t, const step_result *r, double batch_time, double 
     cJSON_AddNumberToObject(line, "lr", r->lr);
     cJSON_AddNumberToObject(line, "grad_norm", r->grad_norm);
     if (printed) cJSON_AddNumberToObject(line, "logit_scale", scale);
+    if (t->distilling && isfinite(t->distill.crop_cosine))
+        cJSON_AddNumberToObject(line, "teacher_crop_cosine", t->distill.crop_cosine);
     cJSON_AddNumberToObject(line, "samples_per_s", sps);
     cJSON_AddNumberToObject(line, "data_time", data_time);
     cJSON_AddNumberToObject(line, "batch_time", batch_time);
@@ -391,6 +429,7 @@ static int train_loop(trainer *t) {
 static void trainer_free(trainer *t) {
     loader_free(t->data);
     adamw_free(t->optim);
+    if (t->distilling) distill_close(&t->distill);
     session_close(&t->s);
     metrics_log_close(t->metrics);
 }
@@ -399,6 +438,8 @@ int train_run(const train_options *o) {
     trainer t = {.o = *o, .saved_step = -1};
     int rc = setup_session(&t);
     if (rc == 0) rc = (t.data = open_loader(&t, t.o.train_data, true, (int)t.o.batch_size, t.s.tok)) ? 0 : -1;
+    if (rc == 0) rc = setup_distill(&t);
+    if (rc == 0) rc = setup_optimizer(&t);
     if (rc == 0) rc = setup_schedule(&t);
     if (rc == 0) rc = setup_run_dir(&t);
     if (rc == 0 && t.o.resume) rc = resume(&t);

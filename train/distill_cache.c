@@ -336,7 +336,7 @@ static int open_side_file(distill_cache *c, const char *dir, const loader *l, in
     char path[PATH_CAP];
     side_path(dir, loader_shard_path(l, s), path, sizeof path);
     st_file *f = c->files[s] = st_open(path);
-    if (!f) return err_prefix("no stored teacher targets for shard %s (made by 'clipc distill-cache')", loader_shard_path(l, s));
+    if (!f) return err_prefix("stored teacher targets of shard %s ('clipc distill-cache' makes them)", loader_shard_path(l, s));
     char first[PATH_CAP] = "";
     if (s > 0) snprintf(first, sizeof first, "%s", st_path(c->files[0]));
     if (check_format(f) || check_teacher(c, f, expect, first) || check_shard(f, loader_shard_path(l, s))) return -1;

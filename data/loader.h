@@ -7,8 +7,8 @@
 // (seed, epoch, rank, world size, batch index): never on the number of workers or on timing.
 //
 // A corrupt image inside a shard is skipped and counted: its place in the batch is taken by a
-// copy of the next good sample of the same batch (the batch keeps its size, as data-parallel
-// training needs). A missing or truncated shard is an error naming it.
+// copy of the next good sample of the same batch, position and teacher view included (the batch
+// keeps its size, as data-parallel training needs). A missing or truncated shard is an error naming it.
 #ifndef CLIPC_DATA_LOADER_H
 #define CLIPC_DATA_LOADER_H
 

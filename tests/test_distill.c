@@ -290,25 +290,6 @@ static int train(char *out, size_t cap, const char *name, const char *extra) {
                    clipc, student_cfg, vocab, data, work, name, extra);
 }
 
-// The "loss" of each train line of a run's metrics.jsonl into losses[step - 1]; returns the count.
-static int read_losses(const char *name, char losses[][32], int max) {
-    char path[4096], line[2048];
-    snprintf(path, sizeof path, "%s/logs/%s/metrics.jsonl", work, name);
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    int n = 0;
-    while (fgets(line, sizeof line, f)) {
-        const char *step = strstr(line, "\"step\":"), *loss = strstr(line, "\"loss\":");
-        if (!strstr(line, "\"type\":\"train\"") || !step || !loss) continue;
-        int k = atoi(step + 7);
-        assert_true(k >= 1 && k <= max);
-        sscanf(loss + 7, "%31[^,}]", losses[k - 1]);
-        n = k > n ? k : n;
-    }
-    fclose(f);
-    return n;
-}
-
 static void test_cli_cache_train_and_resume(void **state) {
     (void)state;
     char out[16384], flags[4096];
@@ -328,8 +309,8 @@ static void test_cli_cache_train_and_resume(void **state) {
     snprintf(more, sizeof more, "%s --resume latest", flags);
     if (train(out, sizeof out, "resumed", more) != 0) fail_msg("%s", out);
     char straight[4][32] = {{0}}, resumed[4][32] = {{0}};
-    assert_int_equal(read_losses("straight", straight, 4), 4);
-    assert_int_equal(read_losses("resumed", resumed, 4), 4);
+    assert_int_equal(cli_read_losses(work, "straight", straight, 4), 4);
+    assert_int_equal(cli_read_losses(work, "resumed", resumed, 4), 4);
     for (int i = 0; i < 4; i++) assert_string_equal(straight[i], resumed[i]);
     // A checkpoint with projections, resumed without feature distillation: refused.
     snprintf(more, sizeof more, "--distill-model %s --distill-pretrained %s --resume %s/logs/resumed/checkpoints/step_2.safetensors",

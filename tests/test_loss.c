@@ -132,8 +132,30 @@ static tensor *random_features(int64_t n, int64_t d, uint64_t seed) {
     return f;
 }
 
-// The loss at point x (FD_COUNT doubles); with grad != NULL also its autograd gradient there.
-static double loss_at(loss_kind kind, const double *x, double *grad) {
+// A loss at point x; with grad != NULL also its autograd gradient there.
+typedef double (*loss_at_fn)(const void *ctx, const double *x, double *grad);
+
+// Compares the autograd gradient at x (n doubles) with central finite differences.
+static void check_gradient(loss_at_fn loss_at, const void *ctx, double *x, int n) {
+    double *grad = xmalloc((size_t)n * sizeof(double)), h = 1e-6;
+    loss_at(ctx, x, grad);
+    for (int i = 0; i < n; i++) {
+        double saved = x[i];
+        x[i] = saved + h;
+        double up = loss_at(ctx, x, NULL);
+        x[i] = saved - h;
+        double down = loss_at(ctx, x, NULL);
+        x[i] = saved;
+        double numeric = (up - down) / (2 * h);
+        if (fabs(numeric - grad[i]) > 1e-7 * (1 + fabs(numeric)))
+            fail_msg("input %d: autograd %.12g, finite difference %.12g", i, grad[i], numeric);
+    }
+    free(grad);
+}
+
+// The contrastive loss of kind *ctx at x = (image, text, scale, bias), FD_COUNT doubles.
+static double contrastive_at(const void *ctx, const double *x, double *grad) {
+    loss_kind kind = *(const loss_kind *)ctx;
     tensor_scope_begin();
     int64_t shape[2] = {FD_N, FD_D};
     tensor *leaves[4] = {
@@ -160,7 +182,7 @@ static double loss_at(loss_kind kind, const double *x, double *grad) {
 }
 
 static void check_finite_differences(loss_kind kind) {
-    double x[FD_COUNT], grad[FD_COUNT], h = 1e-6;
+    double x[FD_COUNT];
     tensor_scope_begin();
     size_t block = FD_N * FD_D * sizeof(double);
     assert_int_equal(tensor_to_host(random_features(FD_N, FD_D, 1), x + FD_IMG, block), 0);
@@ -168,18 +190,7 @@ static void check_finite_differences(loss_kind kind) {
     tensor_scope_end();
     x[FD_SCALE] = 4.0;
     x[FD_BIAS] = -1.5;
-    loss_at(kind, x, grad);
-    for (int i = 0; i < FD_COUNT; i++) {
-        double saved = x[i];
-        x[i] = saved + h;
-        double up = loss_at(kind, x, NULL);
-        x[i] = saved - h;
-        double down = loss_at(kind, x, NULL);
-        x[i] = saved;
-        double numeric = (up - down) / (2 * h);
-        if (fabs(numeric - grad[i]) > 1e-7 * (1 + fabs(numeric)))
-            fail_msg("input %d: autograd %.12g, finite difference %.12g", i, grad[i], numeric);
-    }
+    check_gradient(contrastive_at, &kind, x, FD_COUNT);
 }
 
 static void test_clip_gradient_matches_finite_differences(void **state) {
@@ -192,9 +203,10 @@ static void test_siglip_gradient_matches_finite_differences(void **state) {
     check_finite_differences(LOSS_KIND_SIGLIP);
 }
 
-// The feature term at student features x (FD_N x FD_D) against fixed teacher features t; with
-// grad != NULL also d/dx by autograd, and a check that the teacher got no gradient.
-static double feature_loss_at(const double *x, const double *t, double *grad) {
+// The feature term at student features x (FD_N x FD_D) against fixed teacher features ctx (the
+// same shape); with grad, also a check that the teacher got no gradient.
+static double feature_at(const void *ctx, const double *x, double *grad) {
+    const double *t = ctx;
     tensor_scope_begin();
     int64_t shape[2] = {FD_N, FD_D};
     tensor *student = tensor_from_host(x, shape, 2, TENSOR_F64, false);
@@ -215,24 +227,14 @@ static double feature_loss_at(const double *x, const double *t, double *grad) {
 
 static void test_feature_term_matches_finite_differences(void **state) {
     (void)state;
-    double x[FD_N * FD_D], t[FD_N * FD_D], grad[FD_N * FD_D], h = 1e-6, expect = 0;
+    double x[FD_N * FD_D], t[FD_N * FD_D], expect = 0;
     tensor_scope_begin();
     assert_int_equal(tensor_to_host(random_features(FD_N, FD_D, 3), x, sizeof x), 0);
     assert_int_equal(tensor_to_host(random_features(FD_N, FD_D, 4), t, sizeof t), 0);
     tensor_scope_end();
     for (int i = 0; i < FD_N * FD_D; i++) expect += (x[i] - t[i]) * (x[i] - t[i]) / (FD_N * FD_D);
-    assert_true(fabs(feature_loss_at(x, t, grad) - expect) <= 1e-15);
-    for (int i = 0; i < FD_N * FD_D; i++) {
-        double saved = x[i];
-        x[i] = saved + h;
-        double up = feature_loss_at(x, t, NULL);
-        x[i] = saved - h;
-        double down = feature_loss_at(x, t, NULL);
-        x[i] = saved;
-        double numeric = (up - down) / (2 * h);
-        if (fabs(numeric - grad[i]) > 1e-8 * (1 + fabs(numeric)))
-            fail_msg("input %d: autograd %.12g, finite difference %.12g", i, grad[i], numeric);
-    }
+    assert_true(fabs(feature_at(t, x, NULL) - expect) <= 1e-15);
+    check_gradient(feature_at, t, x, FD_N * FD_D);
 }
 
 // ---- local rows: shares over ranges sum to the full loss and its gradient -----------------------

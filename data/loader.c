@@ -231,6 +231,12 @@ static void store_pixels(const loader *l, const uint8_t *rgb, batch_slot *s, int
     }
 }
 
+// One view of a sample: its crop (random in training, central otherwise) at size x size into rgb.
+// The student's view and a distillation teacher's both come from here, so they always match.
+static bool decode_view(const payload *p, image_rect crop, int size, uint8_t *rgb) {
+    return image_webp_decode_region(p->image, p->image_size, crop, size, size, rgb) == 0;
+}
+
 // Decodes, transforms and tokenizes sample i of a slot. Returns false when the image is corrupt.
 static bool decode_sample(const loader *l, batch_slot *s, int i, uint8_t *scratch) {
     const loader_config *c = &l->cfg;
@@ -240,10 +246,10 @@ static bool decode_sample(const loader *l, batch_slot *s, int i, uint8_t *scratc
     int w = 0, h = 0;
     if (image_webp_size(p->image, p->image_size, &w, &h)) return false;
     image_rect crop = c->train ? random_resized_crop(c, w, h, &r) : image_center_square(w, h);
-    if (image_webp_decode_region(p->image, p->image_size, crop, c->image_size, c->image_size, scratch)) return false;
+    if (!decode_view(p, crop, c->image_size, scratch)) return false;
     store_pixels(l, scratch, s, i);
-    int t = c->teacher_image_size;  // the same crop for a distillation teacher
-    if (t > 0 && image_webp_decode_region(p->image, p->image_size, crop, t, t, scratch)) return false;
+    int t = c->teacher_image_size;
+    if (t > 0 && !decode_view(p, crop, t, scratch)) return false;
     if (t > 0) normalize_pixels(l, scratch, t, s->teacher_images + (size_t)i * 3 * (size_t)t * (size_t)t);
     int64_t *row = s->tokens + (size_t)i * (size_t)c->context_length;
 #if CLIPC_HAVE_TOKENIZER

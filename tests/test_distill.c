@@ -3,7 +3,8 @@
 // width, embedding size, image size and context length:
 // - the teacher's weights are bit-identical after training steps that moved the student and the
 //   feature projections;
-// - the online teacher and the stored targets give the same loss on a batch of evaluation crops;
+// - the online teacher and the stored targets give the same loss on a batch of evaluation crops,
+//   with the teacher's features fetched in pieces and the loss split in row shares;
 // - refusals, each naming both sides: a cache made by another teacher, for other shards, mixed
 //   teachers in one folder, a vocabulary larger than the teacher's; a missing, damaged or
 //   newer-version side file;
@@ -196,19 +197,36 @@ static void test_teacher_is_bit_identical_after_training(void **state) {
     session_close(&s);
 }
 
-// The objective's loss (and the teacher's image features into image) on the first batch of l.
+static double item(const tensor *t) {
+    double v = NAN;
+    if (tensor_item(t, &v) != 0) fail_msg("%s", err_msg());
+    return v;
+}
+
+// The objective's loss on the first batch of l, and the teacher's image features into image,
+// fetched in two pieces as micro-batches would; the loss shares of the two row ranges of the
+// gathered features must sum to that loss.
 static double first_batch_loss(distill *d, const session *s, loader *l, float *image) {
     loader_set_epoch(l, 0);
     loader_batch b;
     assert_int_equal(loader_next(l, &b), 1);
     distill_objective objective = {.student = s->model, .d = d, .kind = LOSS_KIND_CLIP};
-    double value = NAN;
+    const clip_model *m = s->model;
     tensor_no_grad_begin();
     tensor_scope_begin();
-    assert_int_equal(tensor_item(distill_objective_loss(&objective, &b), &value), 0);
-    distill_features f;
-    assert_int_equal(distill_teacher_features(d, s->model, &b, &f), 0);
-    assert_int_equal(tensor_to_host(f.teacher_image, image, (size_t)b.n * 24 * sizeof(float)), 0);
+    double value = item(distill_objective_loss(&objective, &b));
+    tensor *all[DISTILL_N_FEATURES] = {clip_encode_image(m, clip_images_to_device(m, b.images, b.n), true),
+                                       clip_encode_text_host(m, b.tokens, b.n, true)};
+    tensor *head[2], *tail[2];
+    assert_int_equal(distill_teacher_features(d, m, &b, 0, 3, head), 0);
+    assert_int_equal(distill_teacher_features(d, m, &b, 3, b.n, tail), 0);
+    for (int k = 0; k < 2; k++) all[DISTILL_TEACHER_IMAGE + k] = tensor_cat((const tensor *[]){head[k], tail[k]}, 2, 0);
+    assert_int_equal(tensor_to_host(all[DISTILL_TEACHER_IMAGE], image, (size_t)b.n * 24 * sizeof(float)), 0);
+    tensor *scale = tensor_exp(m->logit_scale);
+    double whole = item(distill_loss_rows(d, LOSS_KIND_CLIP, all, scale, NULL, 0, b.n));
+    double parts = item(distill_loss_rows(d, LOSS_KIND_CLIP, all, scale, NULL, 0, 3)) +
+                   item(distill_loss_rows(d, LOSS_KIND_CLIP, all, scale, NULL, 3, b.n));
+    assert_true(fabs(whole - value) <= 1e-5 * fabs(value) && fabs(parts - value) <= 1e-5 * fabs(value));
     tensor_scope_end();
     tensor_no_grad_end();
     return value;

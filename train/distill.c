@@ -99,72 +99,83 @@ void distill_close(distill *d) {
 
 // ---- teacher targets -------------------------------------------------------------------------
 
-// The online teacher's features of the batch: its view of the images, the captions at its context.
-static int online_features(distill *d, const clip_model *student, const loader_batch *b, tensor **image, tensor **text) {
+// The online teacher's features of samples [begin, end): its view of the images, the captions at
+// its context length.
+static int online_features(distill *d, const clip_model *student, const loader_batch *b, int64_t begin, int64_t end,
+                           tensor **out) {
     const clip_config *tc = &d->teacher.cfg;
-    if (!b->teacher_images && student->cfg.vision.image_size != tc->vision.image_size)
-        return err_set("distillation: the batch holds no %d px view for the teacher", tc->vision.image_size);
-    const float *images = b->teacher_images ? b->teacher_images : b->images;
-    if (tc->text.context_length == student->cfg.text.context_length)
-        return distill_teacher_encode(d->teacher.model, images, b->tokens, b->n, image, text);
+    int n = (int)(end - begin), size = tc->vision.image_size;
+    if (!b->teacher_images && student->cfg.vision.image_size != size)
+        return err_set("distillation: the batch holds no %d px view for the teacher", size);
+    const float *images = (b->teacher_images ? b->teacher_images : b->images) + begin * 3 * size * size;
+    int ctx = tc->text.context_length;
+    if (ctx == student->cfg.text.context_length)
+        return distill_teacher_encode(d->teacher.model, images, b->tokens + begin * ctx, n, &out[0], &out[1]);
     if (!d->tok) return err_set("distillation: the teacher's context length differs and there is no tokenizer");
-    int64_t *tokens = xmalloc((size_t)b->n * (size_t)tc->text.context_length * sizeof(int64_t));
-    int rc = tokenizer_encode_batch(d->tok, b->captions, b->n, tc->text.context_length, tokens);
-    if (rc == 0) rc = distill_teacher_encode(d->teacher.model, images, tokens, b->n, image, text);
+    int64_t *tokens = xmalloc((size_t)n * (size_t)ctx * sizeof(int64_t));
+    int rc = tokenizer_encode_batch(d->tok, b->captions + begin, n, ctx, tokens);
+    if (rc == 0) rc = distill_teacher_encode(d->teacher.model, images, tokens, n, &out[0], &out[1]);
     free(tokens);
     return rc;
 }
 
-static tensor *stored_rows(const float *rows, int64_t n, int64_t dim, tensor_device dev) {
+static tensor *rows_to_device(const float *rows, int64_t n, int64_t dim, tensor_device dev) {
     int64_t shape[2] = {n, dim};
     return tensor_to_device(tensor_from_host(rows, shape, 2, TENSOR_F32, false), dev, false);
 }
 
-static int stored_features(const distill *d, const loader_batch *b, tensor_device dev, tensor **image, tensor **text) {
-    size_t n = (size_t)b->n * (size_t)d->teacher_dim;
-    float *rows = xmalloc(2 * n * sizeof(float));
-    distill_cache_rows(d->cache, b, rows, rows + n);
-    *image = stored_rows(rows, b->n, d->teacher_dim, dev);
-    *text = stored_rows(rows + n, b->n, d->teacher_dim, dev);
+static int stored_features(const distill *d, const loader_batch *b, int64_t begin, int64_t end, tensor_device dev,
+                           tensor **out) {
+    int64_t n = end - begin;
+    size_t size = (size_t)n * (size_t)d->teacher_dim;
+    float *rows = xmalloc(2 * size * sizeof(float));
+    distill_cache_rows(d->cache, b->shards + begin, b->indices + begin, n, rows, rows + size);
+    out[0] = rows_to_device(rows, n, d->teacher_dim, dev);
+    out[1] = rows_to_device(rows + size, n, d->teacher_dim, dev);
     free(rows);
-    return *image && *text ? 0 : -1;
+    return out[0] && out[1] ? 0 : -1;
 }
 
 // The mean cosine between the online teacher's image features and the stored ones.
-static int measure_crop_cosine(distill *d, const loader_batch *b, const tensor *online_image, tensor_device dev) {
-    tensor *image, *text;
-    if (stored_features(d, b, dev, &image, &text) != 0) return -1;
-    tensor *dots = tensor_sum_dim(tensor_mul(tensor_to_dtype(online_image, TENSOR_F32), image), 1, false);
+static int measure_crop_cosine(distill *d, const loader_batch *b, int64_t begin, int64_t end, const tensor *online_image,
+                               tensor_device dev) {
+    tensor *stored[2];
+    if (stored_features(d, b, begin, end, dev, stored) != 0) return -1;
+    tensor *dots = tensor_sum_dim(tensor_mul(tensor_to_dtype(online_image, TENSOR_F32), stored[0]), 1, false);
     return tensor_item(tensor_mean(dots), &d->crop_cosine);
 }
 
-int distill_teacher_features(distill *d, const clip_model *student, const loader_batch *b, distill_features *f) {
-    tensor_device dev = student->device;
-    if (!d->teacher.model) {
-        f->teacher_scale = tensor_scalar(exp(distill_cache_logit_scale(d->cache)), TENSOR_F32, dev);
-        return stored_features(d, b, dev, &f->teacher_image, &f->teacher_text);
-    }
-    f->teacher_scale = tensor_exp(d->teacher.model->logit_scale);
-    if (online_features(d, student, b, &f->teacher_image, &f->teacher_text) != 0) return -1;
-    return d->cache ? measure_crop_cosine(d, b, f->teacher_image, dev) : 0;
+int distill_teacher_features(distill *d, const clip_model *student, const loader_batch *b, int64_t begin, int64_t end,
+                             tensor **out) {
+    if (!d->teacher.model) return stored_features(d, b, begin, end, student->device, out);
+    if (online_features(d, student, b, begin, end, out) != 0) return -1;
+    return d->cache ? measure_crop_cosine(d, b, begin, end, out[0], student->device) : 0;
 }
 
 // ---- the objective ---------------------------------------------------------------------------
 
-static tensor *contrastive_rows(loss_kind kind, const distill_features *f, const tensor *scale, const tensor *bias,
-                                int64_t r0, int64_t r1) {
-    if (kind == LOSS_KIND_SIGLIP) return loss_siglip_rows(f->image, f->text, scale, bias, r0, r1);
-    return loss_clip_rows(f->image, f->text, scale, r0, r1);
+// exp(the teacher's logit scale), (1) on dev.
+static tensor *teacher_scale(const distill *d, tensor_device dev) {
+    if (d->teacher.model) return tensor_exp(d->teacher.model->logit_scale);
+    return tensor_scalar(exp(distill_cache_logit_scale(d->cache)), TENSOR_F32, dev);
+}
+
+static tensor *contrastive_rows(loss_kind kind, tensor *const *all, const tensor *scale, const tensor *bias, int64_t r0,
+                                int64_t r1) {
+    if (kind == LOSS_KIND_SIGLIP) return loss_siglip_rows(all[DISTILL_IMAGE], all[DISTILL_TEXT], scale, bias, r0, r1);
+    return loss_clip_rows(all[DISTILL_IMAGE], all[DISTILL_TEXT], scale, r0, r1);
 }
 
 // contrastive + w * the DistillClipLoss term (sharing the student's logits for the CLIP loss).
-static tensor *logit_terms(const distill *d, loss_kind kind, const distill_features *f, const tensor *scale,
-                           const tensor *bias, int64_t r0, int64_t r1) {
-    if (d->o.weight == 0) return contrastive_rows(kind, f, scale, bias, r0, r1);
+static tensor *logit_terms(const distill *d, loss_kind kind, tensor *const *all, const tensor *scale, const tensor *bias,
+                           int64_t r0, int64_t r1) {
+    if (d->o.weight == 0) return contrastive_rows(kind, all, scale, bias, r0, r1);
     loss_distill_terms t;
-    if (loss_distill_rows(f->image, f->text, scale, f->teacher_image, f->teacher_text, f->teacher_scale, r0, r1, &t) != 0)
+    if (loss_distill_rows(all[DISTILL_IMAGE], all[DISTILL_TEXT], scale, all[DISTILL_TEACHER_IMAGE],
+                          all[DISTILL_TEACHER_TEXT], teacher_scale(d, tensor_get_device(all[DISTILL_IMAGE])), r0, r1,
+                          &t) != 0)
         return NULL;
-    tensor *contrastive = kind == LOSS_KIND_CLIP ? t.contrastive : contrastive_rows(kind, f, scale, bias, r0, r1);
+    tensor *contrastive = kind == LOSS_KIND_CLIP ? t.contrastive : contrastive_rows(kind, all, scale, bias, r0, r1);
     return tensor_add(contrastive, tensor_mul_scalar(t.distill, d->o.weight));
 }
 
@@ -173,26 +184,26 @@ static const tensor *projected(const tensor *features, const tensor *proj) {
     return proj ? tensor_linear(features, proj, NULL) : features;
 }
 
-static tensor *feature_terms(const distill *d, const distill_features *f, int64_t r0, int64_t r1) {
-    tensor *image = loss_feature_mse_rows(projected(f->image, d->image_proj), f->teacher_image, r0, r1);
-    tensor *text = loss_feature_mse_rows(projected(f->text, d->text_proj), f->teacher_text, r0, r1);
+static tensor *feature_terms(const distill *d, tensor *const *all, int64_t r0, int64_t r1) {
+    tensor *image = loss_feature_mse_rows(projected(all[DISTILL_IMAGE], d->image_proj), all[DISTILL_TEACHER_IMAGE], r0, r1);
+    tensor *text = loss_feature_mse_rows(projected(all[DISTILL_TEXT], d->text_proj), all[DISTILL_TEACHER_TEXT], r0, r1);
     return tensor_mul_scalar(tensor_add(image, text), d->o.feature_weight);
 }
 
-tensor *distill_loss_rows(const distill *d, loss_kind kind, const distill_features *f, const tensor *scale,
-                          const tensor *bias, int64_t r0, int64_t r1) {
-    tensor *loss = logit_terms(d, kind, f, scale, bias, r0, r1);
-    return d->o.feature_weight > 0 ? tensor_add(loss, feature_terms(d, f, r0, r1)) : loss;
+tensor *distill_loss_rows(const distill *d, loss_kind kind, tensor *const *all, const tensor *scale, const tensor *bias,
+                          int64_t r0, int64_t r1) {
+    tensor *loss = logit_terms(d, kind, all, scale, bias, r0, r1);
+    return d->o.feature_weight > 0 ? tensor_add(loss, feature_terms(d, all, r0, r1)) : loss;
 }
 
 tensor *distill_objective_loss(void *objective, const void *batch) {
     const distill_objective *ob = objective;
     const loader_batch *b = batch;
     const clip_model *m = ob->student;
-    distill_features f = {
-        .image = clip_encode_image(m, clip_images_to_device(m, b->images, b->n), true),
-        .text = clip_encode_text_host(m, b->tokens, b->n, true),
+    tensor *all[DISTILL_N_FEATURES] = {
+        clip_encode_image(m, clip_images_to_device(m, b->images, b->n), true),
+        clip_encode_text_host(m, b->tokens, b->n, true),
     };
-    if (distill_teacher_features(ob->d, m, b, &f) != 0) return NULL;
-    return distill_loss_rows(ob->d, ob->kind, &f, tensor_exp(m->logit_scale), m->logit_bias, 0, b->n);
+    if (distill_teacher_features(ob->d, m, b, 0, b->n, all + DISTILL_TEACHER_IMAGE) != 0) return NULL;
+    return distill_loss_rows(ob->d, ob->kind, all, tensor_exp(m->logit_scale), m->logit_bias, 0, b->n);
 }

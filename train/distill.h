@@ -10,7 +10,8 @@
 // ones (evaluation crops) is measured: what stored targets lose.
 //
 // The objective is written over per-sample features (the student's on the graph, the teacher's
-// detached) and the rows [r0, r1) that a rank or micro-batch owns of them (docs/training-math.md):
+// constants; any range of a batch's samples) and the rows [r0, r1) that a rank or micro-batch owns
+// of the gathered features (docs/training-math.md), as train/step.h's split objective needs:
 //   contrastive (CLIP or SigLIP) + w * DistillClipLoss term + w_f * (MSE(P_i I, I_t) + MSE(P_t T, T_t))
 // w = --distill-weight, w_f = --distill-feature-weight; P_i, P_t are learned linear maps (E_t x E_s,
 // "distill.image_proj.weight", "distill.text_proj.weight", a parameter list of their own that the
@@ -44,12 +45,9 @@ typedef struct {
     double crop_cosine;         // online teacher and cache: the last batch's mean image cosine (NAN otherwise)
 } distill;
 
-// What the objective needs of each sample; what ranks gather.
-typedef struct {
-    tensor *image, *text;                  // (N, E_s) the student's, L2-normalized
-    tensor *teacher_image, *teacher_text;  // (N, E_t) the teacher's, L2-normalized, detached
-    tensor *teacher_scale;                 // (1) exp of the teacher's logit scale
-} distill_features;
+// The per-sample features of the objective, in this order (what ranks gather): the student's image
+// and text features (L2-normalized, on the graph), then the teacher's (L2-normalized, constants).
+enum { DISTILL_IMAGE, DISTILL_TEXT, DISTILL_TEACHER_IMAGE, DISTILL_TEACHER_TEXT, DISTILL_N_FEATURES };
 
 // Whether the options ask for distillation at all.
 bool distill_enabled(const distill_options *o);
@@ -66,14 +64,20 @@ int distill_open(distill *d, const distill_options *o, const session_options *st
                  const loader *train_data);
 void distill_close(distill *d);
 
-// The teacher's features of a batch (new handles on the student's device). Returns 0 or -1.
-int distill_teacher_features(distill *d, const clip_model *student, const loader_batch *b, distill_features *f);
+// The teacher's features of samples [begin, end) of b into out[0] (image) and out[1] (text),
+// (end - begin, E_t) on the student's device: stored rows, or the online teacher's forward.
+// Returns 0 or -1.
+int distill_teacher_features(distill *d, const clip_model *student, const loader_batch *b, int64_t begin, int64_t end,
+                             tensor **out);
 
-// The objective's share of rows [r0, r1) of N gathered samples (the whole loss for [0, N)).
-tensor *distill_loss_rows(const distill *d, loss_kind kind, const distill_features *f, const tensor *scale,
-                          const tensor *bias, int64_t r0, int64_t r1);
+// The objective's share of rows [r0, r1) of all[DISTILL_N_FEATURES], the features of the N samples
+// of the global batch (the whole loss for [0, N)); scale = exp(the student's logit scale), bias its
+// logit bias (SigLIP).
+tensor *distill_loss_rows(const distill *d, loss_kind kind, tensor *const *all, const tensor *scale, const tensor *bias,
+                          int64_t r0, int64_t r1);
 
-// The training objective over one loader batch, a step_loss_fn (train/step.h) with this context.
+// The training objective over one loader batch, a step_loss_fn (train/step.h) with this context:
+// the features of the whole batch, then the loss of all its rows.
 typedef struct {
     const clip_model *student;
     distill *d;

@@ -373,11 +373,12 @@ int distill_cache_dim(const distill_cache *c) { return c->dim; }
 double distill_cache_logit_scale(const distill_cache *c) { return c->logit_scale; }
 const distill_teacher_id *distill_cache_teacher(const distill_cache *c) { return &c->id; }
 
-void distill_cache_rows(const distill_cache *c, const loader_batch *b, float *image, float *text) {
+void distill_cache_rows(const distill_cache *c, const int32_t *shards, const int64_t *indices, int64_t n, float *image,
+                        float *text) {
     size_t row = (size_t)c->dim;
-    for (int i = 0; i < b->n; i++) {
-        size_t at = (size_t)b->indices[i] * row;
-        memcpy(image + (size_t)i * row, c->image[b->shards[i]] + at, row * sizeof(float));
-        memcpy(text + (size_t)i * row, c->text[b->shards[i]] + at, row * sizeof(float));
+    for (int64_t i = 0; i < n; i++) {
+        size_t at = (size_t)indices[i] * row;
+        memcpy(image + (size_t)i * row, c->image[shards[i]] + at, row * sizeof(float));
+        memcpy(text + (size_t)i * row, c->text[shards[i]] + at, row * sizeof(float));
     }
 }

@@ -69,7 +69,9 @@ int distill_cache_dim(const distill_cache *c);              // E
 double distill_cache_logit_scale(const distill_cache *c);   // the teacher's, log space
 const distill_teacher_id *distill_cache_teacher(const distill_cache *c);
 
-// The stored rows of b's samples into image and text (b->n, E), host buffers.
-void distill_cache_rows(const distill_cache *c, const loader_batch *b, float *image, float *text);
+// The stored rows of n samples (shards[i], indices[i]: a loader batch's positions) into image and
+// text (n, E), host buffers.
+void distill_cache_rows(const distill_cache *c, const int32_t *shards, const int64_t *indices, int64_t n, float *image,
+                        float *text);
 
 #endif

@@ -3,8 +3,8 @@
 # teacher (larger than clip-tiny) trained for several epochs on the 60k training images, then a
 # clip-micro student (smaller than clip-tiny) trained for one fixed budget, one epoch of the first
 # STUDENT_SHARDS training shards, three ways: from scratch, distilled online, and distilled from
-# stored teacher targets (`clipc distill-cache`, written beside those shards). Every student run has
-# the same seed, data order and schedule. Prints the table of zero-shot top-1
+# stored teacher targets (`clipc distill-cache`, written beside those shards), once per seed: runs of
+# one seed share initial weights, data order and schedule. Prints the table of zero-shot top-1
 # on the 10k test images and the wall time of each run, and writes it to RUNS/results.md.
 #
 # Usage: bash scripts/distill-experiment.sh      (from the project root; shares demo/ with demo.sh)
@@ -13,6 +13,7 @@
 #        TEACHER_EPOCHS    teacher epochs (default 3)
 #        TEACHER_SAMPLES   teacher samples per epoch (default 20000, a new random subset each epoch)
 #        STUDENT_SHARDS    the students' set: the first N shards of 10k training images (default 2)
+#        STUDENT_SEEDS     the seeds of the student runs (default "0 1 2"): each way once per seed
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
@@ -55,7 +56,7 @@ timed() {
 
 # top1 WEIGHTS: zero-shot top-1 (%) on the test set.
 top1() {
-  $clipc eval --pretrained "$1" --zeroshot "$out/fmnist-test" --templates "$templates" |
+  $clipc eval --pretrained "$1" --vocab "$vocab" --zeroshot "$out/fmnist-test" --templates "$templates" |
     sed -n 's/.*top-1 *\([0-9.]*\)%.*/\1/p'
 }
 
@@ -77,22 +78,39 @@ teacher=$runs/teacher/checkpoints/epoch_$teacher_epochs.safetensors
 echo "== stored teacher targets of the students' set (beside its shards)"
 timed cache $clipc distill-cache --pretrained "$teacher" --vocab "$vocab" --data "$student_data" --batch-size 256
 
-echo "== students: clip-micro"
-student scratch
-student online --distill-model "$runs/teacher.json" --distill-pretrained "$teacher" --distill-cache "$train_data"
-student stored --distill-cache "$train_data"
+seeds=${STUDENT_SEEDS:-0 1 2}
+echo "== students: clip-micro, seeds $seeds"
+for seed in $seeds; do
+  student scratch-$seed --seed "$seed"
+  student online-$seed --seed "$seed" --distill-model "$runs/teacher.json" --distill-pretrained "$teacher" \
+    --distill-cache "$train_data"
+  student stored-$seed --seed "$seed" --distill-cache "$train_data"
+done
 
-cosine=$(grep -o '"teacher_crop_cosine":[0-9.e-]*' "$runs/online/metrics.jsonl" | cut -d: -f2 |
+# row KIND: the top-1 of each seed's student, their mean, and the mean wall time.
+row() {
+  local accs="" times="" seed
+  for seed in $seeds; do
+    accs+="$(top1 "$runs/$1-$seed/checkpoints/epoch_1.safetensors") "
+    times+="$(cat "$runs/$1-$seed.seconds") "
+  done
+  awk -v a="$accs" -v t="$times" 'BEGIN { n = split(a, x, " "); split(t, w, " "); m = 0; s = 0
+    for (i = 1; i <= n; i++) { m += x[i]; s += w[i]; printf "%s%s%%", (i > 1 ? " / " : ""), x[i] }
+    printf " | %.2f%% | %.0f s", m / n, s / n }'
+}
+
+cosine=$(cat "$runs"/online-*/metrics.jsonl | grep -o '"teacher_crop_cosine":[0-9.e-]*' | cut -d: -f2 |
   awk '{ s += $1; n++ } END { printf "%.4f", s / n }')
+n_students=$(grep -o '"num_samples": [0-9]*' "$student_data" | head -n1 | cut -d' ' -f2)
 {
-  echo "| model | zero-shot top-1 | training wall time |"
-  echo "|---|---|---|"
-  echo "| teacher: clip-small, $teacher_epochs epochs of ${TEACHER_SAMPLES:-20000} | $(top1 "$teacher")% | $(cat "$runs/teacher.seconds") s |"
-  echo "| student: clip-micro, one epoch of $(sed 's/.*"num_samples": \([0-9]*\).*/\1/' "$student_data"), from scratch | $(top1 "$runs/scratch/checkpoints/epoch_1.safetensors")% | $(cat "$runs/scratch.seconds") s |"
-  echo "| student: distilled online | $(top1 "$runs/online/checkpoints/epoch_1.safetensors")% | $(cat "$runs/online.seconds") s |"
-  echo "| student: distilled from stored targets | $(top1 "$runs/stored/checkpoints/epoch_1.safetensors")% | $(cat "$runs/stored.seconds") s (+ $(cat "$runs/cache.seconds") s once for the cache) |"
+  echo "| model | zero-shot top-1 (seeds $seeds) | mean | training wall time |"
+  echo "|---|---|---|---|"
+  echo "| teacher: clip-small, $teacher_epochs epochs of ${TEACHER_SAMPLES:-20000} | $(top1 "$teacher")% | | $(cat "$runs/teacher.seconds") s |"
+  echo "| student: clip-micro, one epoch of $n_students, from scratch | $(row scratch) |"
+  echo "| student: distilled online | $(row online) |"
+  echo "| student: distilled from stored targets | $(row stored) (+ $(cat "$runs/cache.seconds") s once for the cache) |"
   echo
   echo "Mean cosine between the teacher's image features of the training crops and the stored ones"
-  echo "(evaluation crops), over the online run: $cosine. Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
+  echo "(evaluation crops), over the online runs: $cosine. Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
 } | tee "$runs/results.md"
 echo "runs: $runs"

@@ -16,5 +16,6 @@ int cmd_embed(int argc, char **argv);
 int cmd_classify(int argc, char **argv);
 int cmd_finetune(int argc, char **argv);
 int cmd_launch(int argc, char **argv);
+int cmd_distill_cache(int argc, char **argv);
 
 #endif

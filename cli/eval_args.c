@@ -33,6 +33,7 @@ int eval_fail(const char *cmd) {
 }
 
 int eval_session_open(const eval_options *o, bool need_tokenizer, session *s) {
+    memset(s, 0, sizeof *s);  // closing a session that failed to open is then harmless
     if (!o->pretrained) return err_set("--pretrained: which weights to evaluate (a safetensors file)");
     if (o->batch_size < 1) return err_set("--batch-size must be at least 1");
     if (need_tokenizer && !o->vocab) return err_set("no vocabulary: pass --vocab PATH or set CLIPC_VOCAB");

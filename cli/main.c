@@ -24,6 +24,7 @@ static const command commands[] = {
     {"embed", cmd_embed, "images and texts to normalized embeddings (safetensors or .npy)"},
     {"classify", cmd_classify, "zero-shot label probabilities of image files"},
     {"finetune", cmd_finetune, "few-shot: K shots per class, linear probe, fine-tuning with WiSE-FT"},
+    {"distill-cache", cmd_distill_cache, "store a distillation teacher's features of a shard set beside the shards"},
 };
 static const int n_commands = (int)(sizeof commands / sizeof commands[0]);
 

@@ -57,6 +57,9 @@ typedef struct {
     char *reasons;            // (B, REASON_CAP) why each corrupt sample failed
     float *images;            // (B, 3, H, W) or NULL
     uint8_t *images_u8;       // (B, 3, H, W) or NULL
+    float *teacher_images;    // (B, 3, T, T) or NULL
+    int32_t *shards;          // (B)
+    int64_t *indices;         // (B)
     int64_t *tokens;          // (B, ctx)
     int32_t *labels;          // (B)
     const char **keys;        // (B)
@@ -218,17 +221,28 @@ static image_rect random_resized_crop(const loader_config *c, int w, int h, rng 
     return (image_rect){(w - cw) / 2, (h - ch) / 2, cw, ch};
 }
 
+// rgb (size, size, 3) into dst (3, size, size), normalized.
+static void normalize_pixels(const loader *l, const uint8_t *rgb, int size, float *dst) {
+    size_t plane = (size_t)size * (size_t)size;
+    for (size_t p = 0; p < plane; p++)
+        for (int c = 0; c < 3; c++) dst[c * plane + p] = l->lut[c][rgb[3 * p + c]];
+}
+
 static void store_pixels(const loader *l, const uint8_t *rgb, batch_slot *s, int i) {
     size_t plane = (size_t)l->cfg.image_size * (size_t)l->cfg.image_size;
     if (s->images) {
-        float *dst = s->images + (size_t)i * 3 * plane;
-        for (size_t p = 0; p < plane; p++)
-            for (int c = 0; c < 3; c++) dst[c * plane + p] = l->lut[c][rgb[3 * p + c]];
+        normalize_pixels(l, rgb, l->cfg.image_size, s->images + (size_t)i * 3 * plane);
     } else {
         uint8_t *dst = s->images_u8 + (size_t)i * 3 * plane;
         for (size_t p = 0; p < plane; p++)
             for (int c = 0; c < 3; c++) dst[c * plane + p] = rgb[3 * p + c];
     }
+}
+
+// One view of a sample: its crop (random in training, central otherwise) at size x size into rgb.
+// The student's view and a distillation teacher's both come from here, so they always match.
+static bool decode_view(const payload *p, image_rect crop, int size, uint8_t *rgb) {
+    return image_webp_decode_region(p->image, p->image_size, crop, size, size, rgb) == 0;
 }
 
 // Decodes, transforms and tokenizes sample i of a slot. Returns false when the image is corrupt.
@@ -237,15 +251,21 @@ static bool decode_sample(const loader *l, batch_slot *s, int i, uint8_t *scratc
     const payload *p = s->payloads[i];
     rng r = {rng_mix(rng_mix(rng_mix(rng_mix(c->seed, STREAM_AUGMENT), (uint64_t)l->epoch), 0),
                      (uint64_t)(s->first_ordinal + i))};
+    image_rect crop = {0};
     if (!c->train) {
         if (image_decode_eval(p->image, p->image_size, &c->preprocess, c->image_size, scratch)) return false;
     } else {
         int w = 0, h = 0;
         if (image_webp_size(p->image, p->image_size, &w, &h)) return false;
-        image_rect crop = random_resized_crop(c, w, h, &r);
-        if (image_webp_decode_region(p->image, p->image_size, crop, c->image_size, c->image_size, scratch)) return false;
+        crop = random_resized_crop(c, w, h, &r);
+        if (!decode_view(p, crop, c->image_size, scratch)) return false;
     }
     store_pixels(l, scratch, s, i);
+    int t = c->teacher_image_size;  // the teacher's view: the same crop (or evaluation transform) at its size
+    bool teacher_ok = t <= 0 || (c->train ? decode_view(p, crop, t, scratch)
+                                          : image_decode_eval(p->image, p->image_size, &c->preprocess, t, scratch) == 0);
+    if (!teacher_ok) return false;
+    if (t > 0) normalize_pixels(l, scratch, t, s->teacher_images + (size_t)i * 3 * (size_t)t * (size_t)t);
     int64_t *row = s->tokens + (size_t)i * (size_t)c->context_length;
 #if CLIPC_HAVE_TOKENIZER
     if (c->tok) {
@@ -256,6 +276,8 @@ static bool decode_sample(const loader *l, batch_slot *s, int i, uint8_t *scratc
     s->labels[i] = p->label;
     s->keys[i] = p->key;
     s->captions[i] = p->caption;
+    s->shards[i] = (int32_t)s->refs[i].shard;
+    s->indices[i] = s->refs[i].index;
     return true;
 }
 
@@ -272,8 +294,12 @@ static void move_sample(const loader *l, batch_slot *s, int i, batch_slot *a, in
     size_t image = 3 * (size_t)l->cfg.image_size * (size_t)l->cfg.image_size;
     if (s->images) memcpy(a->images + j * image, s->images + i * image, image * sizeof(float));
     else memcpy(a->images_u8 + j * image, s->images_u8 + i * image, image);
+    size_t teacher = 3 * (size_t)l->cfg.teacher_image_size * (size_t)l->cfg.teacher_image_size;
+    if (s->teacher_images) memcpy(a->teacher_images + j * teacher, s->teacher_images + i * teacher, teacher * sizeof(float));
     size_t ctx = (size_t)l->cfg.context_length;
     memcpy(a->tokens + j * ctx, s->tokens + i * ctx, ctx * sizeof(int64_t));
+    a->shards[j] = s->shards[i];
+    a->indices[j] = s->indices[i];
     a->labels[j] = s->labels[i];
     a->keys[j] = s->keys[i];
     a->captions[j] = s->captions[i];
@@ -310,6 +336,10 @@ static void slot_init(const loader *l, batch_slot *s) {
     s->reasons = xcalloc(b, REASON_CAP);
     if (c->output == LOADER_OUTPUT_FLOAT) s->images = slot_alloc(l, pixels * sizeof(float));
     else s->images_u8 = slot_alloc(l, pixels);
+    size_t teacher = b * 3 * (size_t)c->teacher_image_size * (size_t)c->teacher_image_size;
+    if (teacher) s->teacher_images = slot_alloc(l, teacher * sizeof(float));
+    s->shards = xcalloc(b, sizeof(int32_t));
+    s->indices = xcalloc(b, sizeof(int64_t));
     s->tokens = slot_alloc(l, b * (size_t)c->context_length * sizeof(int64_t));
     s->labels = slot_alloc(l, b * sizeof(int32_t));
     s->keys = xcalloc(b, sizeof(char *));
@@ -319,7 +349,9 @@ static void slot_init(const loader *l, batch_slot *s) {
 static void slot_free(const loader *l, batch_slot *s) {
     if (!s->refs) return;  // never allocated (the assembly slot of a clean run)
     free(s->refs), free(s->payloads), free(s->corrupt), free(s->reasons), free(s->keys), free(s->captions);
+    free(s->shards), free(s->indices);
     if (s->images) l->cfg.allocator.free(s->images, l->cfg.allocator.ctx);
+    if (s->teacher_images) l->cfg.allocator.free(s->teacher_images, l->cfg.allocator.ctx);
     if (s->images_u8) l->cfg.allocator.free(s->images_u8, l->cfg.allocator.ctx);
     l->cfg.allocator.free(s->tokens, l->cfg.allocator.ctx);
     l->cfg.allocator.free(s->labels, l->cfg.allocator.ctx);
@@ -483,6 +515,7 @@ static void fill_batch(loader *l, const batch_slot *s, loader_batch *out) {
     *out = (loader_batch){
         .n = s->n, .index = l->next_index++, .epoch = l->epoch, .images = s->images, .images_u8 = s->images_u8,
         .tokens = s->tokens, .labels = s->labels, .keys = s->keys, .captions = s->captions,
+        .teacher_images = s->teacher_images, .shards = s->shards, .indices = s->indices,
         .n_corrupt = l->n_skipped, .corrupt = (const char *const *)l->skipped,
     };
     l->stats.batches++;
@@ -590,6 +623,8 @@ static int check_config(const loader_config *c) {
         return err_set("loader: rank %d is outside world size %d", c->rank, c->world_size);
     if (c->workers < 0 || c->prefetch < 1) return err_set("loader: workers must be >= 0 and prefetch >= 1");
     if (c->context_length <= 0) return err_set("loader: context length must be positive");
+    if (c->teacher_image_size < 0 || (c->teacher_image_size > 0 && c->output != LOADER_OUTPUT_FLOAT))
+        return err_set("loader: a teacher image size needs float output and must be positive");
     if (c->tok && !CLIPC_HAVE_TOKENIZER) return err_set("loader: this build has no tokenizer (clipc_data)");
     if (c->upsampling_factors && !c->resampled)
         return err_set("loader: upsampling factors need resampled mode (--dataset-resampled)");
@@ -687,7 +722,8 @@ static void init_slots(loader *l) {
     for (int i = 0; i < l->n_slots; i++) slot_init(l, &l->slots[i]);
     int n_scratch = c->workers > 0 ? c->workers : 1;
     l->scratch = xcalloc((size_t)n_scratch, sizeof(uint8_t *));
-    for (int i = 0; i < n_scratch; i++) l->scratch[i] = xmalloc((size_t)c->image_size * (size_t)c->image_size * 3);
+    size_t side = (size_t)(c->image_size > c->teacher_image_size ? c->image_size : c->teacher_image_size);
+    for (int i = 0; i < n_scratch; i++) l->scratch[i] = xmalloc(side * side * 3);
     l->workers = xcalloc((size_t)n_scratch, sizeof(pthread_t));
 }
 
@@ -766,6 +802,9 @@ int64_t loader_num_samples(const loader *l) {
 
 int loader_num_classes(const loader *l) { return l->sources[0]->n_classes; }
 const char *loader_class_name(const loader *l, int c) { return l->sources[0]->class_names[c]; }
+int loader_num_shards(const loader *l) { return l->n_shards; }
+const char *loader_shard_path(const loader *l, int shard) { return l->shard_paths[shard]; }
+int64_t loader_shard_size(const loader *l, int shard) { return l->shard_sizes[shard]; }
 
 loader_stats loader_get_stats(const loader *l) {
     pthread_mutex_lock((pthread_mutex_t *)&l->mu);

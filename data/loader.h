@@ -58,6 +58,7 @@ typedef struct {
     bool drop_last;                  // equal full batches on every rank (training)
     const tokenizer *tok;            // NULL: tokens are zeros (captions still returned)
     int context_length;
+    int teacher_image_size;          // > 0: also each image's crop at this size (teacher_images), float output only
     loader_output output;
     loader_allocator allocator;
 } loader_config;
@@ -68,10 +69,13 @@ typedef struct {
     int64_t epoch;
     float *images;                 // (n, 3, H, W) for LOADER_OUTPUT_FLOAT, else NULL
     uint8_t *images_u8;            // (n, 3, H, W) for LOADER_OUTPUT_UINT8, else NULL
+    float *teacher_images;         // (n, 3, T, T), the same crops at T = teacher_image_size, else NULL
     int64_t *tokens;               // (n, context_length)
     int32_t *labels;               // (n), -1 for unlabelled sets
     const char *const *keys;       // (n)
     const char *const *captions;   // (n)
+    const int32_t *shards;         // (n) each sample's shard: an index of loader_shard_path()
+    const int64_t *indices;        // (n) each sample's position within its shard
     int n_corrupt;                 // corrupt samples passed over to make this batch
     const char *const *corrupt;    // (n_corrupt) "<shard>: sample <i> ('<key>'): <reason>"
 } loader_batch;
@@ -106,6 +110,9 @@ int64_t loader_num_batches(const loader *l);  // in the current epoch, on this r
 int64_t loader_num_samples(const loader *l);  // in all sources
 int loader_num_classes(const loader *l);      // of the first source; 0 for an unlabelled set
 const char *loader_class_name(const loader *l, int c);
+int loader_num_shards(const loader *l);       // in all sources, in order
+const char *loader_shard_path(const loader *l, int shard);
+int64_t loader_shard_size(const loader *l, int shard);  // samples, as the manifest says
 loader_stats loader_get_stats(const loader *l);
 
 // The position after the last batch returned, as a versioned byte string (docs/data.md):

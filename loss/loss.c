@@ -169,6 +169,34 @@ int loss_distill_rows(const tensor *image_features, const tensor *text_features,
     return -1;
 }
 
+static int check_same_shape(const char *fn, const tensor *student, const tensor *teacher) {
+    if (!student || !teacher) return -1;
+    if (tensor_ndim(student) == 2 && tensor_ndim(teacher) == 2 && tensor_size(student, 0) == tensor_size(teacher, 0) &&
+        tensor_size(student, 1) == tensor_size(teacher, 1))
+        return 0;
+    char ss[64], st[64];
+    format_shape(student, ss, sizeof ss);
+    format_shape(teacher, st, sizeof st);
+    return err_set("%s: student features %s and teacher features %s must both be (N, D)", fn, ss, st);
+}
+
+tensor *loss_feature_mse(const tensor *student, const tensor *teacher) {
+    if (check_same_shape("loss_feature_mse", student, teacher) < 0) return NULL;
+    return loss_feature_mse_rows(student, teacher, 0, tensor_size(student, 0));
+}
+
+tensor *loss_feature_mse_rows(const tensor *student, const tensor *teacher, int64_t row_begin, int64_t row_end) {
+    const char *fn = "loss_feature_mse_rows";
+    if (check_same_shape(fn, student, teacher) < 0 || check_rows(fn, student, row_begin, row_end) < 0) return NULL;
+    double elements = (double)tensor_numel(student);
+    tensor_scope_begin();
+    tensor *diff = tensor_sub(tensor_slice(student, 0, row_begin, row_end),
+                              tensor_slice(tensor_detach(teacher), 0, row_begin, row_end));
+    tensor *loss = tensor_keep(tensor_mul_scalar(tensor_sum(tensor_mul(diff, diff)), 1.0 / elements));
+    tensor_scope_end();
+    return loss;
+}
+
 tensor *loss_contrastive_rows(loss_kind kind, const tensor *image_features, const tensor *text_features,
                               const tensor *scale, const tensor *bias, int64_t row_begin, int64_t row_end) {
     switch (kind) {

@@ -5,6 +5,9 @@
 // - Distillation (DistillClipLoss): the CLIP loss plus, separately, 1/2 [H(P_t(image), P_s(image))
 //   + H(P_t(text), P_s(text))], where H(p, q) = -(p * log q).sum(1).mean() is the cross-entropy
 //   between the teacher's and the student's softmaxed logits.
+// - Feature distillation (CLIP-KD's FD): the mean squared error between the student's features
+//   (projected to the teacher's width by the caller when the widths differ) and the teacher's,
+//   mean over all N x D elements.
 //
 // Inputs are L2-normalized features (N, D) of matched pairs (row i of I goes with row i of T) and
 // the EXP'ed scale s = exp(logit_scale) as a one-element tensor, so gradients flow back to the
@@ -63,5 +66,11 @@ int loss_distill_rows(const tensor *image_features, const tensor *text_features,
                       const tensor *teacher_image_features, const tensor *teacher_text_features,
                       const tensor *teacher_scale, int64_t row_begin, int64_t row_end,
                       loss_distill_terms *out);
+
+// Mean over all elements of (student - teacher)^2, student and teacher both (N, D); the teacher is
+// used detached.
+tensor *loss_feature_mse(const tensor *student, const tensor *teacher);
+// The share of rows [row_begin, row_end): their squared errors summed, over N * D.
+tensor *loss_feature_mse_rows(const tensor *student, const tensor *teacher, int64_t row_begin, int64_t row_end);
 
 #endif

@@ -23,29 +23,13 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$(nproc)" --target clipc
 clipc=build/cli/clipc
 out=${DEMO_OUT:-demo}
-fmnist=/usr/share/datasets/fashion-mnist
-mkdir -p "$out"
+source scripts/fmnist-data.sh
 
-# 1. Shards (re-running finishes only what is missing).
-$clipc shards --fashion-mnist "$fmnist" --split train --out "$out/fmnist-train"
-$clipc shards --fashion-mnist "$fmnist" --split test --out "$out/fmnist-test"
-
-# 2. Vocabulary.
-vocab=${CLIPC_VOCAB:-}
-if [ -z "$vocab" ] || [ ! -f "$vocab" ]; then
-  vocab=$out/fmnist-bpe.txt.gz
-  if [ ! -f "$vocab" ]; then
-    # The captions are the five templates filled with the ten class names ('#' lines are comments).
-    grep -v '^#' configs/zeroshot/fashion-mnist-classnames.txt | while read -r class; do
-      grep -v '^#' configs/zeroshot/fashion-mnist-templates.txt | while read -r template; do echo "${template//\{\}/$class}"; done
-    done > "$out/captions.txt"
-    $clipc tokenizer train "$out/captions.txt" --merges 256 --output "$vocab"
-  fi
-fi
+# 1-2. Shards and vocabulary (re-running finishes only what is missing).
+fmnist_data "$clipc" "$out"
 
 # 3. The model config: clip-tiny with the vocabulary's size.
-vocab_size=$($clipc tokenizer info --vocab "$vocab" | sed -n 's/^vocab_size *//p')
-sed "s/\"vocab_size\": *[0-9]*/\"vocab_size\": $vocab_size/" configs/models/clip-tiny.json > "$out/clip-tiny-demo.json"
+fmnist_config "$clipc" configs/models/clip-tiny.json "$out/clip-tiny-demo.json"
 
 # 4. Train one epoch with zero-shot evaluation at the end (OpenCLIP's demo settings).
 name=fmnist-$(date +%Y%m%d-%H%M%S)

@@ -1,6 +1,7 @@
 // Tests of the data loader: coverage (each sample once per epoch for 1-3 ranks and 0-4 workers),
 // determinism, resume, global batches independent of the world size (and a position carried
-// from 2 ranks to 1), resampled mixing, transforms, and each bad input.
+// from 2 ranks to 1), resampled mixing, transforms, the teacher view and sample positions, and
+// each bad input.
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -495,6 +496,59 @@ static void test_damaged_shard(void **state) {
     free(m);
 }
 
+// Each row's (shard, index) names the sample its key comes from (keys count over all shards).
+static void assert_positions(const loader *l, const loader_batch *b, const int *shard_sizes) {
+    for (int i = 0; i < b->n; i++) {
+        int k = atoi(b->keys[i] + 1), first = 0;
+        for (int sh = 0; sh < b->shards[i]; sh++) first += shard_sizes[sh];
+        assert_true(b->shards[i] >= 0 && b->shards[i] < loader_num_shards(l));
+        assert_true(b->indices[i] >= 0 && b->indices[i] < loader_shard_size(l, b->shards[i]));
+        assert_int_equal(first + b->indices[i], k);
+    }
+}
+
+// The teacher view is the same crop at the teacher's size: equal to the student's view at equal
+// sizes (random crops), equal to an evaluation loader's output at that size (centre crops); rows
+// replaced after a corrupt image carry their copy's position.
+static void test_teacher_view_and_positions(void **state) {
+    (void)state;
+    loader_config c = small_config(dataset, true);
+    c.teacher_image_size = c.image_size, c.workers = 2;
+    loader *l = loader_init(&c);
+    assert_int_equal(loader_num_shards(l), N_SHARDS);
+    assert_non_null(strstr(loader_shard_path(l, 1), "shard-00001"));
+    loader_batch b;
+    size_t floats = 3 * (size_t)c.image_size * (size_t)c.image_size;
+    while (loader_next(l, &b) == 1) {
+        assert_memory_equal(b.teacher_images, b.images, (size_t)b.n * floats * sizeof(float));
+        assert_positions(l, &b, sizes);
+    }
+    loader_free(l);
+
+    loader_config ce = small_config(dataset, false), ct = small_config(dataset, false);
+    ce.teacher_image_size = 12, ct.image_size = 12;
+    loader *le = loader_init(&ce), *lt = loader_init(&ct);
+    loader_batch bt;
+    while (loader_next(le, &b) == 1) {
+        assert_int_equal(loader_next(lt, &bt), 1);
+        assert_memory_equal(b.teacher_images, bt.images, (size_t)b.n * 3 * 12 * 12 * sizeof(float));
+    }
+    loader_free(le), loader_free(lt);
+
+    const int s2[] = {6, 6};
+    char *m = make_in("corrupt-positions", s2, 2, 12, 10, false, 6, 0);  // key 6 (shard 1) becomes key 7
+    c = small_config(m, false);
+    l = loader_init(&c);
+    while (loader_next(l, &b) == 1) assert_positions(l, &b, s2);
+    assert_int_equal(loader_get_stats(l).corrupt_skipped, 1);
+    loader_free(l);
+    free(m);
+    c = small_config(dataset, true);
+    c.teacher_image_size = 8, c.output = LOADER_OUTPUT_UINT8;
+    assert_null(loader_init(&c));
+    assert_non_null(strstr(err_msg(), "teacher image size"));
+}
+
 static void test_missing_and_truncated_shards(void **state) {
     (void)state;
     const int s[] = {4, 4, 4};
@@ -589,6 +643,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_eval_transform),
         cmocka_unit_test(test_corrupt_sample),
         cmocka_unit_test(test_damaged_shard),
+        cmocka_unit_test(test_teacher_view_and_positions),
         cmocka_unit_test(test_missing_and_truncated_shards),
         cmocka_unit_test(test_count_mismatch),
         cmocka_unit_test(test_tokenized),

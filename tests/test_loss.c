@@ -1,7 +1,8 @@
 // Tests loss/: CLIP, SigLIP and distillation losses, logits and input gradients against OpenCLIP
 // v2.20's numbers (losses.safetensors in the fixture folder given as argv[1]); gradients against
-// central finite differences in double precision; the local-rows shares over 2 and 3 ranges summing
-// to the full loss with the same gradients; bad shapes and ranges; the test fixture reader's errors.
+// central finite differences in double precision (the feature-distillation term too); the
+// local-rows shares over 2 and 3 ranges summing to the full loss with the same gradients; bad
+// shapes and ranges; the test fixture reader's errors.
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -131,8 +132,30 @@ static tensor *random_features(int64_t n, int64_t d, uint64_t seed) {
     return f;
 }
 
-// The loss at point x (FD_COUNT doubles); with grad != NULL also its autograd gradient there.
-static double loss_at(loss_kind kind, const double *x, double *grad) {
+// A loss at point x; with grad != NULL also its autograd gradient there.
+typedef double (*loss_at_fn)(const void *ctx, const double *x, double *grad);
+
+// Compares the autograd gradient at x (n doubles) with central finite differences.
+static void check_gradient(loss_at_fn loss_at, const void *ctx, double *x, int n) {
+    double *grad = xmalloc((size_t)n * sizeof(double)), h = 1e-6;
+    loss_at(ctx, x, grad);
+    for (int i = 0; i < n; i++) {
+        double saved = x[i];
+        x[i] = saved + h;
+        double up = loss_at(ctx, x, NULL);
+        x[i] = saved - h;
+        double down = loss_at(ctx, x, NULL);
+        x[i] = saved;
+        double numeric = (up - down) / (2 * h);
+        if (fabs(numeric - grad[i]) > 1e-7 * (1 + fabs(numeric)))
+            fail_msg("input %d: autograd %.12g, finite difference %.12g", i, grad[i], numeric);
+    }
+    free(grad);
+}
+
+// The contrastive loss of kind *ctx at x = (image, text, scale, bias), FD_COUNT doubles.
+static double contrastive_at(const void *ctx, const double *x, double *grad) {
+    loss_kind kind = *(const loss_kind *)ctx;
     tensor_scope_begin();
     int64_t shape[2] = {FD_N, FD_D};
     tensor *leaves[4] = {
@@ -159,7 +182,7 @@ static double loss_at(loss_kind kind, const double *x, double *grad) {
 }
 
 static void check_finite_differences(loss_kind kind) {
-    double x[FD_COUNT], grad[FD_COUNT], h = 1e-6;
+    double x[FD_COUNT];
     tensor_scope_begin();
     size_t block = FD_N * FD_D * sizeof(double);
     assert_int_equal(tensor_to_host(random_features(FD_N, FD_D, 1), x + FD_IMG, block), 0);
@@ -167,18 +190,7 @@ static void check_finite_differences(loss_kind kind) {
     tensor_scope_end();
     x[FD_SCALE] = 4.0;
     x[FD_BIAS] = -1.5;
-    loss_at(kind, x, grad);
-    for (int i = 0; i < FD_COUNT; i++) {
-        double saved = x[i];
-        x[i] = saved + h;
-        double up = loss_at(kind, x, NULL);
-        x[i] = saved - h;
-        double down = loss_at(kind, x, NULL);
-        x[i] = saved;
-        double numeric = (up - down) / (2 * h);
-        if (fabs(numeric - grad[i]) > 1e-7 * (1 + fabs(numeric)))
-            fail_msg("input %d: autograd %.12g, finite difference %.12g", i, grad[i], numeric);
-    }
+    check_gradient(contrastive_at, &kind, x, FD_COUNT);
 }
 
 static void test_clip_gradient_matches_finite_differences(void **state) {
@@ -189,6 +201,40 @@ static void test_clip_gradient_matches_finite_differences(void **state) {
 static void test_siglip_gradient_matches_finite_differences(void **state) {
     (void)state;
     check_finite_differences(LOSS_KIND_SIGLIP);
+}
+
+// The feature term at student features x (FD_N x FD_D) against fixed teacher features ctx (the
+// same shape); with grad, also a check that the teacher got no gradient.
+static double feature_at(const void *ctx, const double *x, double *grad) {
+    const double *t = ctx;
+    tensor_scope_begin();
+    int64_t shape[2] = {FD_N, FD_D};
+    tensor *student = tensor_from_host(x, shape, 2, TENSOR_F64, false);
+    tensor *teacher = tensor_from_host(t, shape, 2, TENSOR_F64, false);
+    assert_int_equal(tensor_set_requires_grad(student, true), 0);
+    assert_int_equal(tensor_set_requires_grad(teacher, true), 0);
+    tensor *loss = loss_feature_mse(student, teacher);
+    double value;
+    assert_int_equal(tensor_item(loss, &value), 0);
+    if (grad) {
+        assert_int_equal(tensor_backward(loss, NULL), 0);
+        assert_int_equal(tensor_to_host(tensor_grad(student), grad, FD_N * FD_D * sizeof(double)), 0);
+        assert_false(tensor_has_grad(teacher));
+    }
+    tensor_scope_end();
+    return value;
+}
+
+static void test_feature_term_matches_finite_differences(void **state) {
+    (void)state;
+    double x[FD_N * FD_D], t[FD_N * FD_D], expect = 0;
+    tensor_scope_begin();
+    assert_int_equal(tensor_to_host(random_features(FD_N, FD_D, 3), x, sizeof x), 0);
+    assert_int_equal(tensor_to_host(random_features(FD_N, FD_D, 4), t, sizeof t), 0);
+    tensor_scope_end();
+    for (int i = 0; i < FD_N * FD_D; i++) expect += (x[i] - t[i]) * (x[i] - t[i]) / (FD_N * FD_D);
+    assert_true(fabs(feature_at(t, x, NULL) - expect) <= 1e-15);
+    check_gradient(feature_at, t, x, FD_N * FD_D);
 }
 
 // ---- local rows: shares over ranges sum to the full loss and its gradient -----------------------
@@ -216,6 +262,14 @@ static tensor *distill_rows(const split_inputs *in, int64_t r0, int64_t r1) {
     if (loss_distill_rows(in->img, in->txt, in->scale, in->t_img, in->t_txt, in->t_scale, r0, r1, &t) < 0)
         return NULL;
     return tensor_add(t.contrastive, tensor_mul_scalar(t.distill, 3.0));
+}
+
+// The feature term in both directions (each side detached in turn) plus the CLIP loss, so that
+// image, text and scale all get gradients.
+static tensor *feature_rows(const split_inputs *in, int64_t r0, int64_t r1) {
+    tensor *both = tensor_add(tensor_mul_scalar(loss_feature_mse_rows(in->img, in->txt, r0, r1), 2.0),
+                              loss_feature_mse_rows(in->txt, in->img, r0, r1));
+    return tensor_add(loss_clip_rows(in->img, in->txt, in->scale, r0, r1), both);
 }
 
 static split_inputs split_inputs_new(void) {
@@ -281,6 +335,11 @@ static void test_distill_rows_sum_to_full_loss(void **state) {
     check_splits(distill_rows);
 }
 
+static void test_feature_rows_sum_to_full_loss(void **state) {
+    (void)state;
+    check_splits(feature_rows);
+}
+
 // ---- bad input ---------------------------------------------------------------------------------
 
 static void test_bad_shapes_and_ranges_are_errors(void **state) {
@@ -309,10 +368,15 @@ static void test_bad_shapes_and_ranges_are_errors(void **state) {
     assert_non_null(strstr(err_msg(), "teacher has 5 samples"));
     assert_null(terms.contrastive);
     assert_null(terms.distill);
+    assert_null(loss_feature_mse(a, b));
+    assert_non_null(strstr(err_msg(), "[4, 3] and teacher features [5, 3]"));
+    assert_null(loss_feature_mse_rows(a, a, 3, 9));
+    assert_non_null(strstr(err_msg(), "row range"));
     err_set("an earlier failure");
     assert_null(loss_clip(NULL, a, s));
     assert_null(loss_siglip(a, a, s, NULL));
     assert_int_equal(loss_distill(a, a, s, NULL, a, s, &terms), -1);
+    assert_null(loss_feature_mse(a, NULL));
     assert_string_equal(err_msg(), "an earlier failure");
     tensor_scope_end();
     assert_int_equal(tensor_live_count(), live);
@@ -348,9 +412,11 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_distill_matches_openclip),
         cmocka_unit_test(test_clip_gradient_matches_finite_differences),
         cmocka_unit_test(test_siglip_gradient_matches_finite_differences),
+        cmocka_unit_test(test_feature_term_matches_finite_differences),
         cmocka_unit_test(test_clip_rows_sum_to_full_loss),
         cmocka_unit_test(test_siglip_rows_sum_to_full_loss),
         cmocka_unit_test(test_distill_rows_sum_to_full_loss),
+        cmocka_unit_test(test_feature_rows_sum_to_full_loss),
         cmocka_unit_test(test_bad_shapes_and_ranges_are_errors),
         cmocka_unit_test(test_fixture_reader_errors),
     };

@@ -34,25 +34,6 @@ static int train(char *out, size_t cap, const char *name, const char *extra) {
                    clipc, configs, vocab, work, work, name, extra);
 }
 
-// Reads the "loss" of each train line of a run's metrics.jsonl into losses[step - 1].
-static int read_losses(const char *name, char losses[][32], int max) {
-    char path[512], line[1024];
-    snprintf(path, sizeof path, "%s/logs/%s/metrics.jsonl", work, name);
-    FILE *f = fopen(path, "r");
-    assert_non_null(f);
-    int n = 0;
-    while (fgets(line, sizeof line, f)) {
-        const char *step = strstr(line, "\"step\":"), *loss = strstr(line, "\"loss\":");
-        if (!strstr(line, "\"type\":\"train\"") || !step || !loss) continue;
-        int s = atoi(step + 7);
-        assert_true(s >= 1 && s <= max);
-        sscanf(loss + 7, "%31[^,}]", losses[s - 1]);
-        if (s > n) n = s;
-    }
-    fclose(f);
-    return n;
-}
-
 static int setup(void **state) {
     (void)state;
     snprintf(work, sizeof work, "/tmp/clipc_test_train_XXXXXX");
@@ -73,7 +54,7 @@ static void test_resume_is_bit_exact(void **state) {
     (void)state;
     char out[16384], straight[8][32] = {{0}}, resumed[8][32] = {{0}};
     if (train(out, sizeof out, "straight", "--profile-steps 3") != 0) fail_msg("%s", out);
-    assert_int_equal(read_losses("straight", straight, 8), 8);
+    assert_int_equal(cli_read_losses(work, "straight", straight, 8), 8);
     // Steps that print nothing read the host once (loss and gradient norm); step 1 also reads the
     // logit scale for its progress line.
     assert_non_null(strstr(out, "1 host read, 1 sync\n"));
@@ -84,7 +65,7 @@ static void test_resume_is_bit_exact(void **state) {
     if (train(out, sizeof out, "resumed", "--max-steps 3 --save-steps 3") != 0) fail_msg("%s", out);
     if (train(out, sizeof out, "resumed", "--resume latest") != 0) fail_msg("%s", out);
     assert_non_null(strstr(out, "resumed from"));
-    assert_int_equal(read_losses("resumed", resumed, 8), 8);
+    assert_int_equal(cli_read_losses(work, "resumed", resumed, 8), 8);
     for (int i = 0; i < 8; i++) {
         printf("  step %d: straight %s resumed %s\n", i + 1, straight[i], resumed[i]);
         assert_string_equal(straight[i], resumed[i]);
@@ -92,7 +73,7 @@ static void test_resume_is_bit_exact(void **state) {
     // Different data order would give different losses: the comparison can fail.
     char other[8][32] = {{0}};
     if (train(out, sizeof out, "other-seed", "--max-steps 2 --seed 4") != 0) fail_msg("%s", out);
-    read_losses("other-seed", other, 8);
+    cli_read_losses(work, "other-seed", other, 8);
     assert_string_not_equal(other[1], straight[1]);
 }
 
@@ -150,7 +131,7 @@ static void test_bad_checkpoints_are_refused(void **state) {
 // The first loss of a run as a number.
 static double first_loss(const char *name) {
     char losses[8][32] = {{0}};
-    assert_true(read_losses(name, losses, 8) >= 1);
+    assert_true(cli_read_losses(work, name, losses, 8) >= 1);
     return strtod(losses[0], NULL);
 }
 

@@ -109,22 +109,33 @@ static st_dtype st_dtype_of(tensor_dtype d) {
     return ST_DTYPE_F32;
 }
 
+// Adds value under name, its bytes copied to the host into *buffer (freed by the caller).
+static int add_tensor(st_writer *w, const char *name, const tensor *value, void **buffer) {
+    int64_t shape[TENSOR_MAX_DIMS];
+    int ndim = tensor_shape(value, shape);
+    tensor_dtype dt = tensor_get_dtype(value);
+    size_t nbytes = (size_t)tensor_numel(value) * tensor_dtype_size(dt);
+    *buffer = xmalloc(nbytes ? nbytes : 1);
+    if (tensor_to_host(value, *buffer, nbytes) != 0) return -1;
+    return st_writer_add(w, name, st_dtype_of(dt), shape, ndim, *buffer);
+}
+
 static int save_state(const char *path, const char *step, const adamw *opt, const train_position *pos) {
     st_writer *w = st_writer_init();
-    int n = adamw_state_count(opt), rc = 0;
-    void **buffers = xcalloc((size_t)n, sizeof(void *));
-    for (int i = 0; i < n && rc == 0; i++) {
+    int n_opt = adamw_state_count(opt), n = n_opt + (pos->extra ? pos->extra->n : 0), rc = 0;
+    void **buffers = xcalloc((size_t)(n ? n : 1), sizeof(void *));
+    for (int i = 0; i < n_opt && rc == 0; i++) {
         const char *name;
         tensor *value;
         if ((rc = adamw_state_get(opt, i, &name, &value)) != 0) break;
-        int64_t shape[TENSOR_MAX_DIMS];
-        int ndim = tensor_shape(value, shape);
-        tensor_dtype dt = tensor_get_dtype(value);
-        size_t nbytes = (size_t)tensor_numel(value) * tensor_dtype_size(dt);
-        buffers[i] = xmalloc(nbytes);
-        rc = tensor_to_host(value, buffers[i], nbytes);
-        if (rc == 0) rc = st_writer_add(w, name, st_dtype_of(dt), shape, ndim, buffers[i]);
+        rc = add_tensor(w, name, value, &buffers[i]);
         tensor_free(value);
+    }
+    for (int i = n_opt; i < n && rc == 0; i++) {
+        const param *p = &pos->extra->items[i - n_opt];
+        char name[128];
+        snprintf(name, sizeof name, "param.%s", p->name);
+        rc = add_tensor(w, name, p->value, &buffers[i]);
     }
     int64_t scalar_shape[1] = {0}, loader_shape[1] = {(int64_t)pos->loader_state_size};
     if (rc == 0) rc = st_writer_add(w, "train.step", ST_DTYPE_I64, scalar_shape, 0, &pos->step);
@@ -233,6 +244,25 @@ int64_t checkpoint_check(const char *path, bool full) {
     return step;
 }
 
+// The "param.<name>" entries into pos->extra: exactly its parameters, with their shapes.
+static int load_extra(const st_file *f, param_list *extra) {
+    int found = 0;
+    for (int i = 0; i < st_count(f); i++) {
+        const st_tensor *t = st_get(f, i);
+        if (strncmp(t->name, "param.", 6) != 0) continue;
+        param *p = extra ? param_list_find(extra, t->name + 6) : NULL;
+        if (!p) return err_set("%s: holds parameter '%s', which this run does not have", st_path(f), t->name + 6);
+        if (t->dtype != ST_DTYPE_F32 || t->numel != tensor_numel(p->value))
+            return err_set("%s: '%s' is not F32 with %lld elements", st_path(f), t->name, (long long)tensor_numel(p->value));
+        if (tensor_copy_from_host(p->value, t->data, t->nbytes) != 0) return err_prefix("%s", st_path(f));
+        found++;
+    }
+    if (extra && found != extra->n)
+        return err_set("%s: holds %d of this run's %d parameters outside the model (%s, ...)", st_path(f), found, extra->n,
+                       extra->items[0].name);
+    return 0;
+}
+
 static int load_state(const st_file *f, adamw *opt, train_position *pos) {
     pos->step = read_i64(f, "train.step");
     pos->epoch = read_i64(f, "train.epoch");
@@ -253,6 +283,7 @@ static int load_state(const st_file *f, adamw *opt, train_position *pos) {
     if (found != expected)
         return err_set("%s: holds %d optimizer entries, the model's optimizer has %d (another model or frozen towers?)",
                        st_path(f), found, expected);
+    if (load_extra(f, pos->extra) != 0) return -1;
     pos->loader_state_size = ls->nbytes;
     pos->loader_state = xmalloc(ls->nbytes ? ls->nbytes : 1);
     memcpy(pos->loader_state, ls->data, ls->nbytes);

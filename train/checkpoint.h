@@ -4,9 +4,10 @@
 // A checkpoint is a folder RUN/checkpoints/<name>/ (epoch_N, step_N or epoch_latest) holding
 //   model.safetensors  the weights, OpenCLIP keys (loadable by OpenCLIP), with the model config
 //                      ("clipc.config") and the step ("clipc.step") in the metadata;
-//   state.safetensors  the optimizer moments and step counts, the training step and epoch, and
-//                      the data loader's position ("train.loader_state", U8), with the step in
-//                      the metadata.
+//   state.safetensors  the optimizer moments and step counts, the training step and epoch, the
+//                      data loader's position ("train.loader_state", U8) and the values of any
+//                      trainable parameters outside the model ("param.<name>", e.g. the
+//                      distillation projections), with the step in the metadata.
 // Both files are written into a hidden folder ".tmp-<name>-<pid>" and synced; one rename then
 // makes the folder <name> (an existing <name> is swapped out with renameat2(RENAME_EXCHANGE), then
 // deleted), so a checkpoint is visible only once complete. Hidden leftovers of killed runs are
@@ -29,6 +30,7 @@ typedef struct {
     int64_t epoch;           // epoch of the next batch
     uint8_t *loader_state;   // loader_state_save() bytes (malloc'ed)
     size_t loader_state_size;
+    param_list *extra;       // parameters outside the model, saved and loaded by name; NULL: none
 } train_position;
 
 // Saves the checkpoint <dir>/<name>/, replacing one of that name. On failure (full disk,
@@ -38,7 +40,8 @@ int checkpoint_save(const char *dir, const char *name, const clip_model *m, cons
                     const train_position *pos);
 
 // Loads a checkpoint given its folder or either file in it. On success pos holds a malloc'ed
-// loader state. Errors name the file and the defect.
+// loader state, and the parameters of pos->extra (when set) their saved values: the file must hold
+// exactly those. Errors name the file and the defect.
 int checkpoint_load(const char *path, clip_model *m, adamw *opt, train_position *pos);
 
 // Checks a checkpoint folder: both files present and valid safetensors, the same step in both,

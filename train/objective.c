@@ -12,22 +12,25 @@ static int batch_features(void *objective, const void *batch, int64_t begin, int
                                   : clip_images_to_device(m, b->images + (size_t)begin * image, n);
     out[0] = clip_encode_image(m, images, true);
     out[1] = clip_encode_text_host(m, b->tokens + begin * C, n, true);
-    return out[0] && out[1] ? 0 : -1;
+    if (!out[0] || !out[1]) return -1;
+    return o->distill ? distill_teacher_features(o->distill, m, b, begin, end, out + DISTILL_TEACHER_IMAGE) : 0;
 }
 
 static tensor *batch_loss_rows(void *objective, tensor *const *all, int64_t row_begin, int64_t row_end) {
     const train_objective *o = objective;
     const clip_model *m = o->model;
+    if (o->distill)
+        return distill_loss_rows(o->distill, o->loss, all, tensor_exp(m->logit_scale), m->logit_bias, row_begin, row_end);
     return loss_contrastive_rows(o->loss, all[0], all[1], tensor_exp(m->logit_scale), m->logit_bias, row_begin, row_end);
 }
 
 step_objective train_objective_step(train_objective *o) {
-    return (step_objective){.n_features = 2, .n_trained = 2, .features = batch_features,
-                            .loss_rows = batch_loss_rows, .ctx = o};
+    return (step_objective){.n_features = o->distill ? DISTILL_N_FEATURES : 2, .n_trained = 2,
+                            .features = batch_features, .loss_rows = batch_loss_rows, .ctx = o};
 }
 
 tensor *train_objective_loss(train_objective *o, const void *batch) {
     const loader_batch *b = batch;
-    tensor *f[2];
+    tensor *f[DISTILL_N_FEATURES];
     return batch_features(o, batch, 0, b->n, f) == 0 ? batch_loss_rows(o, f, 0, b->n) : NULL;
 }

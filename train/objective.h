@@ -1,18 +1,22 @@
 // objective: the contrastive objective of `clipc train` in the split form of train/step.h: the
 // per-sample image and text features of a range of a loader batch (uint8 images normalized on the
 // device, or float images already normalized; tokens on the host) and the CLIP or SigLIP loss share
-// of a range of rows of the global batch's features. bench/bench_step times the step with it.
+// of a range of rows of the global batch's features; with distillation (train/distill.h) the
+// teacher's features join the student's and its terms join the loss. bench/bench_step times the
+// step with it.
 #ifndef CLIPC_TRAIN_OBJECTIVE_H
 #define CLIPC_TRAIN_OBJECTIVE_H
 
 #include "loss/loss.h"
 #include "model/clip.h"
+#include "train/distill.h"
 #include "train/step.h"
 
 typedef struct {
     const clip_model *model;
     loss_kind loss;
     float mean[3], std[3];  // the normalization of uint8 images (the loader's)
+    distill *distill;       // the teacher's targets and terms; NULL: none
 } train_objective;
 
 // The step objective over loader batches (data/loader.h); o must outlive it.

@@ -47,6 +47,11 @@ static int make_specs(train_options *o, arg_spec *s) {
         SPEC("lock-image", ARG_FLAG, lock_image, "freeze the image tower"),
         SPEC("lock-text", ARG_FLAG, lock_text, "freeze the text tower"),
         SPEC("siglip", ARG_FLAG, siglip, "sigmoid loss (logit scale 10, bias -10)"),
+        SPEC("distill-model", ARG_STR, distill_model, "teacher config for distillation (default: its weights' metadata)"),
+        SPEC("distill-pretrained", ARG_STR, distill_pretrained, "teacher weights: a frozen teacher runs on each batch"),
+        SPEC("distill-cache", ARG_STR, distill_cache, "folder of stored teacher targets ('clipc distill-cache')"),
+        SPEC("distill-weight", ARG_FLOAT, distill_weight, "weight of the distillation term (DistillClipLoss)"),
+        SPEC("distill-feature-weight", ARG_FLOAT, distill_feature_weight, "weight of the feature MSE term (0: off)"),
         SPEC("zeroshot-data", ARG_STR, zeroshot_data, "labelled manifest for zero-shot evaluation"),
         SPEC("zeroshot-frequency", ARG_INT, zeroshot_frequency, "zero-shot evaluation every N epochs (0: off)"),
         SPEC("zeroshot-templates", ARG_STR, zeroshot_templates, "templates file, one per line with {} for the class"),
@@ -87,6 +92,7 @@ static void set_defaults(train_options *o) {
     o->eps = 1e-6;
     o->warmup = 10000;
     o->lr_cooldown_power = 1.0;
+    o->distill_weight = 1.0;
     o->workers = 2;
     o->save_frequency = 1;
     o->zeroshot_frequency = 2;

@@ -8,7 +8,8 @@
 // (loss and gradient norm); the logit scale is read on printed steps only. A non-finite loss skips
 // the step; --nonfinite-limit of them in a row stop the run, leaving the last checkpoint as it was.
 // Checkpoints (train/checkpoint.h) hold everything needed to continue bit for bit: weights,
-// optimizer moments, step, epoch and the loader's position.
+// optimizer moments, step, epoch and the loader's position. With distillation (train/distill.h) the
+// objective adds the teacher's terms.
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -30,6 +31,7 @@
 #include "optim/schedule.h"
 #include "session/session.h"
 #include "train/checkpoint.h"
+#include "train/distill.h"
 #include "train/log.h"
 #include "train/objective.h"
 #include "train/step.h"
@@ -48,7 +50,11 @@ typedef struct {
     schedule sched;
     loader *data;
     train_precision precision;
-    train_objective objective;  // the loss callback of every step
+    train_objective objective;  // the objective of every step
+    bool distilling;
+    distill distill;          // teacher targets and projections when distilling
+    param_list *lists[2];     // what the optimizer updates: the model, then the projections if any
+    int n_lists;
     char run_dir[2048], ckpt_dir[2100];
     metrics_log *metrics;     // metrics.jsonl
     int64_t steps_per_epoch;
@@ -162,10 +168,34 @@ static int setup_session(trainer *t) {
     tensor *weights[1] = {t->model->params.data};
     if (world > 1 && dist_pg_broadcast(dist_get_pg(t->d), weights, 1, 0) != 0) return -1;
     t->objective = (train_objective){.model = t->model, .loss = o->siglip ? LOSS_KIND_SIGLIP : LOSS_KIND_CLIP};
-    if (setup_precision(t) != 0) return -1;
+    return setup_precision(t);
+}
+
+static distill_options distill_options_of(const train_options *o) {
+    return (distill_options){.model = o->distill_model, .pretrained = o->distill_pretrained, .cache = o->distill_cache,
+                             .weight = o->distill_weight, .feature_weight = o->distill_feature_weight};
+}
+
+// The teacher and/or stored targets (after the training loader, whose shards the cache covers).
+static int setup_distill(trainer *t) {
+    t->lists[0] = &t->model->params;
+    t->n_lists = 1;
+    distill_options d = distill_options_of(&t->o);
+    t->distilling = distill_enabled(&d);
+    if (!t->distilling) return 0;
+    session_options so = {.model = t->o.model, .model_configs = t->o.model_configs, .pretrained = t->o.pretrained,
+                          .vocab = t->o.vocab, .device = t->o.device, .threads = (int)t->o.threads,
+                          .seed = (uint64_t)t->o.seed};
+    if (distill_open(&t->distill, &d, &so, &t->s, t->data) != 0) return -1;
+    if (t->distill.proj.n > 0) t->lists[t->n_lists++] = &t->distill.proj;
+    t->objective.distill = &t->distill;
+    return 0;
+}
+
+static int setup_optimizer(trainer *t) {
+    const train_options *o = &t->o;
     adamw_config ac = {.lr = o->lr, .beta1 = o->beta1, .beta2 = o->beta2, .eps = o->eps, .weight_decay = o->wd};
-    param_list *lists[1] = {&t->model->params};
-    t->optim = adamw_init(lists, 1, ac);
+    t->optim = adamw_init(t->lists, t->n_lists, ac);
     return t->optim ? 0 : -1;
 }
 
@@ -194,6 +224,12 @@ static loader *open_loader(trainer *t, const char *data, bool train, int batch_s
         lc.allocator = (loader_allocator){pinned_alloc, pinned_free, NULL};
         memcpy(t->objective.mean, lc.preprocess.mean, sizeof t->objective.mean);
         memcpy(t->objective.std, lc.preprocess.std, sizeof t->objective.std);
+        distill_options d = distill_options_of(&t->o);
+        if (train && distill_view_size(&d, t->o.model_configs, &t->s.cfg, &lc.teacher_image_size) != 0) return NULL;
+        if (lc.teacher_image_size > 0) {  // the teacher's view comes as normalized floats, the student's with it
+            lc.output = LOADER_OUTPUT_FLOAT;
+            lc.allocator = (loader_allocator){0};
+        }
     }
     lc.seed = (uint64_t)t->o.seed;
     lc.workers = (int)t->o.workers;
@@ -244,7 +280,7 @@ static int resume(trainer *t) {
     if (rc == 1) path[0] = '\0';
     if (share_text(t, path, sizeof path) != 0) return -1;
     if (!path[0]) return 0;
-    train_position pos = {0};
+    train_position pos = {.extra = t->n_lists > 1 ? t->lists[1] : NULL};
     rc = checkpoint_load(path, t->model, t->optim, &pos);
     if (rc == 0) rc = loader_state_restore(t->data, pos.loader_state, pos.loader_state_size);
     if (rc == 0) {
@@ -276,7 +312,7 @@ static int save_checkpoint(trainer *t, const char *name) {
     }
     t->saved_step = t->step;
     if (!t->lead) return 0;
-    train_position pos = {.step = t->step, .epoch = t->epoch};
+    train_position pos = {.step = t->step, .epoch = t->epoch, .extra = t->n_lists > 1 ? t->lists[1] : NULL};
     if (loader_state_save(t->data, &pos.loader_state, &pos.loader_state_size) != 0) return -1;
     int rc = checkpoint_save(t->ckpt_dir, name, t->model, t->optim, &pos);
     free(pos.loader_state);
@@ -399,8 +435,7 @@ static int run_validation(trainer *t) {
 
 // One optimizer step through train/step.h. Returns 0 (see r->finite) or -1.
 static int train_step(trainer *t, const loader_batch *b, step_result *r) {
-    param_list *lists[1] = {&t->model->params};
-    step_config sc = {.lists = lists, .n_lists = 1, .opt = t->optim, .sched = &t->sched,
+    step_config sc = {.lists = t->lists, .n_lists = t->n_lists, .opt = t->optim, .sched = &t->sched,
                       .grad_clip_norm = t->o.grad_clip_norm, .logit_scale = t->model->logit_scale,
                       .autocast_bf16 = t->precision == TRAIN_PRECISION_AMP_BF16,
                       .accum_freq = (int)t->o.accum_freq, .dist = t->d};
@@ -424,6 +459,8 @@ static int log_step(trainer *t, const step_result *r, double batch_time, double 
         if (rc != 0) return -1;
     }
     cJSON *line = metrics_line("train", t->step, t->epoch);
+    if (t->distilling && isfinite(t->distill.crop_cosine))
+        cJSON_AddNumberToObject(line, "teacher_crop_cosine", t->distill.crop_cosine);
     cJSON_AddNumberToObject(line, "samples", (double)(t->step * global_batch(t)));
     cJSON_AddNumberToObject(line, "loss", r->loss);
     cJSON_AddNumberToObject(line, "lr", r->lr);
@@ -558,6 +595,7 @@ static int train_loop(trainer *t) {
 static void trainer_free(trainer *t) {
     loader_free(t->data);
     adamw_free(t->optim);
+    if (t->distilling) distill_close(&t->distill);
     session_close(&t->s);
     metrics_log_close(t->metrics);
     dist_free(t->d);
@@ -568,6 +606,8 @@ int train_run(const train_options *o) {
     int rc = setup_dist(&t);
     if (rc == 0) rc = setup_session(&t);
     if (rc == 0) rc = (t.data = open_loader(&t, t.o.train_data, true, (int)rank_batch(&t), t.s.tok)) ? 0 : -1;
+    if (rc == 0) rc = setup_distill(&t);
+    if (rc == 0) rc = setup_optimizer(&t);
     if (rc == 0) rc = setup_schedule(&t);
     if (rc == 0) rc = setup_run_dir(&t);
     if (rc == 0 && t.o.resume) rc = resume(&t);

@@ -2,6 +2,7 @@
 // - the exact global batch: (2 ranks, batch B), (1 rank, batch 2B) and (1 rank, batch B,
 //   --accum-freq 2) log the same global losses (1e-5 relative) and end with the same weights
 //   (||difference|| / ||weights|| below 1e-5), for the CLIP and the SigLIP loss;
+// - distillation from an online teacher: 2 ranks equal 1 rank of the global batch;
 // - a run checkpointed on 2 ranks and resumed on 1 rank (same global batch) ends where the
 //   uninterrupted 2-rank run ends;
 // - the zero-shot accuracy that 2 ranks compute during training, each on its share of the images,
@@ -158,6 +159,19 @@ static void test_global_batch_siglip(void **state) {
     assert_true(d > 1e-3);
 }
 
+// Distillation (an online teacher: the CLIP run above) over the global batch: the teacher's
+// features are gathered with the student's, so 2 ranks equal one rank of twice the batch.
+static void test_global_batch_distill(void **state) {
+    (void)state;
+    char extra[1024];
+    const char *teacher = checkpoint("clip-1x32", "epoch_1");
+    snprintf(extra, sizeof extra, "--batch-size 32 --distill-model clip-tiny --distill-pretrained %s", teacher);
+    must_train(1, "distill-1x32", extra);
+    snprintf(extra, sizeof extra, "--batch-size 16 --distill-model clip-tiny --distill-pretrained %s", teacher);
+    must_train(2, "distill-2x16", extra);
+    expect_same_run("distill-2x16", "distill-1x32");
+}
+
 // 2 steps on 2 ranks, a checkpoint, then the other 2 on one rank of the same global batch.
 static void test_resume_on_fewer_ranks(void **state) {
     (void)state;
@@ -239,6 +253,7 @@ int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_global_batch_clip),
         cmocka_unit_test(test_global_batch_siglip),
+        cmocka_unit_test(test_global_batch_distill),
         cmocka_unit_test(test_resume_on_fewer_ranks),
         cmocka_unit_test(test_sharded_zeroshot),
         cmocka_unit_test(test_killed_rank),

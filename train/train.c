@@ -226,7 +226,7 @@ static loader *open_loader(trainer *t, const char *data, bool train, int batch_s
         memcpy(t->objective.std, lc.preprocess.std, sizeof t->objective.std);
         distill_options d = distill_options_of(&t->o);
         if (train && distill_view_size(&d, t->o.model_configs, &t->s.cfg, &lc.teacher_image_size) != 0) return NULL;
-        if (lc.teacher_image_size > 0) {  // the teacher's view comes as normalized floats, the student's with it
+        if (train && d.pretrained) {  // an online teacher takes normalized float images (its view or the student's)
             lc.output = LOADER_OUTPUT_FLOAT;
             lc.allocator = (loader_allocator){0};
         }

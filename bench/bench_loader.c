@@ -18,12 +18,12 @@
 #include "common/args.h"
 #include "common/atomic_file.h"
 #include "common/error.h"
-#include "data/convert.h"
-#include "data/fsutil.h"
-#include "data/image.h"
-#include "data/loader.h"
-#include "data/rng.h"
-#include "data/tokenizer.h"
+#include "convert/convert.h"
+#include "common/fsutil.h"
+#include "image/image.h"
+#include "loader/loader.h"
+#include "common/rng.h"
+#include "text/tokenizer.h"
 
 static double now_seconds(void) {
     struct timespec ts;

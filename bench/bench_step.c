@@ -25,7 +25,7 @@
 #include "common/error.h"
 #include "common/sysinfo.h"
 #include "bench/clip_cost.h"
-#include "data/loader.h"
+#include "loader/loader.h"
 #include "train/objective.h"
 #include "train/options.h"
 #include "train/step.h"

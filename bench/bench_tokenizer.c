@@ -9,7 +9,7 @@
 #include <time.h>
 
 #include "common/error.h"
-#include "data/tokenizer.h"
+#include "text/tokenizer.h"
 #include "tests/tokenizer_fixture.h"
 
 static double now(void) {

@@ -1,5 +1,5 @@
 // `clipc finetune`: few-shot adaptation of a CLIP checkpoint to a labelled set (docs/fewshot.md).
-// K shots per class are drawn from --train-data (data/shots.h) and written to OUT/shots; then
+// K shots per class are drawn from --train-data (shards/shots.h) and written to OUT/shots; then
 // the zero-shot accuracy on --test-data, a linear probe on frozen features (probe), and end-to-end
 // fine-tuning from the zero-shot head with WiSE-FT interpolation (finetune), each with its
 // accuracy, saved heads and weights in --out-dir and a JSON report (--output).
@@ -12,13 +12,13 @@
 #include "common/args.h"
 #include "common/atomic_file.h"
 #include "common/error.h"
-#include "data/fsutil.h"
-#include "data/shots.h"
-#include "eval/fewshot.h"
+#include "common/fsutil.h"
+#include "shards/shots.h"
+#include "finetune/fewshot.h"
 #include "eval/zeroshot.h"
 #include "cli/commands.h"
 #include "session/session.h"
-#include "train/finetune.h"
+#include "finetune/finetune.h"
 
 #define TEST_BATCH 256
 #define DEFAULT_TEMPLATE "a photo of a {}."

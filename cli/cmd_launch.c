@@ -1,4 +1,4 @@
-// clipc launch [options] -- COMMAND ARGS...: starts the ranks of one node (dist/launch.h) and
+// clipc launch [options] -- COMMAND ARGS...: starts the ranks of one node (distributed/launch.h) and
 // exits with the first failure's status.
 #include <limits.h>
 #include <stdio.h>
@@ -7,8 +7,8 @@
 
 #include "common/args.h"
 #include "common/error.h"
-#include "dist/env.h"
-#include "dist/launch.h"
+#include "distributed/env.h"
+#include "distributed/launch.h"
 #include "cli/commands.h"
 
 static const char *usage =

@@ -1,5 +1,5 @@
 // `clipc shards`: converts images with captions or labels, in the formats datasets are published
-// in, into clipc shards (data/convert.h).
+// in, into clipc shards (convert/convert.h).
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -7,8 +7,8 @@
 #include "cli/commands.h"
 #include "common/args.h"
 #include "common/error.h"
-#include "data/convert.h"
-#include "data/manifest.h"
+#include "convert/convert.h"
+#include "shards/manifest.h"
 
 static void print_progress(void *ctx, const convert_progress *p) {
     (void)ctx;

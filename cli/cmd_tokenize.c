@@ -7,8 +7,8 @@
 
 #include "common/args.h"
 #include "common/error.h"
-#include "data/bpe_train.h"
-#include "data/tokenizer.h"
+#include "text/bpe_train.h"
+#include "text/tokenizer.h"
 #include "cli/commands.h"
 
 enum { MAX_CORPUS_FILES = 64 };

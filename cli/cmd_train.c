@@ -5,7 +5,7 @@
 #include "cli/commands.h"
 #include "common/error.h"
 #include "common/sysinfo.h"
-#include "dist/env.h"
+#include "distributed/env.h"
 #include "shim/tensor.h"
 #include "train/train.h"
 

@@ -8,8 +8,8 @@
 #include <unistd.h>
 
 #include "common/error.h"
-#include "data/fsutil.h"
-#include "data/manifest.h"
+#include "common/fsutil.h"
+#include "shards/manifest.h"
 #include "eval/metrics.h"
 #include "eval/retrieval.h"
 #include "eval/zeroshot.h"

@@ -17,8 +17,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "data/loader.h"
-#include "data/tokenizer.h"
+#include "loader/loader.h"
+#include "text/tokenizer.h"
 #include "model/clip.h"
 
 typedef enum {

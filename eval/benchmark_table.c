@@ -8,7 +8,7 @@
 
 #include "common/atomic_file.h"
 #include "common/error.h"
-#include "data/fsutil.h"
+#include "common/fsutil.h"
 #include "eval/benchmark.h"
 
 // CLIP_benchmark's metric names, the CSV's columns after the run's description.

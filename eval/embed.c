@@ -5,8 +5,8 @@
 #include <string.h>
 
 #include "common/error.h"
-#include "data/fsutil.h"
-#include "data/image.h"
+#include "common/fsutil.h"
+#include "image/image.h"
 
 loader *eval_loader_open(const session *s, const char *data, int batch_size, int workers, bool with_tokens) {
     loader_config lc;

@@ -5,7 +5,7 @@
 
 #include <stdbool.h>
 
-#include "data/loader.h"
+#include "loader/loader.h"
 #include "session/session.h"
 
 // A loader over labelled or captioned shards in evaluation order (the model's evaluation transform,

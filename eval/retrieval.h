@@ -19,7 +19,7 @@
 #include <cjson/cJSON.h>
 #include <stdint.h>
 
-#include "data/loader.h"
+#include "loader/loader.h"
 #include "eval/metrics.h"
 #include "model/clip.h"
 #include "shim/tensor.h"

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "common/error.h"
-#include "data/fsutil.h"
+#include "common/fsutil.h"
 
 #define TEXT_CHUNK 256
 

@@ -7,12 +7,12 @@
 #include <cjson/cJSON.h>
 #include <stdint.h>
 
-#include "data/loader.h"
-#include "data/tokenizer.h"
+#include "loader/loader.h"
+#include "text/tokenizer.h"
 #include "eval/metrics.h"
 #include "model/clip.h"
 
-// Reads the lines of a list file (class names or templates; data/fsutil.h's fs_read_lines: empty
+// Reads the lines of a list file (class names or templates; common/fsutil.h's fs_read_lines: empty
 // lines and '#' comment lines left out) into a new array of strings. Returns the count, or -1 with
 // err_msg() naming the file (also when it has no lines).
 int zeroshot_read_lines(const char *path, char ***lines);

@@ -17,7 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "data/image.h"
+#include "image/image.h"
 
 typedef struct {
     int embed_dim;

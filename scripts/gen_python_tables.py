@@ -3,10 +3,10 @@
 
 OpenCLIP cleans captions with Python's html.unescape (twice) and str.lower(), so the tables come
 from Python's own standard library:
-  data/html_entities.inc  html.entities.html5 (the 2,231 HTML5 named references, with and without
+  text/html_entities.inc  html.entities.html5 (the 2,231 HTML5 named references, with and without
                           ';') and html._invalid_charrefs / html._invalid_codepoints (the
                           numeric-reference rules of the HTML5 parser);
-  data/python_cased.inc   the characters Python counts as Cased (for the final-sigma rule of
+  text/python_cased.inc   the characters Python counts as Cased (for the final-sigma rule of
                           str.lower()) that have no case mapping and are not Lu/Ll/Lt, which is
                           all utf8proc can tell (e.g. U+00AA, U+1F130..U+1F149).
 The outputs are committed, so building clipc needs no Python; rerun this only to follow a newer

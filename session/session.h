@@ -9,7 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "data/tokenizer.h"
+#include "text/tokenizer.h"
 #include "model/clip.h"
 
 typedef struct {

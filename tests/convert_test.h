@@ -9,7 +9,7 @@
 
 #include "cli/commands.h"
 #include "common/error.h"
-#include "data/fsutil.h"
+#include "common/fsutil.h"
 #include "data_testutil.h"
 
 static inline char *sub(const char *name) { return testutil_path(testutil_dir, name); }

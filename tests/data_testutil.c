@@ -10,9 +10,9 @@
 #include <unistd.h>
 
 #include "common/error.h"
-#include "data/fsutil.h"
-#include "data/manifest.h"
-#include "data/shard.h"
+#include "common/fsutil.h"
+#include "shards/manifest.h"
+#include "shards/shard.h"
 
 char *testutil_dir;
 

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "data/image.h"
+#include "image/image.h"
 
 // cmocka group setup/teardown: testutil_dir is a new empty folder for the group's files.
 extern char *testutil_dir;

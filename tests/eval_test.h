@@ -12,7 +12,7 @@
 
 #include "cli_run.h"
 #include "common/error.h"
-#include "data/fsutil.h"
+#include "common/fsutil.h"
 #include "data_testutil.h"
 #include "model/clip.h"
 

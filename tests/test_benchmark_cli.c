@@ -19,7 +19,7 @@
 #include "eval_test.h"
 
 #include "common/error.h"
-#include "data/fsutil.h"
+#include "common/fsutil.h"
 #include "data_testutil.h"
 
 static const char *clipc, *vocab, *configs;

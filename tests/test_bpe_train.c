@@ -13,9 +13,9 @@
 #include <cmocka.h>
 
 #include "common/error.h"
-#include "data/bpe_train.h"
-#include "data/clip_text.h"
-#include "data/tokenizer.h"
+#include "text/bpe_train.h"
+#include "text/clip_text.h"
+#include "text/tokenizer.h"
 
 enum { CAPTIONS = 400, MERGES = 300, BIG_CONTEXT = 4096 };
 

@@ -12,11 +12,11 @@
 
 #include "common/error.h"
 #include "cli/commands.h"
-#include "data/convert.h"
-#include "data/fsutil.h"
-#include "data/image.h"
-#include "data/manifest.h"
-#include "data/shard.h"
+#include "convert/convert.h"
+#include "common/fsutil.h"
+#include "image/image.h"
+#include "shards/manifest.h"
+#include "shards/shard.h"
 #include "data_testutil.h"
 #include "convert_test.h"
 

@@ -15,11 +15,11 @@
 #include <zlib.h>
 
 #include "common/error.h"
-#include "data/convert.h"
-#include "data/fsutil.h"
-#include "data/image.h"
-#include "data/manifest.h"
-#include "data/pattern.h"
+#include "convert/convert.h"
+#include "common/fsutil.h"
+#include "image/image.h"
+#include "shards/manifest.h"
+#include "convert/pattern.h"
 #include "data_testutil.h"
 #include "convert_test.h"
 

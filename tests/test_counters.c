@@ -16,7 +16,7 @@
 #include <cmocka.h>
 
 #include "common/error.h"
-#include "data/loader.h"
+#include "loader/loader.h"
 #include "optim/grad.h"
 #include "train/objective.h"
 #include "train/step.h"

@@ -1,4 +1,4 @@
-// Tests the collectives (shim/dist.h through dist/dist.h) with several processes on this machine:
+// Tests the collectives (shim/dist.h through distributed/dist.h) with several processes on this machine:
 // each test forks its ranks with torchrun's variables (127.0.0.1, a free port), so dist_init()
 // takes the Gloo backend. Checked exactly: all_reduce of several tensors (and of a bucket view of
 // a flat buffer), all_gather, reduce_scatter, broadcast, barrier and dist_all_reduce_f64, and the
@@ -26,7 +26,7 @@
 #include <cmocka.h>
 
 #include "common/error.h"
-#include "dist/dist.h"
+#include "distributed/dist.h"
 
 #define CHECK(cond)                                                                                          \
     do {                                                                                                     \

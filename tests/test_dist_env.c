@@ -9,7 +9,7 @@
 #include <cmocka.h>
 
 #include "common/error.h"
-#include "dist/env.h"
+#include "distributed/env.h"
 
 static void test_no_launcher(void **state) {
     (void)state;

@@ -20,7 +20,7 @@
 #include "eval_test.h"
 
 #include "common/error.h"
-#include "data/fsutil.h"
+#include "common/fsutil.h"
 #include "data_testutil.h"
 #include "model/clip.h"
 #include "model/safetensors.h"

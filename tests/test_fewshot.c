@@ -14,8 +14,8 @@
 #include <string.h>
 
 #include "common/error.h"
-#include "data/rng.h"
-#include "eval/fewshot.h"
+#include "common/rng.h"
+#include "finetune/fewshot.h"
 #include "model/safetensors.h"
 #include "tmpdir.h"
 

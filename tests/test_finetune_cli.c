@@ -15,9 +15,9 @@
 #include <unistd.h>
 
 #include "cli_run.h"
-#include "data/fsutil.h"
-#include "data/manifest.h"
-#include "eval/head.h"
+#include "common/fsutil.h"
+#include "shards/manifest.h"
+#include "finetune/head.h"
 #include "model/clip.h"
 #include "model/safetensors.h"
 

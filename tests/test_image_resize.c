@@ -1,4 +1,4 @@
-// Tests the evaluation resize and transform (data/image.h): image_resize_pil against outputs of
+// Tests the evaluation resize and transform (image/image.h): image_resize_pil against outputs of
 // PIL's Image.resize on a fixed 11x7 picture (Pillow 9.4.0, Debian's python3-pil; computed once with
 // Image.fromarray(picture).resize((w, h), Image.BICUBIC or Image.BILINEAR)), covering shrinking,
 // enlarging, both filters, one side unchanged and the clipping of bicubic overshoot; then
@@ -16,7 +16,7 @@
 #include <cmocka.h>
 
 #include "common/error.h"
-#include "data/image.h"
+#include "image/image.h"
 
 static const uint8_t pil_bicubic_4x3[36] = {
     96, 89, 21, 139, 85, 74, 110, 85, 105, 111, 89, 52, 113, 86, 80, 112, 85, 132, 131, 85, 118, 116, 85, 93,

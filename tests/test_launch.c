@@ -1,4 +1,4 @@
-// Tests `clipc launch` (cli/cmd_launch.c over dist/launch.c), run in a forked child with sh
+// Tests `clipc launch` (cli/cmd_launch.c over distributed/launch.c), run in a forked child with sh
 // scripts as ranks: torchrun's variables reach every rank (replacing inherited ones); a failing
 // rank makes launch stop the others and return its status (128 + signal for a killed rank); a rank
 // that ignores SIGTERM is killed after the grace period; SIGTERM sent to launch is forwarded;

@@ -8,15 +8,20 @@ set -eu
 root=$1
 layers='common 0
 shim 1
-data 1
+text 1
+image 1
 param 2
+shards 2
 model 3
+convert 3
+loader 3
 loss 4
 optim 4
-dist 4
+distributed 4
 session 5
 eval 6
 train 7
+finetune 8
 plot 8
 cli 9'
 rank() { printf '%s\n' "$layers" | awk -v f="$1" '$1 == f { print $2 }'; }

@@ -13,8 +13,8 @@
 #include <zlib.h>
 
 #include "common/error.h"
-#include "data/loader.h"
-#include "data/manifest.h"
+#include "loader/loader.h"
+#include "shards/manifest.h"
 #include "data_testutil.h"
 
 #define MAX_KEYS 100000

@@ -10,9 +10,9 @@
 #include <string.h>
 
 #include "common/error.h"
-#include "data/image.h"
-#include "data/manifest.h"
-#include "data/shard.h"
+#include "image/image.h"
+#include "shards/manifest.h"
+#include "shards/shard.h"
 #include "data_testutil.h"
 
 #define tmp testutil_dir

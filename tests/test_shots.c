@@ -1,4 +1,4 @@
-// Tests of the few-shot draw (data/shots.h): the same seed gives the same samples, every class gets
+// Tests of the few-shot draw (shards/shots.h): the same seed gives the same samples, every class gets
 // exactly K distinct samples of its own, smaller draws are prefixes of larger ones, a class with
 // fewer than K samples and an unlabelled set are errors, and the written shot set holds the drawn
 // samples byte for byte.
@@ -11,9 +11,9 @@
 #include <string.h>
 
 #include "common/error.h"
-#include "data/fsutil.h"
-#include "data/shard.h"
-#include "data/shots.h"
+#include "common/fsutil.h"
+#include "shards/shard.h"
+#include "shards/shots.h"
 #include "data_testutil.h"
 
 static char *tmp;

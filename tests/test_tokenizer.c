@@ -16,7 +16,7 @@
 #include <cmocka.h>
 
 #include "common/error.h"
-#include "data/tokenizer.h"
+#include "text/tokenizer.h"
 
 enum { CTX = TOKENIZER_DEFAULT_CONTEXT, A_WORD = 320 };  // "a</w>" in CLIP's vocabulary
 

@@ -11,7 +11,7 @@
 #include <cmocka.h>
 
 #include "common/error.h"
-#include "data/tokenizer.h"
+#include "text/tokenizer.h"
 #include "tests/tokenizer_fixture.h"
 
 static const char *jsonl_path, *vocab_path;

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "common/error.h"
-#include "data/fsutil.h"
+#include "common/fsutil.h"
 #include "model/safetensors.h"
 
 #define WRITING_PREFIX ".tmp-"  // being written

@@ -21,7 +21,7 @@
 
 #include <stdbool.h>
 
-#include "data/loader.h"
+#include "loader/loader.h"
 #include "loss/loss.h"
 #include "session/session.h"
 #include "train/distill_cache.h"

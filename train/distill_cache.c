@@ -10,7 +10,7 @@
 #include <zlib.h>
 
 #include "common/error.h"
-#include "data/shard.h"
+#include "shards/shard.h"
 #include "model/safetensors.h"
 
 #define PATH_CAP 4096

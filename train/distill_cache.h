@@ -19,7 +19,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "data/loader.h"
+#include "loader/loader.h"
 #include "session/session.h"
 
 #define DISTILL_CACHE_FORMAT "clipc-distill-cache"

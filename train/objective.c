@@ -1,6 +1,6 @@
 #include "train/objective.h"
 
-#include "data/loader.h"
+#include "loader/loader.h"
 
 static int batch_features(void *objective, const void *batch, int64_t begin, int64_t end, tensor **out) {
     const train_objective *o = objective;

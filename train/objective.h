@@ -19,7 +19,7 @@ typedef struct {
     distill *distill;       // the teacher's targets and terms; NULL: none
 } train_objective;
 
-// The step objective over loader batches (data/loader.h); o must outlive it.
+// The step objective over loader batches (loader/loader.h); o must outlive it.
 step_objective train_objective_step(train_objective *o);
 
 // The whole loss of a loader batch (validation), in the caller's scope.

@@ -21,7 +21,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "dist/dist.h"
+#include "distributed/dist.h"
 #include "optim/adamw.h"
 #include "optim/schedule.h"
 #include "param/param.h"

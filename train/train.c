@@ -23,8 +23,8 @@
 #include "common/datafiles.h"
 #include "common/error.h"
 #include "common/sysinfo.h"
-#include "data/loader.h"
-#include "dist/dist.h"
+#include "loader/loader.h"
+#include "distributed/dist.h"
 #include "eval/zeroshot.h"
 #include "loss/loss.h"
 #include "optim/adamw.h"
@@ -89,7 +89,7 @@ static int share_text(trainer *t, char *text, size_t cap) {
     return rc;
 }
 
-// Joins the other ranks (dist/dist.h): the backend follows --device, a CUDA rank uses its GPU.
+// Joins the other ranks (distributed/dist.h): the backend follows --device, a CUDA rank uses its GPU.
 static int setup_dist(trainer *t) {
     tensor_device asked;
     if (tensor_device_parse(t->o.device, &asked) != 0) return -1;

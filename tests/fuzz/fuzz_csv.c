@@ -1,11 +1,11 @@
-// Fuzz harness for the CSV/TSV reader of `clipc shards` (data/csv.c): any file is read or fails
+// Fuzz harness for the CSV/TSV reader of `clipc shards` (convert/csv.c): any file is read or fails
 // with one line naming it. The first byte, when it is ',' ';' or '|', is also the separator
 // (else tab), so that every separator gets exercised.
 #include <stdint.h>
 #include <string.h>
 
-#include "data/convert.h"
-#include "data/sources.h"
+#include "convert/convert.h"
+#include "convert/sources.h"
 #include "fuzz_check.h"
 #include "fuzz_util.h"
 

@@ -1,8 +1,8 @@
-// Fuzz harness for the dataset manifest reader (data/manifest.c): any file loads or fails with
+// Fuzz harness for the dataset manifest reader (shards/manifest.c): any file loads or fails with
 // one line naming it; a loaded manifest's shard counts add up to its total.
 #include <stdint.h>
 
-#include "data/manifest.h"
+#include "shards/manifest.h"
 #include "fuzz_check.h"
 #include "fuzz_util.h"
 

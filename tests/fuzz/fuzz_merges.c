@@ -1,9 +1,9 @@
-// Fuzz harness for the BPE merges file reader (data/tokenizer.c; plain text or gzip): any file
+// Fuzz harness for the BPE merges file reader (text/tokenizer.c; plain text or gzip): any file
 // loads or fails with one line naming it; a loaded vocabulary encodes and decodes a caption.
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "data/tokenizer.h"
+#include "text/tokenizer.h"
 #include "fuzz_check.h"
 #include "fuzz_util.h"
 

@@ -1,4 +1,4 @@
-// Fuzz harness for the shard reader (data/shard.c): the input is a recipe that the harness turns
+// Fuzz harness for the shard reader (shards/shard.c): the input is a recipe that the harness turns
 // into an HDF5 file through the HDF5 API, then opens with shard_reader_open. Every file opens or
 // fails with one line naming it; an opened shard keeps the invariants the loader relies on
 // (offsets within the image blob and non-decreasing, labels within the class names) and its
@@ -22,7 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "data/shard.h"
+#include "shards/shard.h"
 #include "fuzz_check.h"
 #include "fuzz_util.h"
 

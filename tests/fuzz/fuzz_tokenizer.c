@@ -8,8 +8,8 @@
 #include <string.h>
 
 #include "common/error.h"
-#include "data/clip_text.h"
-#include "data/tokenizer.h"
+#include "text/clip_text.h"
+#include "text/tokenizer.h"
 
 enum { SHORT_CTX = TOKENIZER_DEFAULT_CONTEXT, LONG_CTX = 2048 };
 

@@ -1,0 +1,902 @@
+#include "loader/loader.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "common/error.h"
+#include "common/bytes.h"
+#include "image/image.h"
+#include "shards/manifest.h"
+#include "common/rng.h"
+#include "loader/sampler.h"
+#include "shards/shard.h"
+
+#define LOADER_STATE_MAGIC "CLIPCLDR"
+#define LOADER_STATE_VERSION 2
+#define LOADER_STATE_HEADER (8 + 4 + 8 + 4 * 4 + 8 + 8)
+#define READ_CHUNK_SAMPLES 64
+#define STREAM_AUGMENT 4
+#define ERROR_CAP 512
+#define REASON_CAP 160
+#define CORRUPT_LIMIT 100  // corrupt samples passed over for one batch (at least B) that stop the run
+
+// One sample as read from its shard: a single malloc'ed block holding the struct and its bytes.
+typedef struct {
+    uint8_t *image;
+    size_t image_size;
+    const char *caption, *key;
+    int32_t label;
+} payload;
+
+// The shard the reader thread has open, with the image bytes of a run of its samples.
+typedef struct {
+    shard_reader *reader;
+    int64_t shard;            // -1: none
+    int64_t chunk_first, chunk_count;
+    uint8_t *chunk;
+    size_t chunk_cap;
+} shard_cursor;
+
+typedef enum { SLOT_FREE, SLOT_DECODING, SLOT_READY, SLOT_END, SLOT_ERROR } slot_state;
+
+// B samples of the stream as the reader drew them, decoded by the workers; or (the consumer's
+// assembly slot) a batch gathered from several of them.
+typedef struct {
+    slot_state state;
+    int n, remaining, n_corrupt;
+    int64_t first_ordinal;    // position of the slot's first sample in the epoch's global stream
+    sample_ref *refs;         // (B)
+    payload **payloads;       // (B)
+    bool *corrupt;            // (B)
+    char *reasons;            // (B, REASON_CAP) why each corrupt sample failed
+    float *images;            // (B, 3, H, W) or NULL
+    uint8_t *images_u8;       // (B, 3, H, W) or NULL
+    float *teacher_images;    // (B, 3, T, T) or NULL
+    int32_t *shards;          // (B)
+    int64_t *indices;         // (B)
+    int64_t *tokens;          // (B, ctx)
+    int32_t *labels;          // (B)
+    const char **keys;        // (B)
+    const char **captions;    // (B)
+    char error[ERROR_CAP];
+} batch_slot;
+
+struct loader {
+    loader_config cfg;
+    int n_sources;
+    manifest **sources;
+    int n_shards;
+    const char **shard_paths;  // (n_shards) into the manifests
+    int64_t *shard_sizes;      // (n_shards)
+    double *shard_weights;     // (n_shards)
+    sampler producer;          // ahead of the consumer, with payloads
+    sampler shadow;            // at the consumer's position, references only
+    shard_cursor cursor;
+    float lut[3][256];         // normalized value of each byte, per channel
+    int n_slots;
+    batch_slot *slots;
+    batch_slot assembly;       // batches gathered across slots once a corrupt sample was skipped
+    uint8_t **scratch;         // (max(workers, 1)) RGB decode buffers (H, W, 3)
+    int64_t epoch;
+    int64_t next_index;        // batch number of the next batch returned in this epoch
+    int64_t skipped_epoch;     // corrupt samples of this epoch's stream passed over so far
+    int taken;                 // samples of the slot being consumed already used
+    char **skipped;            // (n_skipped) lines naming the corrupt samples of the last batch
+    int n_skipped;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv_reader, cv_work, cv_done;
+    pthread_t reader;
+    pthread_t *workers;
+    bool running, stop, reader_finished, epoch_over;
+    int64_t produced, released, consumed, task_batch;
+    int task_next, held;
+    loader_stats stats;
+};
+
+void loader_config_default(loader_config *c) {
+    memset(c, 0, sizeof *c);
+    c->batch_size = 64;
+    c->image_size = 224;
+    c->preprocess = image_preprocess_openai();
+    c->train = true;
+    c->scale_min = 0.9f, c->scale_max = 1.0f;
+    c->ratio_min = 3.0f / 4.0f, c->ratio_max = 4.0f / 3.0f;
+    c->world_size = 1;
+    c->workers = 2;
+    c->prefetch = 4;
+    c->shuffle_buffer = 2000;
+    c->drop_last = true;
+    c->context_length = TOKENIZER_DEFAULT_CONTEXT;
+    c->output = LOADER_OUTPUT_FLOAT;
+}
+
+void loader_config_init(loader_config *c, const char *data, int batch_size, int image_size, bool train) {
+    loader_config_default(c);
+    c->data = data;
+    c->batch_size = batch_size;
+    c->image_size = image_size;
+    c->train = train;
+    c->drop_last = train;
+}
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+// ---- reading samples (reader thread, or the caller when restoring) ----------------------------
+
+static int cursor_open(loader *l, uint32_t shard) {
+    shard_cursor *c = &l->cursor;
+    if (c->reader && c->shard == shard) return 0;
+    shard_reader_close(c->reader);
+    c->shard = -1;
+    c->chunk_count = 0;
+    c->reader = shard_reader_open(l->shard_paths[shard]);
+    if (!c->reader) return -1;
+    if (shard_reader_count(c->reader) != l->shard_sizes[shard])
+        return err_set("%s: holds %lld samples but its manifest says %lld", l->shard_paths[shard],
+                       (long long)shard_reader_count(c->reader), (long long)l->shard_sizes[shard]);
+    c->shard = shard;
+    return 0;
+}
+
+static int cursor_load_chunk(shard_cursor *c, int64_t first, int64_t count) {
+    size_t bytes = shard_reader_image_offset(c->reader, first + count) - shard_reader_image_offset(c->reader, first);
+    if (bytes > c->chunk_cap) {
+        c->chunk_cap = bytes;
+        c->chunk = xrealloc(c->chunk, bytes);
+    }
+    c->chunk_count = 0;
+    if (shard_reader_read_images(c->reader, first, count, c->chunk)) return -1;
+    c->chunk_first = first;
+    c->chunk_count = count;
+    return 0;
+}
+
+static payload *payload_make(const shard_cursor *c, int64_t i) {
+    const uint8_t *image = c->chunk + (shard_reader_image_offset(c->reader, i) - shard_reader_image_offset(c->reader, c->chunk_first));
+    size_t image_size = shard_reader_image_offset(c->reader, i + 1) - shard_reader_image_offset(c->reader, i);
+    const char *caption = shard_reader_caption(c->reader, i), *key = shard_reader_key(c->reader, i);
+    size_t caption_len = strlen(caption) + 1, key_len = strlen(key) + 1;
+    payload *p = xmalloc(sizeof *p + image_size + caption_len + key_len);
+    p->image = (uint8_t *)(p + 1);
+    memcpy(p->image, image, image_size);
+    p->image_size = image_size;
+    p->caption = memcpy(p->image + image_size, caption, caption_len);
+    p->key = memcpy(p->image + image_size + caption_len, key, key_len);
+    p->label = shard_reader_label(c->reader, i);
+    return p;
+}
+
+static int fetch_sample(void *ctx, sample_ref ref, bool sequential, void **out) {
+    loader *l = ctx;
+    shard_cursor *c = &l->cursor;
+    if (cursor_open(l, ref.shard)) return -1;
+    int64_t i = ref.index, n = shard_reader_count(c->reader);
+    if (i < c->chunk_first || i >= c->chunk_first + c->chunk_count) {
+        int64_t count = sequential ? (n - i < READ_CHUNK_SAMPLES ? n - i : READ_CHUNK_SAMPLES) : 1;
+        if (cursor_load_chunk(c, i, count)) return -1;
+    }
+    *out = payload_make(c, i);
+    return 0;
+}
+
+static void cursor_close(shard_cursor *c) {
+    shard_reader_close(c->reader);
+    free(c->chunk);
+    memset(c, 0, sizeof *c);
+    c->shard = -1;
+}
+
+// ---- decoding (workers) ----------------------------------------------------------------------
+
+static int round_int(double x) { return (int)floor(x + 0.5); }
+
+// torchvision's RandomResizedCrop.get_params, with the loader's generator.
+static image_rect random_resized_crop(const loader_config *c, int w, int h, rng *r) {
+    double area = (double)w * h, log_lo = log(c->ratio_min), log_hi = log(c->ratio_max);
+    for (int attempt = 0; attempt < 10; attempt++) {
+        double target = area * (c->scale_min + (c->scale_max - c->scale_min) * rng_uniform(r));
+        double aspect = exp(log_lo + (log_hi - log_lo) * rng_uniform(r));
+        int cw = round_int(sqrt(target * aspect)), ch = round_int(sqrt(target / aspect));
+        if (cw > 0 && cw <= w && ch > 0 && ch <= h) {
+            int top = (int)rng_below(r, (uint64_t)(h - ch + 1));
+            int left = (int)rng_below(r, (uint64_t)(w - cw + 1));
+            return (image_rect){left, top, cw, ch};
+        }
+    }
+    double in_ratio = (double)w / h;
+    int cw = w, ch = h;
+    if (in_ratio < c->ratio_min) ch = round_int(w / c->ratio_min);
+    else if (in_ratio > c->ratio_max) cw = round_int(h * c->ratio_max);
+    return (image_rect){(w - cw) / 2, (h - ch) / 2, cw, ch};
+}
+
+// rgb (size, size, 3) into dst (3, size, size), normalized.
+static void normalize_pixels(const loader *l, const uint8_t *rgb, int size, float *dst) {
+    size_t plane = (size_t)size * (size_t)size;
+    for (size_t p = 0; p < plane; p++)
+        for (int c = 0; c < 3; c++) dst[c * plane + p] = l->lut[c][rgb[3 * p + c]];
+}
+
+static void store_pixels(const loader *l, const uint8_t *rgb, batch_slot *s, int i) {
+    size_t plane = (size_t)l->cfg.image_size * (size_t)l->cfg.image_size;
+    if (s->images) {
+        normalize_pixels(l, rgb, l->cfg.image_size, s->images + (size_t)i * 3 * plane);
+    } else {
+        uint8_t *dst = s->images_u8 + (size_t)i * 3 * plane;
+        for (size_t p = 0; p < plane; p++)
+            for (int c = 0; c < 3; c++) dst[c * plane + p] = rgb[3 * p + c];
+    }
+}
+
+// One view of a sample: its crop (random in training, central otherwise) at size x size into rgb.
+// The student's view and a distillation teacher's both come from here, so they always match.
+static bool decode_view(const payload *p, image_rect crop, int size, uint8_t *rgb) {
+    return image_webp_decode_region(p->image, p->image_size, crop, size, size, rgb) == 0;
+}
+
+// Decodes, transforms and tokenizes sample i of a slot. Returns false when the image is corrupt.
+static bool decode_sample(const loader *l, batch_slot *s, int i, uint8_t *scratch) {
+    const loader_config *c = &l->cfg;
+    const payload *p = s->payloads[i];
+    rng r = {rng_mix(rng_mix(rng_mix(rng_mix(c->seed, STREAM_AUGMENT), (uint64_t)l->epoch), 0),
+                     (uint64_t)(s->first_ordinal + i))};
+    image_rect crop = {0};
+    if (!c->train) {
+        if (image_decode_eval(p->image, p->image_size, &c->preprocess, c->image_size, scratch)) return false;
+    } else {
+        int w = 0, h = 0;
+        if (image_webp_size(p->image, p->image_size, &w, &h)) return false;
+        crop = random_resized_crop(c, w, h, &r);
+        if (!decode_view(p, crop, c->image_size, scratch)) return false;
+    }
+    store_pixels(l, scratch, s, i);
+    int t = c->teacher_image_size;  // the teacher's view: the same crop (or evaluation transform) at its size
+    bool teacher_ok = t <= 0 || (c->train ? decode_view(p, crop, t, scratch)
+                                          : image_decode_eval(p->image, p->image_size, &c->preprocess, t, scratch) == 0);
+    if (!teacher_ok) return false;
+    if (t > 0) normalize_pixels(l, scratch, t, s->teacher_images + (size_t)i * 3 * (size_t)t * (size_t)t);
+    int64_t *row = s->tokens + (size_t)i * (size_t)c->context_length;
+    if (c->tok) {
+        if (tokenizer_encode(c->tok, p->caption, c->context_length, row) < 0) return false;
+    } else
+        memset(row, 0, (size_t)c->context_length * sizeof(int64_t));
+    s->labels[i] = p->label;
+    s->keys[i] = p->key;
+    s->captions[i] = p->caption;
+    s->shards[i] = (int32_t)s->refs[i].shard;
+    s->indices[i] = s->refs[i].index;
+    return true;
+}
+
+// decode_sample, noting a failure and its reason in the slot.
+static void decode_into(const loader *l, batch_slot *s, int i, uint8_t *scratch) {
+    err_clear();
+    s->corrupt[i] = !decode_sample(l, s, i, scratch);
+    if (s->corrupt[i]) snprintf(s->reasons + (size_t)i * REASON_CAP, REASON_CAP, "%s", err_msg()[0] ? err_msg() : "undecodable");
+}
+
+// Moves sample i of slot s to place j of slot a: pixels, tokens and label copied, the payload
+// (which holds the key and caption) handed over.
+static void move_sample(const loader *l, batch_slot *s, int i, batch_slot *a, int j) {
+    size_t image = 3 * (size_t)l->cfg.image_size * (size_t)l->cfg.image_size;
+    if (s->images) memcpy(a->images + j * image, s->images + i * image, image * sizeof(float));
+    else memcpy(a->images_u8 + j * image, s->images_u8 + i * image, image);
+    size_t teacher = 3 * (size_t)l->cfg.teacher_image_size * (size_t)l->cfg.teacher_image_size;
+    if (s->teacher_images) memcpy(a->teacher_images + j * teacher, s->teacher_images + i * teacher, teacher * sizeof(float));
+    size_t ctx = (size_t)l->cfg.context_length;
+    memcpy(a->tokens + j * ctx, s->tokens + i * ctx, ctx * sizeof(int64_t));
+    a->shards[j] = s->shards[i];
+    a->indices[j] = s->indices[i];
+    a->labels[j] = s->labels[i];
+    a->keys[j] = s->keys[i];
+    a->captions[j] = s->captions[i];
+    a->payloads[j] = s->payloads[i];
+    s->payloads[i] = NULL;
+}
+
+// Called when the last sample of a slot is decoded (lock held).
+static void finalize_slot(batch_slot *s) {
+    s->n_corrupt = 0;
+    for (int i = 0; i < s->n; i++) s->n_corrupt += s->corrupt[i];
+    s->state = SLOT_READY;
+}
+
+// ---- producing batches -----------------------------------------------------------------------
+
+static void slot_release_payloads(batch_slot *s) {
+    for (int i = 0; i < s->n; i++) free(s->payloads[i]), s->payloads[i] = NULL;
+    s->n = 0;
+}
+
+static void *slot_alloc(const loader *l, size_t size) {
+    void *p = l->cfg.allocator.alloc(size, l->cfg.allocator.ctx);
+    CLIPC_ASSERT(p != NULL);
+    return p;
+}
+
+static void slot_init(const loader *l, batch_slot *s) {
+    const loader_config *c = &l->cfg;
+    size_t b = (size_t)c->batch_size, pixels = b * 3 * (size_t)c->image_size * (size_t)c->image_size;
+    s->refs = xcalloc(b, sizeof(sample_ref));
+    s->payloads = xcalloc(b, sizeof(payload *));
+    s->corrupt = xcalloc(b, sizeof(bool));
+    s->reasons = xcalloc(b, REASON_CAP);
+    if (c->output == LOADER_OUTPUT_FLOAT) s->images = slot_alloc(l, pixels * sizeof(float));
+    else s->images_u8 = slot_alloc(l, pixels);
+    size_t teacher = b * 3 * (size_t)c->teacher_image_size * (size_t)c->teacher_image_size;
+    if (teacher) s->teacher_images = slot_alloc(l, teacher * sizeof(float));
+    s->shards = xcalloc(b, sizeof(int32_t));
+    s->indices = xcalloc(b, sizeof(int64_t));
+    s->tokens = slot_alloc(l, b * (size_t)c->context_length * sizeof(int64_t));
+    s->labels = slot_alloc(l, b * sizeof(int32_t));
+    s->keys = xcalloc(b, sizeof(char *));
+    s->captions = xcalloc(b, sizeof(char *));
+}
+
+static void slot_free(const loader *l, batch_slot *s) {
+    if (!s->refs) return;  // never allocated (the assembly slot of a clean run)
+    free(s->refs), free(s->payloads), free(s->corrupt), free(s->reasons), free(s->keys), free(s->captions);
+    free(s->shards), free(s->indices);
+    if (s->images) l->cfg.allocator.free(s->images, l->cfg.allocator.ctx);
+    if (s->teacher_images) l->cfg.allocator.free(s->teacher_images, l->cfg.allocator.ctx);
+    if (s->images_u8) l->cfg.allocator.free(s->images_u8, l->cfg.allocator.ctx);
+    l->cfg.allocator.free(s->tokens, l->cfg.allocator.ctx);
+    l->cfg.allocator.free(s->labels, l->cfg.allocator.ctx);
+}
+
+static void clear_skipped(loader *l) {
+    for (int i = 0; i < l->n_skipped; i++) free(l->skipped[i]);
+    l->n_skipped = 0;
+}
+
+// Draws the next B samples of the stream into a free slot (reader thread; no lock held).
+static void produce_batch(loader *l, batch_slot *s) {
+    slot_release_payloads(s);
+    int rc = 1;
+    while (s->n < l->cfg.batch_size) {
+        void *p = NULL;
+        int64_t ordinal;
+        rc = sampler_next(&l->producer, &s->refs[s->n], &p, &ordinal);
+        if (rc == 1 && s->n == 0) s->first_ordinal = ordinal;
+        if (rc <= 0) break;
+        s->payloads[s->n] = p;
+        s->corrupt[s->n++] = false;
+    }
+    if (rc < 0) {
+        snprintf(s->error, ERROR_CAP, "%s", err_msg());
+        s->state = SLOT_ERROR;
+    } else {
+        s->state = s->n == 0 ? SLOT_END : SLOT_DECODING;
+        s->remaining = s->n;
+    }
+}
+
+static void *reader_main(void *arg) {
+    loader *l = arg;
+    pthread_mutex_lock(&l->mu);
+    while (!l->stop) {
+        if (l->reader_finished || l->produced - l->released >= l->n_slots) {
+            pthread_cond_wait(&l->cv_reader, &l->mu);
+            continue;
+        }
+        int64_t k = l->produced;
+        batch_slot *s = &l->slots[k % l->n_slots];
+        pthread_mutex_unlock(&l->mu);
+        produce_batch(l, s);
+        pthread_mutex_lock(&l->mu);
+        l->produced++;
+        l->reader_finished = s->state != SLOT_DECODING;
+        pthread_cond_broadcast(&l->cv_work);
+        pthread_cond_broadcast(&l->cv_done);
+    }
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
+}
+
+// Hands out the next (slot, sample) task, or NULL when none is ready. Lock held.
+static batch_slot *take_task(loader *l, int *i) {
+    while (l->task_batch < l->produced) {
+        batch_slot *s = &l->slots[l->task_batch % l->n_slots];
+        if (s->state != SLOT_DECODING) {
+            l->task_batch++;
+            continue;
+        }
+        *i = l->task_next++;
+        if (l->task_next >= s->n) l->task_batch++, l->task_next = 0;
+        return s;
+    }
+    return NULL;
+}
+
+typedef struct {
+    loader *l;
+    int id;
+} worker_arg;
+
+static void *worker_main(void *arg) {
+    loader *l = ((worker_arg *)arg)->l;
+    uint8_t *scratch = l->scratch[((worker_arg *)arg)->id];
+    free(arg);
+    pthread_mutex_lock(&l->mu);
+    while (!l->stop) {
+        int i = 0;
+        batch_slot *s = take_task(l, &i);
+        if (!s) {
+            pthread_cond_wait(&l->cv_work, &l->mu);
+            continue;
+        }
+        pthread_mutex_unlock(&l->mu);
+        decode_into(l, s, i, scratch);
+        pthread_mutex_lock(&l->mu);
+        if (--s->remaining == 0) {
+            finalize_slot(s);
+            pthread_cond_broadcast(&l->cv_done);
+        }
+    }
+    pthread_mutex_unlock(&l->mu);
+    return NULL;
+}
+
+// ---- pipeline control ------------------------------------------------------------------------
+
+static void start_threads(loader *l) {
+    if (l->cfg.workers == 0) return;
+    l->stop = false;
+    pthread_create(&l->reader, NULL, reader_main, l);
+    for (int i = 0; i < l->cfg.workers; i++) {
+        worker_arg *a = xmalloc(sizeof *a);
+        *a = (worker_arg){l, i};
+        pthread_create(&l->workers[i], NULL, worker_main, a);
+    }
+    l->running = true;
+}
+
+// Stops the threads and empties the queue.
+static void reset_pipeline(loader *l) {
+    if (l->running) {
+        pthread_mutex_lock(&l->mu);
+        l->stop = true;
+        pthread_cond_broadcast(&l->cv_reader);
+        pthread_cond_broadcast(&l->cv_work);
+        pthread_mutex_unlock(&l->mu);
+        pthread_join(l->reader, NULL);
+        for (int i = 0; i < l->cfg.workers; i++) pthread_join(l->workers[i], NULL);
+        l->running = false;
+    }
+    for (int i = 0; i < l->n_slots; i++) slot_release_payloads(&l->slots[i]), l->slots[i].state = SLOT_FREE;
+    slot_release_payloads(&l->assembly);
+    clear_skipped(l);
+    l->produced = l->released = l->consumed = l->task_batch = 0;
+    l->task_next = l->taken = 0;
+    l->held = -1;
+    l->reader_finished = l->epoch_over = false;
+}
+
+void loader_set_epoch(loader *l, int64_t epoch) {
+    reset_pipeline(l);
+    l->epoch = epoch;
+    l->next_index = l->skipped_epoch = 0;
+    sampler_start_epoch(&l->producer, epoch);
+    sampler_start_epoch(&l->shadow, epoch);
+    start_threads(l);
+}
+
+// Produces and decodes the next batch in the calling thread (workers == 0).
+static void run_batch_here(loader *l) {
+    batch_slot *s = &l->slots[l->produced % l->n_slots];
+    produce_batch(l, s);
+    l->produced++;
+    if (s->state != SLOT_DECODING) return;
+    for (int i = 0; i < s->n; i++) decode_into(l, s, i, l->scratch[0]);
+    finalize_slot(s);
+}
+
+// The shadow sampler follows the consumer: sample i of slot s has been used.
+static void advance_shadow(loader *l, const batch_slot *s, int i) {
+    sample_ref ref;
+    int rc = sampler_next(&l->shadow, &ref, NULL, NULL);
+    CLIPC_ASSERT(rc == 1 && ref.shard == s->refs[i].shard && ref.index == s->refs[i].index);
+}
+
+static void fill_batch(loader *l, const batch_slot *s, loader_batch *out) {
+    *out = (loader_batch){
+        .n = s->n, .index = l->next_index++, .epoch = l->epoch, .images = s->images, .images_u8 = s->images_u8,
+        .tokens = s->tokens, .labels = s->labels, .keys = s->keys, .captions = s->captions,
+        .teacher_images = s->teacher_images, .shards = s->shards, .indices = s->indices,
+        .n_corrupt = l->n_skipped, .corrupt = (const char *const *)l->skipped,
+    };
+    l->stats.batches++;
+    l->stats.samples += s->n;
+}
+
+// Waits for the slot being consumed to be decoded (lock held when threaded).
+static batch_slot *wait_next_slot(loader *l) {
+    batch_slot *s = &l->slots[l->consumed % l->n_slots];
+    if (!l->running) {
+        if (l->consumed >= l->produced) run_batch_here(l);
+        return s;
+    }
+    double t0 = now_seconds();
+    while (l->consumed >= l->produced || s->state == SLOT_DECODING) pthread_cond_wait(&l->cv_done, &l->mu);
+    l->stats.wait_seconds += now_seconds() - t0;
+    return s;
+}
+
+// Gives the slot back to the reader (in order).
+static void release_slot(loader *l) {
+    l->consumed++;
+    l->released++;
+    l->taken = 0;
+    pthread_cond_signal(&l->cv_reader);
+}
+
+// Notes that sample i of slot s is corrupt and passed over. Returns -1 once max(B, CORRUPT_LIMIT)
+// of them were passed over for one batch: then the data is damaged, not a sample here and there.
+static int skip_corrupt(loader *l, const batch_slot *s, int i) {
+    const char *shard = l->shard_paths[s->refs[i].shard];
+    char line[ERROR_CAP + REASON_CAP];
+    snprintf(line, sizeof line, "%s: sample %u ('%s'): %s", shard, s->refs[i].index, s->payloads[i]->key,
+             s->reasons + (size_t)i * REASON_CAP);
+    l->stats.corrupt_skipped++;
+    l->skipped_epoch++;
+    l->skipped = xrealloc(l->skipped, (size_t)(l->n_skipped + 1) * sizeof(char *));
+    l->skipped[l->n_skipped++] = xstrdup(line);
+    if (l->n_skipped < l->cfg.batch_size || l->n_skipped < CORRUPT_LIMIT) return 0;
+    return err_set("batch %lld: %d corrupt samples before %d good ones (the last: %s): the data looks damaged",
+                   (long long)l->next_index, l->n_skipped, l->cfg.batch_size, line);
+}
+
+// Gathers the next B good samples of the stream, passing over corrupt ones, into the assembly
+// slot; an epoch's stream that ends first gives a short batch (evaluation) or none (drop_last).
+static int assemble_batch(loader *l, loader_batch *out) {
+    batch_slot *a = &l->assembly;
+    if (!a->refs) slot_init(l, a);
+    slot_release_payloads(a);
+    while (a->n < l->cfg.batch_size) {
+        batch_slot *s = wait_next_slot(l);
+        if (s->state == SLOT_ERROR) return err_set("%s", s->error);
+        if (s->state == SLOT_END) break;
+        for (; l->taken < s->n && a->n < l->cfg.batch_size; l->taken++) {
+            advance_shadow(l, s, l->taken);
+            if (!s->corrupt[l->taken]) move_sample(l, s, l->taken, a, a->n++);
+            else if (skip_corrupt(l, s, l->taken) != 0) return -1;
+        }
+        if (l->taken == s->n) release_slot(l);
+    }
+    if (a->n == 0 || (a->n < l->cfg.batch_size && l->cfg.drop_last)) {
+        l->epoch_over = true;
+        return 0;
+    }
+    fill_batch(l, a, out);
+    return 1;
+}
+
+// The next batch: a decoded slot as it is when the stream is aligned with it, it holds no corrupt
+// sample and it is whole (always, until the first corrupt one), else an assembled one.
+static int next_batch(loader *l, loader_batch *out) {
+    batch_slot *s = wait_next_slot(l);
+    if (s->state == SLOT_ERROR) return err_set("%s", s->error);
+    if (s->state == SLOT_END) {
+        l->epoch_over = true;
+        return 0;
+    }
+    bool whole = s->n == l->cfg.batch_size || !l->cfg.drop_last;  // a short slot after a restore past a skip
+    if (l->taken != 0 || s->n_corrupt != 0 || !whole) return assemble_batch(l, out);
+    for (int i = 0; i < s->n; i++) advance_shadow(l, s, i);
+    fill_batch(l, s, out);
+    l->held = (int)(l->consumed++ % l->n_slots);
+    return 1;
+}
+
+int loader_next(loader *l, loader_batch *out) {
+    pthread_mutex_lock(&l->mu);
+    if (l->held >= 0) {
+        l->released++;
+        l->held = -1;
+        pthread_cond_signal(&l->cv_reader);
+    }
+    clear_skipped(l);
+    int rc = l->epoch_over ? 0 : next_batch(l, out);
+    pthread_mutex_unlock(&l->mu);
+    return rc;
+}
+
+// ---- setup -----------------------------------------------------------------------------------
+
+static int check_config(const loader_config *c) {
+    if (!c->data || !c->data[0]) return err_set("loader: no data given");
+    if (c->batch_size <= 0 || c->image_size <= 0) return err_set("loader: batch size and image size must be positive");
+    if (c->world_size <= 0 || c->rank < 0 || c->rank >= c->world_size)
+        return err_set("loader: rank %d is outside world size %d", c->rank, c->world_size);
+    if (c->workers < 0 || c->prefetch < 1) return err_set("loader: workers must be >= 0 and prefetch >= 1");
+    if (c->context_length <= 0) return err_set("loader: context length must be positive");
+    if (c->teacher_image_size < 0 || (c->teacher_image_size > 0 && c->output != LOADER_OUTPUT_FLOAT))
+        return err_set("loader: a teacher image size needs float output and must be positive");
+    if (c->upsampling_factors && !c->resampled)
+        return err_set("loader: upsampling factors need resampled mode (--dataset-resampled)");
+    for (int i = 0; i < 3; i++)
+        if (!(c->preprocess.std[i] > 0)) return err_set("loader: std[%d] must be positive", i);
+    if (!(c->scale_min > 0 && c->scale_min <= c->scale_max && c->ratio_min > 0 && c->ratio_min <= c->ratio_max))
+        return err_set("loader: bad RandomResizedCrop scale or ratio range");
+    return 0;
+}
+
+// Splits an OpenCLIP-style "a::b::c" list into malloc'ed pieces.
+static char **split_sources(const char *list, int *n) {
+    int cap = 1;
+    for (const char *p = strstr(list, "::"); p; p = strstr(p + 2, "::")) cap++;
+    char **out = xcalloc((size_t)cap, sizeof(char *));
+    *n = 0;
+    for (const char *p = list;;) {
+        const char *end = strstr(p, "::");
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        out[*n] = xmalloc(len + 1);
+        memcpy(out[*n], p, len);
+        out[(*n)++][len] = '\0';
+        if (!end) break;
+        p = end + 2;
+    }
+    return out;
+}
+
+static void free_strings(char **s, int n) {
+    for (int i = 0; i < n; i++) free(s[i]);
+    free(s);
+}
+
+static int parse_weights(const char *list, int n_sources, double *weights) {
+    for (int i = 0; i < n_sources; i++) weights[i] = 1.0;
+    if (!list) return 0;
+    int n = 0;
+    char **parts = split_sources(list, &n);
+    int rc = n == n_sources ? 0 : err_set("loader: %d upsampling factors for %d data sources", n, n_sources);
+    for (int i = 0; rc == 0 && i < n; i++) {
+        char *end = NULL;
+        weights[i] = strtod(parts[i], &end);
+        if (end == parts[i] || *end || !(weights[i] >= 0) || !isfinite(weights[i]))
+            rc = err_set("loader: upsampling factor '%s' is not a non-negative number", parts[i]);
+    }
+    free_strings(parts, n);
+    return rc;
+}
+
+static int load_sources(loader *l) {
+    char **paths = split_sources(l->cfg.data, &l->n_sources);
+    l->sources = xcalloc((size_t)l->n_sources, sizeof(manifest *));
+    double *weights = xmalloc((size_t)l->n_sources * sizeof(double));
+    int rc = parse_weights(l->cfg.upsampling_factors, l->n_sources, weights);
+    for (int i = 0; rc == 0 && i < l->n_sources; i++) {
+        l->sources[i] = manifest_load(paths[i]);
+        if (!l->sources[i]) rc = -1;
+        else l->n_shards += l->sources[i]->n_shards;
+    }
+    free_strings(paths, l->n_sources);
+    if (rc == 0) {
+        l->shard_paths = xcalloc((size_t)(l->n_shards ? l->n_shards : 1), sizeof(char *));
+        l->shard_sizes = xcalloc((size_t)(l->n_shards ? l->n_shards : 1), sizeof(int64_t));
+        l->shard_weights = xcalloc((size_t)(l->n_shards ? l->n_shards : 1), sizeof(double));
+        int k = 0;
+        for (int i = 0; i < l->n_sources; i++)
+            for (int j = 0; j < l->sources[i]->n_shards; j++, k++) {
+                const manifest_shard *sh = &l->sources[i]->shards[j];
+                l->shard_paths[k] = sh->resolved_path;
+                l->shard_sizes[k] = sh->num_samples;
+                l->shard_weights[k] = weights[i];
+                if (access(sh->resolved_path, R_OK) != 0)
+                    rc = err_set("%s: missing or unreadable shard (listed in %s)", sh->resolved_path, l->sources[i]->path);
+            }
+    }
+    free(weights);
+    if (rc == 0 && loader_num_samples(l) == 0) rc = err_set("loader: %s holds no samples", l->cfg.data);
+    return rc;
+}
+
+static void *default_alloc(size_t size, void *ctx) {
+    (void)ctx;
+    return aligned_alloc(64, (size + 63) / 64 * 64);
+}
+
+static void default_free(void *p, void *ctx) {
+    (void)ctx;
+    free(p);
+}
+
+static void init_slots(loader *l) {
+    const loader_config *c = &l->cfg;
+    l->n_slots = c->prefetch + 1;  // one more than prefetched: the batch the caller holds
+    l->slots = xcalloc((size_t)l->n_slots, sizeof(batch_slot));
+    for (int i = 0; i < l->n_slots; i++) slot_init(l, &l->slots[i]);
+    int n_scratch = c->workers > 0 ? c->workers : 1;
+    l->scratch = xcalloc((size_t)n_scratch, sizeof(uint8_t *));
+    size_t side = (size_t)(c->image_size > c->teacher_image_size ? c->image_size : c->teacher_image_size);
+    for (int i = 0; i < n_scratch; i++) l->scratch[i] = xmalloc(side * side * 3);
+    l->workers = xcalloc((size_t)n_scratch, sizeof(pthread_t));
+}
+
+static void init_samplers(loader *l) {
+    const loader_config *c = &l->cfg;
+    sampler_config sc = {
+        .n_shards = l->n_shards, .shard_sizes = l->shard_sizes, .shard_weights = l->shard_weights,
+        .seed = c->seed, .rank = c->rank, .world_size = c->world_size, .batch_size = c->batch_size,
+        .shuffle = c->train, .buffer_size = c->shuffle_buffer, .resampled = c->resampled,
+        .samples_per_epoch = c->samples_per_epoch, .drop_last = c->drop_last || c->resampled,
+    };
+    sampler_init(&l->producer, &sc, fetch_sample, l);
+    sampler_init(&l->shadow, &sc, NULL, NULL);
+    for (int ch = 0; ch < 3; ch++)
+        for (int v = 0; v < 256; v++) l->lut[ch][v] = ((float)v / 255.0f - c->preprocess.mean[ch]) / c->preprocess.std[ch];
+}
+
+loader *loader_init(const loader_config *cfg) {
+    if (check_config(cfg)) return NULL;
+    loader *l = xcalloc(1, sizeof *l);
+    l->cfg = *cfg;
+    l->cfg.data = xstrdup(cfg->data);
+    l->cfg.upsampling_factors = cfg->upsampling_factors ? xstrdup(cfg->upsampling_factors) : NULL;
+    if (!l->cfg.allocator.alloc || !l->cfg.allocator.free)
+        l->cfg.allocator = (loader_allocator){default_alloc, default_free, NULL};
+    l->cursor.shard = -1;
+    l->held = -1;
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->cv_reader, NULL);
+    pthread_cond_init(&l->cv_work, NULL);
+    pthread_cond_init(&l->cv_done, NULL);
+    if (load_sources(l)) {
+        loader_free(l);
+        return NULL;
+    }
+    init_samplers(l);
+    init_slots(l);
+    loader_set_epoch(l, 0);
+    return l;
+}
+
+void loader_free(loader *l) {
+    if (!l) return;
+    if (l->slots) {
+        reset_pipeline(l);
+        sampler_free(&l->producer);
+        sampler_free(&l->shadow);
+    }
+    for (int i = 0; l->slots && i < l->n_slots; i++) slot_free(l, &l->slots[i]);
+    slot_free(l, &l->assembly);
+    free(l->skipped);
+    for (int i = 0; l->scratch && i < (l->cfg.workers > 0 ? l->cfg.workers : 1); i++) free(l->scratch[i]);
+    free(l->scratch);
+    free(l->workers);
+    free(l->slots);
+    cursor_close(&l->cursor);
+    for (int i = 0; i < l->n_sources; i++) manifest_free(l->sources[i]);
+    free(l->sources);
+    free(l->shard_paths), free(l->shard_sizes), free(l->shard_weights);
+    free((char *)l->cfg.data);
+    free((char *)l->cfg.upsampling_factors);
+    pthread_mutex_destroy(&l->mu);
+    pthread_cond_destroy(&l->cv_reader);
+    pthread_cond_destroy(&l->cv_work);
+    pthread_cond_destroy(&l->cv_done);
+    free(l);
+}
+
+int64_t loader_num_batches(const loader *l) { return sampler_num_batches(&l->shadow); }
+
+int64_t loader_num_samples(const loader *l) {
+    int64_t n = 0;
+    for (int i = 0; i < l->n_sources; i++) n += l->sources[i] ? l->sources[i]->num_samples : 0;
+    return n;
+}
+
+int loader_num_classes(const loader *l) { return l->sources[0]->n_classes; }
+const char *loader_class_name(const loader *l, int c) { return l->sources[0]->class_names[c]; }
+int loader_num_shards(const loader *l) { return l->n_shards; }
+const char *loader_shard_path(const loader *l, int shard) { return l->shard_paths[shard]; }
+int64_t loader_shard_size(const loader *l, int shard) { return l->shard_sizes[shard]; }
+
+loader_stats loader_get_stats(const loader *l) {
+    pthread_mutex_lock((pthread_mutex_t *)&l->mu);
+    loader_stats s = l->stats;
+    pthread_mutex_unlock((pthread_mutex_t *)&l->mu);
+    return s;
+}
+
+// ---- saved position --------------------------------------------------------------------------
+
+// Everything besides the seed and the global batch size that decides the order.
+static uint64_t order_fingerprint(const loader *l) {
+    const loader_config *c = &l->cfg;
+    uint64_t h = rng_mix((uint64_t)l->n_shards, (uint64_t)c->train * 2 + (uint64_t)c->resampled);
+    h = rng_mix(h, (uint64_t)c->shuffle_buffer);
+    h = rng_mix(h, (uint64_t)c->samples_per_epoch * 2 + (uint64_t)c->drop_last);
+    for (int i = 0; i < l->n_shards; i++) {
+        double w = l->shard_weights[i];
+        uint64_t wbits;
+        memcpy(&wbits, &w, sizeof wbits);
+        h = rng_mix(rng_mix(h, (uint64_t)l->shard_sizes[i]), wbits);
+    }
+    return h;
+}
+
+int loader_state_save(const loader *l, uint8_t **bytes, size_t *n) {
+    pthread_mutex_lock((pthread_mutex_t *)&l->mu);
+    size_t size = LOADER_STATE_HEADER + sampler_state_size(&l->shadow) + 4;
+    uint8_t *buf = xmalloc(size), *p = buf;
+    memcpy(p, LOADER_STATE_MAGIC, 8);
+    p = bytes_put_u32(p + 8, LOADER_STATE_VERSION);
+    p = bytes_put_u64(p, l->cfg.seed);
+    p = bytes_put_u32(p, (uint32_t)l->cfg.rank);
+    p = bytes_put_u32(p, (uint32_t)l->cfg.world_size);
+    p = bytes_put_u32(p, (uint32_t)l->cfg.batch_size);
+    p = bytes_put_u32(p, (uint32_t)l->n_shards);
+    p = bytes_put_u64(p, order_fingerprint(l));
+    p = bytes_put_u64(p, (uint64_t)l->skipped_epoch);
+    sampler_state_write(&l->shadow, p);
+    p += sampler_state_size(&l->shadow);
+    bytes_put_u32(p, (uint32_t)crc32(0L, buf, (uInt)(size - 4)));
+    pthread_mutex_unlock((pthread_mutex_t *)&l->mu);
+    *bytes = buf;
+    *n = size;
+    return 0;
+}
+
+static int check_state_header(const loader *l, const uint8_t *bytes, size_t n) {
+    if (n < LOADER_STATE_HEADER + 4 || memcmp(bytes, LOADER_STATE_MAGIC, 8) != 0)
+        return err_set("saved loader position: not a clipc loader position");
+    if ((uint32_t)crc32(0L, bytes, (uInt)(n - 4)) != (bytes_get_u32(&(const uint8_t *){bytes + n - 4})))
+        return err_set("saved loader position: checksum mismatch (damaged)");
+    const uint8_t *p = bytes + 8;
+    uint32_t version = bytes_get_u32(&p);
+    if (version != LOADER_STATE_VERSION)
+        return err_set("saved loader position: version %u, this build reads version %d", version, LOADER_STATE_VERSION);
+    uint64_t seed = bytes_get_u64(&p);
+    uint32_t rank = bytes_get_u32(&p), world = bytes_get_u32(&p), batch = bytes_get_u32(&p), shards = bytes_get_u32(&p);
+    (void)rank;  // any rank and world size continue the same global stream
+    if (seed != l->cfg.seed || (uint64_t)world * batch != (uint64_t)l->cfg.world_size * (uint64_t)l->cfg.batch_size)
+        return err_set("saved loader position was made with seed %llu and a global batch of %llu (%u ranks x %u); this "
+                       "loader has seed %llu and a global batch of %lld (%d x %d)",
+                       (unsigned long long)seed, (unsigned long long)world * batch, world, batch,
+                       (unsigned long long)l->cfg.seed, (long long)l->cfg.world_size * l->cfg.batch_size,
+                       l->cfg.world_size, l->cfg.batch_size);
+    if (shards != (uint32_t)l->n_shards || bytes_get_u64(&p) != order_fingerprint(l))
+        return err_set("saved loader position was made with other shards or shuffle settings");
+    return 0;
+}
+
+// The corrupt samples passed over this epoch, as saved after the header.
+static int64_t saved_skipped(const uint8_t *bytes) {
+    const uint8_t *p = bytes + LOADER_STATE_HEADER - 8;
+    return (int64_t)bytes_get_u64(&p);
+}
+
+int loader_state_restore(loader *l, const uint8_t *bytes, size_t n) {
+    if (check_state_header(l, bytes, n)) return -1;
+    reset_pipeline(l);
+    const uint8_t *body = bytes + LOADER_STATE_HEADER;
+    size_t body_n = n - LOADER_STATE_HEADER - 4;
+    int64_t epoch = l->epoch;
+    if (sampler_state_read(&l->shadow, body, body_n) < 0 || sampler_state_read(&l->producer, body, body_n) < 0) {
+        err_prefix("restoring the loader position");
+        loader_set_epoch(l, epoch);
+        return -1;
+    }
+    l->epoch = l->shadow.epoch;
+    l->skipped_epoch = saved_skipped(bytes);
+    if (l->skipped_epoch < 0 || l->skipped_epoch > l->shadow.emitted) {
+        loader_set_epoch(l, epoch);
+        return err_set("saved loader position: %lld corrupt samples skipped of %lld read", (long long)saved_skipped(bytes),
+                       (long long)l->shadow.emitted);
+    }
+    l->next_index = (l->shadow.emitted - l->skipped_epoch) / ((int64_t)l->cfg.batch_size * l->cfg.world_size);
+    start_threads(l);
+    return 0;
+}

@@ -71,12 +71,7 @@ static int embed_texts(const session *s, const char *file, embedding_set *out) {
     int n = zeroshot_read_lines(strcmp(file, "-") ? file : "/dev/stdin", &lines);
     if (n < 0) return -1;
     set_reserve(out, n);
-    tensor_no_grad_begin();
-    tensor_scope_begin();
-    tensor *emb = tensor_to_dtype(zeroshot_encode_texts(s->model, s->tok, (const char *const *)lines, n), TENSOR_F32);
-    int rc = tensor_to_host(emb, out->rows + out->n * out->dim, (size_t)n * (size_t)out->dim * sizeof(float));
-    tensor_scope_end();
-    tensor_no_grad_end();
+    int rc = eval_embed_texts(s->model, s->tok, (const char *const *)lines, n, out->rows + out->n * out->dim);
     for (int i = 0; i < n; i++) out->keys[out->n++] = lines[i];
     free(lines);
     return rc;

@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "common/fsutil.h"
 #include "image/image.h"
+#include "eval/zeroshot.h"
 
 loader *eval_loader_open(const session *s, const char *data, int batch_size, int workers, bool with_tokens) {
     loader_config lc;
@@ -59,5 +60,15 @@ int eval_embed_image_files(const clip_model *m, char *const *paths, int n, int b
         if (rc == 0) rc = eval_embed_images(m, batch, rows, features + (size_t)begin * (size_t)E);
     }
     free(batch);
+    return rc;
+}
+
+int eval_embed_texts(const clip_model *m, const tokenizer *tok, const char *const *texts, int n, float *features) {
+    tensor_no_grad_begin();
+    tensor_scope_begin();
+    tensor *emb = tensor_to_dtype(zeroshot_encode_texts(m, tok, texts, n), TENSOR_F32);  // (n, E)
+    int rc = tensor_to_host(emb, features, (size_t)n * (size_t)m->cfg.embed_dim * sizeof(float));
+    tensor_scope_end();
+    tensor_no_grad_end();
     return rc;
 }

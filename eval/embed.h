@@ -1,5 +1,6 @@
 // embed: what evaluation reads images through: the evaluation loader over shards, the
-// evaluation transform of single image files, and normalized image features of host batches.
+// evaluation transform of single image files, and normalized image and text features into host
+// buffers (`clipc embed`).
 #ifndef CLIPC_EVAL_EMBED_H
 #define CLIPC_EVAL_EMBED_H
 
@@ -24,5 +25,9 @@ int eval_embed_image_files(const clip_model *m, char *const *paths, int n, int b
 // Normalized image features (B, E) of a host batch of transformed images (B, 3, S, S), into
 // features on the host.
 int eval_embed_images(const clip_model *m, const float *images, int n, float *features);
+
+// Normalized text embeddings of n texts into features (n, E) on the host (the texts encoded in
+// chunks, as eval/zeroshot.h's zeroshot_encode_texts). Returns 0, or -1 with err_msg().
+int eval_embed_texts(const clip_model *m, const tokenizer *tok, const char *const *texts, int n, float *features);
 
 #endif

@@ -1,7 +1,6 @@
 // `clipc classify`: zero-shot label probabilities of image files, for quick use from the shell:
 // softmax over the labels of exp(logit_scale) * cosine(image, label classifier).
 #include <cjson/cJSON.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,17 +8,14 @@
 #include "common/atomic_file.h"
 #include "common/error.h"
 #include "cli/eval_args.h"
-#include "eval/embed.h"
 #include "eval/zeroshot.h"
 #include "cli/commands.h"
-
-#define DEFAULT_TEMPLATE "a photo of a {}."
 
 static const char USAGE[] =
     "clipc classify --pretrained CKPT --labels \"cat,dog,car\" [--templates FILE] [--output FILE.json] IMAGE...\n\n"
     "Prints, for each JPEG, PNG or WebP image, the probability of each label: the softmax over the labels\n"
     "of the model's logit scale times the cosine between the image and the label's text embedding (the\n"
-    "mean over the templates, one per line with {} for the label; default \"" DEFAULT_TEMPLATE "\").";
+    "mean over the templates, one per line with {} for the label; default \"" ZEROSHOT_DEFAULT_TEMPLATE "\").";
 
 typedef struct {
     eval_options common;
@@ -47,22 +43,6 @@ static int split_labels(const char *list, char ***labels) {
         if (!end) return n;
         p = end + 1;
     }
-}
-
-// probs (n, C) = softmax(scale * features @ classifier^T) on the host.
-static int label_probabilities(const clip_model *m, const tensor *classifier, const float *features, int n, int C,
-                               float *probs) {
-    int64_t shape[2] = {n, m->cfg.embed_dim};
-    double log_scale = 0;
-    tensor_no_grad_begin();
-    tensor_scope_begin();
-    int rc = tensor_item(m->logit_scale, &log_scale);
-    tensor *f = tensor_to_device(tensor_from_host(features, shape, 2, TENSOR_F32, false), m->device, false);
-    tensor *logits = tensor_mul_scalar(tensor_matmul(f, tensor_transpose(classifier, 0, 1)), exp(log_scale));
-    if (rc == 0) rc = tensor_to_host(tensor_to_dtype(tensor_softmax(logits, 1), TENSOR_F32), probs, (size_t)n * (size_t)C * sizeof(float));
-    tensor_scope_end();
-    tensor_no_grad_end();
-    return rc;
 }
 
 static void print_table(char **files, int n, char **labels, int C, const float *probs) {
@@ -96,18 +76,6 @@ static int write_json(const char *path, char **files, int n, char **labels, int 
     return rc;
 }
 
-static tensor *make_classifier(const classify_options *o, const session *s, char **labels, int C) {
-    char **templates = NULL;
-    int n_templates = 1;
-    if (o->templates) n_templates = zeroshot_read_lines(o->templates, &templates);
-    else templates = xmalloc(sizeof(char *)), templates[0] = xstrdup(DEFAULT_TEMPLATE);
-    if (n_templates < 0) return NULL;
-    tensor *classifier = zeroshot_classifier(s->model, s->tok, (const char *const *)labels, C,
-                                             (const char *const *)templates, n_templates);
-    zeroshot_free_lines(templates, n_templates);
-    return classifier;
-}
-
 static int classify(const classify_options *o) {
     if (!o->labels) return err_set("--labels: the candidate labels, comma-separated (\"cat,dog,car\")");
     if (o->n_files == 0) return err_set("no images: give one or more image files");
@@ -115,21 +83,14 @@ static int classify(const classify_options *o) {
     int C = split_labels(o->labels, &labels);
     if (C < 0) return -1;
     session s;
+    float *probs = xmalloc((size_t)o->n_files * (size_t)C * sizeof(float));
     int rc = eval_session_open(&o->common, true, &s);
-    tensor *classifier = rc == 0 ? make_classifier(o, &s, labels, C) : NULL;
-    if (rc == 0 && !classifier) rc = -1;
-    float *features = NULL, *probs = NULL;
-    if (rc == 0) {
-        features = xmalloc((size_t)o->n_files * (size_t)s.model->cfg.embed_dim * sizeof(float));
-        probs = xmalloc((size_t)o->n_files * (size_t)C * sizeof(float));
-        rc = eval_embed_image_files(s.model, o->files, o->n_files, (int)o->common.batch_size, features);
-    }
-    if (rc == 0) rc = label_probabilities(s.model, classifier, features, o->n_files, C, probs);
+    if (rc == 0)
+        rc = zeroshot_classify_files(s.model, s.tok, (const char *const *)labels, C, o->templates, o->files, o->n_files,
+                                     (int)o->common.batch_size, probs);
     if (rc == 0) print_table(o->files, o->n_files, labels, C, probs);
     if (rc == 0 && o->output) rc = write_json(o->output, o->files, o->n_files, labels, C, probs);
-    free(features);
     free(probs);
-    tensor_free(classifier);
     zeroshot_free_lines(labels, C);
     session_close(&s);
     return rc;
@@ -140,7 +101,7 @@ int cmd_classify(int argc, char **argv) {
     eval_options_default(&o.common);
     arg_spec specs[EVAL_N_COMMON_SPECS + 3] = {
         {"labels", ARG_STR, &o.labels, "candidate labels, comma-separated", false},
-        {"templates", ARG_STR, &o.templates, "templates file, one per line with {} (default \"" DEFAULT_TEMPLATE "\")", false},
+        {"templates", ARG_STR, &o.templates, "templates file, one per line with {} (default \"" ZEROSHOT_DEFAULT_TEMPLATE "\")", false},
         {"output", ARG_STR, &o.output, "also write the probabilities as JSON to this file", false},
     };
     eval_options_specs(&o.common, specs + 3);

@@ -11,7 +11,6 @@
 #include "eval/npy.h"
 #include "cli/eval_args.h"
 #include "eval/embed.h"
-#include "eval/zeroshot.h"
 #include "model/safetensors.h"
 #include "cli/commands.h"
 
@@ -24,65 +23,7 @@ static const char USAGE[] =
     "(shard keys, then file paths) and the texts as JSON arrays in the metadata (image_keys, texts).\n"
     "OUT.npy holds one of the two (float32, C order); the keys go to OUT.keys.txt, one per line.";
 
-// Rows of embeddings (n, E) with their keys, grown as they come.
-typedef struct {
-    float *rows;
-    char **keys;
-    int64_t n, cap;
-    int dim;
-} embedding_set;
-
-static void set_reserve(embedding_set *s, int64_t more) {
-    if (s->n + more <= s->cap) return;
-    s->cap = 2 * (s->n + more);
-    s->rows = xrealloc(s->rows, (size_t)s->cap * (size_t)s->dim * sizeof(float));
-    s->keys = xrealloc(s->keys, (size_t)s->cap * sizeof(char *));
-}
-
-static void set_free(embedding_set *s) {
-    for (int64_t i = 0; i < s->n; i++) free(s->keys[i]);
-    free(s->keys);
-    free(s->rows);
-}
-
-static int embed_shards(const eval_options *o, const session *s, const char *data, embedding_set *out) {
-    loader *l = eval_loader_open(s, data, (int)o->batch_size, (int)o->workers, false);
-    if (!l) return -1;
-    loader_batch b;
-    int rc;
-    while ((rc = loader_next(l, &b)) == 1) {
-        set_reserve(out, b.n);
-        if ((rc = eval_embed_images(s->model, b.images, b.n, out->rows + out->n * out->dim)) != 0) break;
-        for (int i = 0; i < b.n; i++) out->keys[out->n++] = xstrdup(b.keys[i]);
-    }
-    loader_free(l);
-    return rc < 0 ? err_prefix("%s", data) : 0;
-}
-
-static int embed_files(const eval_options *o, const session *s, char **paths, int n, embedding_set *out) {
-    set_reserve(out, n);
-    if (eval_embed_image_files(s->model, paths, n, (int)o->batch_size, out->rows + out->n * out->dim)) return -1;
-    for (int i = 0; i < n; i++) out->keys[out->n++] = xstrdup(paths[i]);
-    return 0;
-}
-
-static int embed_texts(const session *s, const char *file, embedding_set *out) {
-    char **lines = NULL;
-    int n = zeroshot_read_lines(strcmp(file, "-") ? file : "/dev/stdin", &lines);
-    if (n < 0) return -1;
-    set_reserve(out, n);
-    tensor_no_grad_begin();
-    tensor_scope_begin();
-    tensor *emb = tensor_to_dtype(zeroshot_encode_texts(s->model, s->tok, (const char *const *)lines, n), TENSOR_F32);
-    int rc = tensor_to_host(emb, out->rows + out->n * out->dim, (size_t)n * (size_t)out->dim * sizeof(float));
-    tensor_scope_end();
-    tensor_no_grad_end();
-    for (int i = 0; i < n; i++) out->keys[out->n++] = lines[i];
-    free(lines);
-    return rc;
-}
-
-static char *keys_json(const embedding_set *s) {
+static char *keys_json(const eval_embeddings *s) {
     cJSON *arr = cJSON_CreateArray();
     for (int64_t i = 0; i < s->n; i++) cJSON_AddItemToArray(arr, cJSON_CreateString(s->keys[i]));
     char *text = cJSON_PrintUnformatted(arr);
@@ -90,8 +31,8 @@ static char *keys_json(const embedding_set *s) {
     return text;
 }
 
-static int write_safetensors(const char *path, const session *s, const char *pretrained, const embedding_set *images,
-                             const embedding_set *texts) {
+static int write_safetensors(const char *path, const session *s, const char *pretrained, const eval_embeddings *images,
+                             const eval_embeddings *texts) {
     st_writer *w = st_writer_init();
     char *config = clip_config_to_json(&s->model->cfg);
     char *image_keys = images->n ? keys_json(images) : NULL, *text_keys = texts->n ? keys_json(texts) : NULL;
@@ -116,7 +57,7 @@ static bool has_suffix(const char *s, const char *suffix) {
     return n >= k && !strcmp(s + n - k, suffix);
 }
 
-static int write_npy(const char *path, const embedding_set *set) {
+static int write_npy(const char *path, const eval_embeddings *set) {
     if (npy_write_f32(path, set->rows, set->n, set->dim)) return -1;
     size_t stem = strlen(path) - strlen(".npy");
     char *keys_path = xmalloc(stem + sizeof ".keys.txt");
@@ -154,17 +95,20 @@ static int embed(const embed_options *o) {
     session s;
     int rc = eval_session_open(&o->common, o->texts != NULL, &s);
     int dim = rc == 0 ? s.model->cfg.embed_dim : 0;
-    embedding_set images = {.dim = dim}, texts = {.dim = dim};
-    if (rc == 0 && o->images) rc = embed_shards(&o->common, &s, o->images, &images);
-    if (rc == 0 && o->n_files) rc = embed_files(&o->common, &s, o->files, o->n_files, &images);
-    if (rc == 0 && o->texts) rc = embed_texts(&s, o->texts, &texts);
+    eval_embeddings images, texts;
+    eval_embeddings_init(&images, dim);
+    eval_embeddings_init(&texts, dim);
+    if (rc == 0 && o->images)
+        rc = eval_embed_shards(&s, o->images, (int)o->common.batch_size, (int)o->common.workers, &images);
+    if (rc == 0 && o->n_files) rc = eval_embed_files(s.model, o->files, o->n_files, (int)o->common.batch_size, &images);
+    if (rc == 0 && o->texts) rc = eval_embed_text_file(&s, o->texts, &texts);
     if (rc == 0 && has_suffix(o->output, ".npy")) rc = write_npy(o->output, o->texts ? &texts : &images);
     else if (rc == 0) rc = write_safetensors(o->output, &s, o->common.pretrained, &images, &texts);
     if (rc == 0)
         printf("clipc embed: %lld images, %lld texts, dimension %d -> %s\n", (long long)images.n, (long long)texts.n, dim,
                o->output);
-    set_free(&images);
-    set_free(&texts);
+    eval_embeddings_free(&images);
+    eval_embeddings_free(&texts);
     session_close(&s);
     return rc;
 }

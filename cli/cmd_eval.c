@@ -48,15 +48,6 @@ typedef struct {
     char *png;  // confusion matrix written, or NULL
 } zeroshot_report;
 
-static tensor *build_classifier(const eval_cmd_options *o, const session *s, int i, int n, const zeroshot_report *r) {
-    char *file = NULL;
-    if (args_list_item("templates", o->templates, i, n, &file)) return NULL;
-    tensor *classifier = zeroshot_classifier_from_file(s->model, s->tok, (const char *const *)r->class_names,
-                                                       r->n_classes, file);
-    free(file);
-    return classifier;
-}
-
 static int write_confusion_png(const char *dir, zeroshot_report *r) {
     int C = r->n_classes;
     double *rows = xmalloc((size_t)C * (size_t)C * sizeof(double));
@@ -86,23 +77,19 @@ static int run_zeroshot(const eval_cmd_options *o, const session *s, const char 
                         zeroshot_report *r) {
     loader *l = eval_loader_open(s, r->path, (int)o->common.batch_size, (int)o->common.workers, false);
     if (!l) return -1;
-    char *names_file = NULL;
+    char *names_file = NULL, *templates_file = NULL;
     int rc = o->classnames ? args_list_item("classnames", o->classnames, i, n, &names_file) : 0;
-    int n_names = rc == 0 ? zeroshot_class_names(names_file, l, r->path, &r->class_names) : -1;
-    free(names_file);
-    if (n_names < 0) rc = -1;
-    else r->n_classes = n_names;
-    tensor *classifier = rc == 0 ? build_classifier(o, s, i, n, r) : NULL;
-    if (rc == 0 && classifier) {
-        metrics_classes_init(&r->counts, r->n_classes);
-        rc = zeroshot_evaluate_counts(s->model, classifier, l, &r->counts, NULL);
-        if (rc == 0 && r->counts.n == 0) rc = err_set("the dataset gave no images");
-    } else {
-        rc = -1;
-    }
+    if (rc == 0) rc = args_list_item("templates", o->templates, i, n, &templates_file);
+    int C = rc == 0 ? zeroshot_evaluate_set(s->model, s->tok, l, r->path, names_file, templates_file, &r->class_names,
+                                            &r->counts, NULL)
+                    : -1;
+    if (C < 0) rc = -1;
+    else r->n_classes = C;
+    if (rc == 0 && r->counts.n == 0) rc = err_set("the dataset gave no images");
     if (rc == 0 && plots && r->n_classes <= CONFUSION_PNG_MAX_CLASSES) rc = write_confusion_png(plots, r);
     if (rc != 0) err_prefix("%s", r->path);
-    tensor_free(classifier);
+    free(names_file);
+    free(templates_file);
     loader_free(l);
     return rc;
 }

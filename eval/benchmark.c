@@ -141,23 +141,19 @@ static int evaluate_zeroshot(runner *r, const clip_model *m, const tokenizer *to
     loader *l = r->p->hooks.open_loader(r->p->hooks.ctx, d->data, false);
     if (!l) return -1;
     char **names = NULL;
-    int n = zeroshot_class_names(d->classnames, l, d->data, &names);
-    tensor *classifier = n > 0 ? zeroshot_classifier_from_file(m, tok, (const char *const *)names, n, d->templates) : NULL;
     metrics_classes counts;
-    metrics_classes_init(&counts, n > 0 ? n : 1);
     metrics_progress progress = {on_batch, r};
-    int rc = classifier ? zeroshot_evaluate_counts(m, classifier, l, &counts, &progress) : -1;
-    if (rc == 0) {
+    int n = zeroshot_evaluate_set(m, tok, l, d->data, d->classnames, d->templates, &names, &counts, &progress);
+    if (n > 0) {
         cJSON_AddNumberToObject(metrics, "acc1", metrics_classes_topk(&counts, 1));
         cJSON_AddNumberToObject(metrics, "acc5", metrics_classes_topk(&counts, 5));
         cJSON_AddNumberToObject(metrics, "mean_per_class_recall", metrics_classes_mean_per_class(&counts));
         zeroshot_counts_json(details, &counts, (const char *const *)names);
+        metrics_classes_free(&counts);
+        zeroshot_free_lines(names, n);
     }
-    metrics_classes_free(&counts);
-    tensor_free(classifier);
-    if (n > 0) zeroshot_free_lines(names, n);
     loader_free(l);
-    return rc;
+    return n > 0 ? 0 : -1;
 }
 
 static int evaluate_retrieval(runner *r, const clip_model *m, cJSON *metrics, cJSON *details) {

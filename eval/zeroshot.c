@@ -1,10 +1,12 @@
 #include "eval/zeroshot.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/error.h"
 #include "common/fsutil.h"
+#include "eval/embed.h"
 
 #define TEXT_CHUNK 256
 
@@ -133,6 +135,58 @@ tensor *zeroshot_classifier_from_file(const clip_model *m, const tokenizer *tok,
     tensor *classifier = zeroshot_classifier(m, tok, class_names, n_classes, (const char *const *)templates, n_templates);
     zeroshot_free_lines(templates, n_templates);
     return classifier;
+}
+
+int zeroshot_evaluate_set(const clip_model *m, const tokenizer *tok, loader *l, const char *data, const char *names_file,
+                          const char *templates_file, char ***names, metrics_classes *counts,
+                          const metrics_progress *progress) {
+    memset(counts, 0, sizeof *counts);
+    int n = zeroshot_class_names(names_file, l, data, names);
+    if (n < 0) return -1;
+    tensor *classifier = zeroshot_classifier_from_file(m, tok, (const char *const *)*names, n, templates_file);
+    metrics_classes_init(counts, n);
+    int rc = classifier ? zeroshot_evaluate_counts(m, classifier, l, counts, progress) : -1;
+    tensor_free(classifier);
+    if (rc == 0) return n;
+    metrics_classes_free(counts);
+    zeroshot_free_lines(*names, n);
+    *names = NULL;
+    return -1;
+}
+
+// probs (n, C) = softmax(exp(logit_scale) * features @ classifier^T), features (n, E) on the host.
+static int label_probabilities(const clip_model *m, const tensor *classifier, const float *features, int n, int C,
+                               float *probs) {
+    int64_t shape[2] = {n, m->cfg.embed_dim};
+    double log_scale = 0;
+    tensor_no_grad_begin();
+    tensor_scope_begin();
+    int rc = tensor_item(m->logit_scale, &log_scale);
+    tensor *f = tensor_to_device(tensor_from_host(features, shape, 2, TENSOR_F32, false), m->device, false);
+    tensor *logits = tensor_mul_scalar(tensor_matmul(f, tensor_transpose(classifier, 0, 1)), exp(log_scale));
+    if (rc == 0)
+        rc = tensor_to_host(tensor_to_dtype(tensor_softmax(logits, 1), TENSOR_F32), probs,
+                            (size_t)n * (size_t)C * sizeof(float));
+    tensor_scope_end();
+    tensor_no_grad_end();
+    return rc;
+}
+
+int zeroshot_classify_files(const clip_model *m, const tokenizer *tok, const char *const *labels, int n_labels,
+                            const char *templates_file, char *const *files, int n_files, int batch_size, float *probs) {
+    if (n_labels < 1 || n_files < 1 || batch_size < 1)
+        return err_set("zero-shot classification: %d labels, %d files, batch size %d (each must be at least 1)", n_labels,
+                       n_files, batch_size);
+    const char *one[] = {ZEROSHOT_DEFAULT_TEMPLATE};
+    tensor *classifier = templates_file ? zeroshot_classifier_from_file(m, tok, labels, n_labels, templates_file)
+                                        : zeroshot_classifier(m, tok, labels, n_labels, one, 1);
+    if (!classifier) return -1;
+    float *features = xmalloc((size_t)n_files * (size_t)m->cfg.embed_dim * sizeof(float));
+    int rc = eval_embed_image_files(m, files, n_files, batch_size, features);
+    if (rc == 0) rc = label_probabilities(m, classifier, features, n_files, n_labels, probs);
+    free(features);
+    tensor_free(classifier);
+    return rc;
 }
 
 int zeroshot_class_names(const char *file, const loader *l, const char *data, char ***names) {

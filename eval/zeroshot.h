@@ -12,6 +12,9 @@
 #include "eval/metrics.h"
 #include "model/clip.h"
 
+// The template of a single-template classifier (`clipc classify`, `clipc finetune`).
+#define ZEROSHOT_DEFAULT_TEMPLATE "a photo of a {}."
+
 // Reads the lines of a list file (class names or templates; common/fsutil.h's fs_read_lines: empty
 // lines and '#' comment lines left out) into a new array of strings. Returns the count, or -1 with
 // err_msg() naming the file (also when it has no lines).
@@ -59,6 +62,23 @@ int zeroshot_add_batch(const clip_model *m, const tensor *classifier, const load
 // zeroshot_evaluate_counts summarized: top-1, top-5 and the confusion matrix; no images is an error.
 int zeroshot_evaluate(const clip_model *m, const tensor *classifier, loader *l, zeroshot_result *out);
 void zeroshot_result_free(zeroshot_result *r);
+
+// A labelled set classified in one call: the class names of names_file (NULL: the shards'; see
+// zeroshot_class_names, data naming the set in errors) into *names, the classifier of
+// templates_file, and every image of the loader's epoch counted into counts (initialised here with
+// the class count). Returns the class count; or -1 with err_msg(), *names NULL and counts left
+// freed. The caller frees *names (zeroshot_free_lines) and counts (metrics_classes_free).
+int zeroshot_evaluate_set(const clip_model *m, const tokenizer *tok, loader *l, const char *data, const char *names_file,
+                          const char *templates_file, char ***names, metrics_classes *counts,
+                          const metrics_progress *progress);
+
+// Zero-shot label probabilities of image files (`clipc classify`): probs (n_files, n_labels) on the
+// host, each row the softmax over the labels of exp(logit_scale) * cosine(image, label), the
+// classifier made from the labels and the templates of templates_file (NULL: the one
+// ZEROSHOT_DEFAULT_TEMPLATE). Images are read batch_size files per forward pass
+// (eval/embed.h's eval_embed_image_files). Returns 0, or -1 naming the file at fault.
+int zeroshot_classify_files(const clip_model *m, const tokenizer *tok, const char *const *labels, int n_labels,
+                            const char *templates_file, char *const *files, int n_files, int batch_size, float *probs);
 
 // Adds the results of counts to a JSON object: "n", "n_classes", "top1", "top5",
 // "mean_per_class_accuracy", "per_class" ([{"class", "n", "accuracy" (null without images)}]) and

@@ -1,7 +1,7 @@
 // fewshot: few-shot adaptation of a CLIP model to a labelled set (`clipc finetune`, docs/fewshot.md):
 // image features for linear probes, the K-shot probe with its held-out choice of L2 strength,
 // the classifier initialised from the zero-shot head that end-to-end fine-tuning trains
-// (finetune/finetune.h), and WiSE-FT's weight-space interpolation between the zero-shot and
+// (finetune/tune.h), and WiSE-FT's weight-space interpolation between the zero-shot and
 // fine-tuned weights.
 #ifndef CLIPC_FINETUNE_FEWSHOT_H
 #define CLIPC_FINETUNE_FEWSHOT_H

@@ -3,7 +3,10 @@
 # docs/architecture.md: a folder may include its own headers and those of folders of a LOWER
 # layer only (never the same layer, never a higher one). tests/ and bench/ sit above everything.
 # A folder with C sources that is missing from the table fails too, so a new module must be
-# placed in the order. Usage: test_layers.sh SOURCE_ROOT
+# placed in the order. It also holds the driver to parsing, calling and printing: a file under
+# cli/ may call no function of the shim's API (shim/*.h) except those of the allow-list below,
+# and holds no tensor handle (a library that returned one would leave tensor work to the driver).
+# Usage: test_layers.sh SOURCE_ROOT
 set -eu
 root=$1
 layers='common 0
@@ -51,6 +54,33 @@ for dir in "$root"/*/; do
     done
   done
 done
-echo "test_layers: $checked includes checked"
+# cli/ calls libraries that return host data; of the shim it may only ask what the build and the
+# machine have. The allow-list, one name a line:
+cli_allowed='tensor_torch_version
+tensor_has_cuda_build
+tensor_cuda_device_count
+tensor_get_threads
+tensor_set_threads
+dist_backend_built'
+# tensor_torch_version, tensor_has_cuda_build: the libtorch version and build (clipc info, train)
+# tensor_cuda_device_count: how many GPUs (clipc info, the benchmark's choice of cuda:LOCAL_RANK)
+# tensor_get_threads, tensor_set_threads: libtorch's intra-op threads (clipc info reports them)
+# dist_backend_built: which collective backends are compiled in (clipc info)
+shim_api=$(cat "$root"/shim/*.h | sed 's|//.*||' | grep -o '\<[a-z_][a-z_0-9]*(' | tr -d '(' | sort -u)
+for f in "$root"/cli/*.c "$root"/cli/*.h; do
+  [ -f "$f" ] || continue
+  sed 's|//.*||' "$f" | grep -o '\<[a-z_][a-z_0-9]*(' | tr -d '(' | sort -u |
+    awk -v api="$shim_api" -v allowed="$cli_allowed" -v file="${f#$root/}" '
+      BEGIN { n = split(api, a, "\n"); for (i = 1; i <= n; i++) shim[a[i]] = 1
+              n = split(allowed, a, "\n"); for (i = 1; i <= n; i++) ok[a[i]] = 1 }
+      ($0 in shim) && !($0 in ok) { print "test_layers: " file " calls " $0 " (shim/): cli/ parses, calls a library and prints; move the tensor work into a library"; bad = 1 }
+      END { exit bad }' || bad=1
+  if sed 's|//.*||' "$f" | grep -q '\<tensor[[:space:]]*\*'; then
+    echo "test_layers: ${f#$root/} holds a tensor handle: cli/ gets host data from the libraries"
+    bad=1
+  fi
+done
+
+echo "test_layers: $checked includes checked; cli/ checked against $(printf '%s\n' "$shim_api" | wc -l) shim functions"
 [ "$bad" -eq 0 ] && echo "1 passed, 0 failed" || echo "0 passed, 1 failed"
 exit "$bad"

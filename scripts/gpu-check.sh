@@ -124,7 +124,7 @@ assert_configure() {
   command -v pkg-config > /dev/null || export PATH=/opt/deps/usr/bin:$PATH
   # The tests read Fashion-MNIST where Debian installs it.
   [ -e "$fmnist" ] || { mkdir -p "$(dirname "$fmnist")" && ln -s "$PWD/.gpu/fashion-mnist" "$fmnist"; }
-  mkdir -p "$work"
+  rm -rf "$work" && mkdir -p "$work"
   # WERROR off: a newer libtorch may deprecate a call; the warnings are counted below.
   timeout "$(limit 90)" cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Release -DCLIPC_WERROR=OFF \
     -DCLIPC_SHARED_DIR="$shared" > "$work/configure.log" 2>&1

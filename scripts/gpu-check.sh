@@ -148,7 +148,8 @@ start_tests() {
   local exclude
   exclude=$(IFS='|'; echo "${NOT_THERE[*]}")
   echo "tests not run here: ${exclude:-none}"
-  timeout "$(limit 240)" ctest --test-dir "$build" -j "$jobs" --timeout 200 --output-on-failure \
+  # niced: the GPU runs beside it keep the CPU they need to feed the GPU.
+  timeout "$(limit 240)" nice -n 10 ctest --test-dir "$build" -j "$jobs" --timeout 200 --output-on-failure \
     ${exclude:+-E "^($exclude)\$"} > "$work/tests.log" 2>&1 &
   tests_pid=$!
 }

@@ -26,6 +26,10 @@ int cmd_plot(int argc, char **argv) {
                 usage);
         return 2;
     }
+    if (!plot_built()) {
+        fprintf(stderr, "clipc plot: this clipc was built without plotting (cairo or fontconfig not found when it was configured)\n");
+        return 1;
+    }
     metrics_plot_report rep;
     int rc = metrics_plot_run(positional[0], out_dir, &rep);
     for (int i = 0; i < rep.n_warnings; i++)

@@ -13,6 +13,10 @@
 
 typedef struct plot_chart plot_chart;
 
+// false when clipc was configured without cairo or fontconfig (plot/plot_none.c): charts are then
+// accepted and dropped, and every PNG write fails saying so.
+bool plot_built(void);
+
 typedef struct {
     double width;    // line width in pixels; 0: 2
     double opacity;  // 0..1; 0: opaque

@@ -6,7 +6,9 @@
 // and the AdamW moments, at the tolerances the fixture's metadata states; then again with each
 // batch split into 2 and 4 micro-batches (--accum-freq), which must give the same steps. Hyper-parameters,
 // batch orders and tolerances all come from the fixture, so any folder of that layout works.
-// Usage: test_step_parity FIXTURE_DIR
+// On a GPU (DEVICE cuda or cuda:N) the model, inputs and steps run there in float32 with TF32 off
+// (scripts/gpu-check.sh): the same tolerances hold.
+// Usage: test_step_parity FIXTURE_DIR [DEVICE]      (DEVICE: cpu (default), cuda, cuda:N)
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <setjmp.h>
@@ -28,6 +30,7 @@
 
 static const char *fixture_dir;
 static char step_path[1024];
+static tensor_device device;  // where the model and the inputs live
 
 typedef struct {
     double lr, beta1, beta2, eps, wd, grad_clip_norm;
@@ -73,6 +76,18 @@ static tensor *ref(const char *file, const char *name) {
     if (!t) fail_msg("%s", err_msg());
     return t;
 }
+
+// t moved to the test's device (t itself on the CPU).
+static tensor *placed(tensor *t) {
+    if (device.type == TENSOR_DEVICE_CPU) return t;
+    tensor *moved = tensor_to_device(t, device, false);
+    if (!moved) fail_msg("%s", err_msg());
+    tensor_free(t);
+    return moved;
+}
+
+// A tensor of the fixture, on the test's device.
+static tensor *ref_placed(const char *file, const char *name) { return placed(ref(file, name)); }
 
 static double ref_value(const char *name) {
     double v;
@@ -120,8 +135,9 @@ static void replay_init(replay *r) {
     assert_non_null(r->model);
     snprintf(path, sizeof path, "%s/weights.safetensors", fixture_dir);
     if (clip_model_load(r->model, path) != 0) fail_msg("%s", err_msg());
-    r->images = ref("inputs.safetensors", "images");
-    r->tokens = ref("inputs.safetensors", "tokens");
+    if (clip_model_to_device(r->model, device) != 0) fail_msg("%s", err_msg());
+    r->images = ref_placed("inputs.safetensors", "images");
+    r->tokens = ref_placed("inputs.safetensors", "tokens");
 }
 
 static void replay_free(replay *r) {
@@ -162,7 +178,7 @@ static void expect_parameters(const step_fixture *fx, clip_model *m) {
 static void expect_row_moment(const char *key, const tensor *got, double bound) {
     char rows_key[200];
     snprintf(rows_key, sizeof rows_key, "adam.token_embedding.weight.rows");
-    tensor *rows = ref("step.safetensors", rows_key), *picked = tensor_index_select(got, 0, rows);
+    tensor *rows = ref_placed("step.safetensors", rows_key), *picked = tensor_index_select(got, 0, rows);
     double max_abs, diff = fixture_max_diff(step_path, key, picked, &max_abs);
     if (!(diff <= bound * max_abs)) fail_msg("%s differs by %.3g (tolerance %.3g)", key, diff, bound * max_abs);
     int64_t V = tensor_size(got, 0), W = tensor_size(got, 1), n = tensor_numel(rows);
@@ -228,7 +244,7 @@ static void four_training_steps(int accum_freq) {
     char name[64];
     for (int64_t k = 0; k < fx.num_steps; k++) {
         snprintf(name, sizeof name, "step%lld.order", (long long)k);
-        tensor *order = ref("step.safetensors", name);
+        tensor *order = ref_placed("step.safetensors", name);
         step_result res;
         tensor_scope_begin();
         assert_int_equal(step_run(&sc, k, &obj, order, tensor_numel(order), &res), 0);
@@ -279,7 +295,7 @@ static void clamp_run(const char *run) {
     step_config sc = make_step(&fx, &r, lists, opt, &sched);
     sc.logit_scale = NULL;  // clamped below, after reading the unclamped value
     int64_t four = 4;
-    tensor *order = tensor_arange(four, TENSOR_I64, TENSOR_CPU);
+    tensor *order = tensor_arange(four, TENSOR_I64, device);
     step_result res;
     tensor_scope_begin();
     assert_int_equal(step_run(&sc, 0, &obj, order, four, &res), 0);
@@ -312,11 +328,17 @@ static void test_clamp_low(void **state) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s FIXTURE_DIR\n", argv[0]);
+    if (argc < 2 || argc > 3) {
+        fprintf(stderr, "usage: %s FIXTURE_DIR [DEVICE]\n", argv[0]);
         return 2;
     }
     fixture_dir = argv[1];
+    if (tensor_device_parse(argc == 3 ? argv[2] : "cpu", &device) != 0) {
+        fprintf(stderr, "%s: %s\n", argv[0], err_msg());
+        return 2;
+    }
+    tensor_set_tf32(false);  // full float32 on a GPU, as the fixture was made
+    printf("device %s\n", device.type == TENSOR_DEVICE_CUDA ? "cuda" : "cpu");
     snprintf(step_path, sizeof step_path, "%s/step.safetensors", fixture_dir);
     tensor_set_threads(0);
     const struct CMUnitTest tests[] = {

@@ -2,10 +2,12 @@
 // CLIP config (ViT-B-32 by default: 151M float32 elements with OpenCLIP's weight-decay mask), the
 // gradients filled with normal noise once. Prints the median wall and CPU time (user + system,
 // all threads) of an update, the bytes it streams (p, g, m, v read and p, m, v written, plus the
-// mask) over the median wall time, and the threads.
+// mask) over the median wall time, the threads, and a hash of the parameters' bytes after the
+// updates (two builds that update alike print the same hash).
 //
 // Usage: bench_adamw [--model ViT-B-32] [--steps 10] [--warmup 2] [--threads 0]
 //                    [--device cpu|cuda] [--precision fp32|pure_bf16] [--configs DIR]
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,6 +67,17 @@ static clip_model *model_init(const clip_config *cfg, const bench_options *o) {
     return rc == 0 ? m : NULL;
 }
 
+// FNV-1a over the bytes of the packed parameters.
+static int params_hash(const clip_model *m, uint64_t *hash) {
+    size_t nbytes = (size_t)m->params.numel * tensor_dtype_size(tensor_get_dtype(m->params.data));
+    uint8_t *bytes = xmalloc(nbytes);
+    int rc = tensor_to_host(m->params.data, bytes, nbytes);
+    *hash = 14695981039346656037ull;
+    for (size_t i = 0; i < nbytes; i++) *hash = (*hash ^ bytes[i]) * 1099511628211ull;
+    free(bytes);
+    return rc;
+}
+
 // Times the updates and prints the figures.
 static int run(adamw *opt, const clip_model *m, const bench_options *o) {
     for (long i = 0; i < o->warmup; i++)
@@ -77,11 +90,13 @@ static int run(adamw *opt, const clip_model *m, const bench_options *o) {
         wall[i] = now_s() - t0, cpu[i] = cpu_s() - c0;
     }
     double med = median(wall, o->steps), cpu_med = median(cpu, o->steps);
+    uint64_t hash;
+    if (params_hash(m, &hash) != 0) return free(wall), -1;
     double elements = (double)m->params.n_trainable, bytes = elements * (7 * (double)tensor_dtype_size(tensor_get_dtype(m->params.grad)) + 1);
     printf("adamw %s %s on %s: %.0f elements, median %.2f ms/update (min %.2f, max %.2f, %ld updates), "
-           "cpu %.2f ms/update, %.1f GB/s\n",
+           "cpu %.2f ms/update, %.1f GB/s, parameters' hash %016llx\n",
            m->cfg.name, o->precision, o->device, elements, med * 1e3, wall[0] * 1e3, wall[o->steps - 1] * 1e3, o->steps,
-           cpu_med * 1e3, bytes / med * 1e-9);
+           cpu_med * 1e3, bytes / med * 1e-9, (unsigned long long)hash);
     free(wall);
     return 0;
 }

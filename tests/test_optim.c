@@ -456,6 +456,28 @@ static void test_clip_grad_norm(void **state) {
     param_list_free(&b);
 }
 
+// Any number of lists (here 20, each one gradient element of 1): the norm is sqrt(20).
+static void test_grad_norm_of_many_lists(void **state) {
+    (void)state;
+    enum { LISTS = 20 };
+    double one = 1;
+    int64_t s1[1] = {1};
+    param_list l[LISTS];
+    param_list *lists[LISTS];
+    for (int i = 0; i < LISTS; i++) {
+        param_list_init(&l[i]);
+        add_param(&l[i], "w", &one, s1, 1, TENSOR_F32);
+        pack(&l[i]);
+        set_grad(value(&l[i], 0), &one);
+        lists[i] = &l[i];
+    }
+    tensor *norm = optim_grad_norm(lists, LISTS);
+    if (!norm) fail_msg("%s", err_msg());
+    assert_float_equal(item(norm), sqrt(LISTS), 1e-6);
+    tensor_free(norm);
+    for (int i = 0; i < LISTS; i++) param_list_free(&l[i]);
+}
+
 static void test_clamp_logit_scale(void **state) {
     (void)state;
     double v[3] = {-1, 2, 5}, got[3];
@@ -563,6 +585,7 @@ int main(void) {
         cmocka_unit_test(test_state_round_trip_continues_identically),
         cmocka_unit_test(test_state_import_errors),
         cmocka_unit_test(test_clip_grad_norm),
+        cmocka_unit_test(test_grad_norm_of_many_lists),
         cmocka_unit_test(test_clamp_logit_scale),
         cmocka_unit_test(test_cosine_schedule),
         cmocka_unit_test(test_const_schedules),

@@ -11,9 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <time.h>
 
+#include "bench/bench_clock.h"
 #include "common/args.h"
 #include "common/error.h"
 #include "common/sysinfo.h"
@@ -24,28 +23,6 @@ typedef struct {
     char *model, *configs, *device, *precision;
     long steps, warmup, threads;
 } bench_options;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static double cpu_s(void) {
-    struct rusage u;
-    getrusage(RUSAGE_SELF, &u);
-    return (double)(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + (double)(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6;
-}
-
-static int by_value(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, long n) {
-    qsort(v, (size_t)n, sizeof *v, by_value);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 // The model's parameters on the device in the precision, with noise as gradients.
 static clip_model *model_init(const clip_config *cfg, const bench_options *o) {
@@ -84,12 +61,12 @@ static int run(adamw *opt, const clip_model *m, const bench_options *o) {
         if (adamw_step(opt) != 0) return -1;
     double *wall = xmalloc(2 * (size_t)o->steps * sizeof(double)), *cpu = wall + o->steps, sink;
     for (long i = 0; i < o->steps; i++) {
-        double t0 = now_s(), c0 = cpu_s();
+        double t0 = bench_now_s(), c0 = bench_cpu_s(NULL);
         // The host read waits for a GPU's queued ops (no effect on the CPU).
         if (adamw_step(opt) != 0 || tensor_item(m->logit_scale, &sink) != 0) return free(wall), -1;
-        wall[i] = now_s() - t0, cpu[i] = cpu_s() - c0;
+        wall[i] = bench_now_s() - t0, cpu[i] = bench_cpu_s(NULL) - c0;
     }
-    double med = median(wall, o->steps), cpu_med = median(cpu, o->steps);
+    double med = bench_median(wall, o->steps), cpu_med = bench_median(cpu, o->steps);
     uint64_t hash;
     if (params_hash(m, &hash) != 0) return free(wall), -1;
     double elements = (double)m->params.n_trainable, bytes = elements * (7 * (double)tensor_dtype_size(tensor_get_dtype(m->params.grad)) + 1);

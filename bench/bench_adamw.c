@@ -69,7 +69,8 @@ static int run(adamw *opt, const clip_model *m, const bench_options *o) {
     double med = bench_median(wall, o->steps), cpu_med = bench_median(cpu, o->steps);
     uint64_t hash;
     if (params_hash(m, &hash) != 0) return free(wall), -1;
-    double elements = (double)m->params.n_trainable, bytes = elements * (7 * (double)tensor_dtype_size(tensor_get_dtype(m->params.grad)) + 1);
+    double elements = (double)m->params.n_trainable;
+    double bytes = elements * (7 * (double)tensor_dtype_size(tensor_get_dtype(m->params.grad)) + 1);  // + the mask
     printf("adamw %s %s on %s: %.0f elements, median %.2f ms/update (min %.2f, max %.2f, %ld updates), "
            "cpu %.2f ms/update, %.1f GB/s, parameters' hash %016llx\n",
            m->cfg.name, o->precision, o->device, elements, med * 1e3, wall[0] * 1e3, wall[o->steps - 1] * 1e3, o->steps,

@@ -84,7 +84,8 @@ static int group_init(adamw *opt, adamw_group *g, param_list *l) {
     g->decays = decay_mask(l);
     if (!group_on_host(l)) {
         tensor_scope_begin();
-        g->decay_mask = tensor_keep(tensor_to_device(tensor_from_host(g->decays, &n, 1, TENSOR_BOOL, false), l->device, false));
+        tensor *host = tensor_from_host(g->decays, &n, 1, TENSOR_BOOL, false);
+        g->decay_mask = tensor_keep(tensor_to_device(host, l->device, false));
         tensor_scope_end();
         free(g->decays);
         g->decays = NULL;

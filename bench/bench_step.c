@@ -19,11 +19,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
 #include "common/args.h"
 #include "common/error.h"
 #include "common/sysinfo.h"
+#include "bench/bench_clock.h"
 #include "bench/clip_cost.h"
 #include "loader/loader.h"
 #include "train/objective.h"
@@ -47,12 +47,6 @@ typedef struct {
     step_config step;
     loader_batch batch;
 } bench;
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void *pinned_alloc(size_t n) {
     void *p = tensor_host_alloc(n);
@@ -110,24 +104,6 @@ static int run_step(bench *b, int64_t k, step_result *r) {
     return r->finite ? 0 : err_set("step %lld: non-finite loss %g", (long long)k, r->loss);
 }
 
-// CPU seconds of the process so far (user + system, every thread) and its minor page faults.
-static double cpu_s(long *faults) {
-    struct rusage u;
-    getrusage(RUSAGE_SELF, &u);
-    if (faults) *faults = u.ru_minflt;
-    return (double)(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + (double)(u.ru_utime.tv_usec + u.ru_stime.tv_usec) * 1e-6;
-}
-
-static int by_value(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, long n) {
-    qsort(v, (size_t)n, sizeof *v, by_value);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
 // Times the steps; prints the figures and the counters of one more step.
 static int run(bench *b, const clip_config *cfg, const bench_options *o) {
     step_result r;
@@ -136,14 +112,15 @@ static int run(bench *b, const clip_config *cfg, const bench_options *o) {
         if (run_step(b, k++, &r) != 0) return -1;
     double *times = xmalloc(2 * (size_t)o->steps * sizeof(double)), *cpu = times + o->steps;
     long faults_before, faults_after;
-    cpu_s(&faults_before);
+    bench_cpu_s(&faults_before);
     for (long i = 0; i < o->steps; i++) {
-        double t0 = now_s(), c0 = cpu_s(NULL);
+        double t0 = bench_now_s(), c0 = bench_cpu_s(NULL);
         if (run_step(b, k++, &r) != 0) return free(times), -1;
-        times[i] = now_s() - t0, cpu[i] = cpu_s(NULL) - c0;
+        times[i] = bench_now_s() - t0, cpu[i] = bench_cpu_s(NULL) - c0;
     }
-    cpu_s(&faults_after);
-    double med = median(times, o->steps), min = times[0], max = times[o->steps - 1], cpu_med = median(cpu, o->steps);
+    bench_cpu_s(&faults_after);
+    double med = bench_median(times, o->steps), min = times[0], max = times[o->steps - 1];
+    double cpu_med = bench_median(cpu, o->steps);
     free(times);
     struct rusage u;
     getrusage(RUSAGE_SELF, &u);

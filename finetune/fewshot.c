@@ -141,9 +141,10 @@ int zs_classifier_init(zs_classifier *c, clip_model *m, const tensor *zeroshot) 
     param_list_init(&c->head);
     c->lists[0] = &m->params, c->lists[1] = &c->head;
     const char *shared[2] = {"logit_scale", "logit_bias"};
-    for (int i = 0; i < 2; i++)
-        if (clip_model_find_param(m, shared[i])) param_set_frozen(clip_model_find_param(m, shared[i]), true);
-    if (clip_model_lock_text(m) != 0 || init_head(c, zeroshot) != 0) {
+    int rc = 0;
+    for (int i = 0; i < 2 && rc == 0; i++)
+        if (clip_model_find_param(m, shared[i])) rc = param_set_frozen(clip_model_find_param(m, shared[i]), true);
+    if (rc != 0 || clip_model_lock_text(m) != 0 || init_head(c, zeroshot) != 0) {
         zs_classifier_free(c);
         return -1;
     }

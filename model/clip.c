@@ -16,12 +16,17 @@
 static tensor *add_param(clip_model *m, tensor *value, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 static tensor *add_param(clip_model *m, tensor *value, const char *fmt, ...) {
-    char name[sizeof(((param *)0)->name)];
-    va_list ap;
+    va_list ap, again;
     va_start(ap, fmt);
-    vsnprintf(name, sizeof name, fmt, ap);
+    va_copy(again, ap);
+    size_t len = (size_t)vsnprintf(NULL, 0, fmt, ap) + 1;
+    char *name = xmalloc(len);
+    vsnprintf(name, len, fmt, again);
+    va_end(again);
     va_end(ap);
-    return param_list_add(&m->params, name, value)->value;
+    tensor *t = param_list_add(&m->params, name, value)->value;
+    free(name);
+    return t;
 }
 
 static tensor *normal(tensor_generator *g, double std, int64_t d0, int64_t d1) {
@@ -166,7 +171,7 @@ static int lock_prefix(clip_model *m, bool image) {
         param *p = &m->params.items[i];
         bool is_image = strncmp(p->name, "visual.", 7) == 0;
         bool shared = !strcmp(p->name, "logit_scale") || !strcmp(p->name, "logit_bias");
-        if (!shared && is_image == image) param_set_frozen(p, true);
+        if (!shared && is_image == image && param_set_frozen(p, true) != 0) return -1;
     }
     return clip_model_to_device(m, m->device);
 }

@@ -355,14 +355,16 @@ static int config_validate(const clip_config *cfg, const char *source) {
     return 0;
 }
 
-static void config_set_name(clip_config *cfg, const char *source) {
+static int config_set_name(clip_config *cfg, const char *source) {
     const char *slash = strrchr(source, '/');
     const char *base = slash ? slash + 1 : source;
     size_t len = strlen(base);
     if (len > 5 && strcmp(base + len - 5, ".json") == 0) len -= 5;
-    if (len >= sizeof cfg->name) len = sizeof cfg->name - 1;
+    if (len >= sizeof cfg->name)
+        return err_set("%s: the config's name (the base name) is over %zu bytes", source, sizeof cfg->name - 1);
     memcpy(cfg->name, base, len);
     cfg->name[len] = '\0';
+    return 0;
 }
 
 static int json_error_line(const char *json, const char *at) {
@@ -374,7 +376,7 @@ static int json_error_line(const char *json, const char *at) {
 int clip_config_parse(const char *json, const char *source, clip_config *cfg) {
     clip_config parsed;
     config_set_defaults(&parsed);
-    config_set_name(&parsed, source);
+    if (config_set_name(&parsed, source) != 0) return -1;
     const char *end = NULL;
     cJSON *root = cJSON_ParseWithOpts(json, &end, true);
     if (!root)

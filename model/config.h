@@ -33,7 +33,8 @@ typedef struct {
         int context_length, vocab_size, width, heads, layers;
     } text;
     image_preprocess preprocess;  // the evaluation transform (preprocess_cfg)
-    char name[64];  // from the file name (e.g. "ViT-B-32"), used in messages and metadata
+    char name[256];  // from the file name (e.g. "ViT-B-32"), used in messages and metadata; any
+                     // file's base name fits (NAME_MAX is 255)
 } clip_config;
 
 // OpenCLIP's default of init_logit_scale.
@@ -43,7 +44,7 @@ typedef struct {
 int clip_config_load(const char *path, clip_config *cfg);
 
 // Parses config JSON text; source names it in messages and gives cfg->name (its base name
-// without a ".json" suffix). Returns 0 or -1.
+// without a ".json" suffix; -1 naming it when that is over 255 bytes). Returns 0 or -1.
 int clip_config_parse(const char *json, const char *source, clip_config *cfg);
 
 // The config as OpenCLIP-compatible JSON (loadable by open_clip's create_model); malloc'ed.

@@ -10,19 +10,21 @@
 enum { STATE_STEP, STATE_EXP_AVG, STATE_EXP_AVG_SQ, STATE_PER_PARAM };
 static const char *const state_suffixes[STATE_PER_PARAM] = {"step", "exp_avg", "exp_avg_sq"};
 
-// The state of one list's trainable buffer.
+// The state of one list's trainable buffer. The decay mask lives where the update reads it: on
+// the host for the float32 CPU loop, as a bool tensor on the parameters' device otherwise.
 typedef struct {
     param_list *list;    // borrowed
     tensor *exp_avg;     // (n_trainable)
     tensor *exp_avg_sq;  // (n_trainable)
-    tensor *decays;      // (n_trainable) bool: the element gets weight decay
+    bool *decays;        // (n_trainable) the element gets weight decay; NULL on the device path
+    tensor *decay_mask;  // (n_trainable) bool, the same on the device path; NULL on the host loop
 } adamw_group;
 
 // One trainable parameter, for the named checkpoint entries.
 typedef struct {
     const param *p;
     const adamw_group *group;
-    char names[STATE_PER_PARAM][sizeof(((param *)0)->name) + 32];
+    char *names[STATE_PER_PARAM];  // "optimizer.<param>.<suffix>", owned
 } adamw_entry;
 
 struct adamw {
@@ -49,29 +51,48 @@ bool adamw_param_decays(const char *name, int ndim) {
 static void add_entry(adamw *opt, const param *p, const adamw_group *g) {
     adamw_entry *e = &opt->entries[opt->n_entries++];
     e->p = p, e->group = g;
-    for (int k = 0; k < STATE_PER_PARAM; k++)
-        snprintf(e->names[k], sizeof e->names[k], "optimizer.%s.%s", p->name, state_suffixes[k]);
+    for (int k = 0; k < STATE_PER_PARAM; k++) {
+        size_t len = strlen("optimizer..") + strlen(p->name) + strlen(state_suffixes[k]) + 1;
+        e->names[k] = xmalloc(len);
+        snprintf(e->names[k], len, "optimizer.%s.%s", p->name, state_suffixes[k]);
+    }
 }
 
-// Moments and the decay mask of one list; the mask is set slice by slice, once.
+// Whether a list's update is the host loop: float32 on the CPU.
+static bool group_on_host(const param_list *l) {
+    return l->device.type == TENSOR_DEVICE_CPU && tensor_get_dtype(l->data) == TENSOR_F32;
+}
+
+// The decay mask of a list's trainable elements, OpenCLIP's rule per parameter.
+static bool *decay_mask(const param_list *l) {
+    bool *decays = xcalloc((size_t)l->n_trainable, sizeof *decays);
+    for (int i = 0; i < l->n; i++) {
+        const param *p = &l->items[i];
+        if (!p->frozen && adamw_param_decays(p->name, tensor_ndim(p->value)))
+            memset(decays + p->offset, 1, (size_t)tensor_numel(p->value) * sizeof *decays);
+    }
+    return decays;
+}
+
+// Moments and the decay mask of one list; the mask goes to the device once when the ops need it.
 static int group_init(adamw *opt, adamw_group *g, param_list *l) {
     if (!l->data) return err_set("adamw: the parameter list is not packed");
     int64_t n = l->n_trainable;
     g->list = l;
     g->exp_avg = tensor_zeros(&n, 1, tensor_get_dtype(l->data), l->device);
     g->exp_avg_sq = tensor_zeros(&n, 1, tensor_get_dtype(l->data), l->device);
-    g->decays = tensor_zeros(&n, 1, TENSOR_BOOL, l->device);
-    if (!g->exp_avg || !g->exp_avg_sq || !g->decays) return -1;
-    for (int i = 0; i < l->n; i++) {
-        const param *p = &l->items[i];
-        if (p->frozen) continue;
-        add_entry(opt, p, g);
-        if (!adamw_param_decays(p->name, tensor_ndim(p->value))) continue;
+    g->decays = decay_mask(l);
+    if (!group_on_host(l)) {
         tensor_scope_begin();
-        int rc = tensor_fill_(tensor_slice(g->decays, 0, p->offset, p->offset + tensor_numel(p->value)), 1);
+        tensor *host = tensor_from_host(g->decays, &n, 1, TENSOR_BOOL, false);
+        g->decay_mask = tensor_keep(tensor_to_device(host, l->device, false));
         tensor_scope_end();
-        if (rc != 0) return err_prefix("adamw: %s", p->name);
+        free(g->decays);
+        g->decays = NULL;
     }
+    if (!g->exp_avg || !g->exp_avg_sq || !(g->decays || g->decay_mask)) return err_prefix("adamw");
+    for (int i = 0; i < l->n; i++)
+        if (!l->items[i].frozen) add_entry(opt, &l->items[i], g);
     return 0;
 }
 
@@ -97,8 +118,11 @@ void adamw_free(adamw *opt) {
     for (int i = 0; i < opt->n_groups; i++) {
         tensor_free(opt->groups[i].exp_avg);
         tensor_free(opt->groups[i].exp_avg_sq);
-        tensor_free(opt->groups[i].decays);
+        free(opt->groups[i].decays);
+        tensor_free(opt->groups[i].decay_mask);
     }
+    for (int i = 0; i < opt->n_entries; i++)
+        for (int k = 0; k < STATE_PER_PARAM; k++) free(opt->entries[i].names[k]);
     free(opt->groups);
     free(opt->entries);
     free(opt);
@@ -108,23 +132,49 @@ void adamw_set_lr(adamw *opt, double lr) { opt->config.lr = lr; }
 
 adamw_config adamw_get_config(const adamw *opt) { return opt->config; }
 
-// PyTorch's _single_tensor_adamw over one flat buffer (shim/tensor.h: tensor_adamw_).
+// PyTorch's _single_tensor_adamw over flat float32 host buffers, one pass (llm.c's
+// adamw_update): the factors are rounded to float32 as ATen converts Python numbers, and each line
+// rounds where PyTorch's in-place op does. Buffers below ATen's grain size (32768 elements) stay
+// on one thread, as ATen's own loops do.
+static void update_f32(float *p, const float *g, float *m, float *v, const bool *decays, int64_t n,
+                       const adamw_config *c, double bias_correction1, double bias_correction2_sqrt) {
+    const float decayed = (float)(1 - c->lr * c->weight_decay), b1 = (float)c->beta1, c1 = (float)(1 - c->beta1);
+    const float b2 = (float)c->beta2, c2 = (float)(1 - c->beta2), bc2 = (float)bias_correction2_sqrt;
+    const float eps = (float)c->eps, step = (float)(-(c->lr / bias_correction1));
+#pragma omp parallel for schedule(static) if (n >= 32768)
+    for (int64_t i = 0; i < n; i++) {
+        float pi = decays[i] ? p[i] * decayed : p[i];
+        float mi = m[i] * b1 + c1 * g[i];
+        float vi = v[i] * b2 + c2 * g[i] * g[i];
+        float denom = sqrtf(vi) / bc2 + eps;
+        p[i] = pi + step * (mi / denom), m[i] = mi, v[i] = vi;
+    }
+}
+
+// One list's update: the host loop over float32 CPU buffers, whole-buffer ops otherwise.
 static int group_update(const adamw_group *g, const adamw_config *c, int64_t step) {
     double bias_correction1 = 1 - pow(c->beta1, (double)step);
     double bias_correction2_sqrt = sqrt(1 - pow(c->beta2, (double)step));
-    tensor *p = param_list_trainable(g->list);
-    return tensor_adamw_(p, g->list->grad, g->exp_avg, g->exp_avg_sq, g->decays, c->lr, c->beta1, c->beta2, c->eps,
-                         c->weight_decay, bias_correction1, bias_correction2_sqrt);
+    const param_list *l = g->list;
+    if (g->decays) {
+        float *p = tensor_data_f32(l->data), *grad = tensor_data_f32(l->grad);  // trainable values first
+        float *m = tensor_data_f32(g->exp_avg), *v = tensor_data_f32(g->exp_avg_sq);
+        if (!p || !grad || !m || !v) return -1;
+        update_f32(p, grad, m, v, g->decays, l->n_trainable, c, bias_correction1, bias_correction2_sqrt);
+        return 0;
+    }
+    tensor_scope_begin();
+    int rc = tensor_adamw_(param_list_trainable(l), l->grad, g->exp_avg, g->exp_avg_sq, g->decay_mask, c->lr, c->beta1,
+                           c->beta2, c->eps, c->weight_decay, bias_correction1, bias_correction2_sqrt);
+    tensor_scope_end();
+    return rc;
 }
 
 int adamw_step(adamw *opt) {
     opt->step++;
-    for (int i = 0; i < opt->n_groups; i++) {
-        tensor_scope_begin();
-        int rc = group_update(&opt->groups[i], &opt->config, opt->step);
-        tensor_scope_end();
-        if (rc < 0) return err_prefix("adamw step %lld", (long long)opt->step);
-    }
+    for (int i = 0; i < opt->n_groups; i++)
+        if (group_update(&opt->groups[i], &opt->config, opt->step) < 0)
+            return err_prefix("adamw step %lld", (long long)opt->step);
     return 0;
 }
 

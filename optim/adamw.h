@@ -7,9 +7,12 @@
 //   p *= 1 - lr * wd                                      (decoupled decay; wd = 0 if excluded)
 //   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
 //   p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
-// The update runs once over a list's whole trainable buffer (tensor_adamw_: one pass on the CPU,
-// a dozen whole-buffer ops on a GPU), the decay through a per-element mask, so a step issues a
-// fixed number of ops per list, whatever the number of parameter tensors.
+// The update runs once over a list's whole trainable buffer, the decay through a per-element mask,
+// so a step costs the same whatever the number of parameter tensors. Which code runs:
+//   - float32 parameters on the CPU: one OpenMP loop in adamw.c over the host buffers (llm.c's
+//     adamw_update), each line rounded to float32 where PyTorch's in-place ops round;
+//   - anything else (a GPU; bf16 weights with --precision pure_bf16; float64): shim/tensor.h's
+//     tensor_adamw_, a dozen whole-buffer ops on the parameters' device.
 // Frozen parameters are not optimized and hold no state. The moments take the parameters' dtype
 // (bf16 with --precision pure_bf16, as PyTorch's AdamW on bf16 parameters).
 //

@@ -1,28 +1,23 @@
 #include "optim/grad.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 #include "common/error.h"
 
 tensor *optim_grad_norm(param_list *const *lists, int n) {
     tensor_scope_begin();
     int64_t one = 1;
-    tensor *norms[16];
+    tensor **norms = xcalloc((size_t)(n > 0 ? n : 1), sizeof *norms);  // (1) each
     int k = 0;
-    for (int i = 0; i < n; i++) {
-        if (!lists[i]->grad) continue;
-        if (k == (int)(sizeof norms / sizeof *norms)) {
-            tensor_scope_end();
-            err_set("gradient norm: more than %d parameter lists", k);
-            return NULL;
-        }
-        norms[k++] = tensor_reshape(tensor_norm(lists[i]->grad), &one, 1);
-    }
+    for (int i = 0; i < n; i++)
+        if (lists[i]->grad) norms[k++] = tensor_reshape(tensor_norm(lists[i]->grad), &one, 1);
     tensor *total = k == 1 ? tensor_reshape(norms[0], NULL, 0)
                    : k ? tensor_norm(tensor_cat((const tensor *const *)norms, k, 0))
                        : tensor_zeros(NULL, 0, TENSOR_F32, TENSOR_CPU);
     tensor_keep(total);
     tensor_scope_end();
+    free(norms);
     if (!total) err_prefix("gradient norm");
     return total;
 }

@@ -12,7 +12,10 @@ void param_list_init(param_list *l) {
 }
 
 void param_list_free(param_list *l) {
-    for (int i = 0; i < l->n; i++) tensor_free(l->items[i].value);
+    for (int i = 0; i < l->n; i++) {
+        tensor_free(l->items[i].value);
+        free(l->items[i].name);
+    }
     tensor_free(l->data);
     tensor_free(l->grad);
     free(l->items);
@@ -26,7 +29,7 @@ param *param_list_add(param_list *l, const char *name, tensor *value) {
     }
     param *p = &l->items[l->n++];
     memset(p, 0, sizeof *p);
-    snprintf(p->name, sizeof p->name, "%s", name);
+    p->name = xstrdup(name);
     p->value = value;
     if (value) tensor_set_requires_grad(value, true);
     return p;
@@ -38,9 +41,11 @@ param *param_list_find(param_list *l, const char *name) {
     return NULL;
 }
 
-void param_set_frozen(param *p, bool frozen) {
+int param_set_frozen(param *p, bool frozen) {
+    if (!p->value) return err_set("parameter %s: no tensor", p->name);
+    if (tensor_set_requires_grad(p->value, !frozen) != 0) return err_prefix("parameter %s", p->name);
     p->frozen = frozen;
-    tensor_set_requires_grad(p->value, !frozen);
+    return 0;
 }
 
 // Offsets: the trainable entries first, then the frozen ones, each part in list order.

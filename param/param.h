@@ -19,7 +19,7 @@
 #include "shim/tensor.h"
 
 typedef struct {
-    char name[96];   // e.g. "visual.transformer.resblocks.0.attn.in_proj_weight"
+    char *name;      // owned, any length; e.g. "visual.transformer.resblocks.0.attn.in_proj_weight"
     tensor *value;   // owned; a view of the list's data buffer once packed
     bool frozen;     // excluded from optimization (no gradient)
     int64_t offset;  // first element in data (and, when trainable, in grad) once packed
@@ -37,14 +37,17 @@ typedef struct {
 void param_list_init(param_list *l);
 void param_list_free(param_list *l);  // frees every value and the buffers
 
-// Appends a parameter (taking ownership of value, a CPU or device tensor that requires grad) and
-// returns it; the list must be packed again before it is optimized. value may be NULL (an earlier
-// failure): param_list_pack() then fails naming the entry.
+// Appends a parameter (taking ownership of value, a CPU or device tensor that requires grad) under
+// a copy of name and returns it; the list must be packed again before it is optimized. value may
+// be NULL (an earlier failure) or unable to take a gradient (an integer tensor):
+// param_list_pack() then fails naming the entry.
 param *param_list_add(param_list *l, const char *name, tensor *value);
 param *param_list_find(param_list *l, const char *name);
 
-// Marks p frozen (no gradient) or trainable; pack again afterwards.
-void param_set_frozen(param *p, bool frozen);
+// Marks p frozen (no gradient) or trainable; pack again afterwards. Returns 0, or -1 naming the
+// parameter (and leaving it as it was) when its tensor is missing or cannot take a gradient (an
+// integer tensor made trainable).
+int param_set_frozen(param *p, bool frozen);
 
 // Lays the values out in one flat buffer on dev (trainable first) with a zeroed flat gradient
 // buffer, keeping every handle. All values must share one dtype. Returns 0 or -1 naming the entry.

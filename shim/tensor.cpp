@@ -449,6 +449,18 @@ int tensor_copy_from_host(tensor *t, const void *src, size_t nbytes) {
     })
 }
 
+float *tensor_data_f32(tensor *t) {
+    SHIM_NEED(t);
+    const at::Tensor &x = t->t;
+    if (!x.device().is_cpu() || x.scalar_type() != at::kFloat || !x.is_contiguous()) {
+        err_set("tensor_data_f32: a contiguous float32 CPU tensor is needed, got %s on %s%s",
+                tensor_dtype_name(tensor_get_dtype(t)), x.device().str().c_str(),
+                x.is_contiguous() ? "" : " (not contiguous)");
+        return nullptr;
+    }
+    return x.data_ptr<float>();
+}
+
 int tensor_item(const tensor *t, double *out) {
     SHIM_NEED_INT(t);
     count_host_read();
@@ -759,73 +771,19 @@ int tensor_clamp_(tensor *t, double lo, double hi) {
     SHIM_INPLACE(t->t.clamp_(lo, hi))
 }
 
-}  // extern "C"
-
-namespace {
-
-struct adamw_args {
-    double lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2_sqrt;
-};
-
-// One pass over contiguous buffers on the CPU; the factors are converted to T as ATen converts
-// Python numbers, and each line rounds where PyTorch's in-place op does.
-template <typename T>
-void adamw_cpu(T *p, const T *g, T *m, T *v, const bool *decay, int64_t n, const adamw_args &a) {
-    const T decayed = (T)(1 - a.lr * a.weight_decay), b1 = (T)a.beta1, c1 = (T)(1 - a.beta1), b2 = (T)a.beta2;
-    const T c2 = (T)(1 - a.beta2), bc2 = (T)a.bias_correction2_sqrt, eps = (T)a.eps;
-    const T step = (T)(-(a.lr / a.bias_correction1));
-    at::parallel_for(0, n, 1 << 15, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; i++) {
-            T pi = decay[i] ? p[i] * decayed : p[i];
-            T mi = m[i] * b1 + c1 * g[i];
-            T vi = v[i] * b2 + c2 * g[i] * g[i];
-            T denom = std::sqrt(vi) / bc2 + eps;
-            p[i] = pi + step * (mi / denom), m[i] = mi, v[i] = vi;
-        }
-    });
-}
-
-// The same as whole-buffer ATen ops (GPU, bf16), the factors at least float32.
-void adamw_ops(at::Tensor &p, const at::Tensor &g, at::Tensor &m, at::Tensor &v, const at::Tensor &decay,
-               const adamw_args &a) {
-    at::ScalarType ft = p.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-    at::TensorOptions o = p.options().dtype(ft);
-    p.mul_(at::where(decay, at::scalar_tensor(1 - a.lr * a.weight_decay, o), at::scalar_tensor(1.0, o)));
-    m.mul_(a.beta1).add_(g, 1 - a.beta1);
-    v.mul_(a.beta2).addcmul_(g, g, 1 - a.beta2);
-    at::Tensor denom = (v.sqrt() / at::scalar_tensor(a.bias_correction2_sqrt, o)).add_(a.eps);
-    p.addcdiv_(m, denom, -(a.lr / a.bias_correction1));
-}
-
-bool same_layout(const at::Tensor &a, const at::Tensor &b) {
-    return a.is_contiguous() && b.is_contiguous() && a.numel() == b.numel() && a.device() == b.device();
-}
-
-}  // namespace
-
-extern "C" {
-
 int tensor_adamw_(tensor *p, const tensor *g, tensor *m, tensor *v, const tensor *decay, double lr, double beta1,
                   double beta2, double eps, double weight_decay, double bias_correction1, double bias_correction2_sqrt) {
     SHIM_NEED_INT(p, g, m, v, decay);
     SHIM_TRY(-1, {
         at::NoGradGuard no_grad;
-        adamw_args a{lr, beta1, beta2, eps, weight_decay, bias_correction1, bias_correction2_sqrt};
         at::Tensor &pt = p->t;
-        bool fused = pt.device().is_cpu() && (pt.scalar_type() == at::kFloat || pt.scalar_type() == at::kDouble) &&
-                     same_layout(pt, g->t) && same_layout(pt, m->t) && same_layout(pt, v->t) &&
-                     same_layout(pt, decay->t) && g->t.scalar_type() == pt.scalar_type() &&
-                     m->t.scalar_type() == pt.scalar_type() && v->t.scalar_type() == pt.scalar_type() &&
-                     decay->t.scalar_type() == at::kBool;
-        if (!fused) {
-            adamw_ops(pt, g->t, m->t, v->t, decay->t, a);
-            return 0;
-        }
-        RECORD_FUNCTION("clipc::adamw_", std::vector<c10::IValue>());
-        AT_DISPATCH_FLOATING_TYPES(pt.scalar_type(), "adamw_cpu", [&] {
-            adamw_cpu<scalar_t>(pt.data_ptr<scalar_t>(), g->t.data_ptr<scalar_t>(), m->t.data_ptr<scalar_t>(),
-                                v->t.data_ptr<scalar_t>(), decay->t.data_ptr<bool>(), pt.numel(), a);
-        });
+        at::ScalarType ft = pt.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+        at::TensorOptions o = pt.options().dtype(ft);
+        pt.mul_(at::where(decay->t, at::scalar_tensor(1 - lr * weight_decay, o), at::scalar_tensor(1.0, o)));
+        m->t.mul_(beta1).add_(g->t, 1 - beta1);
+        v->t.mul_(beta2).addcmul_(g->t, g->t, 1 - beta2);
+        at::Tensor denom = (v->t.sqrt() / at::scalar_tensor(bias_correction2_sqrt, o)).add_(eps);
+        pt.addcdiv_(m->t, denom, -(lr / bias_correction1));
         return 0;
     })
 }

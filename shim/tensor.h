@@ -144,6 +144,9 @@ tensor_device tensor_get_device(const tensor *t);
 int tensor_to_host(const tensor *t, void *dst, size_t nbytes);
 // Overwrites t's elements from a host buffer of exactly nbytes (t's dtype, C order).
 int tensor_copy_from_host(tensor *t, const void *src, size_t nbytes);
+// The elements of t in place, for a C loop over them (optim/adamw.c): t must be a contiguous
+// float32 CPU tensor, else NULL with a message. Valid while t's storage lives; writes change t.
+float *tensor_data_f32(tensor *t);
 // The value of a one-element tensor as a double.
 int tensor_item(const tensor *t, double *out);
 
@@ -226,13 +229,13 @@ int tensor_add_(tensor *t, const tensor *other, double alpha);              // t
 int tensor_addcmul_(tensor *t, const tensor *a, const tensor *b, double v);  // t += v * a * b
 int tensor_addcdiv_(tensor *t, const tensor *a, const tensor *b, double v);  // t += v * a / b
 int tensor_clamp_(tensor *t, double lo, double hi);
-// One AdamW update of the flat buffer p in place, PyTorch's _single_tensor_adamw per element in
-// its order of operations, with a per-element weight-decay mask decay (bool, like p):
+// One AdamW update of the flat buffer p in place as whole-buffer ops (about a dozen kernels on a
+// GPU), PyTorch's _single_tensor_adamw in its order of operations, with a per-element weight-decay
+// mask decay (bool, like p):
 //   p *= 1 - lr * weight_decay (where decay);  m = beta1 m + (1 - beta1) g;
 //   v = beta2 v + (1 - beta2) g g;  p -= lr / bias_correction1 * m / (sqrt(v) / bias_correction2_sqrt + eps)
-// g, m, v are like p. float32 and float64 buffers on the CPU take one pass over memory (one op
-// in the counters); otherwise (a GPU, bf16) it runs as about a dozen whole-buffer ops, with the
-// factors in float32 for bf16 buffers as PyTorch's Python numbers are.
+// g, m, v are like p; the factors are float32 for bf16 buffers, as PyTorch's Python numbers are.
+// optim/adamw.c runs float32 CPU buffers through its own loop instead.
 int tensor_adamw_(tensor *p, const tensor *g, tensor *m, tensor *v, const tensor *decay, double lr, double beta1,
                   double beta2, double eps, double weight_decay, double bias_correction1, double bias_correction2_sqrt);
 // Exchanges the tensors held by two handles (no data is copied): a parameter moved or repacked

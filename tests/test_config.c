@@ -121,6 +121,13 @@ static void test_defaults(void **state) {
     assert_int_equal(clip_config_parse("{\"embed_dim\": 8, \"vision_cfg\": {}, \"text_cfg\": {}}",
                                        "dir/Minimal.json", &c), 0);
     assert_string_equal(c.name, "Minimal");
+    char source[300] = "dir/";  // a base name of 256 bytes: refused, not cut
+    memset(source + 4, 'n', 256);
+    assert_int_equal(clip_config_parse("{\"embed_dim\": 8, \"vision_cfg\": {}, \"text_cfg\": {}}", source, &c), -1);
+    assert_non_null(strstr(err_msg(), "over 255 bytes"));
+    source[259] = '\0';  // 255 bytes fit
+    assert_int_equal(clip_config_parse("{\"embed_dim\": 8, \"vision_cfg\": {}, \"text_cfg\": {}}", source, &c), 0);
+    assert_int_equal(strlen(c.name), 255);
     assert_int_equal(c.embed_dim, 8);
     assert_false(c.quick_gelu);
     assert_false(c.init_logit_bias_set);

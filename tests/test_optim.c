@@ -73,21 +73,21 @@ static void step_grads(int step, double *gw, double *gb) {
     for (int j = 0; j < B_N; j++) gb[j] = (j - 1) * 1e-3 + 2e-6 * step;
 }
 
-static void assert_doubles_close(const double *got, const double *want, int n, double rtol) {
+static void assert_doubles_close(const double *got, const double *want, int n, double atol, double rtol) {
     for (int j = 0; j < n; j++)
-        if (!(fabs(got[j] - want[j]) <= 1e-15 + rtol * fabs(want[j])))
+        if (!(fabs(got[j] - want[j]) <= atol + rtol * fabs(want[j])))
             fail_msg("[%d]: got %.17g, expected %.17g", j, got[j], want[j]);
 }
 
-static void test_adamw_matches_closed_form(void **state) {
-    (void)state;
+// Four steps of a decayed matrix and an excluded bias in dtype against the closed form.
+static void assert_adamw_closed_form(tensor_dtype dtype, double atol, double rtol) {
     size_t live = tensor_live_count();
     closed_form w = {.p = {0.3, -0.2, 0.1, 0.5, -0.7, 0.05}}, b = {.p = {0.01, -0.02, 0.03}};
     int64_t ws[2] = {W_ROWS, W_COLS}, bs[1] = {B_N};
     param_list params;
     param_list_init(&params);
-    add_param(&params, "visual.proj", w.p, ws, 2, TENSOR_F64);
-    add_param(&params, "visual.ln_post.bias", b.p, bs, 1, TENSOR_F64);
+    add_param(&params, "visual.proj", w.p, ws, 2, dtype);
+    add_param(&params, "visual.ln_post.bias", b.p, bs, 1, dtype);
     pack(&params);
     param_list *lists[1] = {&params};
     adamw_config c = adamw_config_default();
@@ -103,13 +103,59 @@ static void test_adamw_matches_closed_form(void **state) {
         closed_form_step(&w, W_N, gw, step, c, true);
         closed_form_step(&b, B_N, gb, step, c, false);
         to_doubles(value(&params, 0), got);
-        assert_doubles_close(got, w.p, W_N, 1e-12);
+        assert_doubles_close(got, w.p, W_N, atol, rtol);
         to_doubles(value(&params, 1), got);
-        assert_doubles_close(got, b.p, B_N, 1e-12);
+        assert_doubles_close(got, b.p, B_N, atol, rtol);
     }
     adamw_free(opt);
     param_list_free(&params);
     assert_int_equal(tensor_live_count(), live);
+}
+
+// float64 runs the whole-buffer ops (shim/tensor.h: tensor_adamw_), float32 the host loop.
+static void test_adamw_matches_closed_form(void **state) {
+    (void)state;
+    assert_adamw_closed_form(TENSOR_F64, 1e-15, 1e-12);
+    assert_adamw_closed_form(TENSOR_F32, 1e-6, 1e-6);
+}
+
+// The host loop (float32, here over enough elements to run on several threads) and the
+// whole-buffer ops (float64, bf16) take the same four steps (of 1e-2 each, from values below 0.1):
+// within float32's rounding for float32, bf16's for bf16.
+static void test_adamw_paths_agree(void **state) {
+    (void)state;
+    enum { R = 200, C = 210, N = R * C + C };
+    static const tensor_dtype dtypes[3] = {TENSOR_F64, TENSOR_F32, TENSOR_BF16};
+    static double init[N], grad[N], got[3][N];
+    for (int j = 0; j < N; j++) init[j] = 0.1 * sin(j * 0.37), grad[j] = cos(j * 0.11) * pow(10, -(j % 7));
+    int64_t ws[2] = {R, C}, bs[1] = {C};
+    param_list lists[3];
+    adamw *opts[3];
+    for (int k = 0; k < 3; k++) {
+        param_list_init(&lists[k]);
+        add_param(&lists[k], "visual.proj", init, ws, 2, dtypes[k]);
+        add_param(&lists[k], "visual.ln_post.bias", init + R * C, bs, 1, dtypes[k]);
+        pack(&lists[k]);
+        param_list *l = &lists[k];
+        assert_non_null(opts[k] = adamw_init(&l, 1, adamw_config_default()));
+        adamw_set_lr(opts[k], 1e-2);
+    }
+    for (int step = 1; step <= STEPS; step++)
+        for (int k = 0; k < 3; k++) {
+            set_grad(value(&lists[k], 0), grad);
+            set_grad(value(&lists[k], 1), grad + R * C);
+            assert_int_equal(adamw_step(opts[k]), 0);
+        }
+    for (int k = 0; k < 3; k++) {
+        to_doubles(value(&lists[k], 0), got[k]);
+        to_doubles(value(&lists[k], 1), got[k] + R * C);
+        adamw_free(opts[k]);
+        param_list_free(&lists[k]);
+    }
+    assert_doubles_close(got[1], got[0], N, 1e-6, 1e-6);
+    for (int j = 0; j < N; j++)
+        if (!(fabs(got[2][j] - got[0][j]) <= 3e-3))
+            fail_msg("bf16 [%d]: got %.9g, float64 %.9g", j, got[2][j], got[0][j]);
 }
 
 static void test_adamw_defaults_are_openclip(void **state) {
@@ -223,6 +269,31 @@ static void test_frozen_params_are_skipped(void **state) {
 }
 
 // ---- state export and import -------------------------------------------------------------------
+
+// The entries carry the whole parameter name, however long.
+static void test_state_names_of_long_parameters(void **state) {
+    (void)state;
+    char name[241], want[300];
+    memset(name, 'p', 240);
+    name[240] = '\0';
+    double init[2] = {1, 2};
+    int64_t s1[1] = {2};
+    param_list params;
+    param_list_init(&params);
+    add_param(&params, name, init, s1, 1, TENSOR_F32);
+    pack(&params);
+    param_list *lists[1] = {&params};
+    adamw *opt = adamw_init(lists, 1, adamw_config_default());
+    const char *got;
+    tensor *v;
+    assert_int_equal(adamw_state_get(opt, 2, &got, &v), 0);
+    snprintf(want, sizeof want, "optimizer.%s.exp_avg_sq", name);
+    assert_string_equal(got, want);
+    assert_int_equal(adamw_state_set(opt, want, v), 0);
+    tensor_free(v);
+    adamw_free(opt);
+    param_list_free(&params);
+}
 
 enum { RT_PARAMS = 2, RT_N = 4 };
 
@@ -385,6 +456,28 @@ static void test_clip_grad_norm(void **state) {
     param_list_free(&b);
 }
 
+// Any number of lists (here 20, each one gradient element of 1): the norm is sqrt(20).
+static void test_grad_norm_of_many_lists(void **state) {
+    (void)state;
+    enum { LISTS = 20 };
+    double one = 1;
+    int64_t s1[1] = {1};
+    param_list l[LISTS];
+    param_list *lists[LISTS];
+    for (int i = 0; i < LISTS; i++) {
+        param_list_init(&l[i]);
+        add_param(&l[i], "w", &one, s1, 1, TENSOR_F32);
+        pack(&l[i]);
+        set_grad(value(&l[i], 0), &one);
+        lists[i] = &l[i];
+    }
+    tensor *norm = optim_grad_norm(lists, LISTS);
+    if (!norm) fail_msg("%s", err_msg());
+    assert_float_equal(item(norm), sqrt(LISTS), 1e-6);
+    tensor_free(norm);
+    for (int i = 0; i < LISTS; i++) param_list_free(&l[i]);
+}
+
 static void test_clamp_logit_scale(void **state) {
     (void)state;
     double v[3] = {-1, 2, 5}, got[3];
@@ -483,13 +576,16 @@ static void test_schedule_errors(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_adamw_matches_closed_form),
+        cmocka_unit_test(test_adamw_paths_agree),
         cmocka_unit_test(test_adamw_defaults_are_openclip),
         cmocka_unit_test(test_weight_decay_rules),
         cmocka_unit_test(test_zero_gradient_step_applies_only_decay),
         cmocka_unit_test(test_frozen_params_are_skipped),
+        cmocka_unit_test(test_state_names_of_long_parameters),
         cmocka_unit_test(test_state_round_trip_continues_identically),
         cmocka_unit_test(test_state_import_errors),
         cmocka_unit_test(test_clip_grad_norm),
+        cmocka_unit_test(test_grad_norm_of_many_lists),
         cmocka_unit_test(test_clamp_logit_scale),
         cmocka_unit_test(test_cosine_schedule),
         cmocka_unit_test(test_const_schedules),

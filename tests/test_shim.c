@@ -1,7 +1,7 @@
 // Tests the libtorch shim: error reporting without exceptions, ownership and scopes (no leaked
 // handles over 100 training-like steps), host round trips, generator state, autograd basics, a
 // few ops against values computed by hand, the counters, ranks within rows (ties, NaN), bf16
-// autocast on the CPU, host memory shared with tensors, and the two paths of the AdamW update.
+// autocast on the CPU, host memory shared with tensors, and the float32 data pointer C loops use.
 #include <math.h>
 #include <setjmp.h>
 #include <stdint.h>
@@ -244,35 +244,25 @@ static void test_cpu_autocast_bf16(void **state) {
     tensor_scope_end();
 }
 
-// The one-pass CPU AdamW and the whole-buffer ops (taken for non-contiguous buffers, as on a GPU)
-// agree to float32 rounding over four steps, decayed elements and others.
-static void test_adamw_paths_agree(void **state) {
+// tensor_data_f32 gives the elements in place, and only for a contiguous float32 CPU tensor.
+static void test_data_f32(void **state) {
     (void)state;
-    enum { R = 8, C = 16, N = R * C };
-    int64_t rc_shape[2] = {R, C};
-    tensor_generator *gen = tensor_generator_new(11, TENSOR_CPU);
+    int64_t shape[2] = {2, 3};
     tensor_scope_begin();
-    tensor *bufs[2][4];  // [path][p, g, m, v]; path 1 holds the transposed, non-contiguous views
-    for (int k = 0; k < 4; k++) {
-        bufs[0][k] = k == 2 || k == 3 ? tensor_zeros(rc_shape, 2, TENSOR_F32, TENSOR_CPU)
-                                      : tensor_normal(rc_shape, 2, 0, 1, TENSOR_F32, TENSOR_CPU, gen);
-        bufs[1][k] = tensor_transpose(tensor_contiguous(tensor_transpose(bufs[0][k], 0, 1)), 0, 1);
-    }
-    // Decay where a random number is positive (log of a negative one is NaN).
-    tensor *mask = tensor_isfinite(tensor_log(tensor_normal(rc_shape, 2, 0, 1, TENSOR_F32, TENSOR_CPU, gen)));
-    tensor *masks[2] = {mask, tensor_transpose(tensor_contiguous(tensor_transpose(mask, 0, 1)), 0, 1)};
-    for (int step = 1; step <= 4; step++)
-        for (int path = 0; path < 2; path++) {
-            tensor **b = bufs[path];
-            assert_int_equal(tensor_adamw_(b[0], b[1], b[2], b[3], masks[path], 1e-2, 0.9, 0.98, 1e-6, 0.2,
-                                           1 - pow(0.9, step), sqrt(1 - pow(0.98, step))), 0);
-        }
-    float a[N], b[N];
-    assert_int_equal(tensor_to_host(bufs[0][0], a, sizeof a), 0);
-    assert_int_equal(tensor_to_host(tensor_contiguous(bufs[1][0]), b, sizeof b), 0);
-    for (int i = 0; i < N; i++) assert_float_equal(a[i], b[i], 1e-6 * (1 + fabs(a[i])));
+    tensor *t = tensor_arange(6, TENSOR_F32, TENSOR_CPU);
+    float *data = tensor_data_f32(t);
+    assert_non_null(data);
+    assert_true(data[5] == 5.0f);
+    data[0] = 42;
+    double v;
+    assert_int_equal(tensor_item(tensor_select(t, 0, 0), &v), 0);
+    assert_true(v == 42);
+    assert_null(tensor_data_f32(tensor_transpose(tensor_reshape(t, shape, 2), 0, 1)));
+    assert_non_null(strstr(err_msg(), "not contiguous"));
+    assert_null(tensor_data_f32(tensor_zeros(shape, 2, TENSOR_F64, TENSOR_CPU)));
+    assert_non_null(strstr(err_msg(), "float32"));
+    assert_null(tensor_data_f32(NULL));
     tensor_scope_end();
-    tensor_generator_free(gen);
 }
 
 static void test_host_memory(void **state) {
@@ -306,8 +296,8 @@ int main(void) {
         cmocka_unit_test(test_counters),
         cmocka_unit_test(test_rank_in_rows),
         cmocka_unit_test(test_cpu_autocast_bf16),
+        cmocka_unit_test(test_data_f32),
         cmocka_unit_test(test_host_memory),
-        cmocka_unit_test(test_adamw_paths_agree),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -133,9 +133,11 @@ static int save_state(const char *path, const char *step, const adamw *opt, cons
     }
     for (int i = n_opt; i < n && rc == 0; i++) {
         const param *p = &pos->extra->items[i - n_opt];
-        char name[128];
-        snprintf(name, sizeof name, "param.%s", p->name);
+        size_t len = strlen("param.") + strlen(p->name) + 1;  // names have any length
+        char *name = xmalloc(len);
+        snprintf(name, len, "param.%s", p->name);
         rc = add_tensor(w, name, p->value, &buffers[i]);
+        free(name);
     }
     int64_t scalar_shape[1] = {0}, loader_shape[1] = {(int64_t)pos->loader_state_size};
     if (rc == 0) rc = st_writer_add(w, "train.step", ST_DTYPE_I64, scalar_shape, 0, &pos->step);

@@ -30,7 +30,8 @@ static int check_options(const distill_options *o) {
 
 // Every parameter of the teacher frozen (no gradient, never optimized).
 static int freeze(clip_model *m) {
-    for (int i = 0; i < m->params.n; i++) param_set_frozen(&m->params.items[i], true);
+    for (int i = 0; i < m->params.n; i++)
+        if (param_set_frozen(&m->params.items[i], true) != 0) return -1;
     return clip_model_to_device(m, m->device);
 }
 

@@ -274,7 +274,7 @@ static int check_teacher(distill_cache *c, const st_file *f, const distill_teach
     int rc = 0;
     const distill_teacher_id *want = expect ? expect : c->id.config ? &c->id : NULL;
     if (want && !same_teacher(&id, want)) {
-        char got[512], other[512];
+        char got[640], other[640];  // two names of up to 255 bytes and the numbers
         describe_teacher(&id, got, sizeof got);
         describe_teacher(want, other, sizeof other);
         rc = expect ? err_set("%s: stored targets of %s, but the distillation teacher is %s", st_path(f), got, other)

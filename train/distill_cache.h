@@ -29,7 +29,7 @@
 // Who made the targets: the teacher's config and its weights file.
 typedef struct {
     char *config;           // the config as JSON (clip_config_to_json), malloc'ed
-    char name[64];          // the config's name
+    char name[256];         // the config's name (as long as clip_config.name)
     char weights[256];      // the weights file's name
     uint32_t weights_crc32; // of the whole weights file
     int64_t weights_bytes;

@@ -27,6 +27,7 @@
 
 #include "common/error.h"
 #include "distributed/dist.h"
+#include "shim/dist.h"  // the shim group of dist_get_pg, for its statistics and NCCL
 
 #define CHECK(cond)                                                                                          \
     do {                                                                                                     \
@@ -96,19 +97,26 @@ static void run_ranks(int world, rank_fn fn, const void *arg, int straggler, dou
 }
 
 static dist *init_cpu(double timeout_s) {
-    dist_options o = {TENSOR_CPU, timeout_s};
+    dist_options o = {.device = TENSOR_CPU, .timeout_s = timeout_s};
     return dist_init(&o);
 }
 
-static tensor *from_floats(const float *v, const int64_t *shape, int ndim) {
-    return tensor_from_host(v, shape, ndim, TENSOR_F32, false);
+static dist *the_dist;  // the context of this rank's test, whose device from_host places tensors on
+
+// A host buffer on this rank's device (strict device mode: its own cpu:N).
+static tensor *from_host(const void *v, const int64_t *shape, int ndim, tensor_dtype dtype) {
+    return tensor_to_device(tensor_from_host(v, shape, ndim, dtype, false), dist_device(the_dist), false);
 }
+
+static tensor *from_floats(const float *v, const int64_t *shape, int ndim) { return from_host(v, shape, ndim, TENSOR_F32); }
+
+static dist *init_rank(double timeout_s) { return the_dist = init_cpu(timeout_s); }
 
 // ---- results -------------------------------------------------------------------------------------
 
 static int rank_all_reduce(int rank, const void *arg) {
     (void)arg;
-    dist *d = init_cpu(20);
+    dist *d = init_rank(20);
     CHECK(d && dist_rank(d) == rank && dist_world_size(d) == 3);
     CHECK(dist_get_env(d)->launcher == DIST_LAUNCHER_TORCHRUN);
     tensor_scope_begin();
@@ -119,10 +127,10 @@ static int rank_all_reduce(int rank, const void *arg) {
     for (int i = 0; i < 4; i++) b[i] = rank * 1000 + i;
     for (int i = 0; i < 10; i++) flat[i] = (float)rank;
     int64_t sa[2] = {2, 3}, sb[1] = {4}, sc[1] = {1}, sf[1] = {10};
-    tensor *ta = from_floats(a, sa, 2), *tb = tensor_from_host(b, sb, 1, TENSOR_I64, false);
-    tensor *tc = tensor_from_host(&c, sc, 1, TENSOR_F64, false), *tf = from_floats(flat, sf, 1);
+    tensor *ta = from_floats(a, sa, 2), *tb = from_host(b, sb, 1, TENSOR_I64);
+    tensor *tc = from_host(&c, sc, 1, TENSOR_F64), *tf = from_floats(flat, sf, 1);
     tensor *ts[] = {ta, tb, tc, tensor_slice(tf, 0, 2, 7)};  // the last: a bucket of a flat buffer
-    CHECK(dist_pg_all_reduce(dist_get_pg(d), ts, 4) == 0);
+    CHECK(dist_all_reduce(d, ts, 4) == 0);
     CHECK(tensor_to_host(ta, a, sizeof a) == 0 && tensor_to_host(tb, b, sizeof b) == 0);
     CHECK(tensor_to_host(tc, &c, sizeof c) == 0 && tensor_to_host(tf, flat, sizeof flat) == 0);
     for (int i = 0; i < 6; i++) CHECK(a[i] == 3.0f * (float)(i + 1));
@@ -166,35 +174,34 @@ static int check_gather_scatter_stats(int rank, const dist *d) {
 
 static int rank_gather_scatter(int rank, const void *arg) {
     (void)arg;
-    dist *d = init_cpu(20);
+    dist *d = init_rank(20);
     CHECK(d);
-    dist_pg *pg = dist_get_pg(d);
     tensor_scope_begin();
     // all_gather: in (2, 3) = rank*10 + i; out (6, 3) holds rank r's rows at [2r, 2r+2).
     float in[6], out[18];
     for (int i = 0; i < 6; i++) in[i] = (float)(rank * 10 + i);
     int64_t s_in[2] = {2, 3}, s_out[2] = {6, 3};
-    tensor *tout = tensor_zeros(s_out, 2, TENSOR_F32, TENSOR_CPU);
-    CHECK(dist_pg_all_gather(pg, tout, from_floats(in, s_in, 2)) == 0);
+    tensor *tout = tensor_zeros(s_out, 2, TENSOR_F32, dist_device(d));
+    CHECK(dist_all_gather(d, tout, from_floats(in, s_in, 2)) == 0);
     CHECK(tensor_to_host(tout, out, sizeof out) == 0);
     for (int i = 0; i < 18; i++) CHECK(out[i] == (float)((i / 6) * 10 + i % 6));
     // reduce_scatter: in (6, 3) = rank*100 + i; this rank's out (2, 3) = sum over ranks of rows [2 rank, 2 rank + 2).
     float all[18], mine[6];
     for (int i = 0; i < 18; i++) all[i] = (float)(rank * 100 + i);
-    tensor *tmine = tensor_zeros(s_in, 2, TENSOR_F32, TENSOR_CPU);
-    CHECK(dist_pg_reduce_scatter(pg, tmine, from_floats(all, s_out, 2)) == 0);
+    tensor *tmine = tensor_zeros(s_in, 2, TENSOR_F32, dist_device(d));
+    CHECK(dist_reduce_scatter(d, tmine, from_floats(all, s_out, 2)) == 0);
     CHECK(tensor_to_host(tmine, mine, sizeof mine) == 0);
     for (int k = 0; k < 6; k++) CHECK(mine[k] == (float)(300 + 3 * (rank * 6 + k)));
     // broadcast of two tensors from rank 1.
     float x[3] = {(float)rank, (float)rank, (float)rank};
     int64_t y[4] = {rank * 7, rank * 7, rank * 7, rank * 7}, sx[1] = {3}, sy[2] = {2, 2};
-    tensor *tx = from_floats(x, sx, 1), *ty = tensor_from_host(y, sy, 2, TENSOR_I64, false);
+    tensor *tx = from_floats(x, sx, 1), *ty = from_host(y, sy, 2, TENSOR_I64);
     tensor *both[] = {tx, ty};
-    CHECK(dist_pg_broadcast(pg, both, 2, 1) == 0);
+    CHECK(dist_broadcast(d, both, 2, 1) == 0);
     CHECK(tensor_to_host(tx, x, sizeof x) == 0 && tensor_to_host(ty, y, sizeof y) == 0);
     for (int i = 0; i < 3; i++) CHECK(x[i] == 1.0f);
     for (int i = 0; i < 4; i++) CHECK(y[i] == 7);
-    CHECK(dist_pg_barrier(pg) == 0 && dist_pg_synchronize(pg) == 0);
+    CHECK(dist_barrier(d) == 0 && dist_synchronize(d) == 0);
     CHECK(check_gather_scatter_stats(rank, d) == 0);
     tensor_scope_end();
     dist_free(d);
@@ -239,19 +246,18 @@ typedef struct {
 
 static int rank_dead_peer(int rank, const void *arg) {
     const dead_case *dc = arg;
-    dist *d = init_cpu(DEAD_TIMEOUT_S);
+    dist *d = init_rank(DEAD_TIMEOUT_S);
     CHECK(d);
-    dist_pg *pg = dist_get_pg(d);
     int64_t shape[1] = {4};
-    tensor *t = tensor_ones(shape, 1, TENSOR_F32, TENSOR_CPU);
-    CHECK(dist_pg_all_reduce(pg, &t, 1) == 0);  // everyone is there once
+    tensor *t = tensor_ones(shape, 1, TENSOR_F32, dist_device(d));
+    CHECK(dist_all_reduce(d, &t, 1) == 0);  // everyone is there once
     dist_set_step(d, 12);
     if (rank == dc->victim) {
         if (dc->stuck) sleep(60);
         _exit(0);
     }
     double t0 = now_s();
-    int rc = dist_pg_all_reduce(pg, &t, 1);
+    int rc = dist_all_reduce(d, &t, 1);
     double took = now_s() - t0;
     CHECK(rc == -1);
     fprintf(stderr, "%s (after %.1f s)\n", err_msg(), took);
@@ -262,7 +268,7 @@ static int rank_dead_peer(int rank, const void *arg) {
     CHECK(strstr(err_msg(), expect));
     CHECK(!dc->stuck || strstr(err_msg(), "timed out after 3 s"));
     CHECK(took < DEAD_TIMEOUT_S + 4);  // the timeout, then at most 2 s looking for who is missing (and slack)
-    CHECK(dist_pg_barrier(pg) == -1 && strstr(err_msg(), "all_reduce at step 12"));  // the group stays broken
+    CHECK(dist_barrier(d) == -1 && strstr(err_msg(), "all_reduce at step 12"));  // the group stays broken
     double f0 = now_s();
     dist_free(d);
     CHECK(now_s() - f0 < 5);
@@ -330,7 +336,7 @@ static int expect_local_gather_error(int rank, tensor *out, tensor *in, const ch
     CHECK(d && dist_get_env(d)->launcher == DIST_LAUNCHER_NONE);
     dist_set_step(d, 40);
     dist_set_phase(d, "eval");
-    CHECK(dist_pg_all_gather(dist_get_pg(d), out, in) == -1);
+    CHECK(dist_all_gather(d, out, in) == -1);
     if (!strstr(err_msg(), text)) fprintf(stderr, "'%s' lacks '%s'\n", err_msg(), text);
     CHECK(strstr(err_msg(), text));
     CHECK(dist_pg_get_stats(dist_get_pg(d)).op[DIST_OP_ALL_GATHER].calls == 0);  // failed calls are not counted
@@ -341,18 +347,18 @@ static int expect_local_gather_error(int rank, tensor *out, tensor *in, const ch
 static int rank_local(int rank, const void *arg) {
     (void)arg;
     unsetenv("RANK"), unsetenv("WORLD_SIZE"), unsetenv("LOCAL_RANK");
-    dist *d = init_cpu(0);
+    dist *d = init_rank(0);
     CHECK(d && dist_world_size(d) == 1 && dist_rank(d) == 0);
     tensor_scope_begin();
     float v[6] = {1, 2, 3, 4, 5, 6}, got[6];
     int64_t s[2] = {2, 3};
     tensor *in = from_floats(v, s, 2), *out = tensor_zeros(s, 2, TENSOR_F32, TENSOR_CPU);
-    CHECK(dist_pg_all_gather(dist_get_pg(d), out, in) == 0 && tensor_to_host(out, got, sizeof got) == 0);
+    CHECK(dist_all_gather(d, out, in) == 0 && tensor_to_host(out, got, sizeof got) == 0);
     CHECK(!memcmp(got, v, sizeof v));
     tensor *sum = tensor_zeros(s, 2, TENSOR_F32, TENSOR_CPU);
-    CHECK(dist_pg_reduce_scatter(dist_get_pg(d), sum, in) == 0 && tensor_to_host(sum, got, sizeof got) == 0);
+    CHECK(dist_reduce_scatter(d, sum, in) == 0 && tensor_to_host(sum, got, sizeof got) == 0);
     CHECK(!memcmp(got, v, sizeof v));
-    CHECK(dist_pg_all_reduce(dist_get_pg(d), &in, 1) == 0 && tensor_to_host(in, got, sizeof got) == 0);
+    CHECK(dist_all_reduce(d, &in, 1) == 0 && tensor_to_host(in, got, sizeof got) == 0);
     CHECK(!memcmp(got, v, sizeof v));
     double host[1] = {2.5};
     CHECK(dist_all_reduce_f64(d, host, 1) == 0 && host[0] == 2.5);
@@ -381,7 +387,7 @@ static void test_local(void **state) {
 
 static int rank_nccl(int rank, const void *arg) {
     const int *port = arg;
-    dist_pg_options o = {DIST_BACKEND_NCCL, 0, 1, "127.0.0.1", *port, 0, 5};
+    dist_pg_options o = {DIST_BACKEND_NCCL, 0, 1, "127.0.0.1", *port, 0, 5, false, NULL};
     dist_pg *pg = dist_pg_new(&o);
     if (tensor_cuda_device_count() == 0) {
         CHECK(!pg);
@@ -410,6 +416,10 @@ static void test_nccl(void **state) {
 }
 
 int main(void) {
+    // As every multi-rank test: each rank on a device of its own (shim/tensor.h), and the
+    // consistency check before every collective (shim/dist.h).
+    setenv("CLIPC_DIST_STRICT", "1", 1);
+    setenv("CLIPC_DIST_DEBUG", "1", 1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_all_reduce),    cmocka_unit_test(test_gather_scatter_broadcast),
         cmocka_unit_test(test_stuck_peer),    cmocka_unit_test(test_exited_peer),

@@ -10,6 +10,7 @@
 //
 // Ranks report through their exit code (cmocka asserts stay in the parent) and print what failed.
 #include <arpa/inet.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -27,6 +28,10 @@
 
 #include "common/error.h"
 #include "distributed/dist.h"
+#include "optim/adamw.h"
+#include "optim/schedule.h"
+#include "param/param.h"
+#include "train/step.h"
 #include "shim/dist.h"  // the shim group of dist_get_pg, for its statistics and NCCL
 
 #define CHECK(cond)                                                                                          \
@@ -415,6 +420,300 @@ static void test_nccl(void **state) {
     expect_all_zero(codes, 1);
 }
 
+// ---- strict device mode, control messages, the consistency check ---------------------------------
+
+// Each rank computes on a device of its own: what NCCL would refuse, the group refuses (a refused
+// call breaks the group: with *arg, the refusal of a host tensor ends the test).
+static int rank_strict(int rank, const void *arg) {
+    bool host_tensor = *(const bool *)arg;
+    dist *d = init_rank(20);
+    CHECK(d);
+    tensor_device mine = dist_device(d), other = {TENSOR_DEVICE_CPU, 3 - dist_device(d).index};
+    CHECK(tensor_strict_devices() && mine.type == TENSOR_DEVICE_CPU && mine.index == rank + 1);
+    tensor_scope_begin();
+    char name[16];
+    tensor_device parsed;
+    tensor_device_format(mine, name, sizeof name);
+    CHECK(tensor_device_parse(name, &parsed) == 0 && parsed.index == mine.index);
+    // Failure 1's kind: a control message made on the host and handed to a collective.
+    char text[32] = "", expect[128];
+    snprintf(text, sizeof text, "rank %d's name", rank);
+    if (host_tensor) {
+        int64_t n = sizeof text;
+        tensor *host = tensor_from_host(text, &n, 1, TENSOR_U8, false);
+        CHECK(dist_broadcast(d, &host, 1, 0) == -1);
+        snprintf(expect, sizeof expect, "tensor 0 is on the host but the group works on cpu:%d (strict device mode", rank + 1);
+        if (!strstr(err_msg(), expect)) fprintf(stderr, "rank %d: %s\n", rank, err_msg());
+        CHECK(strstr(err_msg(), expect));
+        tensor_scope_end();
+        dist_free(d);
+        return 0;
+    }
+    // Control messages go through the helpers, which the control-message helpers place right.
+    CHECK(dist_broadcast_text(d, text, sizeof text, 0) == 0 && !strcmp(text, "rank 0's name"));
+    int64_t values[2] = {rank, 40 + rank};
+    CHECK(dist_broadcast_i64(d, values, 2, 1) == 0 && values[0] == 1 && values[1] == 41);
+    bool yes = true, no = rank == 0;
+    CHECK(dist_all_agree(d, &yes) == 0 && yes && dist_all_agree(d, &no) == 0 && !no);
+    // Tensors of two devices in one op, as CUDA refuses; a host scalar goes with any device.
+    int64_t s2[1] = {2};
+    tensor *a = tensor_ones(s2, 1, TENSOR_F32, mine), *b = tensor_ones(s2, 1, TENSOR_F32, other);
+    CHECK(tensor_add(a, b) == NULL && strstr(err_msg(), "expected all tensors to be on the same device"));
+    CHECK(tensor_add(a, tensor_from_host(values, s2, 1, TENSOR_F32, false)) == NULL);
+    tensor *sum = tensor_add(a, tensor_scalar(1, TENSOR_F32, TENSOR_CPU));
+    CHECK(sum && tensor_get_device(sum).index == mine.index);
+    // A dtype NCCL lacks.
+    tensor *flags = tensor_to_dtype(a, TENSOR_BOOL);
+    CHECK(dist_all_reduce(d, &flags, 1) == -1 && strstr(err_msg(), "a dtype NCCL lacks"));
+    tensor_scope_end();
+    dist_free(d);
+    return 0;
+}
+
+static void test_strict_devices(void **state) {
+    (void)state;
+    need_gloo();
+    for (int host = 0; host < 2; host++) {
+        bool host_tensor = host;
+        int codes[2];
+        run_ranks(2, rank_strict, &host_tensor, -1, 60, codes);
+        expect_all_zero(codes, 2);
+    }
+}
+
+typedef enum { MISMATCH_KIND, MISMATCH_SHAPE } mismatch;
+
+// Rank 1 calls a different collective (or shape) than rank 0: both stop at once naming both.
+static int rank_mismatch(int rank, const void *arg) {
+    mismatch m = *(const mismatch *)arg;
+    dist *d = init_rank(30);
+    CHECK(d);
+    dist_set_step(d, 5);
+    int64_t s4[1] = {4}, s5[1] = {5}, s8[1] = {8};
+    tensor *t4 = tensor_ones(s4, 1, TENSOR_F32, dist_device(d)), *t5 = tensor_ones(s5, 1, TENSOR_F32, dist_device(d));
+    tensor *t8 = tensor_zeros(s8, 1, TENSOR_F32, dist_device(d));
+    CHECK(dist_barrier(d) == 0);
+    double t0 = now_s();
+    int rc = rank == 0 ? dist_all_reduce(d, &t4, 1)
+             : m == MISMATCH_KIND ? dist_all_gather(d, t8, t4)
+                                  : dist_all_reduce(d, &t5, 1);
+    CHECK(rc == -1);
+    fprintf(stderr, "%s\n", err_msg());
+    char expect[64];
+    snprintf(expect, sizeof expect, "rank %d: collectives differ across ranks (--dist-debug): ", rank);
+    CHECK(strstr(err_msg(), expect) == err_msg() && !strchr(err_msg(), '\n'));
+    CHECK(strstr(err_msg(), "rank 0 collective 2 all_reduce of 1 tensor: Float [4] at step 5 (tests/test_dist.c:"));
+    CHECK(strstr(err_msg(), m == MISMATCH_KIND ? "rank 1 collective 2 all_gather of 2 tensors: Float [8], Float [4] at step 5"
+                                              : "rank 1 collective 2 all_reduce of 1 tensor: Float [5] at step 5"));
+    CHECK(now_s() - t0 < 10);  // at once, not after the 30 s timeout
+    tensor_free(t4), tensor_free(t5), tensor_free(t8);
+    dist_free(d);
+    return 0;
+}
+
+static void test_mismatch_named(void **state) {
+    (void)state;
+    need_gloo();
+    for (mismatch m = MISMATCH_KIND; m <= MISMATCH_SHAPE; m++) {
+        int codes[2];
+        run_ranks(2, rank_mismatch, &m, -1, 40, codes);
+        expect_all_zero(codes, 2);
+    }
+}
+
+// Rank 0 works alone for longer than the collective timeout; the others wait for its outcome,
+// then the group goes on.
+static int rank_wait_lead(int rank, const void *arg) {
+    (void)arg;
+    dist *d = init_rank(1);
+    CHECK(d);
+    int status = 0;
+    if (rank == 0) {
+        usleep(2500000);
+        status = -1;
+    }
+    CHECK(dist_wait_lead(d, &status) == 0 && status == -1);
+    int64_t s1[1] = {1};
+    tensor *t = tensor_ones(s1, 1, TENSOR_F32, dist_device(d));
+    CHECK(dist_all_reduce(d, &t, 1) == 0);
+    tensor_free(t);
+    dist_free(d);
+    return 0;
+}
+
+static void test_wait_lead(void **state) {
+    (void)state;
+    need_gloo();
+    int codes[3];
+    run_ranks(3, rank_wait_lead, NULL, -1, 30, codes);
+    expect_all_zero(codes, 3);
+}
+
+// A failure after the call returned (CLIPC_DIST_FAIL_AT, as NCCL's watchdog): the call succeeds,
+// dist_synchronize reports it, and every later call too.
+static int rank_async_failure(int rank, const void *arg) {
+    (void)arg;
+    setenv("CLIPC_DIST_FAIL_AT", "2", 1);
+    dist *d = init_rank(20);
+    CHECK(d);
+    dist_set_step(d, 3);
+    int64_t s1[1] = {1};
+    tensor *t = tensor_ones(s1, 1, TENSOR_F32, dist_device(d));
+    CHECK(dist_all_reduce(d, &t, 1) == 0 && dist_synchronize(d) == 0);
+    CHECK(dist_all_reduce(d, &t, 1) == 0);
+    char expect[128];
+    snprintf(expect, sizeof expect, "rank %d: all_reduce at step 3 failed after it returned", rank);
+    CHECK(dist_synchronize(d) == -1 && strstr(err_msg(), expect) == err_msg());
+    CHECK(dist_barrier(d) == -1 && strstr(err_msg(), expect) == err_msg());
+    tensor_free(t);
+    dist_free(d);
+    return 0;
+}
+
+static void test_async_failure(void **state) {
+    (void)state;
+    need_gloo();
+    int codes[2];
+    run_ranks(2, rank_async_failure, NULL, -1, 30, codes);
+    expect_all_zero(codes, 2);
+}
+
+// ---- the training step over 2 ranks ------------------------------------------------------------
+
+#define STEP_IN 10
+#define STEP_OUT 32  // 320 weights: over 256 buckets of one element
+
+typedef struct {
+    const float *x;  // (R*n, STEP_IN): the global batch; this rank's rows from rank*n
+    int64_t first;   // this rank's first row
+    tensor_device dev;
+    tensor *w;       // (STEP_IN, STEP_OUT)
+} lin_objective;
+
+static int lin_features(void *ctx, const void *batch, int64_t begin, int64_t end, tensor **out) {
+    const lin_objective *o = ctx;
+    (void)batch;
+    int64_t shape[2] = {end - begin, STEP_IN};
+    const float *rows = o->x + (o->first + begin) * STEP_IN;
+    out[0] = tensor_matmul(tensor_to_device(tensor_from_host(rows, shape, 2, TENSOR_F32, false), o->dev, false), o->w);
+    return out[0] ? 0 : -1;
+}
+
+// Rows [r0, r1)'s share of sum_ij exp(f_i . f_j / 10) / N: every row's gradient reaches every rank.
+static tensor *lin_loss_rows(void *ctx, tensor *const *all, int64_t r0, int64_t r1) {
+    (void)ctx;
+    tensor *g = tensor_matmul(tensor_slice(all[0], 0, r0, r1), tensor_transpose(all[0], 0, 1));
+    return tensor_mul_scalar(tensor_sum(tensor_exp(tensor_mul_scalar(g, 0.1))), 1.0 / (double)tensor_size(all[0], 0));
+}
+
+// Step number `step` from fresh weights (initial_weights) on n samples a rank, in K micro-batches
+// and buckets of `bucket` gradients (0: the default); the weights after it into w. Returns
+// step_run's result.
+static int one_step(dist *d, int64_t step, int64_t n, int K, int64_t bucket, float *w) {
+    int R = dist_world_size(d);
+    float *x = malloc((size_t)(R * n * STEP_IN) * sizeof *x);
+    for (int64_t i = 0; i < R * n * STEP_IN; i++) x[i] = (float)((i * 7919) % 101) / 101.0f - 0.5f;
+    tensor_generator *gen = tensor_generator_new(11, TENSOR_CPU);
+    int64_t ws[2] = {STEP_IN, STEP_OUT};
+    param_list l;
+    param_list_init(&l);
+    param_list_add(&l, "w", tensor_normal(ws, 2, 0, 0.1, TENSOR_F32, TENSOR_CPU, gen));
+    tensor_generator_free(gen);
+    int rc = param_list_pack(&l, dist_device(d));
+    lin_objective lo = {x, dist_rank(d) * n, dist_device(d), l.items[0].value};
+    param_list *lists[1] = {&l};
+    adamw *opt = rc == 0 ? adamw_init(lists, 1, (adamw_config){.lr = 1e-2, .beta1 = 0.9, .beta2 = 0.98, .eps = 1e-6}) : NULL;
+    schedule sched = {.kind = SCHEDULE_CONST, .base_lr = 1e-2, .total_steps = 10};
+    step_config sc = {.lists = lists, .n_lists = 1, .opt = opt, .sched = &sched, .accum_freq = K, .dist = d,
+                      .bucket_elements = bucket};
+    step_objective obj = {.n_features = 1, .n_trained = 1, .features = lin_features, .loss_rows = lin_loss_rows, .ctx = &lo};
+    step_result res;
+    dist_set_step(d, step);
+    rc = opt ? step_run(&sc, step, &obj, NULL, n, &res) : -1;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", err_msg());
+    if (tensor_to_host(l.items[0].value, w, sizeof(float) * STEP_IN * STEP_OUT) != 0) rc = -2;
+    adamw_free(opt);
+    param_list_free(&l);
+    free(x);
+    err_set("%s", msg);
+    return rc;
+}
+
+static int initial_weights(float *w) {
+    tensor_generator *gen = tensor_generator_new(11, TENSOR_CPU);
+    int64_t ws[2] = {STEP_IN, STEP_OUT};
+    tensor *w0 = tensor_normal(ws, 2, 0, 0.1, TENSOR_F32, TENSOR_CPU, gen);
+    int rc = tensor_to_host(w0, w, sizeof(float) * STEP_IN * STEP_OUT);
+    tensor_free(w0);
+    tensor_generator_free(gen);
+    return rc;
+}
+
+static double rel_diff(const float *a, const float *b, int n) {
+    double d2 = 0, n2 = 0;
+    for (int i = 0; i < n; i++) d2 += ((double)a[i] - b[i]) * ((double)a[i] - b[i]), n2 += (double)b[i] * b[i];
+    return sqrt(d2 / n2);
+}
+
+// Beyond the old limits: 321 tensors in the gradient all_reduce (255 before) and 65 micro-batches
+// (64 before), each the same step as the plain one.
+static int rank_step_limits(int rank, const void *arg) {
+    (void)arg;
+    dist *d = init_rank(60);
+    CHECK(d);
+    float plain[STEP_IN * STEP_OUT], buckets[STEP_IN * STEP_OUT], micro[STEP_IN * STEP_OUT], start[STEP_IN * STEP_OUT];
+    CHECK(one_step(d, 0, 65, 1, 0, plain) == 0);
+    CHECK(one_step(d, 0, 65, 1, 1, buckets) == 0);
+    double diff = rel_diff(buckets, plain, STEP_IN * STEP_OUT);
+    if (!(diff < 1e-6)) fprintf(stderr, "rank %d: 321 buckets %.3g away\n", rank, diff);
+    CHECK(diff < 1e-6);
+    CHECK(one_step(d, 0, 65, 65, 0, micro) == 0);
+    diff = rel_diff(micro, plain, STEP_IN * STEP_OUT);
+    if (!(diff < 1e-5)) fprintf(stderr, "rank %d: 65 micro-batches %.3g away\n", rank, diff);
+    CHECK(diff < 1e-5);
+    // The step does move the weights (the comparisons can fail).
+    CHECK(initial_weights(start) == 0 && rel_diff(plain, start, STEP_IN * STEP_OUT) > 1e-3);
+    dist_free(d);
+    return 0;
+}
+
+static void test_step_beyond_old_limits(void **state) {
+    (void)state;
+    need_gloo();
+    int codes[2];
+    run_ranks(2, rank_step_limits, NULL, -1, 120, codes);
+    expect_all_zero(codes, 2);
+}
+
+// Failure 5: the gradient all_reduce fails after it returned; the step fails before the update,
+// leaving the weights as they were, with one line naming the rank and the collective.
+static int rank_step_failure(int rank, const void *arg) {
+    (void)arg;
+    float stepped[STEP_IN * STEP_OUT], failed[STEP_IN * STEP_OUT], initial[STEP_IN * STEP_OUT];
+    setenv("CLIPC_DIST_FAIL_AT", "all_reduce at step 1", 1);
+    dist *d = init_rank(60);
+    CHECK(d);
+    CHECK(one_step(d, 0, 4, 1, 0, stepped) == 0);
+    CHECK(one_step(d, 1, 4, 1, 0, failed) == -1);  // the same step from the same weights, failing
+    char expect[128];
+    snprintf(expect, sizeof expect, "rank %d: all_reduce at step 1 failed after it returned", rank);
+    fprintf(stderr, "%s\n", err_msg());
+    CHECK(strstr(err_msg(), expect) == err_msg() && !strchr(err_msg(), '\n'));
+    dist_free(d);
+    CHECK(initial_weights(initial) == 0 && !memcmp(failed, initial, sizeof initial));
+    CHECK(rel_diff(stepped, initial, STEP_IN * STEP_OUT) > 1e-3);
+    return 0;
+}
+
+static void test_step_failure_leaves_weights(void **state) {
+    (void)state;
+    need_gloo();
+    int codes[2];
+    run_ranks(2, rank_step_failure, NULL, -1, 60, codes);
+    expect_all_zero(codes, 2);
+}
+
 int main(void) {
     // As every multi-rank test: each rank on a device of its own (shim/tensor.h), and the
     // consistency check before every collective (shim/dist.h).
@@ -425,6 +724,9 @@ int main(void) {
         cmocka_unit_test(test_stuck_peer),    cmocka_unit_test(test_exited_peer),
         cmocka_unit_test(test_store_rank_exited), cmocka_unit_test(test_rendezvous_timeout),
         cmocka_unit_test(test_local),         cmocka_unit_test(test_nccl),
+        cmocka_unit_test(test_strict_devices), cmocka_unit_test(test_mismatch_named),
+        cmocka_unit_test(test_wait_lead),     cmocka_unit_test(test_async_failure),
+        cmocka_unit_test(test_step_beyond_old_limits), cmocka_unit_test(test_step_failure_leaves_weights),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -50,7 +50,10 @@ static int train(char *out, size_t cap, int ranks, const char *name, const char 
 
 static void must_train(int ranks, const char *name, const char *extra) {
     char out[32768];
-    if (train(out, sizeof out, ranks, name, extra) != 0) fail_msg("%s: %s", name, out);
+    if (train(out, sizeof out, ranks, name, extra) != 0) {
+        fputs(out, stdout);  // whole: fail_msg cuts long messages
+        fail_msg("%s failed (its output above)", name);
+    }
 }
 
 // The "loss" of each train line of a run's metrics.jsonl, by step.
@@ -232,7 +235,10 @@ static void test_slow_checkpoint(void **state) {
     setenv("CLIPC_TEST_SAVE_DELAY_S", "8", 1);
     int rc = train(out, sizeof out, 2, "slow", "--batch-size 16 --max-steps 3 --save-steps 2 --dist-timeout 5");
     unsetenv("CLIPC_TEST_SAVE_DELAY_S");
-    if (rc != 0) fail_msg("a checkpoint slower than --dist-timeout stopped the run: %s", out);
+    if (rc != 0) {
+        fputs(out, stdout);
+        fail_msg("a checkpoint slower than --dist-timeout stopped the run (its output above)");
+    }
     assert_true(exists("slow", "step_2") && exists("slow", "step_3"));
     const char *start = strstr(out, "clipc train: clip-tiny on 2 ranks (gloo), device cpu:1 on rank 0, batch 16 per rank, "
                                      "32 global, precision fp32");

@@ -11,8 +11,8 @@
 #include <ATen/record_function.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/version.h>
-#ifdef CLIPC_TORCH_CUDA
-#include <ATen/cuda/CUDAContext.h>
+#ifdef CLIPC_HAVE_NCCL  // the CUDA runtime is linked with NCCL (shim/CMakeLists.txt)
+#include <cuda_runtime_api.h>
 #endif
 
 #include <atomic>
@@ -233,13 +233,11 @@ int tensor_device_parse(const char *name, tensor_device *dev) {
 void tensor_device_describe(tensor_device dev, char *out, size_t cap) {
     char name[32];
     tensor_device_format(dev, name, sizeof name);
-#ifdef CLIPC_TORCH_CUDA
-    if (dev.type == TENSOR_DEVICE_CUDA) {
-        try {
-            snprintf(out, cap, "%s (%s)", name, at::cuda::getDeviceProperties((c10::DeviceIndex)dev.index)->name);
-            return;
-        } catch (...) {
-        }
+#ifdef CLIPC_HAVE_NCCL
+    cudaDeviceProp p;
+    if (dev.type == TENSOR_DEVICE_CUDA && cudaGetDeviceProperties(&p, dev.index) == cudaSuccess) {
+        snprintf(out, cap, "%s (%s)", name, p.name);
+        return;
     }
 #endif
     snprintf(out, cap, "%s", name);

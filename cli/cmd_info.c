@@ -5,7 +5,7 @@
 
 #include "common/error.h"
 #include "common/sysinfo.h"
-#include "shim/dist.h"
+#include "distributed/dist.h"
 #include "shim/tensor.h"
 #include "cli/commands.h"
 
@@ -23,7 +23,6 @@ int cmd_info(int argc, char **argv) {
     printf("cores         %d\n", sysinfo_cores());
     printf("torch threads %d\n", tensor_get_threads());
     printf("BLAS          %s\n", blas);
-    printf("collectives   local%s%s\n", dist_backend_built(DIST_BACKEND_GLOO) ? ", gloo" : "",
-           dist_backend_built(DIST_BACKEND_NCCL) ? ", nccl" : "");
+    printf("collectives   %s\n", dist_backends_built());
     return 0;
 }

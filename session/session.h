@@ -17,7 +17,10 @@ typedef struct {
     const char *model_configs;  // folder of named configs; NULL: the shipped ones
     const char *pretrained;     // weights (OpenCLIP state dict or clipc checkpoint); NULL: from seed
     const char *vocab;          // BPE merges file; NULL: no tokenizer
-    const char *device;         // "cpu", "cuda", "cuda:N"; NULL: CUDA when a GPU is present
+    const char *device;         // "cpu", "cuda", "cuda:N"; NULL: CUDA when a GPU is present. A
+                                // rank of a multi-process run passes its own device, dist_device()
+                                // (tensor_device_format): "cuda:LOCAL_RANK", or in strict device
+                                // mode (shim/tensor.h) "cpu:N", whose tensors no other rank's ops take
     int threads;                // intra-op threads (0: one per core)
     uint64_t seed;              // initialisation seed
     bool siglip;                // SigLIP's initial logit scale (ln 10) and bias (-10)

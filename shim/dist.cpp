@@ -5,6 +5,7 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <algorithm>
+#include <cstring>
 #include <sstream>
 #include <thread>
 
@@ -105,10 +106,15 @@ std::string group::describe_timeout(const call &c) const { return describe(c, "t
 struct dist_pg {
     dist_impl::group g;
     std::unique_ptr<dist_impl::comm> comm;
-    std::string where;
+    std::string where, site;
     uint64_t seq = 0;     // collectives started: the same sequence on every rank
     std::string failure;  // the first failure: every later call fails with it
     dist_pg_stats stats{};
+    bool strict = false;  // strict device mode on Gloo: only tensors tagged device_tag
+    int device_tag = 0;
+    bool debug = false;   // the consistency check before every collective
+    std::string fail_at;  // CLIPC_DIST_FAIL_AT: the collective that fails after it returns
+    uint64_t root_waits = 0;  // dist_pg_wait_root calls: the same sequence on every rank
 };
 
 namespace {
@@ -125,13 +131,30 @@ std::string shape_of(c10::IntArrayRef sizes) {
     throw shim_error(pg->g.where_line(c) + ": " + problem);
 }
 
-// The tensor behind a handle, checked for what every backend needs.
+// The dtypes NCCL reduces (shim/dist_nccl.cpp's nccl_type).
+bool nccl_has(at::ScalarType s) {
+    switch (s) {
+    case at::kFloat: case at::kHalf: case at::kBFloat16: case at::kDouble: case at::kLong: case at::kInt: case at::kByte:
+        return true;
+    default: return false;
+    }
+}
+
+std::string tag_device(int tag) { return tag > 0 ? "cpu:" + std::to_string(tag) : "the host"; }
+
+// The tensor behind a handle, checked for what every backend needs (and, in strict device mode,
+// for what NCCL needs: its rank's device and a dtype NCCL has).
 at::Tensor checked(const dist_pg *pg, const call &c, const tensor *h, const std::string &name) {
     const at::Tensor &t = h->t;
     if (!t.is_contiguous()) bad_argument(pg, c, name + " is not contiguous");
     c10::optional<at::Device> dev = pg->comm->device();
     if (dev && t.device() != *dev)
         bad_argument(pg, c, name + " is on " + t.device().str() + " but the group works on " + dev->str());
+    if (pg->strict && h->device_tag != pg->device_tag)
+        bad_argument(pg, c, name + " is on " + tag_device(h->device_tag) + " but the group works on " +
+                                tag_device(pg->device_tag) + " (strict device mode, CLIPC_DIST_STRICT=1)");
+    if (pg->strict && !nccl_has(t.scalar_type()))
+        bad_argument(pg, c, name + " is " + c10::toString(t.scalar_type()) + ", a dtype NCCL lacks (strict device mode)");
     return t;
 }
 
@@ -162,17 +185,102 @@ int64_t bytes_of(const std::vector<at::Tensor> &ts) {
     return n;
 }
 
-// Runs one collective: numbers it, breaks the group when it fails, and counts it (body returns
-// its payload in bytes) when it succeeds.
+// What a collective is, as every rank must agree (--dist-debug): a fixed-size record gathered
+// from every rank before the collective itself.
+struct descriptor {
+    uint64_t seq;
+    char what[192];  // "all_reduce of 3 tensors: f32 [10], ..."
+    char site[192];  // "at step 2 (train/step.c:61)"
+};
+
+void put_text(char *dst, size_t cap, const std::string &src) {
+    std::memset(dst, 0, cap);
+    std::memcpy(dst, src.data(), std::min(src.size(), cap - 1));
+}
+
+std::string tensor_text(const at::Tensor &t) {
+    return std::string(c10::toString(t.scalar_type())) + " " + shape_of(t.sizes());
+}
+
+// "all_reduce of 3 tensors: Float [10], Float [5], Float [1]": the kind, dtypes and shapes
+// (long lists keep their first and last tensors and a hash of all).
+std::string signature(const char *op, const std::vector<const tensor *> &ts) {
+    std::string s = op;
+    if (ts.empty()) return s;
+    s += " of " + std::to_string(ts.size()) + (ts.size() == 1 ? " tensor: " : " tensors: ");
+    uint64_t hash = 1469598103934665603ull;
+    for (size_t i = 0; i < ts.size(); i++) {
+        std::string one = ts[i] ? tensor_text(ts[i]->t) : "NULL";
+        for (char ch : one) hash = (hash ^ (uint8_t)ch) * 1099511628211ull;
+        if (ts.size() <= 4 || i == 0 || i + 1 == ts.size()) s += (i ? ", " : "") + one;
+        else if (i == 1) s += ", ...";
+    }
+    if (ts.size() > 4) s += " (hash " + std::to_string(hash % 1000000) + ")";
+    return s;
+}
+
+std::string site_text(const dist_pg *pg) {
+    std::string s = pg->where.empty() ? "" : "at " + pg->where;
+    if (!pg->site.empty()) s += (s.empty() ? "(" : " (") + pg->site + ")";
+    return s;
+}
+
+// Gathers every rank's descriptor of collective c and fails, on every rank at once, when one differs:
+//   rank 1: collective 7 differs across ranks (--dist-debug): rank 1 all_gather ... at step 2
+//   (train/step.c:30), rank 0 all_reduce ... at step 2 (train/step.c:61)
+void check_consistent(dist_pg *pg, const call &c, const std::string &what) {
+    descriptor mine{};
+    mine.seq = c.seq;
+    put_text(mine.what, sizeof mine.what, what);
+    put_text(mine.site, sizeof mine.site, site_text(pg));
+    int64_t size = (int64_t)sizeof mine;
+    at::TensorOptions o = at::TensorOptions().dtype(at::kByte);
+    if (pg->comm->device()) o = o.device(*pg->comm->device());
+    at::Tensor in = at::from_blob(&mine, {1, size}, at::kByte).to(o.device_opt().value_or(at::kCPU)).clone();
+    at::Tensor out = at::empty({pg->g.world, size}, o);
+    pg->comm->all_gather(c, out, in);  // a failure here reads as the collective's own
+    out = out.to(at::kCPU).contiguous();
+    const descriptor *all = (const descriptor *)out.data_ptr();
+    auto same = [&](const descriptor &d) {
+        return d.seq == mine.seq && !std::strncmp(d.what, mine.what, sizeof d.what) &&
+               !std::strncmp(d.site, mine.site, sizeof d.site);
+    };
+    for (int r = 0; r < pg->g.world; r++) {
+        if (same(all[r])) continue;
+        auto line = [](int rank, const descriptor &d) {
+            return "rank " + std::to_string(rank) + " collective " + std::to_string(d.seq) + " " +
+                   std::string(d.what, strnlen(d.what, sizeof d.what)) + " " + std::string(d.site, strnlen(d.site, sizeof d.site));
+        };
+        throw shim_error("rank " + std::to_string(pg->g.rank) + ": collectives differ across ranks (--dist-debug): " +
+                         line(pg->g.rank, mine) + "; " + line(r, all[r]));
+    }
+}
+
+// CLIPC_DIST_FAIL_AT (a test hook): the collective numbered N, or the first one whose "OP at WHERE"
+// reads the value, fails after it returned, as a collective NCCL's watchdog aborts: the call
+// succeeds and the next one, or dist_pg_synchronize, reports the failure.
+void inject_failure(dist_pg *pg, const call &c) {
+    if (pg->fail_at.empty()) return;
+    std::string label = std::string(c.op) + (c.where.empty() ? "" : " at " + c.where);
+    if (pg->fail_at != std::to_string(c.seq) && pg->fail_at != label) return;
+    pg->fail_at.clear();
+    pg->failure = pg->g.where_line(c) + " failed after it returned: the communicator was aborted (injected by "
+                  "CLIPC_DIST_FAIL_AT)";
+}
+
+// Runs one collective: numbers it, checks it against the other ranks' (--dist-debug), breaks the
+// group when it fails, and counts it (body returns its payload in bytes) when it succeeds.
 template <class F>
-int run(dist_pg *pg, dist_op op, F body) {
+int run(dist_pg *pg, dist_op op, const std::vector<const tensor *> &ts, F body) {
     SHIM_TRY(-1, {
         if (!pg->failure.empty()) throw shim_error(pg->failure);
         call c{dist_op_name(op), ++pg->seq, pg->where};
         at::NoGradGuard no_grad;
         try {
             dist_impl::clock::time_point start = dist_impl::clock::now();
+            if (pg->debug && pg->g.world > 1) check_consistent(pg, c, signature(c.op, ts));
             int64_t bytes = body(c);
+            inject_failure(pg, c);
             dist_op_stats &st = pg->stats.op[op];
             st.calls++;
             st.bytes += bytes;
@@ -296,6 +404,10 @@ dist_pg *dist_pg_new(const dist_pg_options *o) {
         pg->g.rank = o->rank;
         pg->g.world = o->world_size;
         pg->g.timeout = std::chrono::milliseconds((int64_t)(o->timeout_s * 1000.0 + 0.5));
+        pg->strict = shim_strict() && o->backend == DIST_BACKEND_GLOO;
+        pg->device_tag = shim_device_tag(tensor_device{TENSOR_DEVICE_CPU, o->device});
+        pg->debug = o->debug;
+        pg->fail_at = o->fail_at ? o->fail_at : "";
         try {
             if (o->backend != DIST_BACKEND_LOCAL) {
                 pg->g.store = make_store(o, pg->g.timeout);
@@ -319,10 +431,14 @@ void dist_pg_set_where(dist_pg *pg, const char *where) {
     if (pg) pg->where = where ? where : "";
 }
 
+void dist_pg_set_site(dist_pg *pg, const char *site) {
+    if (pg) pg->site = site ? site : "";
+}
+
 int dist_pg_all_reduce(dist_pg *pg, tensor *const *tensors, int n) {
     SHIM_NEED_INT(pg, tensors);
     if (!all_present(tensors, n)) return -1;
-    return run(pg, DIST_OP_ALL_REDUCE, [&](const call &c) {
+    return run(pg, DIST_OP_ALL_REDUCE, {tensors, tensors + n}, [&](const call &c) {
         std::vector<at::Tensor> ts = checked_list(pg, c, tensors, n);
         if (!ts.empty()) pg->comm->all_reduce(c, ts);
         return bytes_of(ts);
@@ -331,7 +447,7 @@ int dist_pg_all_reduce(dist_pg *pg, tensor *const *tensors, int n) {
 
 int dist_pg_all_gather(dist_pg *pg, tensor *out, const tensor *in) {
     SHIM_NEED_INT(pg, out, in);
-    return run(pg, DIST_OP_ALL_GATHER, [&](const call &c) {
+    return run(pg, DIST_OP_ALL_GATHER, {out, in}, [&](const call &c) {
         at::Tensor o = checked(pg, c, out, "out"), i = checked(pg, c, in, "in");
         check_stacked(pg, c, i, o, "in", "out");
         pg->comm->all_gather(c, o, i);
@@ -341,7 +457,7 @@ int dist_pg_all_gather(dist_pg *pg, tensor *out, const tensor *in) {
 
 int dist_pg_reduce_scatter(dist_pg *pg, tensor *out, const tensor *in) {
     SHIM_NEED_INT(pg, out, in);
-    return run(pg, DIST_OP_REDUCE_SCATTER, [&](const call &c) {
+    return run(pg, DIST_OP_REDUCE_SCATTER, {out, in}, [&](const call &c) {
         at::Tensor o = checked(pg, c, out, "out"), i = checked(pg, c, in, "in");
         check_stacked(pg, c, o, i, "out", "in");
         pg->comm->reduce_scatter(c, o, i);
@@ -352,7 +468,7 @@ int dist_pg_reduce_scatter(dist_pg *pg, tensor *out, const tensor *in) {
 int dist_pg_broadcast(dist_pg *pg, tensor *const *tensors, int n, int root) {
     SHIM_NEED_INT(pg, tensors);
     if (!all_present(tensors, n)) return -1;
-    return run(pg, DIST_OP_BROADCAST, [&](const call &c) {
+    return run(pg, DIST_OP_BROADCAST, {tensors, tensors + n}, [&](const call &c) {
         if (root < 0 || root >= pg->g.world)
             bad_argument(pg, c, "root " + std::to_string(root) + " is not a rank of " + std::to_string(pg->g.world));
         std::vector<at::Tensor> ts = checked_list(pg, c, tensors, n);
@@ -363,7 +479,7 @@ int dist_pg_broadcast(dist_pg *pg, tensor *const *tensors, int n, int root) {
 
 int dist_pg_barrier(dist_pg *pg) {
     SHIM_NEED_INT(pg);
-    return run(pg, DIST_OP_BARRIER, [&](const call &c) {
+    return run(pg, DIST_OP_BARRIER, {}, [&](const call &c) {
         pg->comm->barrier(c);
         return (int64_t)0;
     });
@@ -384,5 +500,32 @@ int dist_pg_synchronize(dist_pg *pg) {
 }
 
 dist_pg_stats dist_pg_get_stats(const dist_pg *pg) { return pg ? pg->stats : dist_pg_stats{}; }
+
+int dist_pg_wait_root(dist_pg *pg, int root, int64_t *value, double timeout_s) {
+    SHIM_NEED_INT(pg, value);
+    SHIM_TRY(-1, {
+        if (!pg->failure.empty()) throw shim_error(pg->failure);
+        if (root < 0 || root >= pg->g.world)
+            throw shim_error("dist: root " + std::to_string(root) + " is not a rank of " + std::to_string(pg->g.world));
+        std::string key = "clipc/root/" + std::to_string(++pg->root_waits);
+        if (!pg->g.store) return 0;
+        call c{"waiting for the lead rank", pg->root_waits, pg->where};
+        try {
+            std::string v = std::to_string(*value);
+            if (pg->g.rank == root) {
+                pg->g.store->set(key, std::vector<uint8_t>(v.begin(), v.end()));
+                return 0;
+            }
+            auto wait = std::chrono::milliseconds((int64_t)(timeout_s * 1000.0 + 0.5));
+            pg->g.store->wait({key}, wait);
+            std::vector<uint8_t> got = pg->g.store->get(key);
+            *value = std::stoll(std::string(got.begin(), got.end()));
+        } catch (const std::exception &e) {
+            pg->failure = pg->g.where_line(c) + ": rank " + std::to_string(root) + " did not answer: " + shim_what(e);
+            throw shim_error(pg->failure);
+        }
+        return 0;
+    })
+}
 
 }  // extern "C"

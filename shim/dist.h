@@ -23,7 +23,21 @@
 //
 // Tensors must be contiguous, on the backend's device (Gloo: CPU; NCCL: the group's GPU), and
 // are not recorded by autograd. Every rank calls the same collectives in the same order, each from
-// one thread at a time.
+// one thread at a time. In strict device mode (shim/tensor.h, CLIPC_DIST_STRICT=1) the Gloo group
+// refuses what NCCL refuses: a tensor not tagged with its rank's device (options.device), or of a
+// dtype NCCL lacks (bool).
+//
+// The consistency check (options.debug, as PyTorch's TORCH_DISTRIBUTED_DEBUG=DETAIL): before each
+// collective the ranks all_gather a fixed-size record of it (sequence number, kind, dtypes,
+// shapes, where and the C call site of dist_pg_set_site); when one differs, every rank fails at
+// once with one line naming both:
+//   rank 0: collectives differ across ranks (--dist-debug): rank 0 collective 7 all_reduce of 2
+//   tensors: Float [10], Float [1] at step 2 (train/step.c:61); rank 1 collective 7 all_gather ...
+// instead of a hang or a wrong result. Costs one small all_gather per collective.
+//
+// Fault injection (options.fail_at, a test hook): the collective numbered N ("7"), or the first
+// whose "OP at WHERE" reads the value ("all_reduce at step 2"), returns success and then fails
+// as one aborted by NCCL's watchdog: the next call or dist_pg_synchronize returns the failure.
 #ifndef CLIPC_SHIM_DIST_H
 #define CLIPC_SHIM_DIST_H
 
@@ -49,8 +63,10 @@ typedef struct {
     int rank, world_size;     // LOCAL: 0 and 1
     const char *master_addr;  // the host of rank 0, which serves the TCP store (not for LOCAL)
     int master_port;
-    int device;               // the CUDA ordinal (NCCL only)
+    int device;               // NCCL: the CUDA ordinal; Gloo in strict device mode: N of the rank's cpu:N
     double timeout_s;         // the rendezvous and every collective
+    bool debug;               // the consistency check before every collective (below)
+    const char *fail_at;      // a test hook (CLIPC_DIST_FAIL_AT; below); NULL: none
 } dist_pg_options;
 
 typedef enum {
@@ -89,6 +105,8 @@ void dist_pg_free(dist_pg *pg);  // NULL is ignored
 
 // Where the caller is ("step 12", "step 40 (eval)"): every later error message names it after "at".
 void dist_pg_set_where(dist_pg *pg, const char *where);
+// The C call site of the next collectives ("train/step.c:61"), named by the consistency check.
+void dist_pg_set_site(dist_pg *pg, const char *site);
 
 // Sums each tensor over the ranks, in place. The n tensors may differ in shape and dtype.
 int dist_pg_all_reduce(dist_pg *pg, tensor *const *tensors, int n);
@@ -107,6 +125,11 @@ int dist_pg_synchronize(dist_pg *pg);
 
 // The collectives counted so far on this rank.
 dist_pg_stats dist_pg_get_stats(const dist_pg *pg);
+
+// Passes *value from root to every rank through the TCP store, the others waiting up to timeout_s
+// (not the group's timeout): for the end of work root does alone, like writing a checkpoint. Every
+// rank calls it in the same order. Fails when root never answers (rank 0 gone takes the store).
+int dist_pg_wait_root(dist_pg *pg, int root, int64_t *value, double timeout_s);
 
 #ifdef __cplusplus
 }

@@ -11,6 +11,9 @@
 #include <ATen/record_function.h>
 #include <torch/csrc/autograd/autograd.h>
 #include <torch/version.h>
+#ifdef CLIPC_HAVE_NCCL  // the CUDA runtime is linked with NCCL (shim/CMakeLists.txt)
+#include <cuda_runtime_api.h>
+#endif
 
 #include <atomic>
 #include <cmath>
@@ -74,7 +77,7 @@ void scope_unregister(tensor *h) {
 }
 
 tensor *wrap(at::Tensor t) {
-    tensor *h = new tensor{std::move(t), -1, 0};
+    tensor *h = new tensor{std::move(t), -1, 0, shim_next_tag};
     live_handles++;
     scope_register(h);
     return h;
@@ -113,7 +116,9 @@ at::Device to_device(tensor_device d) {
     return at::Device(at::kCPU);
 }
 
+// The options of a tensor made on dev: the handle wrap() makes next is placed there.
 at::TensorOptions options(tensor_dtype dtype, tensor_device dev) {
+    shim_place(dev);
     return at::TensorOptions().dtype(to_scalar_type(dtype)).device(to_device(dev));
 }
 
@@ -122,7 +127,48 @@ at::IntArrayRef dims(const int64_t *shape, int ndim) {
     return at::IntArrayRef(shape, (size_t)ndim);
 }
 
+std::string tag_name(int tag) { return tag > 0 ? "cpu:" + std::to_string(tag) : std::string("the host"); }
+
 }  // namespace
+
+// ---- strict device mode --------------------------------------------------------------------------
+
+thread_local int shim_next_tag = 0;
+
+bool shim_strict(void) {
+    static const bool on = [] {
+        const char *v = std::getenv("CLIPC_DIST_STRICT");
+        return v && std::strcmp(v, "1") == 0;
+    }();
+    return on;
+}
+
+int shim_device_tag(tensor_device dev) {
+    return shim_strict() && dev.type == TENSOR_DEVICE_CPU && dev.index > 0 ? dev.index : 0;
+}
+
+// A host input of rank 0 (a scalar) goes with any device, as on CUDA.
+bool shim_merge_tag(int *tag, const tensor *t) {
+    int k = t->device_tag;
+    if (k == 0 && t->t.dim() == 0) return true;
+    if (*tag < 0 || *tag == k) {  // *tag: -1 before the first input that counts
+        *tag = k;
+        return true;
+    }
+    err_set("expected all tensors to be on the same device, but found at least two devices, %s and %s "
+            "(strict device mode, CLIPC_DIST_STRICT=1)", tag_name(*tag).c_str(), tag_name(k).c_str());
+    return false;
+}
+
+bool shim_need_list(const tensor *const *ts, int n) {
+    int tag = -1;
+    for (int i = 0; i < n; i++)
+        if (!ts[i] || (shim_strict() && !shim_merge_tag(&tag, ts[i]))) return false;
+    shim_next_tag = tag > 0 ? tag : 0;
+    return true;
+}
+
+bool tensor_strict_devices(void) { return shim_strict(); }
 
 std::string shim_what(const std::exception &e) {
     const c10::Error *ce = dynamic_cast<const c10::Error *>(&e);
@@ -173,14 +219,34 @@ bool tensor_has_cuda_build(void) { return at::detail::getCUDAHooks().hasCUDA() |
 const char *tensor_torch_version(void) { return TORCH_VERSION; }
 
 int tensor_device_parse(const char *name, tensor_device *dev) {
-    int gpus = tensor_cuda_device_count(), index = 0;
+    int gpus = tensor_cuda_device_count(), index = 0, cpu = 0;
     bool cuda = name ? strncmp(name, "cuda", 4) == 0 : gpus > 0;
-    if (name && strcmp(name, "cpu") != 0 && strcmp(name, "cuda") != 0 && sscanf(name, "cuda:%d", &index) != 1)
+    bool strict_cpu = shim_strict() && name && sscanf(name, "cpu:%d", &cpu) == 1 && cpu >= 0;
+    if (name && !strict_cpu && strcmp(name, "cpu") != 0 && strcmp(name, "cuda") != 0 && sscanf(name, "cuda:%d", &index) != 1)
         return err_set("--device must be cpu, cuda or cuda:N, got '%s'", name);
-    if (cuda && index >= gpus)
+    if (cuda && (index < 0 || index >= gpus))
         return err_set("--device %s: libtorch sees %d GPU%s", name ? name : "cuda", gpus, gpus == 1 ? "" : "s");
-    *dev = cuda ? tensor_device{TENSOR_DEVICE_CUDA, index} : TENSOR_CPU;
+    *dev = cuda ? tensor_device{TENSOR_DEVICE_CUDA, index} : tensor_device{TENSOR_DEVICE_CPU, cpu};
     return 0;
+}
+
+void tensor_device_describe(tensor_device dev, char *out, size_t cap) {
+    char name[32];
+    tensor_device_format(dev, name, sizeof name);
+#ifdef CLIPC_HAVE_NCCL
+    cudaDeviceProp p;
+    if (dev.type == TENSOR_DEVICE_CUDA && cudaGetDeviceProperties(&p, dev.index) == cudaSuccess) {
+        snprintf(out, cap, "%s (%s)", name, p.name);
+        return;
+    }
+#endif
+    snprintf(out, cap, "%s", name);
+}
+
+void tensor_device_format(tensor_device dev, char *out, size_t cap) {
+    if (dev.type == TENSOR_DEVICE_CUDA) snprintf(out, cap, "cuda:%d", dev.index);
+    else if (shim_device_tag(dev) > 0) snprintf(out, cap, "cpu:%d", dev.index);
+    else snprintf(out, cap, "cpu");
 }
 
 void tensor_set_tf32(bool on) {
@@ -310,12 +376,17 @@ tensor *tensor_from_host(const void *data, const int64_t *shape, int ndim, tenso
             if (!data) throw std::invalid_argument("tensor_from_host: NULL data");
             std::memcpy(t.data_ptr(), data, t.nbytes());
         }
+        shim_next_tag = 0;  // the host
         return wrap(t);
     })
 }
 
 tensor *tensor_from_host_memory(void *data, const int64_t *shape, int ndim, tensor_dtype dtype) {
-    SHIM_OP(at::from_blob(data, dims(shape, ndim), options(dtype, TENSOR_CPU)))
+    SHIM_TRY(nullptr, {
+        at::Tensor t = at::from_blob(data, dims(shape, ndim), options(dtype, TENSOR_CPU));
+        shim_next_tag = 0;  // the host
+        return wrap(t);
+    })
 }
 
 void *tensor_host_alloc(size_t nbytes) {
@@ -374,6 +445,7 @@ tensor *tensor_normal(const int64_t *shape, int ndim, double mean, double std, t
     SHIM_TRY(nullptr, {
         at::Tensor t = at::empty(dims(shape, ndim), options(dtype, TENSOR_CPU));
         t.normal_(mean, std, g->gen);
+        shim_place(dev);
         return wrap(t.to(to_device(dev)));
     })
 }
@@ -384,6 +456,7 @@ tensor *tensor_uniform(const int64_t *shape, int ndim, double lo, double hi, ten
     SHIM_TRY(nullptr, {
         at::Tensor t = at::empty(dims(shape, ndim), options(dtype, TENSOR_CPU));
         t.uniform_(lo, hi, g->gen);
+        shim_place(dev);
         return wrap(t.to(to_device(dev)));
     })
 }
@@ -419,7 +492,7 @@ tensor_dtype tensor_get_dtype(const tensor *t) {
 tensor_device tensor_get_device(const tensor *t) {
     at::Device d = t->t.device();
     if (d.is_cuda()) return tensor_device{TENSOR_DEVICE_CUDA, d.index() < 0 ? 0 : (int)d.index()};
-    return TENSOR_CPU;
+    return tensor_device{TENSOR_DEVICE_CPU, t->device_tag};
 }
 
 int tensor_to_host(const tensor *t, void *dst, size_t nbytes) {
@@ -480,7 +553,9 @@ tensor *tensor_to_device(const tensor *t, tensor_device dev, bool non_blocking) 
     SHIM_NEED(t);
     SHIM_TRY(nullptr, {
         count_transfer(t->t, dev, non_blocking);
-        return wrap(t->t.to(to_device(dev), non_blocking));
+        at::Tensor moved = t->t.to(to_device(dev), non_blocking);
+        shim_place(dev);
+        return wrap(moved);
     })
 }
 
@@ -532,11 +607,9 @@ tensor *tensor_contiguous(const tensor *t) {
 }
 
 tensor *tensor_cat(const tensor *const *ts, int n, int dim) {
+    if (!shim_need_list(ts, n)) return nullptr;
     std::vector<at::Tensor> list;
-    for (int i = 0; i < n; i++) {
-        SHIM_NEED(ts[i]);
-        list.push_back(ts[i]->t);
-    }
+    for (int i = 0; i < n; i++) list.push_back(ts[i]->t);
     SHIM_OP(at::cat(list, dim))
 }
 
@@ -732,7 +805,7 @@ tensor *tensor_attention(const tensor *q, const tensor *k, const tensor *v, bool
     })
 
 int tensor_copy_(tensor *dst, const tensor *src) {
-    SHIM_NEED_INT(dst, src);
+    if (!dst || !src) return -1;  // copies cross devices
     SHIM_INPLACE(dst->t.copy_(src->t))
 }
 
@@ -789,8 +862,9 @@ int tensor_adamw_(tensor *p, const tensor *g, tensor *m, tensor *v, const tensor
 }
 
 int tensor_swap_(tensor *a, tensor *b) {
-    SHIM_NEED_INT(a, b);
+    if (!a || !b) return -1;  // moves a handle to another device
     std::swap(a->t, b->t);
+    std::swap(a->device_tag, b->device_tag);
     return 0;
 }
 
@@ -809,9 +883,9 @@ int tensor_backward(const tensor *t, const tensor *grad_output) {
 }
 
 int tensor_backward_multi(const tensor *const *outputs, const tensor *const *grads, int n) {
+    if (!shim_need_list(outputs, n) || !shim_need_list(grads, n)) return -1;
     std::vector<at::Tensor> outs, gs;
     for (int i = 0; i < n; i++) {
-        SHIM_NEED_INT(outputs[i], grads[i]);
         outs.push_back(outputs[i]->t);
         gs.push_back(grads[i]->t);
     }

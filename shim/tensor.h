@@ -46,7 +46,7 @@ typedef enum {
 
 typedef struct {
     tensor_device_type type;
-    int index;  // CUDA ordinal; 0 for the CPU
+    int index;  // CUDA ordinal; 0 for the CPU (N >= 1: the device cpu:N of strict device mode)
 } tensor_device;
 
 static const tensor_device TENSOR_CPU = {TENSOR_DEVICE_CPU, 0};
@@ -61,9 +61,27 @@ int tensor_get_threads(void);
 int tensor_cuda_device_count(void);  // 0 when libtorch has no CUDA or no GPU is present
 bool tensor_has_cuda_build(void);    // libtorch was built with CUDA
 const char *tensor_torch_version(void);
-// Parses a --device value: "cpu", "cuda" or "cuda:N"; NULL picks CUDA when a GPU is present.
-// Fails (with a message) for another name or for CUDA without a visible GPU.
+// Parses a --device value: "cpu", "cuda" or "cuda:N" (and "cpu:N" in strict device mode); NULL
+// picks CUDA when a GPU is present. Fails (with a message) for another name or for CUDA without a
+// visible GPU.
 int tensor_device_parse(const char *name, tensor_device *dev);
+// The name tensor_device_parse reads back: "cpu", "cpu:N" (strict device mode), "cuda:N".
+void tensor_device_format(tensor_device dev, char *out, size_t cap);
+// The same with the GPU's model when libtorch can tell: "cuda:0 (NVIDIA H100 80GB HBM3)".
+void tensor_device_describe(tensor_device dev, char *out, size_t cap);
+
+// Strict device mode (CLIPC_DIST_STRICT=1, read once; the multi-rank tests set it) makes the CPU
+// behave as a machine of several GPUs, so that the CPU tests see what a GPU run would refuse:
+// - "cpu:N" (N >= 1) names a distinct device. A handle made on it (a creation op given that device,
+//   tensor_to_device to it) carries the tag N; a handle made from host memory (tensor_from_host*),
+//   on "cpu" (= cpu:0) or outside strict mode carries no tag: it is a host tensor.
+// - An op's result carries the tag of its tensor inputs, and an op whose inputs carry different
+//   tags fails as CUDA does ("expected all tensors to be on the same device"); a host tensor of
+//   rank 0 (a scalar) goes with any device. tensor_copy_ and tensor_swap_ cross devices, as
+//   copies do on a GPU; tensor_get_device returns the tagged device.
+// - shim/dist.h's Gloo group accepts only tensors tagged with its rank's device (as NCCL accepts
+//   only tensors on its GPU), and distributed/ gives each rank a distinct cpu:N (docs/distributed.md).
+bool tensor_strict_devices(void);
 // TF32 (tensor cores) for float32 matrix products and convolutions on CUDA, as OpenCLIP sets it;
 // off gives full float32. No effect on the CPU.
 void tensor_set_tf32(bool on);

@@ -10,6 +10,7 @@
 //
 // Ranks report through their exit code (cmocka asserts stay in the parent) and print what failed.
 #include <arpa/inet.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -27,6 +28,11 @@
 
 #include "common/error.h"
 #include "distributed/dist.h"
+#include "optim/adamw.h"
+#include "optim/schedule.h"
+#include "param/param.h"
+#include "train/step.h"
+#include "shim/dist.h"  // the shim group of dist_get_pg, for its statistics and NCCL
 
 #define CHECK(cond)                                                                                          \
     do {                                                                                                     \
@@ -96,19 +102,26 @@ static void run_ranks(int world, rank_fn fn, const void *arg, int straggler, dou
 }
 
 static dist *init_cpu(double timeout_s) {
-    dist_options o = {TENSOR_CPU, timeout_s};
+    dist_options o = {.device = TENSOR_CPU, .timeout_s = timeout_s};
     return dist_init(&o);
 }
 
-static tensor *from_floats(const float *v, const int64_t *shape, int ndim) {
-    return tensor_from_host(v, shape, ndim, TENSOR_F32, false);
+static dist *the_dist;  // the context of this rank's test, whose device from_host places tensors on
+
+// A host buffer on this rank's device (strict device mode: its own cpu:N).
+static tensor *from_host(const void *v, const int64_t *shape, int ndim, tensor_dtype dtype) {
+    return tensor_to_device(tensor_from_host(v, shape, ndim, dtype, false), dist_device(the_dist), false);
 }
+
+static tensor *from_floats(const float *v, const int64_t *shape, int ndim) { return from_host(v, shape, ndim, TENSOR_F32); }
+
+static dist *init_rank(double timeout_s) { return the_dist = init_cpu(timeout_s); }
 
 // ---- results -------------------------------------------------------------------------------------
 
 static int rank_all_reduce(int rank, const void *arg) {
     (void)arg;
-    dist *d = init_cpu(20);
+    dist *d = init_rank(20);
     CHECK(d && dist_rank(d) == rank && dist_world_size(d) == 3);
     CHECK(dist_get_env(d)->launcher == DIST_LAUNCHER_TORCHRUN);
     tensor_scope_begin();
@@ -119,10 +132,10 @@ static int rank_all_reduce(int rank, const void *arg) {
     for (int i = 0; i < 4; i++) b[i] = rank * 1000 + i;
     for (int i = 0; i < 10; i++) flat[i] = (float)rank;
     int64_t sa[2] = {2, 3}, sb[1] = {4}, sc[1] = {1}, sf[1] = {10};
-    tensor *ta = from_floats(a, sa, 2), *tb = tensor_from_host(b, sb, 1, TENSOR_I64, false);
-    tensor *tc = tensor_from_host(&c, sc, 1, TENSOR_F64, false), *tf = from_floats(flat, sf, 1);
+    tensor *ta = from_floats(a, sa, 2), *tb = from_host(b, sb, 1, TENSOR_I64);
+    tensor *tc = from_host(&c, sc, 1, TENSOR_F64), *tf = from_floats(flat, sf, 1);
     tensor *ts[] = {ta, tb, tc, tensor_slice(tf, 0, 2, 7)};  // the last: a bucket of a flat buffer
-    CHECK(dist_pg_all_reduce(dist_get_pg(d), ts, 4) == 0);
+    CHECK(dist_all_reduce(d, ts, 4) == 0);
     CHECK(tensor_to_host(ta, a, sizeof a) == 0 && tensor_to_host(tb, b, sizeof b) == 0);
     CHECK(tensor_to_host(tc, &c, sizeof c) == 0 && tensor_to_host(tf, flat, sizeof flat) == 0);
     for (int i = 0; i < 6; i++) CHECK(a[i] == 3.0f * (float)(i + 1));
@@ -166,35 +179,34 @@ static int check_gather_scatter_stats(int rank, const dist *d) {
 
 static int rank_gather_scatter(int rank, const void *arg) {
     (void)arg;
-    dist *d = init_cpu(20);
+    dist *d = init_rank(20);
     CHECK(d);
-    dist_pg *pg = dist_get_pg(d);
     tensor_scope_begin();
     // all_gather: in (2, 3) = rank*10 + i; out (6, 3) holds rank r's rows at [2r, 2r+2).
     float in[6], out[18];
     for (int i = 0; i < 6; i++) in[i] = (float)(rank * 10 + i);
     int64_t s_in[2] = {2, 3}, s_out[2] = {6, 3};
-    tensor *tout = tensor_zeros(s_out, 2, TENSOR_F32, TENSOR_CPU);
-    CHECK(dist_pg_all_gather(pg, tout, from_floats(in, s_in, 2)) == 0);
+    tensor *tout = tensor_zeros(s_out, 2, TENSOR_F32, dist_device(d));
+    CHECK(dist_all_gather(d, tout, from_floats(in, s_in, 2)) == 0);
     CHECK(tensor_to_host(tout, out, sizeof out) == 0);
     for (int i = 0; i < 18; i++) CHECK(out[i] == (float)((i / 6) * 10 + i % 6));
     // reduce_scatter: in (6, 3) = rank*100 + i; this rank's out (2, 3) = sum over ranks of rows [2 rank, 2 rank + 2).
     float all[18], mine[6];
     for (int i = 0; i < 18; i++) all[i] = (float)(rank * 100 + i);
-    tensor *tmine = tensor_zeros(s_in, 2, TENSOR_F32, TENSOR_CPU);
-    CHECK(dist_pg_reduce_scatter(pg, tmine, from_floats(all, s_out, 2)) == 0);
+    tensor *tmine = tensor_zeros(s_in, 2, TENSOR_F32, dist_device(d));
+    CHECK(dist_reduce_scatter(d, tmine, from_floats(all, s_out, 2)) == 0);
     CHECK(tensor_to_host(tmine, mine, sizeof mine) == 0);
     for (int k = 0; k < 6; k++) CHECK(mine[k] == (float)(300 + 3 * (rank * 6 + k)));
     // broadcast of two tensors from rank 1.
     float x[3] = {(float)rank, (float)rank, (float)rank};
     int64_t y[4] = {rank * 7, rank * 7, rank * 7, rank * 7}, sx[1] = {3}, sy[2] = {2, 2};
-    tensor *tx = from_floats(x, sx, 1), *ty = tensor_from_host(y, sy, 2, TENSOR_I64, false);
+    tensor *tx = from_floats(x, sx, 1), *ty = from_host(y, sy, 2, TENSOR_I64);
     tensor *both[] = {tx, ty};
-    CHECK(dist_pg_broadcast(pg, both, 2, 1) == 0);
+    CHECK(dist_broadcast(d, both, 2, 1) == 0);
     CHECK(tensor_to_host(tx, x, sizeof x) == 0 && tensor_to_host(ty, y, sizeof y) == 0);
     for (int i = 0; i < 3; i++) CHECK(x[i] == 1.0f);
     for (int i = 0; i < 4; i++) CHECK(y[i] == 7);
-    CHECK(dist_pg_barrier(pg) == 0 && dist_pg_synchronize(pg) == 0);
+    CHECK(dist_barrier(d) == 0 && dist_synchronize(d) == 0);
     CHECK(check_gather_scatter_stats(rank, d) == 0);
     tensor_scope_end();
     dist_free(d);
@@ -239,19 +251,18 @@ typedef struct {
 
 static int rank_dead_peer(int rank, const void *arg) {
     const dead_case *dc = arg;
-    dist *d = init_cpu(DEAD_TIMEOUT_S);
+    dist *d = init_rank(DEAD_TIMEOUT_S);
     CHECK(d);
-    dist_pg *pg = dist_get_pg(d);
     int64_t shape[1] = {4};
-    tensor *t = tensor_ones(shape, 1, TENSOR_F32, TENSOR_CPU);
-    CHECK(dist_pg_all_reduce(pg, &t, 1) == 0);  // everyone is there once
+    tensor *t = tensor_ones(shape, 1, TENSOR_F32, dist_device(d));
+    CHECK(dist_all_reduce(d, &t, 1) == 0);  // everyone is there once
     dist_set_step(d, 12);
     if (rank == dc->victim) {
         if (dc->stuck) sleep(60);
         _exit(0);
     }
     double t0 = now_s();
-    int rc = dist_pg_all_reduce(pg, &t, 1);
+    int rc = dist_all_reduce(d, &t, 1);
     double took = now_s() - t0;
     CHECK(rc == -1);
     fprintf(stderr, "%s (after %.1f s)\n", err_msg(), took);
@@ -262,7 +273,7 @@ static int rank_dead_peer(int rank, const void *arg) {
     CHECK(strstr(err_msg(), expect));
     CHECK(!dc->stuck || strstr(err_msg(), "timed out after 3 s"));
     CHECK(took < DEAD_TIMEOUT_S + 4);  // the timeout, then at most 2 s looking for who is missing (and slack)
-    CHECK(dist_pg_barrier(pg) == -1 && strstr(err_msg(), "all_reduce at step 12"));  // the group stays broken
+    CHECK(dist_barrier(d) == -1 && strstr(err_msg(), "all_reduce at step 12"));  // the group stays broken
     double f0 = now_s();
     dist_free(d);
     CHECK(now_s() - f0 < 5);
@@ -330,7 +341,7 @@ static int expect_local_gather_error(int rank, tensor *out, tensor *in, const ch
     CHECK(d && dist_get_env(d)->launcher == DIST_LAUNCHER_NONE);
     dist_set_step(d, 40);
     dist_set_phase(d, "eval");
-    CHECK(dist_pg_all_gather(dist_get_pg(d), out, in) == -1);
+    CHECK(dist_all_gather(d, out, in) == -1);
     if (!strstr(err_msg(), text)) fprintf(stderr, "'%s' lacks '%s'\n", err_msg(), text);
     CHECK(strstr(err_msg(), text));
     CHECK(dist_pg_get_stats(dist_get_pg(d)).op[DIST_OP_ALL_GATHER].calls == 0);  // failed calls are not counted
@@ -341,18 +352,18 @@ static int expect_local_gather_error(int rank, tensor *out, tensor *in, const ch
 static int rank_local(int rank, const void *arg) {
     (void)arg;
     unsetenv("RANK"), unsetenv("WORLD_SIZE"), unsetenv("LOCAL_RANK");
-    dist *d = init_cpu(0);
+    dist *d = init_rank(0);
     CHECK(d && dist_world_size(d) == 1 && dist_rank(d) == 0);
     tensor_scope_begin();
     float v[6] = {1, 2, 3, 4, 5, 6}, got[6];
     int64_t s[2] = {2, 3};
     tensor *in = from_floats(v, s, 2), *out = tensor_zeros(s, 2, TENSOR_F32, TENSOR_CPU);
-    CHECK(dist_pg_all_gather(dist_get_pg(d), out, in) == 0 && tensor_to_host(out, got, sizeof got) == 0);
+    CHECK(dist_all_gather(d, out, in) == 0 && tensor_to_host(out, got, sizeof got) == 0);
     CHECK(!memcmp(got, v, sizeof v));
     tensor *sum = tensor_zeros(s, 2, TENSOR_F32, TENSOR_CPU);
-    CHECK(dist_pg_reduce_scatter(dist_get_pg(d), sum, in) == 0 && tensor_to_host(sum, got, sizeof got) == 0);
+    CHECK(dist_reduce_scatter(d, sum, in) == 0 && tensor_to_host(sum, got, sizeof got) == 0);
     CHECK(!memcmp(got, v, sizeof v));
-    CHECK(dist_pg_all_reduce(dist_get_pg(d), &in, 1) == 0 && tensor_to_host(in, got, sizeof got) == 0);
+    CHECK(dist_all_reduce(d, &in, 1) == 0 && tensor_to_host(in, got, sizeof got) == 0);
     CHECK(!memcmp(got, v, sizeof v));
     double host[1] = {2.5};
     CHECK(dist_all_reduce_f64(d, host, 1) == 0 && host[0] == 2.5);
@@ -381,7 +392,7 @@ static void test_local(void **state) {
 
 static int rank_nccl(int rank, const void *arg) {
     const int *port = arg;
-    dist_pg_options o = {DIST_BACKEND_NCCL, 0, 1, "127.0.0.1", *port, 0, 5};
+    dist_pg_options o = {DIST_BACKEND_NCCL, 0, 1, "127.0.0.1", *port, 0, 5, false, NULL};
     dist_pg *pg = dist_pg_new(&o);
     if (tensor_cuda_device_count() == 0) {
         CHECK(!pg);
@@ -409,12 +420,313 @@ static void test_nccl(void **state) {
     expect_all_zero(codes, 1);
 }
 
+// ---- strict device mode, control messages, the consistency check ---------------------------------
+
+// Each rank computes on a device of its own: what NCCL would refuse, the group refuses (a refused
+// call breaks the group: with *arg, the refusal of a host tensor ends the test).
+static int rank_strict(int rank, const void *arg) {
+    bool host_tensor = *(const bool *)arg;
+    dist *d = init_rank(20);
+    CHECK(d);
+    tensor_device mine = dist_device(d), other = {TENSOR_DEVICE_CPU, 3 - dist_device(d).index};
+    CHECK(tensor_strict_devices() && mine.type == TENSOR_DEVICE_CPU && mine.index == rank + 1);
+    tensor_scope_begin();
+    char name[16];
+    tensor_device parsed;
+    tensor_device_format(mine, name, sizeof name);
+    CHECK(tensor_device_parse(name, &parsed) == 0 && parsed.index == mine.index);
+    // Failure 1's kind: a control message made on the host and handed to a collective.
+    char text[32] = "", expect[128];
+    snprintf(text, sizeof text, "rank %d's name", rank);
+    if (host_tensor) {
+        int64_t n = sizeof text;
+        tensor *host = tensor_from_host(text, &n, 1, TENSOR_U8, false);
+        CHECK(dist_broadcast(d, &host, 1, 0) == -1);
+        snprintf(expect, sizeof expect, "tensor 0 is on the host but the group works on cpu:%d (strict device mode", rank + 1);
+        if (!strstr(err_msg(), expect)) fprintf(stderr, "rank %d: %s\n", rank, err_msg());
+        CHECK(strstr(err_msg(), expect));
+        tensor_scope_end();
+        dist_free(d);
+        return 0;
+    }
+    // Control messages go through the helpers, which the control-message helpers place right.
+    CHECK(dist_broadcast_text(d, text, sizeof text, 0) == 0 && !strcmp(text, "rank 0's name"));
+    int64_t values[2] = {rank, 40 + rank};
+    CHECK(dist_broadcast_i64(d, values, 2, 1) == 0 && values[0] == 1 && values[1] == 41);
+    bool yes = true, no = rank == 0;
+    CHECK(dist_all_agree(d, &yes) == 0 && yes && dist_all_agree(d, &no) == 0 && !no);
+    // Tensors of two devices in one op, as CUDA refuses; a host scalar goes with any device.
+    int64_t s2[1] = {2};
+    tensor *a = tensor_ones(s2, 1, TENSOR_F32, mine), *b = tensor_ones(s2, 1, TENSOR_F32, other);
+    CHECK(tensor_add(a, b) == NULL && strstr(err_msg(), "expected all tensors to be on the same device"));
+    CHECK(tensor_add(a, tensor_from_host(values, s2, 1, TENSOR_F32, false)) == NULL);
+    tensor *sum = tensor_add(a, tensor_scalar(1, TENSOR_F32, TENSOR_CPU));
+    CHECK(sum && tensor_get_device(sum).index == mine.index);
+    // A dtype NCCL lacks.
+    tensor *flags = tensor_to_dtype(a, TENSOR_BOOL);
+    CHECK(dist_all_reduce(d, &flags, 1) == -1 && strstr(err_msg(), "a dtype NCCL lacks"));
+    tensor_scope_end();
+    dist_free(d);
+    return 0;
+}
+
+static void test_strict_devices(void **state) {
+    (void)state;
+    need_gloo();
+    for (int host = 0; host < 2; host++) {
+        bool host_tensor = host;
+        int codes[2];
+        run_ranks(2, rank_strict, &host_tensor, -1, 60, codes);
+        expect_all_zero(codes, 2);
+    }
+}
+
+typedef enum { MISMATCH_KIND, MISMATCH_SHAPE } mismatch;
+
+// Rank 1 calls a different collective (or shape) than rank 0: both stop at once naming both.
+static int rank_mismatch(int rank, const void *arg) {
+    mismatch m = *(const mismatch *)arg;
+    dist *d = init_rank(30);
+    CHECK(d);
+    dist_set_step(d, 5);
+    int64_t s4[1] = {4}, s5[1] = {5}, s8[1] = {8};
+    tensor *t4 = tensor_ones(s4, 1, TENSOR_F32, dist_device(d)), *t5 = tensor_ones(s5, 1, TENSOR_F32, dist_device(d));
+    tensor *t8 = tensor_zeros(s8, 1, TENSOR_F32, dist_device(d));
+    CHECK(dist_barrier(d) == 0);
+    double t0 = now_s();
+    int rc = rank == 0 ? dist_all_reduce(d, &t4, 1)
+             : m == MISMATCH_KIND ? dist_all_gather(d, t8, t4)
+                                  : dist_all_reduce(d, &t5, 1);
+    CHECK(rc == -1);
+    fprintf(stderr, "%s\n", err_msg());
+    char expect[64];
+    snprintf(expect, sizeof expect, "rank %d: collectives differ across ranks (--dist-debug): ", rank);
+    CHECK(strstr(err_msg(), expect) == err_msg() && !strchr(err_msg(), '\n'));
+    CHECK(strstr(err_msg(), "rank 0 collective 2 all_reduce of 1 tensor: Float [4] at step 5 (tests/test_dist.c:"));
+    CHECK(strstr(err_msg(), m == MISMATCH_KIND ? "rank 1 collective 2 all_gather of 2 tensors: Float [8], Float [4] at step 5"
+                                              : "rank 1 collective 2 all_reduce of 1 tensor: Float [5] at step 5"));
+    CHECK(now_s() - t0 < 10);  // at once, not after the 30 s timeout
+    tensor_free(t4), tensor_free(t5), tensor_free(t8);
+    dist_free(d);
+    return 0;
+}
+
+static void test_mismatch_named(void **state) {
+    (void)state;
+    need_gloo();
+    for (mismatch m = MISMATCH_KIND; m <= MISMATCH_SHAPE; m++) {
+        int codes[2];
+        run_ranks(2, rank_mismatch, &m, -1, 40, codes);
+        expect_all_zero(codes, 2);
+    }
+}
+
+// Rank 0 works alone for longer than the collective timeout; the others wait for its outcome,
+// then the group goes on.
+static int rank_wait_lead(int rank, const void *arg) {
+    (void)arg;
+    dist *d = init_rank(1);
+    CHECK(d);
+    int status = 0;
+    if (rank == 0) {
+        usleep(2500000);
+        status = -1;
+    }
+    CHECK(dist_wait_lead(d, &status) == 0 && status == -1);
+    int64_t s1[1] = {1};
+    tensor *t = tensor_ones(s1, 1, TENSOR_F32, dist_device(d));
+    CHECK(dist_all_reduce(d, &t, 1) == 0);
+    tensor_free(t);
+    dist_free(d);
+    return 0;
+}
+
+static void test_wait_lead(void **state) {
+    (void)state;
+    need_gloo();
+    int codes[3];
+    run_ranks(3, rank_wait_lead, NULL, -1, 30, codes);
+    expect_all_zero(codes, 3);
+}
+
+// A failure after the call returned (CLIPC_DIST_FAIL_AT, as NCCL's watchdog): the call succeeds,
+// dist_synchronize reports it, and every later call too.
+static int rank_async_failure(int rank, const void *arg) {
+    (void)arg;
+    setenv("CLIPC_DIST_FAIL_AT", "2", 1);
+    dist *d = init_rank(20);
+    CHECK(d);
+    dist_set_step(d, 3);
+    int64_t s1[1] = {1};
+    tensor *t = tensor_ones(s1, 1, TENSOR_F32, dist_device(d));
+    CHECK(dist_all_reduce(d, &t, 1) == 0 && dist_synchronize(d) == 0);
+    CHECK(dist_all_reduce(d, &t, 1) == 0);
+    char expect[128];
+    snprintf(expect, sizeof expect, "rank %d: all_reduce at step 3 failed after it returned", rank);
+    CHECK(dist_synchronize(d) == -1 && strstr(err_msg(), expect) == err_msg());
+    CHECK(dist_barrier(d) == -1 && strstr(err_msg(), expect) == err_msg());
+    tensor_free(t);
+    dist_free(d);
+    return 0;
+}
+
+static void test_async_failure(void **state) {
+    (void)state;
+    need_gloo();
+    int codes[2];
+    run_ranks(2, rank_async_failure, NULL, -1, 30, codes);
+    expect_all_zero(codes, 2);
+}
+
+// ---- the training step over 2 ranks ------------------------------------------------------------
+
+#define STEP_IN 10
+#define STEP_OUT 32  // 320 weights: over 256 buckets of one element
+
+typedef struct {
+    const float *x;  // (R*n, STEP_IN): the global batch; this rank's rows from rank*n
+    int64_t first;   // this rank's first row
+    tensor_device dev;
+    tensor *w;       // (STEP_IN, STEP_OUT)
+} lin_objective;
+
+static int lin_features(void *ctx, const void *batch, int64_t begin, int64_t end, tensor **out) {
+    const lin_objective *o = ctx;
+    (void)batch;
+    int64_t shape[2] = {end - begin, STEP_IN};
+    const float *rows = o->x + (o->first + begin) * STEP_IN;
+    out[0] = tensor_matmul(tensor_to_device(tensor_from_host(rows, shape, 2, TENSOR_F32, false), o->dev, false), o->w);
+    return out[0] ? 0 : -1;
+}
+
+// Rows [r0, r1)'s share of sum_ij exp(f_i . f_j / 10) / N: every row's gradient reaches every rank.
+static tensor *lin_loss_rows(void *ctx, tensor *const *all, int64_t r0, int64_t r1) {
+    (void)ctx;
+    tensor *g = tensor_matmul(tensor_slice(all[0], 0, r0, r1), tensor_transpose(all[0], 0, 1));
+    return tensor_mul_scalar(tensor_sum(tensor_exp(tensor_mul_scalar(g, 0.1))), 1.0 / (double)tensor_size(all[0], 0));
+}
+
+// Step number `step` from fresh weights (initial_weights) on n samples a rank, in K micro-batches
+// and buckets of `bucket` gradients (0: the default); the weights after it into w. Returns
+// step_run's result.
+static int one_step(dist *d, int64_t step, int64_t n, int K, int64_t bucket, float *w) {
+    int R = dist_world_size(d);
+    float *x = malloc((size_t)(R * n * STEP_IN) * sizeof *x);
+    for (int64_t i = 0; i < R * n * STEP_IN; i++) x[i] = (float)((i * 7919) % 101) / 101.0f - 0.5f;
+    tensor_generator *gen = tensor_generator_new(11, TENSOR_CPU);
+    int64_t ws[2] = {STEP_IN, STEP_OUT};
+    param_list l;
+    param_list_init(&l);
+    param_list_add(&l, "w", tensor_normal(ws, 2, 0, 0.1, TENSOR_F32, TENSOR_CPU, gen));
+    tensor_generator_free(gen);
+    int rc = param_list_pack(&l, dist_device(d));
+    lin_objective lo = {x, dist_rank(d) * n, dist_device(d), l.items[0].value};
+    param_list *lists[1] = {&l};
+    adamw *opt = rc == 0 ? adamw_init(lists, 1, (adamw_config){.lr = 1e-2, .beta1 = 0.9, .beta2 = 0.98, .eps = 1e-6}) : NULL;
+    schedule sched = {.kind = SCHEDULE_CONST, .base_lr = 1e-2, .total_steps = 10};
+    step_config sc = {.lists = lists, .n_lists = 1, .opt = opt, .sched = &sched, .accum_freq = K, .dist = d,
+                      .bucket_elements = bucket};
+    step_objective obj = {.n_features = 1, .n_trained = 1, .features = lin_features, .loss_rows = lin_loss_rows, .ctx = &lo};
+    step_result res;
+    dist_set_step(d, step);
+    rc = opt ? step_run(&sc, step, &obj, NULL, n, &res) : -1;
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", err_msg());
+    if (tensor_to_host(l.items[0].value, w, sizeof(float) * STEP_IN * STEP_OUT) != 0) rc = -2;
+    adamw_free(opt);
+    param_list_free(&l);
+    free(x);
+    err_set("%s", msg);
+    return rc;
+}
+
+static int initial_weights(float *w) {
+    tensor_generator *gen = tensor_generator_new(11, TENSOR_CPU);
+    int64_t ws[2] = {STEP_IN, STEP_OUT};
+    tensor *w0 = tensor_normal(ws, 2, 0, 0.1, TENSOR_F32, TENSOR_CPU, gen);
+    int rc = tensor_to_host(w0, w, sizeof(float) * STEP_IN * STEP_OUT);
+    tensor_free(w0);
+    tensor_generator_free(gen);
+    return rc;
+}
+
+static double rel_diff(const float *a, const float *b, int n) {
+    double d2 = 0, n2 = 0;
+    for (int i = 0; i < n; i++) d2 += ((double)a[i] - b[i]) * ((double)a[i] - b[i]), n2 += (double)b[i] * b[i];
+    return sqrt(d2 / n2);
+}
+
+// Beyond the old limits: 321 tensors in the gradient all_reduce (255 before) and 65 micro-batches
+// (64 before), each the same step as the plain one.
+static int rank_step_limits(int rank, const void *arg) {
+    (void)arg;
+    dist *d = init_rank(60);
+    CHECK(d);
+    float plain[STEP_IN * STEP_OUT], buckets[STEP_IN * STEP_OUT], micro[STEP_IN * STEP_OUT], start[STEP_IN * STEP_OUT];
+    CHECK(one_step(d, 0, 65, 1, 0, plain) == 0);
+    CHECK(one_step(d, 0, 65, 1, 1, buckets) == 0);
+    double diff = rel_diff(buckets, plain, STEP_IN * STEP_OUT);
+    if (!(diff < 1e-6)) fprintf(stderr, "rank %d: 321 buckets %.3g away\n", rank, diff);
+    CHECK(diff < 1e-6);
+    CHECK(one_step(d, 0, 65, 65, 0, micro) == 0);
+    diff = rel_diff(micro, plain, STEP_IN * STEP_OUT);
+    if (!(diff < 1e-5)) fprintf(stderr, "rank %d: 65 micro-batches %.3g away\n", rank, diff);
+    CHECK(diff < 1e-5);
+    // The step does move the weights (the comparisons can fail).
+    CHECK(initial_weights(start) == 0 && rel_diff(plain, start, STEP_IN * STEP_OUT) > 1e-3);
+    dist_free(d);
+    return 0;
+}
+
+static void test_step_beyond_old_limits(void **state) {
+    (void)state;
+    need_gloo();
+    int codes[2];
+    run_ranks(2, rank_step_limits, NULL, -1, 120, codes);
+    expect_all_zero(codes, 2);
+}
+
+// Failure 5: the gradient all_reduce fails after it returned; the step fails before the update,
+// leaving the weights as they were, with one line naming the rank and the collective.
+static int rank_step_failure(int rank, const void *arg) {
+    (void)arg;
+    float stepped[STEP_IN * STEP_OUT], failed[STEP_IN * STEP_OUT], initial[STEP_IN * STEP_OUT];
+    setenv("CLIPC_DIST_FAIL_AT", "all_reduce at step 1", 1);
+    dist *d = init_rank(60);
+    CHECK(d);
+    CHECK(one_step(d, 0, 4, 1, 0, stepped) == 0);
+    CHECK(one_step(d, 1, 4, 1, 0, failed) == -1);  // the same step from the same weights, failing
+    char expect[128];
+    snprintf(expect, sizeof expect, "rank %d: all_reduce at step 1 failed after it returned", rank);
+    fprintf(stderr, "%s\n", err_msg());
+    CHECK(strstr(err_msg(), expect) == err_msg() && !strchr(err_msg(), '\n'));
+    dist_free(d);
+    CHECK(initial_weights(initial) == 0 && !memcmp(failed, initial, sizeof initial));
+    CHECK(rel_diff(stepped, initial, STEP_IN * STEP_OUT) > 1e-3);
+    return 0;
+}
+
+static void test_step_failure_leaves_weights(void **state) {
+    (void)state;
+    need_gloo();
+    int codes[2];
+    run_ranks(2, rank_step_failure, NULL, -1, 60, codes);
+    expect_all_zero(codes, 2);
+}
+
 int main(void) {
+    // As every multi-rank test: each rank on a device of its own (shim/tensor.h), and the
+    // consistency check before every collective (shim/dist.h).
+    setenv("CLIPC_DIST_STRICT", "1", 1);
+    setenv("CLIPC_DIST_DEBUG", "1", 1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_all_reduce),    cmocka_unit_test(test_gather_scatter_broadcast),
         cmocka_unit_test(test_stuck_peer),    cmocka_unit_test(test_exited_peer),
         cmocka_unit_test(test_store_rank_exited), cmocka_unit_test(test_rendezvous_timeout),
         cmocka_unit_test(test_local),         cmocka_unit_test(test_nccl),
+        cmocka_unit_test(test_strict_devices), cmocka_unit_test(test_mismatch_named),
+        cmocka_unit_test(test_wait_lead),     cmocka_unit_test(test_async_failure),
+        cmocka_unit_test(test_step_beyond_old_limits), cmocka_unit_test(test_step_failure_leaves_weights),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

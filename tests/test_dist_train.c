@@ -4,7 +4,11 @@
 //   (||difference|| / ||weights|| below 1e-5), for the CLIP and the SigLIP loss;
 // - distillation from an online teacher: 2 ranks equal 1 rank of the global batch;
 // - a run checkpointed on 2 ranks and resumed on 1 rank (same global batch) ends where the
-//   uninterrupted 2-rank run ends;
+//   uninterrupted 2-rank run ends, and resumed on 2 ranks likewise (the checkpoint's path is a
+//   control message from rank 0);
+// - a collective failing after it returned: no update, no later checkpoint, a non-zero exit;
+// - rank 0 writing a checkpoint for longer than --dist-timeout while the others wait;
+// - all in strict device mode with the consistency check on (docs/distributed.md);
 // - the zero-shot accuracy that 2 ranks compute during training, each on its share of the images,
 //   equals `clipc eval` of the same weights in one process, exactly;
 // - a rank killed mid-run: the other exits non-zero within --dist-timeout naming its rank, the
@@ -46,7 +50,10 @@ static int train(char *out, size_t cap, int ranks, const char *name, const char 
 
 static void must_train(int ranks, const char *name, const char *extra) {
     char out[32768];
-    if (train(out, sizeof out, ranks, name, extra) != 0) fail_msg("%s: %s", name, out);
+    if (train(out, sizeof out, ranks, name, extra) != 0) {
+        fputs(out, stdout);  // whole: fail_msg cuts long messages
+        fail_msg("%s failed (its output above)", name);
+    }
 }
 
 // The "loss" of each train line of a run's metrics.jsonl, by step.
@@ -183,6 +190,62 @@ static void test_resume_on_fewer_ranks(void **state) {
     if (!(d <= 1e-5)) fail_msg("the run moved from 2 ranks to 1 ends %.3g away from the 2-rank run", d);
 }
 
+// Failure 1: the run name and --resume's checkpoint travel from rank 0 as control messages on the
+// group's device (a host tensor there is refused in strict device mode, as NCCL refuses it). A
+// run checkpointed on 2 ranks and resumed on 2 ranks ends where the uninterrupted run ends.
+static void test_resume_on_two_ranks(void **state) {
+    (void)state;
+    must_train(2, "again", "--batch-size 16 --max-steps 2 --save-steps 2");
+    must_train(2, "again", "--batch-size 16 --resume latest");
+    double d = weights_rel_diff(checkpoint("again", "epoch_1"), checkpoint("straight", "epoch_1"));
+    printf("  resumed on 2 ranks against 2 ranks throughout: weights within %.3g (relative)\n", d);
+    if (!(d <= 1e-6)) fail_msg("the run resumed on 2 ranks ends %.3g away from the uninterrupted one", d);
+}
+
+static bool exists(const char *name, const char *stem) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/logs/%s/checkpoints/%s", work, name, stem);
+    return access(path, F_OK) == 0;
+}
+
+// Failure 5: the gradient all_reduce of the third step fails after it returned (as NCCL's watchdog
+// aborts a communicator): no update, no checkpoint after the last good step, a non-zero exit with
+// one line naming the rank and the collective. The last checkpoint is the uninterrupted run's.
+static void test_failed_collective_keeps_checkpoints(void **state) {
+    (void)state;
+    char out[32768];
+    setenv("CLIPC_DIST_FAIL_AT", "all_reduce at step 2", 1);
+    int rc = train(out, sizeof out, 2, "failing", "--batch-size 16 --save-steps 1");
+    unsetenv("CLIPC_DIST_FAIL_AT");
+    const char *line = strstr(out, "clipc train: rank ");
+    printf("  exit %d: %.*s\n", rc, line ? (int)strcspn(line, "\n") : 0, line ? line : "");
+    if (rc == 0 || !line || !strstr(line, ": all_reduce at step 2 failed after it returned"))
+        fail_msg("the failed collective did not stop the run with its line: %s", out);
+    assert_true(exists("failing", "step_1") && exists("failing", "step_2"));
+    assert_false(exists("failing", "step_3") || exists("failing", "epoch_1"));
+    double d = weights_rel_diff(checkpoint("failing", "step_2"), checkpoint("moved", "step_2"));
+    assert_true(d == 0);
+}
+
+// Rank 0 writing a checkpoint for longer than --dist-timeout: the others wait for it (through the
+// store) instead of timing out in the next step's collective. Also the start line.
+static void test_slow_checkpoint(void **state) {
+    (void)state;
+    char out[32768];
+    setenv("CLIPC_TEST_SAVE_DELAY_S", "8", 1);
+    int rc = train(out, sizeof out, 2, "slow", "--batch-size 16 --max-steps 3 --save-steps 2 --dist-timeout 5");
+    unsetenv("CLIPC_TEST_SAVE_DELAY_S");
+    if (rc != 0) {
+        fputs(out, stdout);
+        fail_msg("a checkpoint slower than --dist-timeout stopped the run (its output above)");
+    }
+    assert_true(exists("slow", "step_2") && exists("slow", "step_3"));
+    const char *start = strstr(out, "clipc train: clip-tiny on 2 ranks (gloo), device cpu:1 on rank 0, batch 16 per rank, "
+                                     "32 global, precision fp32");
+    if (!start || !strstr(out, "WARNING: no GPU found and no --device given: 2 ranks train on the CPU"))
+        fail_msg("no start line or no warning: %s", out);
+}
+
 static double zeroshot_top1(const char *text, const char *key) {
     const char *p = strstr(text, key);
     if (!p) fail_msg("no '%s' in: %s", key, text);
@@ -250,11 +313,18 @@ int main(int argc, char **argv) {
         return 2;
     }
     clipc = argv[1], fmnist = argv[2], vocab = argv[3];
+    // Every rank on a device of its own (shim/tensor.h's strict device mode: what NCCL refuses
+    // fails here too) and the consistency check before every collective (--dist-debug).
+    setenv("CLIPC_DIST_STRICT", "1", 1);
+    setenv("CLIPC_DIST_DEBUG", "1", 1);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_global_batch_clip),
         cmocka_unit_test(test_global_batch_siglip),
         cmocka_unit_test(test_global_batch_distill),
         cmocka_unit_test(test_resume_on_fewer_ranks),
+        cmocka_unit_test(test_resume_on_two_ranks),
+        cmocka_unit_test(test_failed_collective_keeps_checkpoints),
+        cmocka_unit_test(test_slow_checkpoint),
         cmocka_unit_test(test_sharded_zeroshot),
         cmocka_unit_test(test_killed_rank),
         cmocka_unit_test(test_launch_reports_killed_rank),

@@ -81,6 +81,17 @@ for f in "$root"/cli/*.c "$root"/cli/*.h; do
   fi
 done
 
+# One home for collectives: only distributed/ (and shim/ itself) includes shim/dist.h; every other
+# folder reaches the process group through distributed/dist.h, whose control-message helpers
+# place host values on the group's device.
+for f in $(grep -rl --include='*.c' --include='*.h' --include='*.cpp' --include='*.hpp' \
+    '#[[:space:]]*include[[:space:]]*"shim/dist.h"' "$root" 2>/dev/null); do
+  rel=${f#$root/}
+  case "$rel" in distributed/*|shim/*|tests/*|bench/*|build*) continue ;; esac
+  echo "test_layers: $rel includes shim/dist.h: reach collectives through distributed/dist.h"
+  bad=1
+done
+
 echo "test_layers: $checked includes checked; cli/ checked against $(printf '%s\n' "$shim_api" | wc -l) shim functions"
 [ "$bad" -eq 0 ] && echo "1 passed, 0 failed" || echo "0 passed, 1 failed"
 exit "$bad"

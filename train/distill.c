@@ -40,6 +40,12 @@ static int open_teacher(distill *d, const session_options *so, const session *st
     to.model = d->o.model, to.pretrained = d->o.pretrained, to.vocab = NULL;
     to.siglip = to.lock_image = to.lock_text = false;
     if (session_open(&to, &d->teacher) != 0) return err_prefix("distillation teacher");
+    tensor_device td = d->teacher.device, sd = student->device;
+    if (td.type != sd.type || td.index != sd.index) {  // its features meet the student's in every op
+        char tn[32], sn[32];
+        tensor_device_format(td, tn, sizeof tn), tensor_device_format(sd, sn, sizeof sn);
+        return err_set("distillation teacher: on %s but the student is on %s (open it on the rank's device)", tn, sn);
+    }
     const clip_config *tc = &d->teacher.cfg;
     if (student->tok && tokenizer_vocab_size(student->tok) > tc->text.vocab_size)
         return err_set("distillation teacher %s has vocab_size %d, smaller than the student's vocabulary %s (%d tokens)",

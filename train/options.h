@@ -18,7 +18,7 @@ typedef struct {
     double lr, wd, beta1, beta2, eps, grad_clip_norm, lr_cooldown_power, lr_cooldown_end, dist_timeout;
     double distill_weight, distill_feature_weight;
     bool dataset_resampled, save_most_recent, lock_image, lock_text, siglip, local_loss, gather_with_grad;
-    bool no_tf32, deterministic;
+    bool no_tf32, deterministic, dist_debug;
 } train_options;
 
 // --precision, with OpenCLIP's names and meanings.

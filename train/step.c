@@ -1,11 +1,12 @@
 #include "train/step.h"
 
+#include <limits.h>
 #include <math.h>
+#include <stdlib.h>
 
 #include "common/error.h"
 #include "optim/grad.h"
 
-#define BUCKET_ELEMENTS (1 << 23)  // gradients all-reduced per tensor of one call (32 MB in fp32)
 
 static int world_size(const step_config *c) { return c->dist ? dist_world_size(c->dist) : 1; }
 static int rank(const step_config *c) { return c->dist ? dist_rank(c->dist) : 0; }
@@ -33,7 +34,7 @@ static tensor *gather(const step_config *c, const tensor *local) {
     int ndim = tensor_shape(mine, shape);
     shape[0] *= R;
     tensor *all = tensor_empty(shape, ndim, tensor_get_dtype(mine), tensor_get_device(mine));
-    return all && dist_pg_all_gather(dist_get_pg(c->dist), all, mine) == 0 ? all : NULL;
+    return all && dist_all_gather(c->dist, all, mine) == 0 ? all : NULL;
 }
 
 // The gradient of the loss with respect to this rank's n rows of all: every rank's loss share
@@ -45,23 +46,30 @@ static tensor *own_gradient(const step_config *c, const tensor *all, int64_t n) 
     int ndim = tensor_shape(g, shape);
     shape[0] = n;
     tensor *mine = tensor_empty(shape, ndim, tensor_get_dtype(g), tensor_get_device(g));
-    return mine && dist_pg_reduce_scatter(dist_get_pg(c->dist), mine, tensor_contiguous(g)) == 0 ? mine : NULL;
+    return mine && dist_reduce_scatter(c->dist, mine, tensor_contiguous(g)) == 0 ? mine : NULL;
 }
 
-// Sums the gradient buffers (in buckets) and the loss over the ranks, in one call.
+static int64_t bucket_elements(const step_config *c) {
+    return c->bucket_elements > 0 ? c->bucket_elements : STEP_BUCKET_ELEMENTS;
+}
+
+// Sums the gradient buffers (in buckets, as many as they need) and the loss over the ranks, in one call.
 static int sum_over_ranks(const step_config *c, tensor *loss) {
     if (world_size(c) == 1) return 0;
-    tensor *parts[256];
+    int64_t bucket = bucket_elements(c), n_parts = 1;
+    for (int i = 0; i < c->n_lists; i++) n_parts += (c->lists[i]->n_trainable + bucket - 1) / bucket;
+    if (n_parts > INT_MAX) return err_set("step: %lld gradient buckets of %lld elements", (long long)n_parts, (long long)bucket);
+    tensor **parts = xmalloc((size_t)n_parts * sizeof *parts);
     int n = 0;
     for (int i = 0; i < c->n_lists; i++) {
         int64_t size = c->lists[i]->n_trainable;
-        for (int64_t b = 0; b < size; b += BUCKET_ELEMENTS) {
-            if (n == 255) return err_set("step: more than 255 gradient buckets");
-            parts[n++] = tensor_slice(c->lists[i]->grad, 0, b, b + BUCKET_ELEMENTS < size ? b + BUCKET_ELEMENTS : size);
-        }
+        for (int64_t b = 0; b < size; b += bucket)
+            parts[n++] = tensor_slice(c->lists[i]->grad, 0, b, b + bucket < size ? b + bucket : size);
     }
     parts[n++] = loss;
-    return dist_pg_all_reduce(dist_get_pg(c->dist), parts, n);
+    int rc = dist_all_reduce(c->dist, parts, n);
+    free(parts);
+    return rc;
 }
 
 // The features of all n samples, as leaves for the loss: the trained ones require grad. With
@@ -72,17 +80,18 @@ static int global_features(const step_config *c, const step_objective *obj, cons
     int K = c->accum_freq, nf = obj->n_features;
     if (K == 1 && run_features(c, obj, batch, 0, n, graph) != 0) return -1;
     if (K > 1) {
-        tensor *parts[STEP_MAX_FEATURES][64];
+        tensor **parts = xmalloc((size_t)nf * (size_t)K * sizeof *parts);  // feature i of micro-batch m at [i*K + m]
         tensor_no_grad_begin();
         int rc = 0;
         for (int m = 0; m < K && rc == 0; m++) {
             tensor *f[STEP_MAX_FEATURES];
             rc = run_features(c, obj, batch, m * n / K, (m + 1) * n / K, f);
-            for (int i = 0; i < nf && rc == 0; i++) parts[i][m] = f[i];
+            for (int i = 0; i < nf && rc == 0; i++) parts[i * K + m] = f[i];
         }
         tensor_no_grad_end();
+        for (int i = 0; i < nf && rc == 0; i++) graph[i] = tensor_cat((const tensor *const *)parts + i * K, K, 0);
+        free(parts);
         if (rc != 0) return -1;
-        for (int i = 0; i < nf; i++) graph[i] = tensor_cat((const tensor *const *)parts[i], K, 0);
     }
     for (int i = 0; i < nf; i++) {
         all[i] = gather(c, graph[i]);
@@ -137,6 +146,12 @@ static int read_values(const tensor *loss, const tensor *norm, step_result *out)
     return 0;
 }
 
+// Every check before the first write to the weights: a collective of this step that failed after
+// returning (an aborted NCCL communicator) fails the step here, leaving the weights as they were.
+static int ready_to_update(const step_config *c) {
+    return c->dist && world_size(c) > 1 ? dist_synchronize(c->dist) : 0;
+}
+
 static int update(const step_config *c, const tensor *norm) {
     if (c->grad_clip_norm > 0 && optim_clip_grads(c->lists, c->n_lists, norm, c->grad_clip_norm) != 0) return -1;
     if (adamw_step(c->opt) != 0) return -1;
@@ -148,7 +163,7 @@ int step_run(const step_config *c, int64_t step, const step_objective *obj, cons
     int K = c->accum_freq;
     if (obj->n_features < 1 || obj->n_features > STEP_MAX_FEATURES || obj->n_trained > obj->n_features)
         return err_set("step: an objective has 1 to %d features", STEP_MAX_FEATURES);
-    if (K < 1 || K > 64 || n % K != 0)
+    if (K < 1 || n % K != 0)
         return err_set("step: %lld samples do not split into %d micro-batches (--accum-freq)", (long long)n, K);
     tensor_counters start = tensor_counters_get();
     out->lr = schedule_lr(c->sched, step);
@@ -158,6 +173,7 @@ int step_run(const step_config *c, int64_t step, const step_objective *obj, cons
     tensor *loss = loss_and_gradients(c, obj, batch, n);
     tensor *norm = loss ? optim_grad_norm(c->lists, c->n_lists) : NULL;
     int rc = norm ? read_values(loss, norm, out) : -1;
+    if (rc == 0) rc = ready_to_update(c);
     tensor_counters read = tensor_counters_get();
     if (rc == 0 && out->finite) rc = update(c, norm);
     tensor_scope_end();

@@ -4,7 +4,7 @@
 // scheduled learning rate, and clamp the logit scale.
 //
 // The loss is computed exactly over the global batch however the batch is split: into K
-// micro-batches on one rank (--accum-freq) and, through dist/, across R ranks
+// micro-batches on one rank (--accum-freq) and, through distributed/, across R ranks
 // (../docs/training-math.md, "the exact global batch"). The objective is therefore split at the
 // per-sample features: the step runs the towers on each micro-batch (without the graph when K > 1),
 // gathers the features, backpropagates the loss share of its own rows to them, and then
@@ -27,6 +27,7 @@
 #include "param/param.h"
 
 #define STEP_MAX_FEATURES 4
+#define STEP_BUCKET_ELEMENTS (1 << 23)  // gradients per tensor of the all_reduce (32 MB in fp32)
 
 // The objective of a step, split at the per-sample features.
 typedef struct {
@@ -50,8 +51,10 @@ typedef struct {
     double grad_clip_norm;     // > 0: clip the global gradient norm to it
     tensor *logit_scale;       // clamped to [0, ln 100] after each update; NULL: none
     bool autocast_bf16;        // features and loss under bf16 autocast, as OpenCLIP's amp_bf16
-    int accum_freq;            // K micro-batches per batch (1: none)
+    int accum_freq;            // K micro-batches per batch (1: none; no upper limit)
     dist *dist;                // the ranks sharing the global batch; NULL: this process alone
+    int64_t bucket_elements;   // gradients per all_reduce bucket; 0: STEP_BUCKET_ELEMENTS (any
+                               // number of buckets: the flat buffers of ViT-bigG need ~300)
 } step_config;
 
 typedef struct {
@@ -69,8 +72,20 @@ typedef struct {
 // features are gathered (all_gather), each rank backpropagates the loss share of its own rows,
 // the feature gradients are summed back to their ranks (reduce_scatter), and the gradients and
 // the loss are summed over the ranks (all_reduce, the flat gradient buffers in buckets), so every
-// rank applies the same update: that of the one global batch. Returns 0 (see out->finite) or -1 with a message (a failed op, clip or update:
-// the weights may then be partly updated).
+// rank applies the same update: that of the one global batch.
+//
+// Returns 0 (see out->finite) or -1 with a message. The failure contract, for the caller:
+// - Everything that can fail for a reason outside the update itself is checked before the first
+//   write to the weights: the objective, the forward and backward passes, every collective, the
+//   read of (loss, norm), and then the group's health (dist_synchronize: a collective that NCCL's
+//   watchdog aborted after it had returned). A -1 from any of these leaves the weights, the
+//   optimizer's moments and its step count untouched; only the gradient buffers hold garbage. The
+//   caller may save a checkpoint of the state before the step only if the ranks are still in step
+//   with each other, which after a failed collective they are not: stop the run (exit non-zero),
+//   and resume from the last checkpoint written.
+// - What remains: a failure inside the update (clipping, AdamW, the logit-scale clamp), which can
+//   only be the device failing (out of memory, a lost GPU). The weights may then be partly
+//   updated: write no checkpoint and stop.
 int step_run(const step_config *c, int64_t step, const step_objective *obj, const void *batch, int64_t n,
              step_result *out);
 

@@ -77,27 +77,27 @@ static int make_dir(const char *path) {
 
 // ---- setup -----------------------------------------------------------------------------------
 
-// Overwrites text (cap bytes) with the lead rank's.
+// Overwrites text (cap bytes) with the lead rank's (a control message: distributed/ places it on
+// the group's device).
 static int share_text(trainer *t, char *text, size_t cap) {
-    if (dist_world_size(t->d) == 1) return 0;
-    int64_t n = (int64_t)cap;
-    tensor *bytes = tensor_from_host(text, &n, 1, TENSOR_U8, false);
-    tensor *where[1] = {bytes};
-    int rc = bytes && dist_pg_broadcast(dist_get_pg(t->d), where, 1, 0) == 0 ? tensor_to_host(bytes, text, cap) : -1;
-    tensor_free(bytes);
-    text[cap - 1] = '\0';
-    return rc;
+    return dist_world_size(t->d) == 1 ? 0 : dist_broadcast_text(t->d, text, cap, 0);
 }
 
 // Joins the other ranks (distributed/dist.h): the backend follows --device, a CUDA rank uses its GPU.
 static int setup_dist(trainer *t) {
     tensor_device asked;
     if (tensor_device_parse(t->o.device, &asked) != 0) return -1;
-    t->d = dist_init(&(dist_options){.device = asked, .timeout_s = t->o.dist_timeout});
+    t->d = dist_init(&(dist_options){.device = asked, .timeout_s = t->o.dist_timeout, .debug = t->o.dist_debug});
     if (!t->d) return -1;
     t->lead = dist_rank(t->d) == 0;
+    if (t->lead && !t->o.device && dist_world_size(t->d) > 1 && asked.type == TENSOR_DEVICE_CPU)
+        fprintf(stderr, "clipc train: WARNING: no GPU found and no --device given: %d ranks train on the CPU over Gloo "
+                "(pass --device cpu to mean it)\n", dist_world_size(t->d));
     return 0;
 }
+
+// The session's device string for this rank's device (dist_device: its GPU, or its cpu:N in strict mode).
+static void rank_device_name(const trainer *t, char *out, size_t cap) { tensor_device_format(dist_device(t->d), out, cap); }
 
 static void default_run_name(const train_options *o, char *out, size_t cap) {
     time_t now = time(NULL);
@@ -152,8 +152,7 @@ static int setup_session(trainer *t) {
                        "made by 'clipc tokenizer train')");
     tensor_device dev = dist_device(t->d);
     char device[32];
-    if (dev.type == TENSOR_DEVICE_CUDA) snprintf(device, sizeof device, "cuda:%d", dev.index);
-    else snprintf(device, sizeof device, "cpu");
+    rank_device_name(t, device, sizeof device);
     // CPU ranks on one machine share its cores unless --threads says otherwise.
     int threads = (int)o->threads, world = dist_world_size(t->d);
     if (threads == 0 && dev.type == TENSOR_DEVICE_CPU && world > 1) threads = sysinfo_cores() / world > 0 ? sysinfo_cores() / world : 1;
@@ -166,7 +165,7 @@ static int setup_session(trainer *t) {
     // Every rank starts from rank 0's weights (the same seed gives the same ones; pretrained
     // weights read elsewhere may not).
     tensor *weights[1] = {t->model->params.data};
-    if (world > 1 && dist_pg_broadcast(dist_get_pg(t->d), weights, 1, 0) != 0) return -1;
+    if (world > 1 && dist_broadcast(t->d, weights, 1, 0) != 0) return -1;
     t->objective = (train_objective){.model = t->model, .loss = o->siglip ? LOSS_KIND_SIGLIP : LOSS_KIND_CLIP};
     return setup_precision(t);
 }
@@ -183,8 +182,10 @@ static int setup_distill(trainer *t) {
     distill_options d = distill_options_of(&t->o);
     t->distilling = distill_enabled(&d);
     if (!t->distilling) return 0;
+    char device[32];  // the teacher runs beside its rank's student, never on --device's GPU 0
+    rank_device_name(t, device, sizeof device);
     session_options so = {.model = t->o.model, .model_configs = t->o.model_configs, .pretrained = t->o.pretrained,
-                          .vocab = t->o.vocab, .device = t->o.device, .threads = (int)t->o.threads,
+                          .vocab = t->o.vocab, .device = device, .threads = (int)t->o.threads,
                           .seed = (uint64_t)t->o.seed};
     if (distill_open(&t->distill, &d, &so, &t->s, t->data) != 0) return -1;
     if (t->distill.proj.n > 0) t->lists[t->n_lists++] = &t->distill.proj;
@@ -301,17 +302,16 @@ static int log_line(trainer *t, cJSON *line, bool flush) {
     return 0;
 }
 
-// Writes checkpoint `name` unless the run is in a non-finite streak (the weights may be poisoned).
-// A failed save leaves the earlier checkpoints as they were; it stops the run or, with
-// --on-save-error continue, is reported and training goes on. The lead rank saves: every rank
-// holds the same weights, optimizer state and loader position.
-static int save_checkpoint(trainer *t, const char *name) {
-    if (t->nonfinite_run > 0) {
-        if (t->lead) printf("checkpoint %s not written: the last %d steps were non-finite\n", name, t->nonfinite_run);
-        return 0;
-    }
-    t->saved_step = t->step;
-    if (!t->lead) return 0;
+// CLIPC_TEST_SAVE_DELAY_S (a test hook): the lead rank takes that long more to write a checkpoint.
+static void test_save_delay(void) {
+    const char *v = getenv("CLIPC_TEST_SAVE_DELAY_S");
+    double s = v ? atof(v) : 0;
+    if (s > 0) nanosleep(&(struct timespec){(time_t)s, (long)((s - (double)(time_t)s) * 1e9)}, NULL);
+}
+
+// The lead rank's part of save_checkpoint.
+static int write_checkpoint(trainer *t, const char *name) {
+    test_save_delay();
     train_position pos = {.step = t->step, .epoch = t->epoch, .extra = t->n_lists > 1 ? t->lists[1] : NULL};
     if (loader_state_save(t->data, &pos.loader_state, &pos.loader_state_size) != 0) return -1;
     int rc = checkpoint_save(t->ckpt_dir, name, t->model, t->optim, &pos);
@@ -325,6 +325,28 @@ static int save_checkpoint(trainer *t, const char *name) {
     }
     if (rc == 0 && strcmp(name, "epoch_latest") != 0) checkpoint_prune(t->ckpt_dir, (int)t->o.keep_checkpoints);
     return rc;
+}
+
+// Writes checkpoint `name` unless the run is in a non-finite streak (the weights may be poisoned)
+// or a collective failed (the ranks are no longer in step: train/step.h's failure contract).
+// A failed save leaves the earlier checkpoints as they were; it stops the run or, with
+// --on-save-error continue, is reported and training goes on. The lead rank saves: every rank
+// holds the same weights, optimizer state and loader position. The others wait for its outcome
+// through the store (dist_wait_lead, up to a day), not in a collective bounded by --dist-timeout,
+// so a slow save never trips the timeout, and a save that stops the run stops every rank.
+static int save_checkpoint(trainer *t, const char *name) {
+    if (t->nonfinite_run > 0) {
+        if (t->lead) printf("checkpoint %s not written: the last %d steps were non-finite\n", name, t->nonfinite_run);
+        return 0;
+    }
+    if (dist_synchronize(t->d) != 0) return -1;
+    t->saved_step = t->step;
+    int status = t->lead ? write_checkpoint(t, name) : 0, rc = status;
+    if (dist_world_size(t->d) == 1) return rc;
+    dist_set_phase(t->d, "checkpoint");
+    if (dist_wait_lead(t->d, &status) != 0) return -1;
+    dist_set_phase(t->d, NULL);
+    return t->lead || status == 0 ? rc : err_set("rank %d: rank 0 could not write checkpoint %s; stopping", dist_rank(t->d), name);
 }
 
 static int load_class_names(const trainer *t, const loader *l, char ***names) {
@@ -592,6 +614,19 @@ static int train_loop(trainer *t) {
     return 0;
 }
 
+// The lead rank's start line: what the run computes on and with.
+static void print_start(const trainer *t) {
+    if (!t->lead) return;
+    char device[160];
+    tensor_device_describe(dist_device(t->d), device, sizeof device);
+    int world = dist_world_size(t->d);
+    printf("clipc train: %s on %d rank%s (%s), device %s%s, batch %lld per rank", t->s.cfg.name, world, world == 1 ? "" : "s",
+           dist_backend_label(t->d), device, world > 1 ? " on rank 0" : "", (long long)rank_batch(t));
+    if (t->o.accum_freq > 1) printf(" (%ld micro-batches of %ld)", t->o.accum_freq, t->o.batch_size);
+    printf(", %lld global, precision %s\n", (long long)global_batch(t), t->o.precision);
+    fflush(stdout);
+}
+
 static void trainer_free(trainer *t) {
     loader_free(t->data);
     adamw_free(t->optim);
@@ -611,6 +646,7 @@ int train_run(const train_options *o) {
     if (rc == 0) rc = setup_schedule(&t);
     if (rc == 0) rc = setup_run_dir(&t);
     if (rc == 0 && t.o.resume) rc = resume(&t);
+    if (rc == 0) print_start(&t);
     if (rc == 0) rc = train_loop(&t);
     trainer_free(&t);
     return rc;

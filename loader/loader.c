@@ -12,10 +12,9 @@
 #include "common/error.h"
 #include "common/bytes.h"
 #include "image/image.h"
-#include "shards/manifest.h"
 #include "common/rng.h"
+#include "loader/reader.h"
 #include "loader/sampler.h"
-#include "shards/shard.h"
 
 #define LOADER_STATE_MAGIC "CLIPCLDR"
 #define LOADER_STATE_VERSION 2
@@ -34,13 +33,12 @@ typedef struct {
     int32_t label;
 } payload;
 
-// The shard the reader thread has open, with the image bytes of a run of its samples.
+// The unit (shard) the reader thread has open, and the run of its samples last read.
 typedef struct {
-    shard_reader *reader;
+    const sample_format *format;
+    sample_reader *reader;
     int64_t shard;            // -1: none
     int64_t chunk_first, chunk_count;
-    uint8_t *chunk;
-    size_t chunk_cap;
 } shard_cursor;
 
 typedef enum { SLOT_FREE, SLOT_DECODING, SLOT_READY, SLOT_END, SLOT_ERROR } slot_state;
@@ -70,9 +68,11 @@ typedef struct {
 struct loader {
     loader_config cfg;
     int n_sources;
-    manifest **sources;
+    reader_listing *sources;   // (n_sources)
     int n_shards;
-    const char **shard_paths;  // (n_shards) into the manifests
+    const char **shard_paths;  // (n_shards) into the listings
+    const sample_format **source_formats;  // (n_sources)
+    const sample_format **shard_formats;   // (n_shards) the format of each shard's source
     int64_t *shard_sizes;      // (n_shards)
     double *shard_weights;     // (n_shards)
     sampler producer;          // ahead of the consumer, with payloads
@@ -137,43 +137,40 @@ static double now_seconds(void) {
 static int cursor_open(loader *l, uint32_t shard) {
     shard_cursor *c = &l->cursor;
     if (c->reader && c->shard == shard) return 0;
-    shard_reader_close(c->reader);
+    if (c->format) c->format->close(c->reader);
+    c->reader = NULL;
     c->shard = -1;
     c->chunk_count = 0;
-    c->reader = shard_reader_open(l->shard_paths[shard]);
+    c->format = l->shard_formats[shard];
+    c->reader = c->format->open(l->shard_paths[shard]);
     if (!c->reader) return -1;
-    if (shard_reader_count(c->reader) != l->shard_sizes[shard])
-        return err_set("%s: holds %lld samples but its manifest says %lld", l->shard_paths[shard],
-                       (long long)shard_reader_count(c->reader), (long long)l->shard_sizes[shard]);
+    int64_t n = c->format->count(c->reader);
+    if (n != l->shard_sizes[shard])
+        return err_set("%s: holds %lld samples but its manifest says %lld", l->shard_paths[shard], (long long)n,
+                       (long long)l->shard_sizes[shard]);
     c->shard = shard;
     return 0;
 }
 
 static int cursor_load_chunk(shard_cursor *c, int64_t first, int64_t count) {
-    size_t bytes = shard_reader_image_offset(c->reader, first + count) - shard_reader_image_offset(c->reader, first);
-    if (bytes > c->chunk_cap) {
-        c->chunk_cap = bytes;
-        c->chunk = xrealloc(c->chunk, bytes);
-    }
     c->chunk_count = 0;
-    if (shard_reader_read_images(c->reader, first, count, c->chunk)) return -1;
+    if (c->format->read(c->reader, first, count)) return -1;
     c->chunk_first = first;
     c->chunk_count = count;
     return 0;
 }
 
 static payload *payload_make(const shard_cursor *c, int64_t i) {
-    const uint8_t *image = c->chunk + (shard_reader_image_offset(c->reader, i) - shard_reader_image_offset(c->reader, c->chunk_first));
-    size_t image_size = shard_reader_image_offset(c->reader, i + 1) - shard_reader_image_offset(c->reader, i);
-    const char *caption = shard_reader_caption(c->reader, i), *key = shard_reader_key(c->reader, i);
-    size_t caption_len = strlen(caption) + 1, key_len = strlen(key) + 1;
-    payload *p = xmalloc(sizeof *p + image_size + caption_len + key_len);
+    reader_sample rs;
+    c->format->get(c->reader, i, &rs);
+    size_t caption_len = strlen(rs.caption) + 1, key_len = strlen(rs.key) + 1;
+    payload *p = xmalloc(sizeof *p + rs.image_size + caption_len + key_len);
     p->image = (uint8_t *)(p + 1);
-    memcpy(p->image, image, image_size);
-    p->image_size = image_size;
-    p->caption = memcpy(p->image + image_size, caption, caption_len);
-    p->key = memcpy(p->image + image_size + caption_len, key, key_len);
-    p->label = shard_reader_label(c->reader, i);
+    memcpy(p->image, rs.image, rs.image_size);
+    p->image_size = rs.image_size;
+    p->caption = memcpy(p->image + rs.image_size, rs.caption, caption_len);
+    p->key = memcpy(p->image + rs.image_size + caption_len, rs.key, key_len);
+    p->label = rs.label;
     return p;
 }
 
@@ -181,7 +178,7 @@ static int fetch_sample(void *ctx, sample_ref ref, bool sequential, void **out) 
     loader *l = ctx;
     shard_cursor *c = &l->cursor;
     if (cursor_open(l, ref.shard)) return -1;
-    int64_t i = ref.index, n = shard_reader_count(c->reader);
+    int64_t i = ref.index, n = l->shard_sizes[ref.shard];
     if (i < c->chunk_first || i >= c->chunk_first + c->chunk_count) {
         int64_t count = sequential ? (n - i < READ_CHUNK_SAMPLES ? n - i : READ_CHUNK_SAMPLES) : 1;
         if (cursor_load_chunk(c, i, count)) return -1;
@@ -191,8 +188,7 @@ static int fetch_sample(void *ctx, sample_ref ref, bool sequential, void **out) 
 }
 
 static void cursor_close(shard_cursor *c) {
-    shard_reader_close(c->reader);
-    free(c->chunk);
+    if (c->format) c->format->close(c->reader);
     memset(c, 0, sizeof *c);
     c->shard = -1;
 }
@@ -671,30 +667,42 @@ static int parse_weights(const char *list, int n_sources, double *weights) {
     return rc;
 }
 
+// Lists each source through its format (loader/reader.h). A source whose listing failed keeps a
+// NULL format.
+static int list_sources(loader *l, char **paths) {
+    l->sources = xcalloc((size_t)l->n_sources, sizeof(reader_listing));
+    l->source_formats = xcalloc((size_t)l->n_sources, sizeof(sample_format *));
+    for (int i = 0; i < l->n_sources; i++) {
+        const sample_format *f = reader_format_find(paths[i]);
+        if (f->list(paths[i], &l->sources[i])) return -1;
+        l->source_formats[i] = f;
+        l->n_shards += l->sources[i].n_units;
+    }
+    return 0;
+}
+
 static int load_sources(loader *l) {
     char **paths = split_sources(l->cfg.data, &l->n_sources);
-    l->sources = xcalloc((size_t)l->n_sources, sizeof(manifest *));
     double *weights = xmalloc((size_t)l->n_sources * sizeof(double));
     int rc = parse_weights(l->cfg.upsampling_factors, l->n_sources, weights);
-    for (int i = 0; rc == 0 && i < l->n_sources; i++) {
-        l->sources[i] = manifest_load(paths[i]);
-        if (!l->sources[i]) rc = -1;
-        else l->n_shards += l->sources[i]->n_shards;
-    }
+    if (rc == 0) rc = list_sources(l, paths);
     free_strings(paths, l->n_sources);
     if (rc == 0) {
-        l->shard_paths = xcalloc((size_t)(l->n_shards ? l->n_shards : 1), sizeof(char *));
-        l->shard_sizes = xcalloc((size_t)(l->n_shards ? l->n_shards : 1), sizeof(int64_t));
-        l->shard_weights = xcalloc((size_t)(l->n_shards ? l->n_shards : 1), sizeof(double));
+        size_t n = (size_t)(l->n_shards ? l->n_shards : 1);
+        l->shard_paths = xcalloc(n, sizeof(char *));
+        l->shard_formats = xcalloc(n, sizeof(sample_format *));
+        l->shard_sizes = xcalloc(n, sizeof(int64_t));
+        l->shard_weights = xcalloc(n, sizeof(double));
         int k = 0;
         for (int i = 0; i < l->n_sources; i++)
-            for (int j = 0; j < l->sources[i]->n_shards; j++, k++) {
-                const manifest_shard *sh = &l->sources[i]->shards[j];
-                l->shard_paths[k] = sh->resolved_path;
-                l->shard_sizes[k] = sh->num_samples;
+            for (int j = 0; j < l->sources[i].n_units; j++, k++) {
+                const reader_unit *u = &l->sources[i].units[j];
+                l->shard_paths[k] = u->path;
+                l->shard_formats[k] = l->source_formats[i];
+                l->shard_sizes[k] = u->num_samples;
                 l->shard_weights[k] = weights[i];
-                if (access(sh->resolved_path, R_OK) != 0)
-                    rc = err_set("%s: missing or unreadable shard (listed in %s)", sh->resolved_path, l->sources[i]->path);
+                if (access(u->path, R_OK) != 0)
+                    rc = err_set("%s: missing or unreadable shard (listed in %s)", u->path, l->sources[i].path);
             }
     }
     free(weights);
@@ -777,9 +785,10 @@ void loader_free(loader *l) {
     free(l->workers);
     free(l->slots);
     cursor_close(&l->cursor);
-    for (int i = 0; i < l->n_sources; i++) manifest_free(l->sources[i]);
-    free(l->sources);
-    free(l->shard_paths), free(l->shard_sizes), free(l->shard_weights);
+    for (int i = 0; i < l->n_sources; i++)
+        if (l->source_formats && l->source_formats[i]) l->source_formats[i]->release(&l->sources[i]);
+    free(l->sources), free(l->source_formats);
+    free(l->shard_paths), free(l->shard_formats), free(l->shard_sizes), free(l->shard_weights);
     free((char *)l->cfg.data);
     free((char *)l->cfg.upsampling_factors);
     pthread_mutex_destroy(&l->mu);
@@ -793,12 +802,12 @@ int64_t loader_num_batches(const loader *l) { return sampler_num_batches(&l->sha
 
 int64_t loader_num_samples(const loader *l) {
     int64_t n = 0;
-    for (int i = 0; i < l->n_sources; i++) n += l->sources[i] ? l->sources[i]->num_samples : 0;
+    for (int i = 0; i < l->n_sources; i++) n += l->sources[i].num_samples;
     return n;
 }
 
-int loader_num_classes(const loader *l) { return l->sources[0]->n_classes; }
-const char *loader_class_name(const loader *l, int c) { return l->sources[0]->class_names[c]; }
+int loader_num_classes(const loader *l) { return l->sources[0].n_classes; }
+const char *loader_class_name(const loader *l, int c) { return l->sources[0].class_names[c]; }
 int loader_num_shards(const loader *l) { return l->n_shards; }
 const char *loader_shard_path(const loader *l, int shard) { return l->shard_paths[shard]; }
 int64_t loader_shard_size(const loader *l, int shard) { return l->shard_sizes[shard]; }

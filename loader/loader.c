@@ -436,7 +436,7 @@ static void produce_batch(loader *l, batch_slot *s) {
         s->corrupt[s->n++] = false;
     }
     s->n_drawn = s->n;
-    if (rc == 1 && l->cfg.train)
+    if (rc >= 0 && s->n > 0 && l->cfg.train)
         memcpy(s->global, sampler_batch_refs(&l->producer), (size_t)l->cfg.batch_size * (size_t)l->cfg.world_size * sizeof(sample_ref));
     if (rc < 0) {
         snprintf(s->error, ERROR_CAP, "%s", err_msg());

@@ -648,7 +648,11 @@ static int next_batch(loader *l, loader_batch *out) {
         }
         for (int i = 0; i < s->n; i++) advance_shadow(l, s, i);
         collect_corrupt(l, s);
-        if (!l->cfg.train && leave_out_corrupt(l, s) != 0) return -1;
+        if (!l->cfg.train && leave_out_corrupt(l, s) != 0) {
+            snprintf(s->error, ERROR_CAP, "%s", err_msg());
+            s->state = SLOT_ERROR;  // and so for every later call
+            return -1;
+        }
         if (s->n > 0) {
             fill_batch(l, s, out);
             l->held = (int)(l->consumed++ % l->n_slots);

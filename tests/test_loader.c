@@ -562,6 +562,30 @@ static void test_corrupt_global_rule(void **state) {
     free(m);
 }
 
+// Evaluation leaves corrupt rows out, so the ranks together evaluate every good sample once:
+// with every 2nd sample corrupt and 2 ranks of batch 1, rank 1's rows are all corrupt and it
+// returns no batch (its corrupt samples counted), rank 0 returns the good ones.
+static void test_corrupt_left_out_in_evaluation(void **state) {
+    (void)state;
+    const int s[] = {7, 13};
+    char *m = make_in("corrupt-eval", s, 2, 12, 10, false, -1, 0);
+    if (testutil_damage_every(m, 2)) fail_msg("%s", err_msg());
+    for (int r = 0; r < 2; r++) {
+        loader_config c = small_config(m, false);
+        c.world_size = 2, c.rank = r, c.batch_size = 1, c.workers = r;
+        static run_log log;
+        run_epoch(&c, 0, &log);
+        assert_int_equal(log.n_keys, r == 0 ? 10 : 0);
+        for (int i = 0; i < log.n_keys; i++) assert_int_equal(log.keys[i], 2 * i);
+        loader *l = loader_init(&c);
+        loader_batch b;
+        while (loader_next(l, &b) == 1) {}
+        assert_int_equal(loader_get_stats(l).corrupt_skipped, r == 0 ? 0 : 10);
+        loader_free(l);
+    }
+    free(m);
+}
+
 // A shard whose every image is corrupt stops the run, naming it, rather than being skipped in
 // silence: in evaluation after 100 corrupt samples in a row, in training when 100 draws find no
 // replacement.
@@ -575,6 +599,7 @@ static void test_damaged_shard(void **state) {
         loader *l = loader_init(&c);
         loader_batch b;
         assert_int_equal(loader_next(l, &b), -1);
+        assert_int_equal(loader_next(l, &b), -1);  // and stays so
         if (!strstr(err_msg(), want[train]) || !strstr(err_msg(), "damaged/shard-00000.h5") || !strstr(err_msg(), "data looks damaged"))
             fail_msg("%s", err_msg());
         loader_free(l);
@@ -735,6 +760,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_eval_transform),
         cmocka_unit_test(test_corrupt_sample),
         cmocka_unit_test(test_corrupt_global_rule),
+        cmocka_unit_test(test_corrupt_left_out_in_evaluation),
         cmocka_unit_test(test_damaged_shard),
         cmocka_unit_test(test_teacher_view_and_positions),
         cmocka_unit_test(test_missing_and_truncated_shards),

@@ -14,8 +14,8 @@
 //      functions below (list the units and their sample counts, open a unit, read a run, hand out
 //      a sample of the run, close), returning -1/NULL with err_msg() naming the file and defect;
 //   2. its `claims` says which data paths are its own (an extension, a folder's contents);
-//   3. one line in the table of loader/reader.c (before the shard format, which takes any path)
-//      and the file in loader/CMakeLists.txt.
+//   3. its declaration below, one line in the table of loader/reader.c and the file in
+//      loader/CMakeLists.txt.
 // The loader, the sampler and the saved position do not change. Image bytes may be any format
 // image/image.h decodes; a sample whose image does not decode is a corrupt sample (the loader's
 // rule, loader/loader.h), not a reader error.
@@ -73,7 +73,8 @@ typedef struct {
 // The formats (one file each), in loader/reader.c's table.
 extern const sample_format reader_format_shard;
 
-// The format that reads a source path: the first of the table that claims it.
+// The format that reads a source path: the first of the table that claims it (none: the shard
+// format, whose listing then names what is wrong with the path).
 const sample_format *reader_format_find(const char *data_path);
 
 #endif

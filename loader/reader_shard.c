@@ -1,8 +1,11 @@
 // reader_shard: the sample_format of clipc's HDF5 shards (shards/shard.h) listed by a manifest
 // (shards/manifest.h): the loader's first format (loader/reader.h).
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "common/error.h"
+#include "common/fsutil.h"
 #include "loader/reader.h"
 #include "shards/manifest.h"
 #include "shards/shard.h"
@@ -15,9 +18,14 @@ struct sample_reader {
     size_t cap;
 };
 
+// A manifest file, or a folder holding manifest.json.
 static bool shard_claims(const char *data_path) {
-    (void)data_path;
-    return true;  // a manifest, or a folder holding manifest.json: manifest_load says which
+    size_t n = strlen(data_path);
+    if (n >= 5 && strcmp(data_path + n - 5, ".json") == 0) return true;
+    char *inside = fs_join(data_path, MANIFEST_DEFAULT_NAME);
+    bool found = access(inside, F_OK) == 0;
+    free(inside);
+    return found;
 }
 
 static int shard_list(const char *data_path, reader_listing *out) {

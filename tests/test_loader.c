@@ -14,6 +14,7 @@
 
 #include "common/error.h"
 #include "loader/loader.h"
+#include "loader/reader.h"
 #include "shards/manifest.h"
 #include "data_testutil.h"
 
@@ -732,6 +733,26 @@ static void test_tokenized(void **state) {
     tokenizer_free(tok);
 }
 
+// The shard format claims a manifest and a folder holding one; a path no format claims goes to it
+// too, and its listing names the path.
+static void test_reader_formats(void **state) {
+    (void)state;
+    char *folder = testutil_path(tmp, "a");
+    assert_true(reader_format_shard.claims(dataset));
+    assert_true(reader_format_shard.claims(folder));
+    assert_false(reader_format_shard.claims(tmp));
+    assert_ptr_equal(reader_format_find(folder), &reader_format_shard);
+    assert_ptr_equal(reader_format_find("/nonexistent/data"), &reader_format_shard);
+    reader_listing listing;
+    assert_int_equal(reader_format_shard.list(folder, &listing), 0);
+    assert_int_equal(listing.n_units, N_SHARDS);
+    assert_int_equal(listing.num_samples, N_SAMPLES);
+    reader_format_shard.release(&listing);
+    assert_int_equal(reader_format_shard.list("/nonexistent/data", &listing), -1);
+    assert_non_null(strstr(err_msg(), "/nonexistent/data"));
+    free(folder);
+}
+
 static void test_bad_config(void **state) {
     (void)state;
     loader_config c = small_config(dataset, true);
@@ -766,6 +787,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_missing_and_truncated_shards),
         cmocka_unit_test(test_count_mismatch),
         cmocka_unit_test(test_tokenized),
+        cmocka_unit_test(test_reader_formats),
         cmocka_unit_test(test_bad_config),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -12,10 +12,9 @@
 #include "common/error.h"
 #include "common/bytes.h"
 #include "image/image.h"
-#include "shards/manifest.h"
 #include "common/rng.h"
+#include "loader/reader.h"
 #include "loader/sampler.h"
-#include "shards/shard.h"
 
 #define LOADER_STATE_MAGIC "CLIPCLDR"
 #define LOADER_STATE_VERSION 2
@@ -23,8 +22,7 @@
 #define READ_CHUNK_SAMPLES 64
 #define STREAM_AUGMENT 4
 #define ERROR_CAP 512
-#define REASON_CAP 160
-#define CORRUPT_LIMIT 100  // corrupt samples passed over for one batch (at least B) that stop the run
+#define CORRUPT_LIMIT 100  // replacement draws for one sample (training), corrupt samples in a row (evaluation)
 
 // One sample as read from its shard: a single malloc'ed block holding the struct and its bytes.
 typedef struct {
@@ -34,27 +32,29 @@ typedef struct {
     int32_t label;
 } payload;
 
-// The shard the reader thread has open, with the image bytes of a run of its samples.
+// The unit (shard) the reader thread has open, and the run of its samples last read.
 typedef struct {
-    shard_reader *reader;
+    const sample_format *format;
+    sample_reader *reader;
     int64_t shard;            // -1: none
     int64_t chunk_first, chunk_count;
-    uint8_t *chunk;
-    size_t chunk_cap;
 } shard_cursor;
 
 typedef enum { SLOT_FREE, SLOT_DECODING, SLOT_READY, SLOT_END, SLOT_ERROR } slot_state;
 
-// B samples of the stream as the reader drew them, decoded by the workers; or (the consumer's
-// assembly slot) a batch gathered from several of them.
+// This rank's B rows of one global batch as the reader drew them, decoded by the workers (a
+// corrupt sample replaced in training, marked in evaluation).
 typedef struct {
     slot_state state;
-    int n, remaining, n_corrupt;
+    int n, n_drawn, remaining;  // rows (evaluation: fewer once corrupt ones are left out), rows drawn
     int64_t first_ordinal;    // position of the slot's first sample in the epoch's global stream
-    sample_ref *refs;         // (B)
-    payload **payloads;       // (B)
-    bool *corrupt;            // (B)
-    char *reasons;            // (B, REASON_CAP) why each corrupt sample failed
+    sample_ref *refs;         // (B) as drawn from the stream
+    sample_ref *global;       // (world_size x B) the whole global batch (training)
+    payload **payloads;       // (B) the samples decoded (a replacement's in a replaced row)
+    bool *corrupt;            // (B) evaluation: left out
+    char ***lines;            // (B) per row, the corrupt samples met ("<shard>: sample <i> ('<key>'): <reason>")
+    int *n_lines;             // (B)
+    char **row_error;         // (B) a row that could not be made, or NULL
     float *images;            // (B, 3, H, W) or NULL
     uint8_t *images_u8;       // (B, 3, H, W) or NULL
     float *teacher_images;    // (B, 3, T, T) or NULL
@@ -70,24 +70,25 @@ typedef struct {
 struct loader {
     loader_config cfg;
     int n_sources;
-    manifest **sources;
+    reader_listing *sources;   // (n_sources)
     int n_shards;
-    const char **shard_paths;  // (n_shards) into the manifests
+    const char **shard_paths;  // (n_shards) into the listings
+    const sample_format **source_formats;  // (n_sources)
+    const sample_format **shard_formats;   // (n_shards) the format of each shard's source
     int64_t *shard_sizes;      // (n_shards)
     double *shard_weights;     // (n_shards)
     sampler producer;          // ahead of the consumer, with payloads
     sampler shadow;            // at the consumer's position, references only
-    shard_cursor cursor;
+    shard_cursor cursor;       // the reader thread's
+    shard_cursor *spares;      // (max(workers, 1)) each worker's, for the replacements of corrupt samples
     float lut[3][256];         // normalized value of each byte, per channel
     int n_slots;
     batch_slot *slots;
-    batch_slot assembly;       // batches gathered across slots once a corrupt sample was skipped
     uint8_t **scratch;         // (max(workers, 1)) RGB decode buffers (H, W, 3)
     int64_t epoch;
     int64_t next_index;        // batch number of the next batch returned in this epoch
-    int64_t skipped_epoch;     // corrupt samples of this epoch's stream passed over so far
-    int taken;                 // samples of the slot being consumed already used
-    char **skipped;            // (n_skipped) lines naming the corrupt samples of the last batch
+    int64_t corrupt_run;       // evaluation: corrupt samples in a row on this rank
+    char **skipped;            // (n_skipped) lines naming the corrupt samples met making the last batch
     int n_skipped;
 
     pthread_mutex_t mu;
@@ -134,54 +135,49 @@ static double now_seconds(void) {
 
 // ---- reading samples (reader thread, or the caller when restoring) ----------------------------
 
-static int cursor_open(loader *l, uint32_t shard) {
-    shard_cursor *c = &l->cursor;
+static int cursor_open(loader *l, shard_cursor *c, uint32_t shard) {
     if (c->reader && c->shard == shard) return 0;
-    shard_reader_close(c->reader);
+    if (c->format) c->format->close(c->reader);
+    c->reader = NULL;
     c->shard = -1;
     c->chunk_count = 0;
-    c->reader = shard_reader_open(l->shard_paths[shard]);
+    c->format = l->shard_formats[shard];
+    c->reader = c->format->open(l->shard_paths[shard]);
     if (!c->reader) return -1;
-    if (shard_reader_count(c->reader) != l->shard_sizes[shard])
-        return err_set("%s: holds %lld samples but its manifest says %lld", l->shard_paths[shard],
-                       (long long)shard_reader_count(c->reader), (long long)l->shard_sizes[shard]);
+    int64_t n = c->format->count(c->reader);
+    if (n != l->shard_sizes[shard])
+        return err_set("%s: holds %lld samples but its manifest says %lld", l->shard_paths[shard], (long long)n,
+                       (long long)l->shard_sizes[shard]);
     c->shard = shard;
     return 0;
 }
 
 static int cursor_load_chunk(shard_cursor *c, int64_t first, int64_t count) {
-    size_t bytes = shard_reader_image_offset(c->reader, first + count) - shard_reader_image_offset(c->reader, first);
-    if (bytes > c->chunk_cap) {
-        c->chunk_cap = bytes;
-        c->chunk = xrealloc(c->chunk, bytes);
-    }
     c->chunk_count = 0;
-    if (shard_reader_read_images(c->reader, first, count, c->chunk)) return -1;
+    if (c->format->read(c->reader, first, count)) return -1;
     c->chunk_first = first;
     c->chunk_count = count;
     return 0;
 }
 
 static payload *payload_make(const shard_cursor *c, int64_t i) {
-    const uint8_t *image = c->chunk + (shard_reader_image_offset(c->reader, i) - shard_reader_image_offset(c->reader, c->chunk_first));
-    size_t image_size = shard_reader_image_offset(c->reader, i + 1) - shard_reader_image_offset(c->reader, i);
-    const char *caption = shard_reader_caption(c->reader, i), *key = shard_reader_key(c->reader, i);
-    size_t caption_len = strlen(caption) + 1, key_len = strlen(key) + 1;
-    payload *p = xmalloc(sizeof *p + image_size + caption_len + key_len);
+    reader_sample rs;
+    c->format->get(c->reader, i, &rs);
+    size_t caption_len = strlen(rs.caption) + 1, key_len = strlen(rs.key) + 1;
+    payload *p = xmalloc(sizeof *p + rs.image_size + caption_len + key_len);
     p->image = (uint8_t *)(p + 1);
-    memcpy(p->image, image, image_size);
-    p->image_size = image_size;
-    p->caption = memcpy(p->image + image_size, caption, caption_len);
-    p->key = memcpy(p->image + image_size + caption_len, key, key_len);
-    p->label = shard_reader_label(c->reader, i);
+    memcpy(p->image, rs.image, rs.image_size);
+    p->image_size = rs.image_size;
+    p->caption = memcpy(p->image + rs.image_size, rs.caption, caption_len);
+    p->key = memcpy(p->image + rs.image_size + caption_len, rs.key, key_len);
+    p->label = rs.label;
     return p;
 }
 
-static int fetch_sample(void *ctx, sample_ref ref, bool sequential, void **out) {
-    loader *l = ctx;
-    shard_cursor *c = &l->cursor;
-    if (cursor_open(l, ref.shard)) return -1;
-    int64_t i = ref.index, n = shard_reader_count(c->reader);
+// Reads one sample through cursor c: in sequence, the run of up to 64 samples it starts.
+static int cursor_fetch(loader *l, shard_cursor *c, sample_ref ref, bool sequential, payload **out) {
+    if (cursor_open(l, c, ref.shard)) return -1;
+    int64_t i = ref.index, n = l->shard_sizes[ref.shard];
     if (i < c->chunk_first || i >= c->chunk_first + c->chunk_count) {
         int64_t count = sequential ? (n - i < READ_CHUNK_SAMPLES ? n - i : READ_CHUNK_SAMPLES) : 1;
         if (cursor_load_chunk(c, i, count)) return -1;
@@ -190,9 +186,16 @@ static int fetch_sample(void *ctx, sample_ref ref, bool sequential, void **out) 
     return 0;
 }
 
+static int fetch_sample(void *ctx, sample_ref ref, bool sequential, void **out) {
+    loader *l = ctx;
+    payload *p = NULL;
+    int rc = cursor_fetch(l, &l->cursor, ref, sequential, &p);
+    *out = p;
+    return rc;
+}
+
 static void cursor_close(shard_cursor *c) {
-    shard_reader_close(c->reader);
-    free(c->chunk);
+    if (c->format) c->format->close(c->reader);
     memset(c, 0, sizeof *c);
     c->shard = -1;
 }
@@ -245,8 +248,9 @@ static bool decode_view(const payload *p, image_rect crop, int size, uint8_t *rg
     return image_webp_decode_region(p->image, p->image_size, crop, size, size, rgb) == 0;
 }
 
-// Decodes, transforms and tokenizes sample i of a slot. Returns false when the image is corrupt.
-static bool decode_sample(const loader *l, batch_slot *s, int i, uint8_t *scratch) {
+// Decodes, transforms and tokenizes row i of a slot (the sample `ref`). Returns false when the
+// image is corrupt.
+static bool decode_sample(const loader *l, batch_slot *s, int i, sample_ref ref, uint8_t *scratch) {
     const loader_config *c = &l->cfg;
     const payload *p = s->payloads[i];
     rng r = {rng_mix(rng_mix(rng_mix(rng_mix(c->seed, STREAM_AUGMENT), (uint64_t)l->epoch), 0),
@@ -274,49 +278,104 @@ static bool decode_sample(const loader *l, batch_slot *s, int i, uint8_t *scratc
     s->labels[i] = p->label;
     s->keys[i] = p->key;
     s->captions[i] = p->caption;
-    s->shards[i] = (int32_t)s->refs[i].shard;
-    s->indices[i] = s->refs[i].index;
+    s->shards[i] = (int32_t)ref.shard;
+    s->indices[i] = ref.index;
     return true;
 }
 
-// decode_sample, noting a failure and its reason in the slot.
-static void decode_into(const loader *l, batch_slot *s, int i, uint8_t *scratch) {
-    err_clear();
-    s->corrupt[i] = !decode_sample(l, s, i, scratch);
-    if (s->corrupt[i]) snprintf(s->reasons + (size_t)i * REASON_CAP, REASON_CAP, "%s", err_msg()[0] ? err_msg() : "undecodable");
+// Adds "<shard>: sample <i> ('<key>'): <reason>" to row i's corrupt samples.
+static void note_corrupt(const loader *l, batch_slot *s, int i, sample_ref ref) {
+    char line[ERROR_CAP];
+    snprintf(line, sizeof line, "%s: sample %u ('%s'): %s", l->shard_paths[ref.shard], ref.index, s->payloads[i]->key,
+             err_msg()[0] ? err_msg() : "undecodable");
+    s->lines[i] = xrealloc(s->lines[i], (size_t)(s->n_lines[i] + 1) * sizeof(char *));
+    s->lines[i][s->n_lines[i]++] = xstrdup(line);
 }
 
-// Moves sample i of slot s to place j of slot a: pixels, tokens and label copied, the payload
-// (which holds the key and caption) handed over.
-static void move_sample(const loader *l, batch_slot *s, int i, batch_slot *a, int j) {
+static bool in_global_batch(const loader *l, const batch_slot *s, sample_ref ref) {
+    int64_t g = (int64_t)l->cfg.batch_size * l->cfg.world_size;
+    for (int64_t j = 0; j < g; j++)
+        if (s->global[j].shard == ref.shard && s->global[j].index == ref.index) return true;
+    return false;
+}
+
+// Reads the next replacement drawn for row i that is not in its global batch into the row
+// (loader.h's rule), counting the draws in *draw. Returns -1 once CORRUPT_LIMIT draws were made.
+static int read_replacement(loader *l, batch_slot *s, int i, shard_cursor *spare, int *draw, sample_ref *ref) {
+    int64_t ordinal = s->first_ordinal + i, g = (int64_t)l->cfg.batch_size * l->cfg.world_size;
+    while (*draw < CORRUPT_LIMIT) {
+        if (sampler_substitute(&l->producer.cfg, l->epoch, ordinal, (*draw)++, ref)) return -1;
+        if (in_global_batch(l, s, *ref)) continue;
+        payload *p = NULL;
+        if (cursor_fetch(l, spare, *ref, false, &p)) return -1;
+        free(s->payloads[i]);
+        s->payloads[i] = p;
+        return 0;
+    }
+    return err_set("batch %lld: no good sample in %d draws to replace the corrupt one in row %lld (the last: %s): the "
+                   "data looks damaged", (long long)(ordinal / g), CORRUPT_LIMIT, (long long)(ordinal % g),
+                   s->lines[i][s->n_lines[i] - 1]);
+}
+
+// Decodes row i of a slot with worker w's buffers. A corrupt sample is noted, then replaced
+// (training) or marked to be left out (evaluation).
+static void decode_into(loader *l, batch_slot *s, int i, int w) {
+    sample_ref ref = s->refs[i];
+    for (int draw = 0;;) {
+        err_clear();
+        if (decode_sample(l, s, i, ref, l->scratch[w])) return;
+        note_corrupt(l, s, i, ref);
+        s->corrupt[i] = !l->cfg.train;
+        if (!l->cfg.train) return;
+        if (read_replacement(l, s, i, &l->spares[w], &draw, &ref) != 0) {
+            s->row_error[i] = xstrdup(err_msg());
+            return;
+        }
+    }
+}
+
+// Moves row i of slot s to row j < i: pixels, tokens and label copied, the payload (which holds
+// the key and caption) handed over.
+static void move_sample(const loader *l, batch_slot *s, int i, int j) {
     size_t image = 3 * (size_t)l->cfg.image_size * (size_t)l->cfg.image_size;
-    if (s->images) memcpy(a->images + j * image, s->images + i * image, image * sizeof(float));
-    else memcpy(a->images_u8 + j * image, s->images_u8 + i * image, image);
+    if (s->images) memcpy(s->images + j * image, s->images + i * image, image * sizeof(float));
+    else memcpy(s->images_u8 + j * image, s->images_u8 + i * image, image);
     size_t teacher = 3 * (size_t)l->cfg.teacher_image_size * (size_t)l->cfg.teacher_image_size;
-    if (s->teacher_images) memcpy(a->teacher_images + j * teacher, s->teacher_images + i * teacher, teacher * sizeof(float));
+    if (s->teacher_images) memcpy(s->teacher_images + j * teacher, s->teacher_images + i * teacher, teacher * sizeof(float));
     size_t ctx = (size_t)l->cfg.context_length;
-    memcpy(a->tokens + j * ctx, s->tokens + i * ctx, ctx * sizeof(int64_t));
-    a->shards[j] = s->shards[i];
-    a->indices[j] = s->indices[i];
-    a->labels[j] = s->labels[i];
-    a->keys[j] = s->keys[i];
-    a->captions[j] = s->captions[i];
-    a->payloads[j] = s->payloads[i];
+    memcpy(s->tokens + j * ctx, s->tokens + i * ctx, ctx * sizeof(int64_t));
+    s->shards[j] = s->shards[i];
+    s->indices[j] = s->indices[i];
+    s->labels[j] = s->labels[i];
+    s->keys[j] = s->keys[i];
+    s->captions[j] = s->captions[i];
+    free(s->payloads[j]);  // a corrupt sample's, or NULL
+    s->payloads[j] = s->payloads[i];
     s->payloads[i] = NULL;
 }
 
-// Called when the last sample of a slot is decoded (lock held).
+// Called when the last row of a slot is decoded (lock held): a row that could not be made fails
+// the slot.
 static void finalize_slot(batch_slot *s) {
-    s->n_corrupt = 0;
-    for (int i = 0; i < s->n; i++) s->n_corrupt += s->corrupt[i];
     s->state = SLOT_READY;
+    for (int i = 0; i < s->n && s->state == SLOT_READY; i++)
+        if (s->row_error[i]) {
+            snprintf(s->error, ERROR_CAP, "%s", s->row_error[i]);
+            s->state = SLOT_ERROR;
+        }
 }
 
 // ---- producing batches -----------------------------------------------------------------------
 
 static void slot_release_payloads(batch_slot *s) {
-    for (int i = 0; i < s->n; i++) free(s->payloads[i]), s->payloads[i] = NULL;
-    s->n = 0;
+    for (int i = 0; i < s->n_drawn; i++) {
+        free(s->payloads[i]), s->payloads[i] = NULL;
+        free(s->row_error[i]), s->row_error[i] = NULL;
+        for (int k = 0; k < s->n_lines[i]; k++) free(s->lines[i][k]);
+        free(s->lines[i]), s->lines[i] = NULL;
+        s->n_lines[i] = 0;
+    }
+    s->n = s->n_drawn = 0;
 }
 
 static void *slot_alloc(const loader *l, size_t size) {
@@ -329,9 +388,12 @@ static void slot_init(const loader *l, batch_slot *s) {
     const loader_config *c = &l->cfg;
     size_t b = (size_t)c->batch_size, pixels = b * 3 * (size_t)c->image_size * (size_t)c->image_size;
     s->refs = xcalloc(b, sizeof(sample_ref));
+    s->global = xcalloc(b * (size_t)c->world_size, sizeof(sample_ref));
     s->payloads = xcalloc(b, sizeof(payload *));
     s->corrupt = xcalloc(b, sizeof(bool));
-    s->reasons = xcalloc(b, REASON_CAP);
+    s->lines = xcalloc(b, sizeof(char **));
+    s->n_lines = xcalloc(b, sizeof(int));
+    s->row_error = xcalloc(b, sizeof(char *));
     if (c->output == LOADER_OUTPUT_FLOAT) s->images = slot_alloc(l, pixels * sizeof(float));
     else s->images_u8 = slot_alloc(l, pixels);
     size_t teacher = b * 3 * (size_t)c->teacher_image_size * (size_t)c->teacher_image_size;
@@ -345,8 +407,8 @@ static void slot_init(const loader *l, batch_slot *s) {
 }
 
 static void slot_free(const loader *l, batch_slot *s) {
-    if (!s->refs) return;  // never allocated (the assembly slot of a clean run)
-    free(s->refs), free(s->payloads), free(s->corrupt), free(s->reasons), free(s->keys), free(s->captions);
+    free(s->refs), free(s->global), free(s->payloads), free(s->corrupt), free(s->keys), free(s->captions);
+    free(s->lines), free(s->n_lines), free(s->row_error);
     free(s->shards), free(s->indices);
     if (s->images) l->cfg.allocator.free(s->images, l->cfg.allocator.ctx);
     if (s->teacher_images) l->cfg.allocator.free(s->teacher_images, l->cfg.allocator.ctx);
@@ -373,6 +435,9 @@ static void produce_batch(loader *l, batch_slot *s) {
         s->payloads[s->n] = p;
         s->corrupt[s->n++] = false;
     }
+    s->n_drawn = s->n;
+    if (rc >= 0 && s->n > 0 && l->cfg.train)
+        memcpy(s->global, sampler_batch_refs(&l->producer), (size_t)l->cfg.batch_size * (size_t)l->cfg.world_size * sizeof(sample_ref));
     if (rc < 0) {
         snprintf(s->error, ERROR_CAP, "%s", err_msg());
         s->state = SLOT_ERROR;
@@ -426,7 +491,7 @@ typedef struct {
 
 static void *worker_main(void *arg) {
     loader *l = ((worker_arg *)arg)->l;
-    uint8_t *scratch = l->scratch[((worker_arg *)arg)->id];
+    int id = ((worker_arg *)arg)->id;
     free(arg);
     pthread_mutex_lock(&l->mu);
     while (!l->stop) {
@@ -437,7 +502,7 @@ static void *worker_main(void *arg) {
             continue;
         }
         pthread_mutex_unlock(&l->mu);
-        decode_into(l, s, i, scratch);
+        decode_into(l, s, i, id);
         pthread_mutex_lock(&l->mu);
         if (--s->remaining == 0) {
             finalize_slot(s);
@@ -475,10 +540,10 @@ static void reset_pipeline(loader *l) {
         l->running = false;
     }
     for (int i = 0; i < l->n_slots; i++) slot_release_payloads(&l->slots[i]), l->slots[i].state = SLOT_FREE;
-    slot_release_payloads(&l->assembly);
     clear_skipped(l);
     l->produced = l->released = l->consumed = l->task_batch = 0;
-    l->task_next = l->taken = 0;
+    l->task_next = 0;
+    l->corrupt_run = 0;
     l->held = -1;
     l->reader_finished = l->epoch_over = false;
 }
@@ -486,7 +551,7 @@ static void reset_pipeline(loader *l) {
 void loader_set_epoch(loader *l, int64_t epoch) {
     reset_pipeline(l);
     l->epoch = epoch;
-    l->next_index = l->skipped_epoch = 0;
+    l->next_index = 0;
     sampler_start_epoch(&l->producer, epoch);
     sampler_start_epoch(&l->shadow, epoch);
     start_threads(l);
@@ -498,7 +563,7 @@ static void run_batch_here(loader *l) {
     produce_batch(l, s);
     l->produced++;
     if (s->state != SLOT_DECODING) return;
-    for (int i = 0; i < s->n; i++) decode_into(l, s, i, l->scratch[0]);
+    for (int i = 0; i < s->n; i++) decode_into(l, s, i, 0);
     finalize_slot(s);
 }
 
@@ -537,66 +602,64 @@ static batch_slot *wait_next_slot(loader *l) {
 static void release_slot(loader *l) {
     l->consumed++;
     l->released++;
-    l->taken = 0;
     pthread_cond_signal(&l->cv_reader);
 }
 
-// Notes that sample i of slot s is corrupt and passed over. Returns -1 once max(B, CORRUPT_LIMIT)
-// of them were passed over for one batch: then the data is damaged, not a sample here and there.
-static int skip_corrupt(loader *l, const batch_slot *s, int i) {
-    const char *shard = l->shard_paths[s->refs[i].shard];
-    char line[ERROR_CAP + REASON_CAP];
-    snprintf(line, sizeof line, "%s: sample %u ('%s'): %s", shard, s->refs[i].index, s->payloads[i]->key,
-             s->reasons + (size_t)i * REASON_CAP);
-    l->stats.corrupt_skipped++;
-    l->skipped_epoch++;
-    l->skipped = xrealloc(l->skipped, (size_t)(l->n_skipped + 1) * sizeof(char *));
-    l->skipped[l->n_skipped++] = xstrdup(line);
-    if (l->n_skipped < l->cfg.batch_size || l->n_skipped < CORRUPT_LIMIT) return 0;
-    return err_set("batch %lld: %d corrupt samples before %d good ones (the last: %s): the data looks damaged",
-                   (long long)l->next_index, l->n_skipped, l->cfg.batch_size, line);
+// Takes the slot's notes of corrupt samples over for the batch being made.
+static void collect_corrupt(loader *l, batch_slot *s) {
+    for (int i = 0; i < s->n; i++) {
+        l->skipped = xrealloc(l->skipped, (size_t)(l->n_skipped + s->n_lines[i]) * sizeof(char *));
+        for (int k = 0; k < s->n_lines[i]; k++) l->skipped[l->n_skipped++] = s->lines[i][k];
+        l->stats.corrupt_skipped += s->n_lines[i];
+        s->n_lines[i] = 0;
+    }
 }
 
-// Gathers the next B good samples of the stream, passing over corrupt ones, into the assembly
-// slot; an epoch's stream that ends first gives a short batch (evaluation) or none (drop_last).
-static int assemble_batch(loader *l, loader_batch *out) {
-    batch_slot *a = &l->assembly;
-    if (!a->refs) slot_init(l, a);
-    slot_release_payloads(a);
-    while (a->n < l->cfg.batch_size) {
+// Evaluation: drops the rows of corrupt samples, moving the others up. Returns -1 once max(B,
+// CORRUPT_LIMIT) corrupt samples came in a row on this rank: the data is damaged, not a sample
+// here and there.
+static int leave_out_corrupt(loader *l, batch_slot *s) {
+    int n = 0;
+    for (int i = 0; i < s->n; i++) {
+        if (!s->corrupt[i]) {
+            l->corrupt_run = 0;
+            if (n != i) move_sample(l, s, i, n);
+            n++;
+            continue;
+        }
+        int64_t limit = l->cfg.batch_size > CORRUPT_LIMIT ? l->cfg.batch_size : CORRUPT_LIMIT;
+        if (++l->corrupt_run >= limit)
+            return err_set("%lld corrupt samples in a row (the last: %s): the data looks damaged", (long long)l->corrupt_run,
+                           l->skipped[l->n_skipped - 1]);
+    }
+    s->n = n;
+    return 0;
+}
+
+// The next batch: this rank's rows of the next global batch. In evaluation a batch whose rows
+// were all corrupt is passed over (its notes go with the next batch).
+static int next_batch(loader *l, loader_batch *out) {
+    for (;;) {
         batch_slot *s = wait_next_slot(l);
         if (s->state == SLOT_ERROR) return err_set("%s", s->error);
-        if (s->state == SLOT_END) break;
-        for (; l->taken < s->n && a->n < l->cfg.batch_size; l->taken++) {
-            advance_shadow(l, s, l->taken);
-            if (!s->corrupt[l->taken]) move_sample(l, s, l->taken, a, a->n++);
-            else if (skip_corrupt(l, s, l->taken) != 0) return -1;
+        if (s->state == SLOT_END) {
+            l->epoch_over = true;
+            return 0;
         }
-        if (l->taken == s->n) release_slot(l);
+        for (int i = 0; i < s->n; i++) advance_shadow(l, s, i);
+        collect_corrupt(l, s);
+        if (!l->cfg.train && leave_out_corrupt(l, s) != 0) {
+            snprintf(s->error, ERROR_CAP, "%s", err_msg());
+            s->state = SLOT_ERROR;  // and so for every later call
+            return -1;
+        }
+        if (s->n > 0) {
+            fill_batch(l, s, out);
+            l->held = (int)(l->consumed++ % l->n_slots);
+            return 1;
+        }
+        release_slot(l);
     }
-    if (a->n == 0 || (a->n < l->cfg.batch_size && l->cfg.drop_last)) {
-        l->epoch_over = true;
-        return 0;
-    }
-    fill_batch(l, a, out);
-    return 1;
-}
-
-// The next batch: a decoded slot as it is when the stream is aligned with it, it holds no corrupt
-// sample and it is whole (always, until the first corrupt one), else an assembled one.
-static int next_batch(loader *l, loader_batch *out) {
-    batch_slot *s = wait_next_slot(l);
-    if (s->state == SLOT_ERROR) return err_set("%s", s->error);
-    if (s->state == SLOT_END) {
-        l->epoch_over = true;
-        return 0;
-    }
-    bool whole = s->n == l->cfg.batch_size || !l->cfg.drop_last;  // a short slot after a restore past a skip
-    if (l->taken != 0 || s->n_corrupt != 0 || !whole) return assemble_batch(l, out);
-    for (int i = 0; i < s->n; i++) advance_shadow(l, s, i);
-    fill_batch(l, s, out);
-    l->held = (int)(l->consumed++ % l->n_slots);
-    return 1;
 }
 
 int loader_next(loader *l, loader_batch *out) {
@@ -671,30 +734,42 @@ static int parse_weights(const char *list, int n_sources, double *weights) {
     return rc;
 }
 
+// Lists each source through its format (loader/reader.h). A source whose listing failed keeps a
+// NULL format.
+static int list_sources(loader *l, char **paths) {
+    l->sources = xcalloc((size_t)l->n_sources, sizeof(reader_listing));
+    l->source_formats = xcalloc((size_t)l->n_sources, sizeof(sample_format *));
+    for (int i = 0; i < l->n_sources; i++) {
+        const sample_format *f = reader_format_find(paths[i]);
+        if (f->list(paths[i], &l->sources[i])) return -1;
+        l->source_formats[i] = f;
+        l->n_shards += l->sources[i].n_units;
+    }
+    return 0;
+}
+
 static int load_sources(loader *l) {
     char **paths = split_sources(l->cfg.data, &l->n_sources);
-    l->sources = xcalloc((size_t)l->n_sources, sizeof(manifest *));
     double *weights = xmalloc((size_t)l->n_sources * sizeof(double));
     int rc = parse_weights(l->cfg.upsampling_factors, l->n_sources, weights);
-    for (int i = 0; rc == 0 && i < l->n_sources; i++) {
-        l->sources[i] = manifest_load(paths[i]);
-        if (!l->sources[i]) rc = -1;
-        else l->n_shards += l->sources[i]->n_shards;
-    }
+    if (rc == 0) rc = list_sources(l, paths);
     free_strings(paths, l->n_sources);
     if (rc == 0) {
-        l->shard_paths = xcalloc((size_t)(l->n_shards ? l->n_shards : 1), sizeof(char *));
-        l->shard_sizes = xcalloc((size_t)(l->n_shards ? l->n_shards : 1), sizeof(int64_t));
-        l->shard_weights = xcalloc((size_t)(l->n_shards ? l->n_shards : 1), sizeof(double));
+        size_t n = (size_t)(l->n_shards ? l->n_shards : 1);
+        l->shard_paths = xcalloc(n, sizeof(char *));
+        l->shard_formats = xcalloc(n, sizeof(sample_format *));
+        l->shard_sizes = xcalloc(n, sizeof(int64_t));
+        l->shard_weights = xcalloc(n, sizeof(double));
         int k = 0;
         for (int i = 0; i < l->n_sources; i++)
-            for (int j = 0; j < l->sources[i]->n_shards; j++, k++) {
-                const manifest_shard *sh = &l->sources[i]->shards[j];
-                l->shard_paths[k] = sh->resolved_path;
-                l->shard_sizes[k] = sh->num_samples;
+            for (int j = 0; j < l->sources[i].n_units; j++, k++) {
+                const reader_unit *u = &l->sources[i].units[j];
+                l->shard_paths[k] = u->path;
+                l->shard_formats[k] = l->source_formats[i];
+                l->shard_sizes[k] = u->num_samples;
                 l->shard_weights[k] = weights[i];
-                if (access(sh->resolved_path, R_OK) != 0)
-                    rc = err_set("%s: missing or unreadable shard (listed in %s)", sh->resolved_path, l->sources[i]->path);
+                if (access(u->path, R_OK) != 0)
+                    rc = err_set("%s: missing or unreadable shard (listed in %s)", u->path, l->sources[i].path);
             }
     }
     free(weights);
@@ -722,6 +797,8 @@ static void init_slots(loader *l) {
     size_t side = (size_t)(c->image_size > c->teacher_image_size ? c->image_size : c->teacher_image_size);
     for (int i = 0; i < n_scratch; i++) l->scratch[i] = xmalloc(side * side * 3);
     l->workers = xcalloc((size_t)n_scratch, sizeof(pthread_t));
+    l->spares = xcalloc((size_t)n_scratch, sizeof(shard_cursor));
+    for (int i = 0; i < n_scratch; i++) l->spares[i].shard = -1;
 }
 
 static void init_samplers(loader *l) {
@@ -770,16 +847,18 @@ void loader_free(loader *l) {
         sampler_free(&l->shadow);
     }
     for (int i = 0; l->slots && i < l->n_slots; i++) slot_free(l, &l->slots[i]);
-    slot_free(l, &l->assembly);
     free(l->skipped);
     for (int i = 0; l->scratch && i < (l->cfg.workers > 0 ? l->cfg.workers : 1); i++) free(l->scratch[i]);
     free(l->scratch);
     free(l->workers);
     free(l->slots);
     cursor_close(&l->cursor);
-    for (int i = 0; i < l->n_sources; i++) manifest_free(l->sources[i]);
-    free(l->sources);
-    free(l->shard_paths), free(l->shard_sizes), free(l->shard_weights);
+    for (int i = 0; l->spares && i < (l->cfg.workers > 0 ? l->cfg.workers : 1); i++) cursor_close(&l->spares[i]);
+    free(l->spares);
+    for (int i = 0; i < l->n_sources; i++)
+        if (l->source_formats && l->source_formats[i]) l->source_formats[i]->release(&l->sources[i]);
+    free(l->sources), free(l->source_formats);
+    free(l->shard_paths), free(l->shard_formats), free(l->shard_sizes), free(l->shard_weights);
     free((char *)l->cfg.data);
     free((char *)l->cfg.upsampling_factors);
     pthread_mutex_destroy(&l->mu);
@@ -793,12 +872,12 @@ int64_t loader_num_batches(const loader *l) { return sampler_num_batches(&l->sha
 
 int64_t loader_num_samples(const loader *l) {
     int64_t n = 0;
-    for (int i = 0; i < l->n_sources; i++) n += l->sources[i] ? l->sources[i]->num_samples : 0;
+    for (int i = 0; i < l->n_sources; i++) n += l->sources[i].num_samples;
     return n;
 }
 
-int loader_num_classes(const loader *l) { return l->sources[0]->n_classes; }
-const char *loader_class_name(const loader *l, int c) { return l->sources[0]->class_names[c]; }
+int loader_num_classes(const loader *l) { return l->sources[0].n_classes; }
+const char *loader_class_name(const loader *l, int c) { return l->sources[0].class_names[c]; }
 int loader_num_shards(const loader *l) { return l->n_shards; }
 const char *loader_shard_path(const loader *l, int shard) { return l->shard_paths[shard]; }
 int64_t loader_shard_size(const loader *l, int shard) { return l->shard_sizes[shard]; }
@@ -839,7 +918,7 @@ int loader_state_save(const loader *l, uint8_t **bytes, size_t *n) {
     p = bytes_put_u32(p, (uint32_t)l->cfg.batch_size);
     p = bytes_put_u32(p, (uint32_t)l->n_shards);
     p = bytes_put_u64(p, order_fingerprint(l));
-    p = bytes_put_u64(p, (uint64_t)l->skipped_epoch);
+    p = bytes_put_u64(p, 0);  // corrupt samples passed over this epoch: none under the replacement rule
     sampler_state_write(&l->shadow, p);
     p += sampler_state_size(&l->shadow);
     bytes_put_u32(p, (uint32_t)crc32(0L, buf, (uInt)(size - 4)));
@@ -872,7 +951,8 @@ static int check_state_header(const loader *l, const uint8_t *bytes, size_t n) {
     return 0;
 }
 
-// The corrupt samples passed over this epoch, as saved after the header.
+// The corrupt samples passed over this epoch, as saved after the header: the count an earlier
+// rule kept (0 since corrupt samples are replaced in place).
 static int64_t saved_skipped(const uint8_t *bytes) {
     const uint8_t *p = bytes + LOADER_STATE_HEADER - 8;
     return (int64_t)bytes_get_u64(&p);
@@ -880,6 +960,10 @@ static int64_t saved_skipped(const uint8_t *bytes) {
 
 int loader_state_restore(loader *l, const uint8_t *bytes, size_t n) {
     if (check_state_header(l, bytes, n)) return -1;
+    if (saved_skipped(bytes) != 0)
+        return err_set("saved loader position: made by an earlier clipc after %lld corrupt samples were passed over in "
+                       "its epoch, which this one replaces instead: it cannot continue that epoch exactly; resume from "
+                       "a checkpoint of the epoch's start", (long long)saved_skipped(bytes));
     reset_pipeline(l);
     const uint8_t *body = bytes + LOADER_STATE_HEADER;
     size_t body_n = n - LOADER_STATE_HEADER - 4;
@@ -889,14 +973,9 @@ int loader_state_restore(loader *l, const uint8_t *bytes, size_t n) {
         loader_set_epoch(l, epoch);
         return -1;
     }
+    int64_t g = (int64_t)l->cfg.batch_size * l->cfg.world_size;
     l->epoch = l->shadow.epoch;
-    l->skipped_epoch = saved_skipped(bytes);
-    if (l->skipped_epoch < 0 || l->skipped_epoch > l->shadow.emitted) {
-        loader_set_epoch(l, epoch);
-        return err_set("saved loader position: %lld corrupt samples skipped of %lld read", (long long)saved_skipped(bytes),
-                       (long long)l->shadow.emitted);
-    }
-    l->next_index = (l->shadow.emitted - l->skipped_epoch) / ((int64_t)l->cfg.batch_size * l->cfg.world_size);
+    l->next_index = (l->shadow.emitted + g - 1) / g;
     start_threads(l);
     return 0;
 }

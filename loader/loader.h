@@ -5,15 +5,35 @@
 // images, normalize them into the slot's batch buffer and tokenize the captions. Training crops
 // and scales inside libwebp (RandomResizedCrop); evaluation decodes the stored image whole and
 // applies OpenCLIP's evaluation transform (image_decode_eval: PIL's resize, centre crop). Which
-// samples form batch k, and every random crop, depend only on (seed, epoch, global batch size =
-// world size x batch size, batch index, rank): never on the number of workers, on timing, or on how
-// a global batch is split among ranks (loader/sampler.h).
+// samples form batch k, and every random crop, depend only on (seed, epoch, global batch size G =
+// world size x batch size B, batch index, rank): never on the number of workers, on timing, or on
+// how a global batch is split among ranks (loader/sampler.h): rank r's batch k is rows
+// [r*B, (r+1)*B) of global batch k, so R ranks of batch B see exactly what one rank of batch R*B
+// sees. Samples are read through loader/reader.h (one file per on-disk format).
 //
-// A sample whose image does not decode (or caption does not tokenize) is passed over: the batch
-// takes the next good sample of the stream instead, so a batch never holds a sample twice, and
-// the batches stay the same for any number of workers and across a saved position. Each batch
-// names the samples passed over to make it. A missing, truncated or unreadable shard is an error
-// naming it.
+// Corrupt samples (an image that does not decode, a caption that does not tokenize), the global
+// rule:
+// - Training: the sample at position p of the epoch's global stream (row p % G of global batch
+//   p / G) is replaced in its row by the first good sample of the draws d = 0, 1, ...
+//   sampler_substitute(seed, epoch, p, d) that is not one of the G samples the stream put in that
+//   global batch: a draw over the whole data, each sample with a probability proportional to its
+//   source's upsampling factor (uniform without factors). The replacement is decoded with the crop
+//   of position p. The rule depends only on (seed, epoch, p) and the data, so every rank computes
+//   it without communication, checking only its own rows, and the batches stay those of one rank
+//   of the global batch, for any world size, number of workers and after a restore. A batch holds
+//   a sample twice only when two replacements draw the same sample (or, resampling, when the
+//   stream repeats one). 100 draws without a good
+//   sample stop the run (the data looks damaged).
+// - Evaluation: the row of a corrupt sample is left out (every good sample is evaluated once; a
+//   batch may be short, and one whose rows were all corrupt is not returned); max(B, 100) corrupt
+//   samples in a row on a rank stop it.
+// Each batch names the corrupt samples met to make it. A missing, truncated or unreadable shard is
+// an error naming it.
+//
+// The contract with several ranks: with drop_last (training) every rank returns exactly
+// loader_num_batches() full batches per epoch, whatever is corrupt, so the ranks' steps (and their
+// collectives) pair up; without it (evaluation) a rank returns at most that many (its share of the
+// last global batch may be empty).
 #ifndef CLIPC_LOADER_LOADER_H
 #define CLIPC_LOADER_LOADER_H
 
@@ -76,13 +96,13 @@ typedef struct {
     const char *const *captions;   // (n)
     const int32_t *shards;         // (n) each sample's shard: an index of loader_shard_path()
     const int64_t *indices;        // (n) each sample's position within its shard
-    int n_corrupt;                 // corrupt samples passed over to make this batch
+    int n_corrupt;                 // corrupt samples met to make this batch (replaced, or left out)
     const char *const *corrupt;    // (n_corrupt) "<shard>: sample <i> ('<key>'): <reason>"
 } loader_batch;
 
 typedef struct {
     int64_t batches, samples;
-    int64_t corrupt_skipped;       // corrupt samples passed over since loader_init
+    int64_t corrupt_skipped;       // corrupt samples met (replaced, or left out) since loader_init
     double wait_seconds;           // time loader_next spent waiting for a batch
 } loader_stats;
 
@@ -106,7 +126,9 @@ int loader_next(loader *l, loader_batch *out);
 // Starts epoch `epoch` from its first batch.
 void loader_set_epoch(loader *l, int64_t epoch);
 
-int64_t loader_num_batches(const loader *l);  // in the current epoch, on this rank
+// The global batches of the current epoch: with drop_last the batches every rank returns, else
+// the most a rank returns.
+int64_t loader_num_batches(const loader *l);
 int64_t loader_num_samples(const loader *l);  // in all sources
 int loader_num_classes(const loader *l);      // of the first source; 0 for an unlabelled set
 const char *loader_class_name(const loader *l, int c);

@@ -6,7 +6,7 @@
 #include "common/error.h"
 #include "common/bytes.h"
 
-enum { STREAM_SHARD_ORDER = 1, STREAM_RESAMPLE = 2, STREAM_BUFFER = 3 };
+enum { STREAM_SHARD_ORDER = 1, STREAM_RESAMPLE = 2, STREAM_BUFFER = 3, STREAM_SUBSTITUTE = 5 };  // 4: the loader's crops
 
 static rng stream_rng(uint64_t seed, uint64_t stream, int64_t epoch, int64_t rank) {
     rng r = {rng_mix(rng_mix(rng_mix(seed, stream), (uint64_t)epoch), (uint64_t)rank)};
@@ -34,6 +34,7 @@ void sampler_init(sampler *s, const sampler_config *cfg, sampler_fetch_fn fetch,
     }
     s->buf = xmalloc((size_t)buffer_capacity(cfg) * sizeof(sample_ref));
     s->payload = xcalloc((size_t)buffer_capacity(cfg), sizeof(void *));
+    s->batch = xcalloc((size_t)cfg->batch_size * (size_t)cfg->world_size, sizeof(sample_ref));
 }
 
 static void drop_buffer(sampler *s) {
@@ -48,6 +49,7 @@ void sampler_free(sampler *s) {
     free(s->cum_weights);
     free(s->buf);
     free(s->payload);
+    free(s->batch);
 }
 
 static void plan_shard_order(sampler *s) {
@@ -93,8 +95,29 @@ void sampler_start_epoch(sampler *s, int64_t epoch) {
 }
 
 int64_t sampler_num_batches(const sampler *s) {
-    int64_t g = global_batch(&s->cfg), rest = s->n_emit % g;
-    return s->n_emit / g + (rest > (int64_t)s->cfg.rank * s->cfg.batch_size);
+    int64_t g = global_batch(&s->cfg);
+    return (s->n_emit + g - 1) / g;
+}
+
+const sample_ref *sampler_batch_refs(const sampler *s) { return s->batch; }
+
+// A shard's share of the replacement draws: its weight times its samples.
+static double shard_mass(const sampler_config *c, int i) {
+    return (c->shard_weights ? c->shard_weights[i] : 1.0) * (double)c->shard_sizes[i];
+}
+
+int sampler_substitute(const sampler_config *c, int64_t epoch, int64_t ordinal, int attempt, sample_ref *out) {
+    double total = 0;
+    for (int i = 0; i < c->n_shards; i++) total += shard_mass(c, i);
+    if (!(total > 0)) return err_set("loader: no sample can replace a corrupt one (every source is empty or weighted 0)");
+    rng r = stream_rng(c->seed, STREAM_SUBSTITUTE, epoch, ordinal);
+    r.state = rng_mix(r.state, (uint64_t)attempt);
+    double u = rng_uniform(&r) * total, sum = 0;
+    int shard = -1;
+    for (int i = 0; i < c->n_shards && (shard < 0 || sum <= u); i++)
+        if (shard_mass(c, i) > 0) shard = i, sum += shard_mass(c, i);  // the last one with mass takes a rounding overshoot
+    *out = (sample_ref){(uint32_t)shard, (uint32_t)rng_below(&r, (uint64_t)c->shard_sizes[shard])};
+    return 0;
 }
 
 static int64_t draw_shard(sampler *s) {
@@ -151,6 +174,7 @@ static int draw(sampler *s, sample_ref *ref, void **payload) {
     if (s->n_buf == 0) return 0;
     int j = (int)rng_below(&s->shuffle_rng, (uint64_t)s->n_buf);
     *ref = s->buf[j];
+    s->batch[s->emitted % global_batch(&s->cfg)] = *ref;
     if (payload) *payload = s->payload[j];
     else free(s->payload[j]);
     s->n_buf--;

@@ -59,6 +59,7 @@ typedef struct {
     void **payload;               // (buffer_size)
     int n_buf;
     int64_t emitted, n_emit;      // samples of the global stream emitted this epoch, and the epoch's total
+    sample_ref *batch;            // (world_size x batch_size) the global batch being drawn, by row
 } sampler;
 
 void sampler_init(sampler *s, const sampler_config *cfg, sampler_fetch_fn fetch, void *fetch_ctx);
@@ -67,8 +68,19 @@ void sampler_free(sampler *s);
 // Starts epoch `epoch` from its beginning (the buffer is emptied).
 void sampler_start_epoch(sampler *s, int64_t epoch);
 
-// The batches this rank gets in the epoch (the last may be partial without drop_last).
+// The global batches of the epoch, the same on every rank: with drop_last every rank gets this
+// many (full); without it the last global batch may be partial, and a rank's share of it empty.
 int64_t sampler_num_batches(const sampler *s);
+
+// The references of the global batch being drawn, by row (world_size x batch_size): after
+// sampler_next returned a rank's last sample of a global batch, all of that batch.
+const sample_ref *sampler_batch_refs(const sampler *s);
+
+// Draw `attempt` (0, 1, ...) of a replacement for the sample at `ordinal` of epoch `epoch`'s global
+// stream: a sample drawn from (seed, epoch, ordinal, attempt) over all shards, each sample with a
+// probability proportional to its shard's weight (uniform without weights). The same on every
+// rank and for every world size. Returns 0, or -1 when every shard is empty or weighted 0.
+int sampler_substitute(const sampler_config *c, int64_t epoch, int64_t ordinal, int attempt, sample_ref *out);
 
 // This rank's next sample of the epoch and its ordinal in the global stream: 1, 0 at the end of
 // the epoch, -1 when fetch failed. After a rank's last sample of a global batch the stream is

@@ -119,6 +119,8 @@ double testutil_psnr(const uint8_t *a, const uint8_t *b, size_t pixels) {
     return 10 * log10(255.0 * 255.0 / (se / (double)(pixels * 3)));
 }
 
+static const char garbage[] = "RIFF\x20\0\0\0WEBPVP8 garbage garbage garbage";  // a WebP header over nothing
+
 static void write_test_shard(const char *path, int first, int n, int w, int h, bool labelled, int corrupt_key) {
     static const char *const classes[] = {"zero", "one", "two"};
     uint8_t **images = xcalloc((size_t)n + 1, sizeof(uint8_t *));
@@ -129,7 +131,6 @@ static void write_test_shard(const char *path, int first, int n, int w, int h, b
         int k = first + i;
         image_rgb img = testutil_picture(w, h, k);
         if (k == corrupt_key || corrupt_key == TESTUTIL_ALL_CORRUPT) {
-            static const char garbage[] = "RIFF\x20\0\0\0WEBPVP8 garbage garbage garbage";
             sizes[i] = sizeof garbage;
             images[i] = memcpy(xmalloc(sizes[i]), garbage, sizes[i]);
         } else if (image_encode_webp(&img, w, h, 90, true, &images[i], &sizes[i])) {
@@ -171,6 +172,47 @@ char *testutil_make_dataset(const char *dir, const int *sizes, int n_shards, int
     for (int s = 0; s < n_shards; s++) free(m.shards[s].path);
     free(m.shards);
     return manifest_path;
+}
+
+// Rewrites one shard with garbage as the image of each sample whose number (first + i) is
+// `every - 1` modulo `every`; *first counts on over the shards.
+static int damage_shard(const char *path, int every, int64_t *first) {
+    shard_reader *r = shard_reader_open(path);
+    if (!r) return -1;
+    int64_t n = shard_reader_count(r);
+    uint64_t blob = shard_reader_image_offset(r, n);
+    uint8_t *all = xmalloc(blob ? blob : 1);
+    const uint8_t **images = xcalloc((size_t)n + 1, sizeof(uint8_t *));
+    size_t *sizes = xcalloc((size_t)n + 1, sizeof(size_t));
+    const char **captions = xcalloc((size_t)n + 1, sizeof(char *)), **keys = xcalloc((size_t)n + 1, sizeof(char *));
+    int32_t *labels = xcalloc((size_t)n + 1, sizeof(int32_t));
+    int C = shard_reader_num_classes(r);
+    const char **classes = xcalloc((size_t)C + 1, sizeof(char *));
+    for (int c = 0; c < C; c++) classes[c] = shard_reader_class_name(r, c);
+    int rc = shard_reader_read_images(r, 0, n, all);
+    for (int64_t i = 0; i < n; i++, (*first)++) {
+        bool bad = *first % every == every - 1;
+        images[i] = bad ? (const uint8_t *)garbage : all + shard_reader_image_offset(r, i);
+        sizes[i] = bad ? sizeof garbage : shard_reader_image_offset(r, i + 1) - shard_reader_image_offset(r, i);
+        captions[i] = shard_reader_caption(r, i), keys[i] = shard_reader_key(r, i), labels[i] = shard_reader_label(r, i);
+    }
+    shard_contents c = {.n = n, .images = images, .image_sizes = sizes, .captions = captions, .keys = keys,
+                        .labels = C ? labels : NULL, .class_names = C ? classes : NULL, .n_classes = C,
+                        .made_by = shard_reader_made_by(r), .skipped = shard_reader_skipped(r)};
+    if (rc == 0) rc = shard_write(path, &c);
+    shard_reader_close(r);
+    free(all), free(images), free(sizes), free(captions), free(keys), free(labels), free(classes);
+    return rc;
+}
+
+int testutil_damage_every(const char *manifest_path, int every) {
+    manifest *m = manifest_load(manifest_path);
+    if (!m) return -1;
+    int64_t first = 0;
+    int rc = 0;
+    for (int s = 0; rc == 0 && s < m->n_shards; s++) rc = damage_shard(m->shards[s].resolved_path, every, &first);
+    manifest_free(m);
+    return rc;
 }
 
 static void converted_push(testutil_converted *c, shard_reader *r, int64_t i, image_rgb img) {

@@ -41,6 +41,11 @@ double testutil_psnr(const uint8_t *a, const uint8_t *b, size_t pixels);
 char *testutil_make_dataset(const char *dir, const int *sizes, int n_shards, int w, int h, bool labelled,
                             int corrupt_key, int first_key);
 
+// Stores garbage (a WebP header over nothing) as the image of every `every`-th sample of a
+// sharded dataset (samples every-1, 2*every-1, ... counted over its shards in order), rewriting
+// its shards in place. Returns 0, or -1 with err_msg().
+int testutil_damage_every(const char *manifest_path, int every);
+
 // Every sample of a converted folder (its manifest's shards in order): key, caption, label, the
 // stored WebP's size and its decoded pixels.
 typedef struct {

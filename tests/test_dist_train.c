@@ -11,6 +11,9 @@
 // - all in strict device mode with the consistency check on (docs/distributed.md);
 // - the zero-shot accuracy that 2 ranks compute during training, each on its share of the images,
 //   equals `clipc eval` of the same weights in one process, exactly;
+// - over data with corrupt samples (every 16th), 2 ranks still equal 1 rank of the global batch
+//   (the corrupt samples are replaced by a rule of the global stream, loader/loader.h);
+// - a rank whose data ends early or fails stops every rank with a message naming it;
 // - a rank killed mid-run: the other exits non-zero within --dist-timeout naming its rank, the
 //   collective and the step, and `clipc launch` returns non-zero.
 // Usage: test_dist_train CLIPC_BINARY FASHION_MNIST_DIR VOCAB
@@ -23,12 +26,14 @@
 #include <stdbool.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
 #include "cli_run.h"
 #include "common/error.h"
+#include "data_testutil.h"
 #include "model/safetensors.h"
 
 static const char *clipc, *fmnist, *vocab;
@@ -268,6 +273,63 @@ static void test_sharded_zeroshot(void **state) {
     assert_true(fabs(sharded - single) < 1e-9);
 }
 
+// The number of lines of a run's metrics.jsonl holding `what`.
+static int count_lines(const char *name, const char *what) {
+    char out[64];
+    cli_run(out, sizeof out, "grep -c '%s' %s/logs/%s/metrics.jsonl", what, work, name);
+    return atoi(out);
+}
+
+// A copy of the training data with every 16th sample's image garbage: 2 ranks x 16 against
+// 1 rank x 32 (a position carried across world sizes with corrupt samples: tests/test_loader.c).
+static void test_corrupt_samples_global_batch(void **state) {
+    (void)state;
+    char path[512];
+    if (cli_run(NULL, 0, "cp -r %s/train %s/corrupt", work, work) != 0) fail_msg("copy failed");
+    snprintf(path, sizeof path, "%s/corrupt/manifest.json", work);
+    if (testutil_damage_every(path, 16) != 0) fail_msg("%s", err_msg());
+    must_train(1, "corrupt-1x32", "--batch-size 32 --train-data corrupt");
+    int met = count_lines("corrupt-1x32", "\"type\":\"corrupt_sample\"");
+    printf("  %d corrupt samples met in %d steps\n", met, STEPS);
+    assert_true(met >= 2);
+    must_train(2, "corrupt-2x16", "--batch-size 16 --train-data corrupt");
+    expect_same_run("corrupt-2x16", "corrupt-1x32");
+}
+
+// Two ranks started as torchrun would, rank 1 on other data; prints both ranks' output into out.
+static int run_with_rank1_data(char *out, size_t cap, const char *name, const char *rank1_data) {
+    const char *cmd = "%s train --model clip-tiny --vocab %s --train-num-samples 128 --batch-size 16 --epochs 1 "
+                      "--workers 1 --threads 1 --logs logs --name %s --dist-timeout 20 --save-frequency 0 --train-data";
+    char line[1024];
+    snprintf(line, sizeof line, cmd, clipc, vocab, name);
+    return cli_run(out, cap, "cd %s && export MASTER_ADDR=127.0.0.1 MASTER_PORT=%d WORLD_SIZE=2; "
+                   "RANK=1 LOCAL_RANK=1 %s %s > %s-rank1.log 2>&1 & RANK=0 LOCAL_RANK=0 %s train 2>&1; r0=$?; wait $!; r1=$?; "
+                   "cat %s-rank1.log; echo \"exit $r0 $r1\"",
+                   work, port++, line, rank1_data, name, line, name);
+}
+
+// A rank whose epoch ends early (its data is smaller) or whose loader fails (a truncated shard)
+// stops both ranks before the next step, each naming that rank, instead of leaving the other in
+// the step's collectives.
+static void test_ranks_disagree(void **state) {
+    (void)state;
+    char out[65536], dir[512];
+    snprintf(dir, sizeof dir, "%s/small", work);
+    assert_int_equal(mkdir(dir, 0777), 0);
+    const int sizes[] = {64};
+    free(testutil_make_dataset(dir, sizes, 1, 28, 28, true, -1, 0));  // 2 global batches of 32, not 4
+    run_with_rank1_data(out, sizeof out, "short", "small");
+    printf("%s", out);
+    if (!strstr(out, "rank 1's loader ended epoch 0 before step 3 while rank 0 had a batch") || !strstr(out, "exit 1 1"))
+        fail_msg("%s", out);
+    if (cli_run(NULL, 0, "cd %s && cp -r train broken && for f in broken/*.h5; do truncate -s 3000 $f; done", work) != 0)
+        fail_msg("could not make the broken copy");
+    run_with_rank1_data(out, sizeof out, "failed", "broken");
+    printf("%s", out);
+    if (!strstr(out, "rank 1's loader failed before step 1") || !strstr(out, "broken/shard-0000") || !strstr(out, "exit 1 1"))
+        fail_msg("%s", out);
+}
+
 // The ranks of a long run, started as torchrun would; rank 1 is killed by SIGKILL once rank 0
 // has logged two steps.
 #define KILLED_RUN                                                                                             \
@@ -326,6 +388,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_failed_collective_keeps_checkpoints),
         cmocka_unit_test(test_slow_checkpoint),
         cmocka_unit_test(test_sharded_zeroshot),
+        cmocka_unit_test(test_corrupt_samples_global_batch),
+        cmocka_unit_test(test_ranks_disagree),
         cmocka_unit_test(test_killed_rank),
         cmocka_unit_test(test_launch_reports_killed_rank),
     };

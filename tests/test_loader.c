@@ -14,6 +14,7 @@
 
 #include "common/error.h"
 #include "loader/loader.h"
+#include "loader/reader.h"
 #include "shards/manifest.h"
 #include "data_testutil.h"
 
@@ -101,7 +102,8 @@ static void run_epoch(const loader_config *c, int64_t epoch, run_log *log) {
     if (!l) fail_msg("%s", err_msg());
     if (epoch) loader_set_epoch(l, epoch);
     run(l, c, -1, log);
-    assert_int_equal(log->n_batches, loader_num_batches(l));
+    if (c->train) assert_int_equal(log->n_batches, loader_num_batches(l));  // the global batches: on every rank
+    else assert_true(log->n_batches <= loader_num_batches(l));  // a rank's share of the last may be empty
     loader_free(l);
 }
 
@@ -424,8 +426,8 @@ static void assert_distinct_in_batches(const run_log *log) {
             for (int j = first; j < i; j++) assert_int_not_equal(log->keys[i], log->keys[j]);
 }
 
-// Evaluation (file order, so the batches are known): sample 12 (shard 2, index 0) is passed over,
-// batch 3 takes sample 16 instead and names sample 12, every later sample moves up one place.
+// Evaluation (file order, so the batches are known): sample 12 (shard 2, index 0) is left out,
+// batch 3 holds samples 13-15 and names sample 12, every other batch is as without it.
 static const int corrupt_order[23] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23};
 static void check_corrupt_in_order(const char *m, int workers) {
     loader_config c = small_config(m, false);
@@ -435,6 +437,7 @@ static void check_corrupt_in_order(const char *m, int workers) {
     int k = 0, named = 0;
     while (loader_next(l, &b) == 1) {
         for (int i = 0; i < b.n; i++) assert_int_equal(atoi(b.keys[i] + 1), corrupt_order[k++]);
+        assert_int_equal(b.n, b.index == 3 ? 3 : 4);
         if (b.n_corrupt == 0) continue;
         assert_int_equal(b.index, 3);
         assert_int_equal(b.n_corrupt, 1);
@@ -447,9 +450,9 @@ static void check_corrupt_in_order(const char *m, int workers) {
     loader_free(l);
 }
 
-// Training: no batch holds a sample twice, sample 12 never appears, and the batches (every one
-// after the skip made across slots) are the same for any number of workers and after a restore
-// at any point.
+// Training: sample 12 is replaced in its row, so the epoch keeps its 6 full batches; no batch holds
+// a sample twice, sample 12 never appears, and the batches are the same for any number of workers
+// and after a restore at any point.
 static void check_corrupt_shuffled(const char *m) {
     static run_log ref, other;
     loader_config c = small_config(m, true);
@@ -458,8 +461,8 @@ static void check_corrupt_shuffled(const char *m) {
     run(l, &c, -1, &ref);
     assert_int_equal(loader_get_stats(l).corrupt_skipped, 1);
     loader_free(l);
-    assert_int_equal(ref.n_batches, 5);  // 23 good samples: the sixth batch cannot be filled
-    assert_int_equal(ref.first_corrupt, 1);  // with this seed: the batches after it straddle slots
+    assert_int_equal(ref.n_batches, 6);
+    assert_int_equal(ref.first_corrupt, 1);  // with this seed
     assert_distinct_in_batches(&ref);
     for (int i = 0; i < ref.n_keys; i++) assert_int_not_equal(ref.keys[i], 12);
     for (c.workers = 1; c.workers <= 3; c.workers++) {
@@ -480,19 +483,128 @@ static void test_corrupt_sample(void **state) {
     free(m);
 }
 
+// Two epochs (0, then 1 after loader_set_epoch) of one rank of the global batch 8, or of rank r
+// of 2 ranks of batch 4, into log; the position after `save_after` batches of epoch 1 into
+// *saved (when saved is not NULL).
+static void log_two_epochs(const loader_config *c, int save_after, uint8_t **saved, size_t *n, sample_log *log) {
+    loader *l = loader_init(c);
+    if (!l) fail_msg("%s", err_msg());
+    int64_t per_epoch = loader_num_batches(l);
+    log_samples(l, c, -1, log);
+    assert_int_equal(log->n, per_epoch * c->batch_size);  // every batch full, the same count on every rank
+    loader_set_epoch(l, 1);
+    log_samples(l, c, save_after, log);
+    if (saved) assert_int_equal(loader_state_save(l, saved, n), 0);
+    log_samples(l, c, -1, log);
+    assert_int_equal(log->n, 2 * per_epoch * c->batch_size);
+    loader_free(l);
+}
+
+// Rows [r*4, (r+1)*4) of every global batch of `whole` (batch 8), from sample `from` on, are
+// rank r's rows of `part` (batch 4), keys and pixels.
+static void assert_rank_rows(const sample_log *whole, int from, const sample_log *part, int r) {
+    size_t per = 3 * 8 * 8;
+    assert_int_equal(part->n * 2, whole->n - from);
+    for (int i = from; i < whole->n; i++) {
+        int pos = i % 8;
+        if (pos / 4 != r) continue;
+        int j = (i - from) / 8 * 4 + pos % 4;
+        if (whole->keys[i] != part->keys[j]) fail_msg("global row %d: key s%d, rank %d row %d: s%d", i, whole->keys[i], r, j, part->keys[j]);
+        assert_memory_equal(whole->pixels + (size_t)i * per, part->pixels + (size_t)j * per, per * sizeof(float));
+    }
+}
+
+// With corrupt samples in the data (every 5th), 2 ranks of batch 4 see exactly what one rank of
+// batch 8 sees, row for row, pixels included, over two epochs; a position saved on one world size
+// continues exactly on the other; no batch holds a corrupt sample or a sample twice.
+static void test_corrupt_global_rule(void **state) {
+    (void)state;
+    const int s[] = {9, 14, 11, 8, 10};
+    char *m = make_in("corrupt-global", s, 5, 12, 10, false, -1, 0);
+    if (testutil_damage_every(m, 5)) fail_msg("%s", err_msg());
+    loader_config one = small_config(m, true);
+    one.batch_size = 8;
+    sample_log whole = {0}, parts[2] = {{0}, {0}}, rest = {0};
+    uint8_t *saved_one = NULL, *saved_two = NULL;
+    size_t n_one = 0, n_two = 0;
+    log_two_epochs(&one, 2, &saved_one, &n_one, &whole);
+    assert_int_equal(whole.n, 2 * (52 / 8) * 8);
+    for (int i = 0; i < whole.n; i++) assert_int_not_equal(whole.keys[i] % 5, 4);
+    for (int b = 0; b < whole.n / 8; b++)
+        for (int i = 8 * b; i < 8 * b + 8; i++)
+            for (int j = 8 * b; j < i; j++) assert_int_not_equal(whole.keys[i], whole.keys[j]);
+    for (int r = 0; r < 2; r++) {
+        loader_config c = small_config(m, true);
+        c.world_size = 2, c.rank = r, c.workers = 2 * r;
+        log_two_epochs(&c, 2, r == 1 ? &saved_two : NULL, &n_two, &parts[r]);
+        assert_rank_rows(&whole, 0, &parts[r], r);
+    }
+    int from = (52 / 8) * 8 + 2 * 8;  // epoch 1, batch 2
+    loader *l = loader_init(&one);    // saved on rank 1 of 2, continued on 1 rank
+    assert_int_equal(loader_state_restore(l, saved_two, n_two), 0);
+    log_samples(l, &one, -1, &rest);
+    loader_free(l);
+    assert_int_equal(rest.n, whole.n - from);
+    assert_memory_equal(rest.keys, whole.keys + from, (size_t)rest.n * sizeof(int));
+    assert_memory_equal(rest.pixels, whole.pixels + (size_t)from * 3 * 8 * 8, (size_t)rest.n * 3 * 8 * 8 * sizeof(float));
+    for (int r = 0; r < 2; r++) {  // saved on 1 rank, continued on 2
+        loader_config c = small_config(m, true);
+        c.world_size = 2, c.rank = r;
+        sample_log part = {0};
+        l = loader_init(&c);
+        assert_int_equal(loader_state_restore(l, saved_one, n_one), 0);
+        log_samples(l, &c, -1, &part);
+        loader_free(l);
+        assert_rank_rows(&whole, from, &part, r);
+        free(part.pixels);
+    }
+    free(saved_one), free(saved_two);
+    free(whole.pixels), free(parts[0].pixels), free(parts[1].pixels), free(rest.pixels);
+    free(m);
+}
+
+// Evaluation leaves corrupt rows out, so the ranks together evaluate every good sample once:
+// with every 2nd sample corrupt and 2 ranks of batch 1, rank 1's rows are all corrupt and it
+// returns no batch (its corrupt samples counted), rank 0 returns the good ones.
+static void test_corrupt_left_out_in_evaluation(void **state) {
+    (void)state;
+    const int s[] = {7, 13};
+    char *m = make_in("corrupt-eval", s, 2, 12, 10, false, -1, 0);
+    if (testutil_damage_every(m, 2)) fail_msg("%s", err_msg());
+    for (int r = 0; r < 2; r++) {
+        loader_config c = small_config(m, false);
+        c.world_size = 2, c.rank = r, c.batch_size = 1, c.workers = r;
+        static run_log log;
+        run_epoch(&c, 0, &log);
+        assert_int_equal(log.n_keys, r == 0 ? 10 : 0);
+        for (int i = 0; i < log.n_keys; i++) assert_int_equal(log.keys[i], 2 * i);
+        loader *l = loader_init(&c);
+        loader_batch b;
+        while (loader_next(l, &b) == 1) {}
+        assert_int_equal(loader_get_stats(l).corrupt_skipped, r == 0 ? 0 : 10);
+        loader_free(l);
+    }
+    free(m);
+}
+
 // A shard whose every image is corrupt stops the run, naming it, rather than being skipped in
-// silence.
+// silence: in evaluation after 100 corrupt samples in a row, in training when 100 draws find no
+// replacement.
 static void test_damaged_shard(void **state) {
     (void)state;
     const int s[] = {150};
     char *m = make_in("damaged", s, 1, 12, 10, false, TESTUTIL_ALL_CORRUPT, 0);
-    loader_config c = small_config(m, false);
-    loader *l = loader_init(&c);
-    loader_batch b;
-    assert_int_equal(loader_next(l, &b), -1);
-    if (!strstr(err_msg(), "100 corrupt samples before 4 good ones") || !strstr(err_msg(), "damaged/shard-00000.h5"))
-        fail_msg("%s", err_msg());
-    loader_free(l);
+    const char *want[2] = {"100 corrupt samples in a row", "batch 0: no good sample in 100 draws to replace the corrupt one in row 0"};
+    for (int train = 0; train <= 1; train++) {
+        loader_config c = small_config(m, train);
+        loader *l = loader_init(&c);
+        loader_batch b;
+        assert_int_equal(loader_next(l, &b), -1);
+        assert_int_equal(loader_next(l, &b), -1);  // and stays so
+        if (!strstr(err_msg(), want[train]) || !strstr(err_msg(), "damaged/shard-00000.h5") || !strstr(err_msg(), "data looks damaged"))
+            fail_msg("%s", err_msg());
+        loader_free(l);
+    }
     free(m);
 }
 
@@ -508,8 +620,8 @@ static void assert_positions(const loader *l, const loader_batch *b, const int *
 }
 
 // The teacher view is the same crop at the teacher's size: equal to the student's view at equal
-// sizes (random crops), equal to an evaluation loader's output at that size (centre crops); rows
-// replaced after a corrupt image carry their copy's position.
+// sizes (random crops), equal to an evaluation loader's output at that size (centre crops); a row
+// whose corrupt sample was replaced (training) carries its replacement's position.
 static void test_teacher_view_and_positions(void **state) {
     (void)state;
     loader_config c = small_config(dataset, true);
@@ -536,10 +648,16 @@ static void test_teacher_view_and_positions(void **state) {
     loader_free(le), loader_free(lt);
 
     const int s2[] = {6, 6};
-    char *m = make_in("corrupt-positions", s2, 2, 12, 10, false, 6, 0);  // key 6 (shard 1) becomes key 7
-    c = small_config(m, false);
+    char *m = make_in("corrupt-positions", s2, 2, 12, 10, false, 6, 0);  // key 6 is shard 1, index 0
+    c = small_config(m, true);
     l = loader_init(&c);
-    while (loader_next(l, &b) == 1) assert_positions(l, &b, s2);
+    int replaced = 0;
+    while (loader_next(l, &b) == 1) {
+        assert_positions(l, &b, s2);
+        replaced += b.n_corrupt;
+        for (int i = 0; i < b.n; i++) assert_string_not_equal(b.keys[i], "s6");
+    }
+    assert_int_equal(replaced, 1);
     assert_int_equal(loader_get_stats(l).corrupt_skipped, 1);
     loader_free(l);
     free(m);
@@ -615,6 +733,26 @@ static void test_tokenized(void **state) {
     tokenizer_free(tok);
 }
 
+// The shard format claims a manifest and a folder holding one; a path no format claims goes to it
+// too, and its listing names the path.
+static void test_reader_formats(void **state) {
+    (void)state;
+    char *folder = testutil_path(tmp, "a");
+    assert_true(reader_format_shard.claims(dataset));
+    assert_true(reader_format_shard.claims(folder));
+    assert_false(reader_format_shard.claims(tmp));
+    assert_ptr_equal(reader_format_find(folder), &reader_format_shard);
+    assert_ptr_equal(reader_format_find("/nonexistent/data"), &reader_format_shard);
+    reader_listing listing;
+    assert_int_equal(reader_format_shard.list(folder, &listing), 0);
+    assert_int_equal(listing.n_units, N_SHARDS);
+    assert_int_equal(listing.num_samples, N_SAMPLES);
+    reader_format_shard.release(&listing);
+    assert_int_equal(reader_format_shard.list("/nonexistent/data", &listing), -1);
+    assert_non_null(strstr(err_msg(), "/nonexistent/data"));
+    free(folder);
+}
+
 static void test_bad_config(void **state) {
     (void)state;
     loader_config c = small_config(dataset, true);
@@ -642,11 +780,14 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_transform_values),
         cmocka_unit_test(test_eval_transform),
         cmocka_unit_test(test_corrupt_sample),
+        cmocka_unit_test(test_corrupt_global_rule),
+        cmocka_unit_test(test_corrupt_left_out_in_evaluation),
         cmocka_unit_test(test_damaged_shard),
         cmocka_unit_test(test_teacher_view_and_positions),
         cmocka_unit_test(test_missing_and_truncated_shards),
         cmocka_unit_test(test_count_mismatch),
         cmocka_unit_test(test_tokenized),
+        cmocka_unit_test(test_reader_formats),
         cmocka_unit_test(test_bad_config),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

@@ -182,8 +182,8 @@ static void test_checkpoint_retention(void **state) {
     assert_true(exists("latest", "step_6/state.safetensors"));
 }
 
-// A corrupt sample is passed over and named (on stderr and in metrics.jsonl), and the run goes
-// on; a shard that cannot be opened stops the run with its name.
+// A corrupt sample is replaced and named (on stderr and in metrics.jsonl), and the run goes on;
+// a shard that cannot be opened stops the run with its name.
 static void test_bad_samples_and_shards(void **state) {
     (void)state;
     char out[16384], dir[512], flags[1024];
@@ -195,7 +195,7 @@ static void test_bad_samples_and_shards(void **state) {
     if (train(out, sizeof out, "bad-sample", flags) != 0) fail_msg("%s", out);
     if (!strstr(out, "passed over a corrupt sample: ") || !strstr(out, "shard-00000.h5: sample 5 ('s5'): corrupt WebP"))
         fail_msg("%s", out);
-    assert_non_null(strstr(out, "done: 9 steps"));  // 79 good samples make 9 batches of 8
+    assert_non_null(strstr(out, "done: 10 steps"));  // replaced in its row: 80 samples make 10 batches of 8
     assert_non_null(strstr(out, "1 corrupt samples skipped"));
     assert_int_equal(cli_run(NULL, 0, "grep -q '\"type\":\"corrupt_sample\".*(.s5.)' %s/logs/bad-sample/metrics.jsonl", work), 0);
     cli_run(NULL, 0, "echo 'not a shard' > %s/shard-00001.h5", dir);

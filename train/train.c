@@ -569,6 +569,31 @@ static int save_step_checkpoint(trainer *t) {
     return save_checkpoint(t, stem);
 }
 
+// The ranks' results for the next step (a batch, the end of the epoch, a failure), compared before
+// any collective of the step or of the epoch's end: every rank's loader gives the same number of
+// batches (loader/loader.h), so ranks that differ mean a failure or different data on one, which
+// then stops every rank here, naming it, instead of leaving the ranks in different collectives.
+// Returns got when all agree, else -1.
+static int agree_on_batch(trainer *t, int got) {
+    int world = dist_world_size(t->d);
+    if (world == 1) return got;
+    char own[1024];
+    snprintf(own, sizeof own, "%s", err_msg());
+    double *v = xcalloc((size_t)world, sizeof(double));
+    v[dist_rank(t->d)] = got + 2;
+    int rc = dist_all_reduce_f64(t->d, v, world), first[3] = {-1, -1, -1};  // failed, ended, had a batch
+    for (int r = world - 1; rc == 0 && r >= 0; r--)
+        if (v[r] >= 1 && v[r] <= 3) first[(int)v[r] - 1] = r;
+    free(v);
+    if (rc != 0) return -1;
+    if (got < 0) return err_set("%s", own);
+    if (first[0] >= 0) return err_set("rank %d's loader failed before step %" PRId64 " (its message is in its output)", first[0], t->step + 1);
+    if (first[1] >= 0 && first[2] >= 0)
+        return err_set("rank %d's loader ended epoch %" PRId64 " before step %" PRId64 " while rank %d had a batch",
+                       first[1], t->epoch, t->step + 1, first[2]);
+    return got;
+}
+
 static int train_loop(trainer *t) {
     double start = now_s();
     int64_t steps_run = 0;
@@ -579,7 +604,7 @@ static int train_loop(trainer *t) {
         if (!epoch_done && reached_max_steps(t)) break;
         double t0 = now_s();
         loader_batch b;
-        int got = epoch_done ? 0 : loader_next(t->data, &b);
+        int got = agree_on_batch(t, epoch_done ? 0 : loader_next(t->data, &b));
         if (got < 0) return -1;
         if (got == 0) {
             if (finish_epoch(t) != 0) return -1;

@@ -1,9 +1,10 @@
 // Tests every collective (distributed/dist.h over shim/dist.h) at world size 1 on a device, in
 // float32, bfloat16 and uint8: all_reduce of several tensors of different shapes, all_gather,
 // reduce_scatter, broadcast, barrier and synchronize leave the values exact, and each is counted;
-// then a control message made on the host (dist_all_reduce_f64) travels through the group's
-// device. DEVICE cpu (CTest) takes Gloo; cuda (scripts/gpu-check.sh) takes NCCL, the backend a
-// GPU run uses, which no CPU test reaches. Without a launcher's variables the test sets torchrun's
+// then control messages made on the host (dist_all_reduce_f64, dist_broadcast_text,
+// dist_broadcast_i64, dist_all_agree) travel through the group's device. DEVICE cpu (CTest) takes
+// Gloo; cuda (scripts/gpu-check.sh) takes NCCL, the backend a GPU run uses, which no CPU test
+// reaches. Without a launcher's variables the test sets torchrun's
 // for a world of 1 on a free port. The last line names the backend ("collectives on rank 0 of 1 (nccl)").
 // Usage: test_dist_device [DEVICE]      (cpu (default), cuda, cuda:N)
 #include <arpa/inet.h>
@@ -11,6 +12,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -20,6 +22,7 @@
 
 #include "common/error.h"
 #include "distributed/dist.h"
+#include "shim/dist.h"  // the counters (dist_pg_get_stats)
 
 static tensor_device device;
 static dist *group;
@@ -71,7 +74,7 @@ static void test_all_reduce(void **state) {
     for (int i = 0; i < n_dtypes; i++) {
         int64_t s1[1] = {5}, s2[2] = {2, 3};
         tensor *t[2] = {make(s1, 1, dtypes[i], 1), make(s2, 2, dtypes[i], 2)};
-        if (dist_pg_all_reduce(pg(), t, 2) != 0 || dist_pg_synchronize(pg()) != 0)
+        if (dist_all_reduce(group, t, 2) != 0 || dist_synchronize(group) != 0)
             fail_msg("all_reduce %s: %s", dtype_names[i], err_msg());
         expect_values(t[0], 1, dtype_names[i]);
         expect_values(t[1], 2, dtype_names[i]);
@@ -87,10 +90,10 @@ static void test_all_gather_reduce_scatter(void **state) {
     for (int i = 0; i < n_dtypes; i++) {
         int64_t s[2] = {3, 4};
         tensor *in = make(s, 2, dtypes[i], 3), *gathered = make(s, 2, dtypes[i], 4), *scattered = make(s, 2, dtypes[i], 5);
-        if (dist_pg_all_gather(pg(), gathered, in) != 0 || dist_pg_synchronize(pg()) != 0)
+        if (dist_all_gather(group, gathered, in) != 0 || dist_synchronize(group) != 0)
             fail_msg("all_gather %s: %s", dtype_names[i], err_msg());
         expect_values(gathered, 3, dtype_names[i]);
-        if (dist_pg_reduce_scatter(pg(), scattered, in) != 0 || dist_pg_synchronize(pg()) != 0)
+        if (dist_reduce_scatter(group, scattered, in) != 0 || dist_synchronize(group) != 0)
             fail_msg("reduce_scatter %s: %s", dtype_names[i], err_msg());
         expect_values(scattered, 3, dtype_names[i]);
         tensor_free(in);
@@ -104,22 +107,30 @@ static void test_broadcast_barrier(void **state) {
     for (int i = 0; i < n_dtypes; i++) {
         int64_t s[1] = {7};
         tensor *t[1] = {make(s, 1, dtypes[i], 6)};
-        if (dist_pg_broadcast(pg(), t, 1, 0) != 0 || dist_pg_barrier(pg()) != 0)
+        if (dist_broadcast(group, t, 1, 0) != 0 || dist_barrier(group) != 0)
             fail_msg("broadcast %s: %s", dtype_names[i], err_msg());
         expect_values(t[0], 6, dtype_names[i]);
         tensor_free(t[0]);
     }
-    assert_int_equal(dist_pg_synchronize(pg()), 0);
+    assert_int_equal(dist_synchronize(group), 0);
 }
 
-// A control message made on the host: host values that travel through the group's device.
-// TODO(issue 19, helper coll): also dist_broadcast_text and the other control-message helpers of
-// distributed/dist.h once they land there.
+// Control messages made on the host (distributed/dist.h's helpers): host values that travel
+// through the group's device.
 static void test_host_control_message(void **state) {
     (void)state;
     double v[3] = {1.5, -2.0, 9007199254740991.0};  // the last: 2^53 - 1, exact in float64
     assert_int_equal(dist_all_reduce_f64(group, v, 3), 0);
     assert_true(v[0] == 1.5 && v[1] == -2.0 && v[2] == 9007199254740991.0);
+    char text[32] = "epoch_3/model.safetensors";
+    assert_int_equal(dist_broadcast_text(group, text, sizeof text, 0), 0);
+    assert_string_equal(text, "epoch_3/model.safetensors");
+    int64_t ints[2] = {-7, INT64_MAX};
+    assert_int_equal(dist_broadcast_i64(group, ints, 2, 0), 0);
+    assert_true(ints[0] == -7 && ints[1] == INT64_MAX);
+    bool flag = true;
+    assert_int_equal(dist_all_agree(group, &flag), 0);
+    assert_true(flag);
 }
 
 // Every kind was made and counted (run last).

@@ -46,6 +46,7 @@ dist *dist_init(const dist_options *o) {
         .master_port = env.master_port,
         .device = device.index,
         .timeout_s = o->timeout_s > 0 ? o->timeout_s : DIST_DEFAULT_TIMEOUT_S,
+        .agent_store_prefix = env.agent_store_prefix,
     };
     dist_pg *pg = dist_pg_new(&po);
     if (!pg) return NULL;

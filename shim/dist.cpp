@@ -224,14 +224,15 @@ c10::intrusive_ptr<c10d::Store> make_store(const dist_pg_options *o, std::chrono
     try {
         store = c10::make_intrusive<c10d::TCPStore>(o->master_addr, so);
     } catch (const std::exception &e) {
-        std::string port = std::to_string(o->master_port);
         if (so.isServer)
-            throw std::runtime_error("cannot serve the store on port " + port +
+            throw std::runtime_error("cannot serve the store on port " + std::to_string(o->master_port) +
                                      " (another run or a launcher's store on it? torchrun's agent says so with "
                                      "TORCHELASTIC_USE_AGENT_STORE=True): " + shim_what(e));
-        throw std::runtime_error(std::string("no store answered at ") + o->master_addr + ":" + port + " within " +
-                                 std::to_string(timeout.count() / 1000) + " s" +
-                                 (agent ? " (torchrun's agent should serve it)" : "") + ": " + shim_what(e));
+        // dist_pg_new's message names the address and port.
+        std::ostringstream m;
+        m << "no store answered within " << (double)timeout.count() / 1000.0 << " s"
+          << (agent ? " (torchrun's agent should serve it)" : "") << ": " << shim_what(e);
+        throw std::runtime_error(m.str());
     }
     if (!agent) return store;
     return c10::make_intrusive<c10d::PrefixStore>(o->agent_store_prefix, store);

@@ -32,11 +32,12 @@ passed=0 failed=0 skipped=0
 pass() { echo "ok: $1"; passed=$((passed + 1)); }
 fail() { echo "FAILED: $1"; failed=$((failed + 1)); }
 
-# Runs "$@" (a launcher and its command) with a time limit, its output in NAME.log; 1 if it failed.
+# Runs "$@" (a launcher and its command) with a time limit, its output in NAME.log; 1 if it failed
+# (then its end is shown, without the option listing).
 run() {
   local name=$1
   shift
-  timeout -k 5 150 "$@" > "$work/$name.log" 2>&1 || { echo "--- $name.log"; tail -n 30 "$work/$name.log"; return 1; }
+  timeout -k 5 150 "$@" > "$work/$name.log" 2>&1 || { echo "--- $name.log"; grep -v '^  ' "$work/$name.log" | tail -n 30; return 1; }
 }
 weights() { echo "$work/logs/$1/checkpoints/epoch_2/model.safetensors"; }
 # Whether run $1 ended with the reference's weights.

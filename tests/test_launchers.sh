@@ -70,7 +70,7 @@ else fail "torchrun restarting the ranks"; fi
 
 # Open MPI.
 if command -v mpirun > /dev/null; then
-  mpi=(mpirun -np 2 --oversubscribe --mca btl self,tcp --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo)
+  mpi=(mpirun -np 2 --oversubscribe --mca btl "self,tcp" --mca btl_tcp_if_include lo --mca oob_tcp_if_include lo)
   [ "$(id -u)" != 0 ] || mpi+=(--allow-run-as-root)
   if run mpirun "${mpi[@]}" -x MASTER_ADDR=127.0.0.1 -x MASTER_PORT=$((port++)) "${args[@]}" --name mpirun; then
     check mpirun "mpirun -np 2"
@@ -84,7 +84,7 @@ fi
 slurm_port=$((29500 + $$ % 1000))
 srun_env=(env -u MASTER_ADDR -u MASTER_PORT SLURM_JOB_ID=$((4000000 + slurm_port - 29500)) SLURM_JOB_NODELIST=localhost
   SLURM_JOB_NUM_NODES=1 SLURM_NNODES=1 SLURM_NODEID=0 SLURM_STEP_ID=0 SLURM_STEP_NUM_TASKS=2 SLURM_NTASKS=2
-  SLURM_NPROCS=2 SLURM_TASKS_PER_NODE=2 SLURM_GTIDS=0,1 SLURMD_NODENAME=localhost)
+  SLURM_NPROCS=2 SLURM_TASKS_PER_NODE=2 "SLURM_GTIDS=0,1" SLURMD_NODENAME=localhost)
 timeout -k 5 150 "${srun_env[@]}" SLURM_PROCID=1 SLURM_LOCALID=1 "${args[@]}" --name slurm > slurm-1.log 2>&1 &
 if run slurm "${srun_env[@]}" SLURM_PROCID=0 SLURM_LOCALID=0 "${args[@]}" --name slurm && wait $! && same_as_launch slurm
 then pass "srun's environment (port $slurm_port from SLURM_JOB_ID) ends with clipc launch's weights"

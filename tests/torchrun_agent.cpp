@@ -17,6 +17,7 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -88,6 +89,7 @@ pid_t start_worker(const options &o, int local, int attempt) {
     envp.push_back(nullptr);
     pid_t pid = fork();
     if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);  // a test that times out leaves no rank behind
         execvpe(o.command[0], o.command.data(), envp.data());
         std::perror(o.command[0]);
         _exit(127);

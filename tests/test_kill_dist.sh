@@ -49,14 +49,20 @@ ranks_of() { pgrep -P "$1" || true; }  # the rank processes of a `clipc launch`
 
 # Waits for a moment to kill run $run (pid $pid): 0, or 1 when the run ended first.
 #   step: a step after the ones logged when it started, then a random few ms;
-#   write: rank 0 writing a checkpoint (its hidden folder), then a random spin.
+#   write: rank 0 writing a checkpoint (its hidden folder), then a random spin (or, when 3 steps
+#          passed without the poll seeing one, at once).
 wait_for_step() {
   while [ "$(count '"type":"train"' "logs/$run/metrics.jsonl")" -le "$logged" ]; do alive "$pid" || return 1; sleep 0.005; done
   sleep "0.0$((RANDOM % 10))"
 }
 wait_for_write() {
   local spins=$((RANDOM % 50))
-  until compgen -G "logs/$run/checkpoints/.tmp-*" > /dev/null; do alive "$pid" || return 1; sleep 0.001; done
+  until compgen -G "logs/$run/checkpoints/.tmp-*" > /dev/null; do
+    alive "$pid" || return 1
+    # A write of the micro model takes a few ms: after 3 steps without seeing one, kill now.
+    [ "$(count '"type":"train"' "logs/$run/metrics.jsonl")" -le $((logged + 3)) ] || return 0
+    sleep 0.001
+  done
   for ((i = 0; i < spins; i++)); do :; done
 }
 

@@ -22,8 +22,8 @@ micro_setup
 cd "$work"
 
 port=$((20000 + $$ % 9000))
-# 8 epochs of 4 steps of a global batch of 32; a checkpoint every step, the last 2 kept.
-args=("${micro_args[@]}" --threads 1 --workers 1 --epochs 8 --logs "$work/logs" --save-steps 1
+# 12 epochs of 4 steps of a global batch of 32; a checkpoint every step, the last 2 kept.
+args=("${micro_args[@]}" --threads 1 --workers 1 --epochs 12 --logs "$work/logs" --save-steps 1
   --save-frequency 0 --keep-checkpoints 2 --dist-timeout 20)
 # cmd=(the command of a run on $1 ranks); run directly, so that $! is clipc's own pid.
 command_for() {
@@ -49,7 +49,7 @@ ranks_of() { pgrep -P "$1" || true; }  # the rank processes of a `clipc launch`
 
 # Waits for a moment to kill run $run (pid $pid): 0, or 1 when the run ended first.
 #   step: a step after the ones logged when it started, then a random few ms;
-#   write: rank 0 writing a checkpoint (its hidden folder), then a random spin (or, when 3 steps
+#   write: rank 0 writing a checkpoint (its hidden folder), then a random spin (or, when 2 steps
 #          passed without the poll seeing one, at once).
 wait_for_step() {
   while [ "$(count '"type":"train"' "logs/$run/metrics.jsonl")" -le "$logged" ]; do alive "$pid" || return 1; sleep 0.005; done
@@ -59,8 +59,8 @@ wait_for_write() {
   local spins=$((RANDOM % 50))
   until compgen -G "logs/$run/checkpoints/.tmp-*" > /dev/null; do
     alive "$pid" || return 1
-    # A write of the micro model takes a few ms: after 3 steps without seeing one, kill now.
-    [ "$(count '"type":"train"' "logs/$run/metrics.jsonl")" -le $((logged + 3)) ] || return 0
+    # A write of the micro model takes a few ms: after 2 steps without seeing one, kill now.
+    [ "$(count '"type":"train"' "logs/$run/metrics.jsonl")" -le $((logged + 2)) ] || return 0
     sleep 0.001
   done
   for ((i = 0; i < spins; i++)); do :; done

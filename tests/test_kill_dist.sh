@@ -4,13 +4,13 @@
 # (during steps, or while rank 0 writes a checkpoint), and is resumed each time with --resume latest:
 #   A. always on 2 ranks: the final weights and optimizer state are bit-identical to the
 #      uninterrupted 2-rank run's;
-#   B. alternately on 1 rank of the same global batch (itself killed at a random moment) and on
-#      2 ranks: the final weights are within the noise floor of the uninterrupted run's (1e-5
-#      relative, as tests/test_dist_train.c).
+#   B. alternately on 1 rank of the same global batch (itself killed at a random moment, but for
+#      the last, which runs to the end) and on 2 ranks: the final weights are within the noise
+#      floor of the uninterrupted run's (1e-5 relative, as tests/test_dist_train.c).
 # After each kill, `clipc launch` must have stopped the other rank (and said which rank died), no
 # resume may find its newest checkpoint damaged (nothing skipped), and no checkpoint may be newer
 # than the last step logged; at the end no half-written checkpoint is left behind.
-# Usage: test_kill_dist.sh CLIPC FASHION_MNIST_DIR WORK_DIR [SEED] [RANK_KILLS (at least 2; A gets half)]
+# Usage: test_kill_dist.sh CLIPC FASHION_MNIST_DIR WORK_DIR [SEED] [RANK_KILLS (at least 2; B gets half)]
 set -euo pipefail
 clipc=$(realpath "$1") fmnist=$2 work=$3
 RANDOM=${4:-1}
@@ -99,6 +99,7 @@ kill_attempt() {
   if [ "$ranks" = 1 ]; then
     kill -9 "$pid"
     wait "$pid" 2> /dev/null || true
+    one_rank_kills=$((one_rank_kills + 1))
     echo "kill $attempt: the 1-rank resume, aimed at $want"
   else
     mapfile -t pids < <(ranks_of "$pid")
@@ -155,10 +156,10 @@ print(f"{math.sqrt(diff2 / norm2):.3g}")
 PY
 }
 
-two_rank_kills=0
+two_rank_kills=0 one_rank_kills=0
 # A: resumed on 2 ranks every time.
 run=fixed
-for ((k = 0; k < kills / 2; k++)); do kill_attempt 2 || break; done
+for ((k = 0; k < kills - kills / 2; k++)); do kill_attempt 2 || break; done
 finish 2
 for f in model.safetensors state.safetensors; do
   cmp "logs/straight/checkpoints/$final/$f" "logs/fixed/checkpoints/$final/$f"
@@ -166,18 +167,19 @@ done
 echo "A: resumed on 2 ranks each time: final weights and optimizer state bit-identical to the uninterrupted run"
 a_kills=$two_rank_kills
 
-# B: a rank killed, resumed on 1 rank (killed too), then on 2 ranks again, ...
+# B: a rank killed, resumed on 1 rank (killed too), then on 2 ranks again, ..., and the last
+# resume, on 1 rank, runs to the end.
 run=moved
-for ((k = kills / 2; k < kills; k++)); do
+for ((k = 0; k < kills / 2; k++)); do
   kill_attempt 2 || break
-  kill_attempt 1 || break
+  [ $((k + 1)) = $((kills / 2)) ] || kill_attempt 1 || break
 done
 finish 1
 d=$(rel_diff "logs/moved/checkpoints/$final/model.safetensors" "logs/straight/checkpoints/$final/model.safetensors")
 echo "B: resumed on 1 and 2 ranks in turn: final weights within $d (relative) of the uninterrupted run"
 python3 -c "import sys; sys.exit(0 if float('$d') <= 1e-5 else 1)" || { echo "beyond the noise floor (1e-5)"; exit 1; }
 
-echo "rank kills: $two_rank_kills (A: $a_kills, B: $((two_rank_kills - a_kills)))"
+echo "rank kills: $two_rank_kills (A: $a_kills, B: $((two_rank_kills - a_kills))), and $one_rank_kills of 1-rank resumes"
 [ "$two_rank_kills" -ge "$kills" ] || { echo "only $two_rank_kills of $kills kills happened before the runs ended"; exit 1; }
 echo "1 passed, 0 failed"
 rm -rf "$work"

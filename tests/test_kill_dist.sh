@@ -49,7 +49,7 @@ ranks_of() { pgrep -P "$1" || true; }  # the rank processes of a `clipc launch`
 
 # Waits for a moment to kill run $run (pid $pid): 0, or 1 when the run ended first.
 #   step: a step after the ones logged when it started, then a random few ms;
-#   write: rank 0 writing a checkpoint (its hidden folder), then a random spin (or, when 2 steps
+#   write: rank 0 ($writer) writing a checkpoint (its hidden folder), then a random spin (or, when 2 steps
 #          passed without the poll seeing one, at once).
 wait_for_step() {
   while [ "$(count '"type":"train"' "logs/$run/metrics.jsonl")" -le "$logged" ]; do alive "$pid" || return 1; sleep 0.005; done
@@ -57,7 +57,7 @@ wait_for_step() {
 }
 wait_for_write() {
   local spins=$((RANDOM % 50))
-  until compgen -G "logs/$run/checkpoints/.tmp-*" > /dev/null; do
+  until compgen -G "logs/$run/checkpoints/.tmp-*-$writer" > /dev/null; do  # not a killed run's
     alive "$pid" || return 1
     # A write of the micro model takes a few ms: after 2 steps without seeing one, kill now.
     [ "$(count '"type":"train"' "logs/$run/metrics.jsonl")" -le $((logged + 2)) ] || return 0
@@ -89,8 +89,19 @@ kill_attempt() {
   want=$([ $((RANDOM % 3)) = 0 ] && echo write || echo step)
   command_for "$ranks"
   "${cmd[@]}" --name "$run" --resume latest > "$log" 2>&1 &
-  pid=$!
+  pid=$! writer=$!
   attempt=$((attempt + 1))
+  if [ "$ranks" = 2 ]; then  # the ranks, once both run clipc train; rank 0 writes the checkpoints
+    until [ "$writer" != "$pid" ]; do
+      alive "$pid" || { cat "$log"; exit 1; }
+      sleep 0.01
+      mapfile -t pids < <(ranks_of "$pid")
+      [ "${#pids[@]}" = 2 ] || continue
+      for p in "${pids[@]}"; do  # RANK=0 once the rank's exec has given it its environment
+        if tr '\0' '\n' < "/proc/$p/environ" 2> /dev/null | grep -qx RANK=0; then writer=$p; fi
+      done
+    done
+  fi
   if ! "wait_for_$want"; then
     wait "$pid" || { cat "$log"; exit 1; }
     no_skips "$log"
@@ -102,8 +113,6 @@ kill_attempt() {
     one_rank_kills=$((one_rank_kills + 1))
     echo "kill $attempt: the 1-rank resume, aimed at $want"
   else
-    mapfile -t pids < <(ranks_of "$pid")
-    [ "${#pids[@]}" = 2 ] || { echo "clipc launch runs ${#pids[@]} ranks, not 2"; cat "$log"; exit 1; }
     victim=$((RANDOM % 2))
     kill -9 "${pids[$victim]}"
     status=0

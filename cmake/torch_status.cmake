@@ -1,7 +1,7 @@
 # Decides, and reports in one status line each, which optional accelerated parts this build
 # compiles: a CUDA-enabled libtorch, the NCCL backend of shim/dist (multi-GPU) and the Gloo backend
 # (multi-process CPU). Sets CLIPC_HAVE_CUDA, CLIPC_HAVE_NCCL (with NCCL_INCLUDE_DIR, NCCL_LIBRARY,
-# CUDART_INCLUDE_DIR, CUDART_LIBRARY) and CLIPC_HAVE_GLOO (with GLOO_INCLUDE_DIR).
+# CUDART_INCLUDE_DIR, CUDART_LIBRARY, NCCL_FOUND_IN) and CLIPC_HAVE_GLOO (with GLOO_INCLUDE_DIR).
 
 set(CLIPC_HAVE_CUDA OFF)
 if(TORCH_CXX_FLAGS MATCHES "CUDA" OR TARGET torch_cuda OR TARGET c10_cuda OR CUDA_FOUND)
@@ -10,20 +10,14 @@ endif()
 message(STATUS "clipc: libtorch ${Torch_VERSION} at ${TORCH_INSTALL_PREFIX}")
 message(STATUS "clipc: CUDA-enabled libtorch ........ ${CLIPC_HAVE_CUDA}")
 
-# NCCL's C API with the CUDA runtime it needs (cudaStream_t, events). Built with a CPU-only
-# libtorch too, so that CI compiles it; it then refuses to start (no CUDA tensors exist).
+# NCCL's C API with the CUDA runtime it needs (cudaStream_t, events), looked for where CUDA and
+# pip's PyTorch put them (cmake/find_nccl.cmake). Built with a CPU-only libtorch too, so that CI
+# compiles it; it then refuses to start (no CUDA tensors exist).
+include(${CMAKE_CURRENT_LIST_DIR}/find_nccl.cmake)
 set(CLIPC_HAVE_NCCL OFF)
 set(nccl_status "OFF (CLIPC_NCCL=OFF)")
 if(CLIPC_NCCL)
-  set(cuda_hints /usr/local/cuda ENV CUDA_HOME ENV CUDA_PATH)
-  find_path(NCCL_INCLUDE_DIR nccl.h HINTS ${cuda_hints} PATH_SUFFIXES include)
-  find_library(NCCL_LIBRARY nccl HINTS ${cuda_hints} PATH_SUFFIXES lib64 lib)
-  find_path(CUDART_INCLUDE_DIR cuda_runtime_api.h HINTS ${cuda_hints} PATH_SUFFIXES include)
-  if(TARGET CUDA::cudart)
-    set(CUDART_LIBRARY CUDA::cudart)
-  else()
-    find_library(CUDART_LIBRARY cudart HINTS ${cuda_hints} PATH_SUFFIXES lib64 lib)
-  endif()
+  clipc_find_nccl()
   if(NCCL_INCLUDE_DIR AND NCCL_LIBRARY AND CUDART_INCLUDE_DIR AND CUDART_LIBRARY)
     set(CLIPC_HAVE_NCCL ON)
     if(CLIPC_HAVE_CUDA)
@@ -31,11 +25,17 @@ if(CLIPC_NCCL)
     else()
       set(nccl_status "ON ${NCCL_LIBRARY} (compiled; runs only with a CUDA-enabled libtorch)")
     endif()
+  elseif(NCCL_FOUND_IN)
+    set(nccl_status "OFF (NCCL in ${NCCL_FOUND_IN}, but cuda_runtime_api.h or libcudart not found; set CUDA_HOME)")
   else()
-    set(nccl_status "OFF (nccl.h, libnccl, cuda_runtime_api.h or libcudart not found; set CUDA_HOME)")
+    string(CONCAT nccl_status "OFF (nccl.h and libnccl not found in NCCL_ROOT, beside pip's PyTorch, in CUDA_HOME, "
+                  "python3's nvidia-nccl wheel, /usr/local/cuda or the system's paths; set NCCL_ROOT)")
   endif()
 endif()
 message(STATUS "clipc: NCCL backend (multi-GPU) ..... ${nccl_status}")
+if(CLIPC_HAVE_NCCL)
+  message(STATUS "clipc: NCCL found in ${NCCL_FOUND_IN}")
+endif()
 
 # Gloo through libtorch's c10d (ProcessGroupGloo.hpp is compiled with USE_C10D_GLOO).
 set(CLIPC_HAVE_GLOO OFF)

@@ -66,6 +66,7 @@ dist *dist_init(const dist_options *o) {
         .timeout_s = o->timeout_s > 0 ? o->timeout_s : DIST_DEFAULT_TIMEOUT_S,
         .debug = o->debug || env_on("CLIPC_DIST_DEBUG"),
         .fail_at = getenv("CLIPC_DIST_FAIL_AT"),
+        .agent_store_prefix = env.agent_store_prefix,
     };
     dist_pg *pg = dist_pg_new(&po);
     if (!pg) return NULL;

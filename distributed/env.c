@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -45,13 +46,25 @@ static int env_addr(char *const *envp, const char *name, char *out, size_t cap) 
     return 0;
 }
 
+// TORCHELASTIC_USE_AGENT_STORE is "True" (the agent serves the store) or anything else (it does
+// not), exactly as torch.distributed's rendezvous reads it.
+static int read_agent_store(dist_env *env, char *const *envp) {
+    const char *use = env_get(envp, "TORCHELASTIC_USE_AGENT_STORE");
+    if (!use || strcmp(use, "True") != 0) return 0;
+    int attempt;
+    if (env_int(envp, "TORCHELASTIC_RESTART_COUNT", INT_MAX, &attempt))
+        return err_prefix("TORCHELASTIC_USE_AGENT_STORE=True");
+    snprintf(env->agent_store_prefix, sizeof env->agent_store_prefix, "/worker/attempt_%d", attempt);
+    return 0;
+}
+
 static int read_torchrun(dist_env *env, char *const *envp) {
     if (env_int(envp, "RANK", INT_MAX, &env->rank) || env_int(envp, "WORLD_SIZE", INT_MAX, &env->world_size) ||
         env_int(envp, "LOCAL_RANK", INT_MAX, &env->local_rank) ||
         env_addr(envp, "MASTER_ADDR", env->master_addr, sizeof env->master_addr) ||
         env_int(envp, "MASTER_PORT", 65535, &env->master_port))
         return -1;
-    return 0;
+    return read_agent_store(env, envp);
 }
 
 static int read_openmpi(dist_env *env, char *const *envp) {

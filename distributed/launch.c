@@ -17,8 +17,11 @@
 extern char **environ;
 
 // The variables every rank gets (torchrun's names), replacing any the launcher inherited.
+// TORCHELASTIC_USE_AGENT_STORE=False: rank 0 serves the store, even when `clipc launch` itself runs
+// under torchrun's agent (whose True would otherwise reach the ranks).
 static const char *const launch_vars[] = {"MASTER_ADDR", "MASTER_PORT",      "WORLD_SIZE", "RANK",
-                                          "LOCAL_RANK",  "LOCAL_WORLD_SIZE", "GROUP_RANK"};
+                                          "LOCAL_RANK",  "LOCAL_WORLD_SIZE", "GROUP_RANK",
+                                          "TORCHELASTIC_USE_AGENT_STORE"};
 enum { N_LAUNCH_VARS = sizeof launch_vars / sizeof launch_vars[0] };
 
 typedef struct {
@@ -51,6 +54,7 @@ static char **rank_environ(const dist_launch_options *o, int local) {
     for (int i = 0; i < N_LAUNCH_VARS; i++) {
         char buf[512];
         if (i == 0) snprintf(buf, sizeof buf, "%s=%s", launch_vars[i], o->master_addr);
+        else if (i == N_LAUNCH_VARS - 1) snprintf(buf, sizeof buf, "%s=False", launch_vars[i]);
         else snprintf(buf, sizeof buf, "%s=%ld", launch_vars[i], values[i]);
         env[k++] = xstrdup(buf);
     }

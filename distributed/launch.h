@@ -1,7 +1,7 @@
 // launch: the process side of `clipc launch` (pure C; no libtorch). Starts the ranks of one node
 // with torchrun's environment (MASTER_ADDR, MASTER_PORT, WORLD_SIZE, RANK, LOCAL_RANK,
-// LOCAL_WORLD_SIZE, GROUP_RANK), each in its own process group and bound to die with the
-// launcher, then supervises them:
+// LOCAL_WORLD_SIZE, GROUP_RANK; TORCHELASTIC_USE_AGENT_STORE=False, as rank 0 serves the store),
+// each in its own process group and bound to die with the launcher, then supervises them:
 //   - SIGINT, SIGTERM and SIGHUP sent to the launcher are forwarded to every rank;
 //   - when a rank fails (non-zero exit or killed), the others get SIGTERM;
 //   - ranks still running grace_s seconds after a failure or a forwarded signal get SIGKILL.

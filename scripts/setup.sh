@@ -13,6 +13,7 @@ packages=(
   dataset-fashion-mnist
   libcairo2-dev fonts-dejavu-core
   python3  # tests/test_zeroshot_lists.sh reads OpenCLIP's lists from its source
+  openmpi-bin  # tests/test_launchers.c starts ranks with mpirun as users do
 )
 # Optional: OpenCLIP's loop beside bench_step (bench/side_by_side.sh, with Debian's PyTorch) and the
 # allocators bench/bench_malloc.sh compares.

@@ -30,8 +30,10 @@ case "${MODE:-launch}" in
       "$clipc" "$gpus" "$master" "$port" "${train[@]}"
     ;;
   srun)
-    srun --ntasks-per-node="$gpus" --cpus-per-task=$((SLURM_CPUS_PER_TASK / gpus)) --kill-on-bad-exit=1 \
-      "${train[@]}"
+    # The task counts are given explicitly: srun would otherwise take SLURM_NTASKS (one per node,
+    # from the #SBATCH lines) from the batch environment and start one rank per node.
+    srun --nodes="$SLURM_NNODES" --ntasks=$((SLURM_NNODES * gpus)) --ntasks-per-node="$gpus" \
+      --cpus-per-task=$((SLURM_CPUS_PER_TASK / gpus)) --kill-on-bad-exit=1 "${train[@]}"
     ;;
   *)
     echo "slurm-train.sh: MODE must be launch or srun" >&2

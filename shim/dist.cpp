@@ -2,6 +2,7 @@
 // failure messages with the peers that never came, and the LOCAL backend.
 #include "shim/dist.h"
 
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <algorithm>
@@ -316,14 +317,33 @@ std::unique_ptr<dist_impl::comm> make_comm(dist_impl::group &g, const dist_pg_op
     throw shim_error(std::string("dist: the ") + dist_backend_name(o->backend) + " backend is not built into this clipc");
 }
 
+// The group's store. Rank 0 serves it, unless a launcher already does (torchrun's agent): then
+// every rank is a client and the keys go under the launcher's prefix. Either way a failure names
+// what was tried: a client that cannot connect gives up within the timeout.
 c10::intrusive_ptr<c10d::Store> make_store(const dist_pg_options *o, std::chrono::milliseconds timeout) {
+    bool agent = o->agent_store_prefix && *o->agent_store_prefix;
     c10d::TCPStoreOptions so;
     so.port = (uint16_t)o->master_port;
-    so.isServer = o->rank == 0;
+    so.isServer = !agent && o->rank == 0;
     so.numWorkers = (size_t)o->world_size;
     so.waitWorkers = false;  // wait_for_ranks() names the missing ones
     so.timeout = timeout;
-    return c10::make_intrusive<c10d::TCPStore>(o->master_addr, so);
+    c10::intrusive_ptr<c10d::Store> store;
+    try {
+        store = c10::make_intrusive<c10d::TCPStore>(o->master_addr, so);
+    } catch (const std::exception &e) {
+        if (so.isServer)
+            throw std::runtime_error("cannot serve the store on port " + std::to_string(o->master_port) +
+                                     " (another run or a launcher's store on it? torchrun's agent says so with "
+                                     "TORCHELASTIC_USE_AGENT_STORE=True): " + shim_what(e));
+        // dist_pg_new's message names the address and port.
+        std::ostringstream m;
+        m << "no store answered within " << (double)timeout.count() / 1000.0 << " s"
+          << (agent ? " (torchrun's agent should serve it)" : "") << ": " << shim_what(e);
+        throw std::runtime_error(m.str());
+    }
+    if (!agent) return store;
+    return c10::make_intrusive<c10d::PrefixStore>(o->agent_store_prefix, store);
 }
 
 // Every rank records itself in the store, then waits until all have (one round trip per look),

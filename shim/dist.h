@@ -2,8 +2,10 @@
 //   DIST_BACKEND_LOCAL  one process, nothing to communicate (world size 1 without a launcher);
 //   DIST_BACKEND_GLOO   CPU tensors, through libtorch's c10d ProcessGroupGloo;
 //   DIST_BACKEND_NCCL   CUDA tensors, through NCCL's C API, on libtorch's current CUDA stream.
-// Gloo and NCCL meet through a TCP store served by rank 0 (libtorch's c10d TCPStore); NCCL's
-// unique id travels through it.
+// Gloo and NCCL meet through a TCP store (libtorch's c10d TCPStore) served by rank 0, or by a
+// launcher that already serves one (torchrun's agent: agent_store_prefix); NCCL's unique id
+// travels through it. Joining never waits silently: a rank that cannot reach the store, or ranks
+// that do not all arrive, end it within the timeout with one line naming the address or the ranks.
 //
 // Every collective has the group's timeout. A collective that fails or times out makes the
 // function return -1 with ONE line naming this rank, the collective, where the caller said it was
@@ -67,6 +69,9 @@ typedef struct {
     double timeout_s;         // the rendezvous and every collective
     bool debug;               // the consistency check before every collective (below)
     const char *fail_at;      // a test hook (CLIPC_DIST_FAIL_AT; below); NULL: none
+    // NULL or "": rank 0 serves the store on master_port. Else a launcher already serves it there
+    // (torchrun's agent): every rank connects as a client and keeps its keys under this prefix.
+    const char *agent_store_prefix;
 } dist_pg_options;
 
 typedef enum {

@@ -392,7 +392,8 @@ static void test_local(void **state) {
 
 static int rank_nccl(int rank, const void *arg) {
     const int *port = arg;
-    dist_pg_options o = {DIST_BACKEND_NCCL, 0, 1, "127.0.0.1", *port, 0, 5, false, NULL};
+    dist_pg_options o = {.backend = DIST_BACKEND_NCCL, .rank = 0, .world_size = 1, .master_addr = "127.0.0.1",
+                         .master_port = *port, .timeout_s = 5};
     dist_pg *pg = dist_pg_new(&o);
     if (tensor_cuda_device_count() == 0) {
         CHECK(!pg);

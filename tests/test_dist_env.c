@@ -1,6 +1,6 @@
-// Tests dist/env: reading rank, world size, local rank and the store's address from the
-// environments of torchrun, Open MPI and Slurm (and of none), the errors for missing or malformed
-// variables, and the first host of Slurm's compressed node lists.
+// Tests distributed/env: reading rank, world size, local rank and the store's address from the
+// environments of torchrun (with and without its agent's store), Open MPI and Slurm (and of none),
+// the errors for missing or malformed variables, and the first host of Slurm's compressed node lists.
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -34,6 +34,31 @@ static void test_torchrun(void **state) {
     assert_int_equal(e.local_rank, 1);
     assert_string_equal(e.master_addr, "node01");
     assert_int_equal(e.master_port, 29400);
+    assert_string_equal(e.agent_store_prefix, "");  // rank 0 serves the store
+}
+
+// What torchrun's agent gives its workers (PyTorch 1.13, static rendezvous): the agent serves the
+// store, every rank connects to it, keys under the attempt's prefix.
+static void test_torchrun_agent_store(void **state) {
+    (void)state;
+    char *envp[] = {"LOCAL_RANK=1", "RANK=1", "GROUP_RANK=0", "ROLE_RANK=1", "ROLE_NAME=default",
+                    "LOCAL_WORLD_SIZE=2", "WORLD_SIZE=2", "GROUP_WORLD_SIZE=1", "ROLE_WORLD_SIZE=2",
+                    "MASTER_ADDR=127.0.0.1", "MASTER_PORT=29500", "TORCHELASTIC_RESTART_COUNT=3",
+                    "TORCHELASTIC_MAX_RESTARTS=3", "TORCHELASTIC_RUN_ID=none", "TORCHELASTIC_USE_AGENT_STORE=True",
+                    "NCCL_ASYNC_ERROR_HANDLING=1", NULL};
+    dist_env e;
+    assert_int_equal(dist_env_read(&e, envp), 0);
+    assert_int_equal(e.launcher, DIST_LAUNCHER_TORCHRUN);
+    assert_int_equal(e.rank, 1);
+    assert_int_equal(e.world_size, 2);
+    assert_int_equal(e.master_port, 29500);
+    assert_string_equal(e.agent_store_prefix, "/worker/attempt_3");
+
+    // Only "True" means the agent's store, as torch.distributed reads it (--standalone: False).
+    char *not_agent[] = {"RANK=0", "WORLD_SIZE=2", "LOCAL_RANK=0", "MASTER_ADDR=h", "MASTER_PORT=1",
+                         "TORCHELASTIC_USE_AGENT_STORE=False", "TORCHELASTIC_RESTART_COUNT=0", NULL};
+    assert_int_equal(dist_env_read(&e, not_agent), 0);
+    assert_string_equal(e.agent_store_prefix, "");
 }
 
 static void test_openmpi(void **state) {
@@ -100,6 +125,12 @@ static void test_errors(void **state) {
     char *bad_nodes[] = {"SLURM_PROCID=0", "SLURM_NTASKS=2", "SLURM_LOCALID=0", "SLURM_STEP_ID=0",
                          "SLURM_JOB_NODELIST=node[01-04", NULL};
     expect_error(bad_nodes, "SLURM_JOB_NODELIST='node[01-04'");
+    char *no_attempt[] = {"RANK=0", "WORLD_SIZE=2", "LOCAL_RANK=0", "MASTER_ADDR=h", "MASTER_PORT=1",
+                          "TORCHELASTIC_USE_AGENT_STORE=True", NULL};
+    expect_error(no_attempt, "TORCHELASTIC_USE_AGENT_STORE=True: TORCHELASTIC_RESTART_COUNT is not set");
+    char *bad_attempt[] = {"RANK=0", "WORLD_SIZE=2", "LOCAL_RANK=0", "MASTER_ADDR=h", "MASTER_PORT=1",
+                           "TORCHELASTIC_USE_AGENT_STORE=True", "TORCHELASTIC_RESTART_COUNT=x", NULL};
+    expect_error(bad_attempt, "TORCHELASTIC_RESTART_COUNT='x'");
 }
 
 static void expect_first(const char *list, const char *host) {
@@ -126,8 +157,9 @@ static void test_nodelist(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_no_launcher), cmocka_unit_test(test_torchrun), cmocka_unit_test(test_openmpi),
-        cmocka_unit_test(test_slurm),       cmocka_unit_test(test_errors),   cmocka_unit_test(test_nodelist),
+        cmocka_unit_test(test_no_launcher), cmocka_unit_test(test_torchrun), cmocka_unit_test(test_torchrun_agent_store),
+        cmocka_unit_test(test_openmpi),     cmocka_unit_test(test_slurm),    cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_nodelist),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

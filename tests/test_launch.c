@@ -77,19 +77,22 @@ static void expect_in_file(const char *name, const char *text) {
 static void test_environment(void **state) {
     (void)state;
     setenv("RANK", "99", 1);  // inherited: must be replaced
+    setenv("TORCHELASTIC_USE_AGENT_STORE", "True", 1);  // launch inside a torchrun worker: rank 0 serves
     char script[1024];
     snprintf(script, sizeof script,
-             "echo \"$RANK $LOCAL_RANK $WORLD_SIZE $LOCAL_WORLD_SIZE $GROUP_RANK $MASTER_ADDR:$MASTER_PORT\" > %s/env$RANK",
+             "echo \"$RANK $LOCAL_RANK $WORLD_SIZE $LOCAL_WORLD_SIZE $GROUP_RANK $MASTER_ADDR:$MASTER_PORT "
+             "$TORCHELASTIC_USE_AGENT_STORE\" > %s/env$RANK",
              tmpdir_root);
     const char *args[] = {"--nproc-per-node", "2", "--nnodes", "3", "--node-rank", "1",
                           "--master-addr", "10.0.0.1", "--master-port", "1234"};
     assert_int_equal(run_launch(script, args, 10), 0);
     unsetenv("RANK");
+    unsetenv("TORCHELASTIC_USE_AGENT_STORE");
     char buf[256];
     read_file(tmpdir_path("env2"), buf, sizeof buf);
-    assert_string_equal(buf, "2 0 6 2 1 10.0.0.1:1234\n");
+    assert_string_equal(buf, "2 0 6 2 1 10.0.0.1:1234 False\n");
     read_file(tmpdir_path("env3"), buf, sizeof buf);
-    assert_string_equal(buf, "3 1 6 2 1 10.0.0.1:1234\n");
+    assert_string_equal(buf, "3 1 6 2 1 10.0.0.1:1234 False\n");
 }
 
 static void test_failing_rank_stops_others(void **state) {

@@ -67,6 +67,7 @@ dist *dist_init(const dist_options *o) {
         .debug = o->debug || env_on("CLIPC_DIST_DEBUG"),
         .fail_at = getenv("CLIPC_DIST_FAIL_AT"),
         .agent_store_prefix = env.agent_store_prefix,
+        .notice = o->notice,
     };
     dist_pg *pg = dist_pg_new(&po);
     if (!pg) return NULL;

@@ -37,6 +37,9 @@ typedef struct {
     tensor_device device;
     double timeout_s;  // every collective and the rendezvous; <= 0 means DIST_DEFAULT_TIMEOUT_S
     bool debug;        // the consistency check before every collective (also CLIPC_DIST_DEBUG=1)
+    // While joining waits (for the store, for the other ranks), one line every 30 s saying for
+    // what (shim/dist.h's notice); NULL: silent until the timeout's message.
+    void (*notice)(const char *line);
 } dist_options;
 
 // Joins the run this process belongs to (every rank calls it). NULL with a message on failure.

@@ -320,6 +320,24 @@ std::unique_ptr<dist_impl::comm> make_comm(dist_impl::group &g, const dist_pg_op
 // The group's store. Rank 0 serves it, unless a launcher already does (torchrun's agent): then
 // every rank is a client and the keys go under the launcher's prefix. Either way a failure names
 // what was tried: a client that cannot connect gives up within the timeout.
+// Waits of the rendezvous are cut into periods of DIST_NOTICE_EVERY_S (at most half the timeout, at
+// least 1 s); after each period still waiting, notice() gets one line saying for what.
+std::chrono::milliseconds notice_period(std::chrono::milliseconds timeout) {
+    return std::max<std::chrono::milliseconds>(
+        std::chrono::seconds(1),
+        std::min<std::chrono::milliseconds>(std::chrono::milliseconds((int64_t)(DIST_NOTICE_EVERY_S * 1000)), timeout / 2));
+}
+
+void notify(const dist_pg_options *o, const std::string &what, dist_impl::clock::time_point start,
+            std::chrono::milliseconds timeout) {
+    if (!o->notice) return;
+    double waited = std::chrono::duration<double>(dist_impl::clock::now() - start).count();
+    std::ostringstream m;
+    m << "rank " << o->rank << ": " << what << " at " << o->master_addr << ":" << o->master_port << " ("
+      << (int)waited << " s of " << (double)timeout.count() / 1000.0 << " s)";
+    o->notice(m.str().c_str());
+}
+
 c10::intrusive_ptr<c10d::Store> make_store(const dist_pg_options *o, std::chrono::milliseconds timeout) {
     bool agent = o->agent_store_prefix && *o->agent_store_prefix;
     c10d::TCPStoreOptions so;
@@ -328,38 +346,59 @@ c10::intrusive_ptr<c10d::Store> make_store(const dist_pg_options *o, std::chrono
     so.numWorkers = (size_t)o->world_size;
     so.waitWorkers = false;  // wait_for_ranks() names the missing ones
     so.timeout = timeout;
-    c10::intrusive_ptr<c10d::Store> store;
-    try {
-        store = c10::make_intrusive<c10d::TCPStore>(o->master_addr, so);
-    } catch (const std::exception &e) {
-        if (so.isServer)
-            throw std::runtime_error("cannot serve the store on port " + std::to_string(o->master_port) +
-                                     " (another run or a launcher's store on it? torchrun's agent says so with "
-                                     "TORCHELASTIC_USE_AGENT_STORE=True): " + shim_what(e));
-        // dist_pg_new's message names the address and port.
-        std::ostringstream m;
-        m << "no store answered within " << (double)timeout.count() / 1000.0 << " s"
-          << (agent ? " (torchrun's agent should serve it)" : "") << ": " << shim_what(e);
-        throw std::runtime_error(m.str());
+    dist_impl::clock::time_point start = dist_impl::clock::now(), deadline = start + timeout;
+    for (;;) {
+        // A client tries for one notice period at a time, so that a long wait is reported.
+        std::chrono::milliseconds left =
+            std::chrono::duration_cast<std::chrono::milliseconds>(deadline - dist_impl::clock::now());
+        // libtorch's client counts its connect timeout in whole seconds: 1 s at least.
+        so.timeout = so.isServer ? timeout : std::max<std::chrono::milliseconds>(
+                                                 std::chrono::seconds(1), std::min(notice_period(timeout), left));
+        try {
+            c10::intrusive_ptr<c10d::Store> store = c10::make_intrusive<c10d::TCPStore>(o->master_addr, so);
+            store->setTimeout(timeout);
+            if (!agent) return store;
+            return c10::make_intrusive<c10d::PrefixStore>(o->agent_store_prefix, store);
+        } catch (const std::exception &e) {
+            if (so.isServer)
+                throw std::runtime_error("cannot serve the store on port " + std::to_string(o->master_port) +
+                                         " (another run or a launcher's store on it? torchrun's agent says so with "
+                                         "TORCHELASTIC_USE_AGENT_STORE=True): " + shim_what(e));
+            if (dist_impl::clock::now() >= deadline) {
+                // dist_pg_new's message names the address and port.
+                std::ostringstream m;
+                m << "no store answered within " << (double)timeout.count() / 1000.0 << " s"
+                  << (agent ? " (torchrun's agent should serve it)" : "") << ": " << shim_what(e);
+                throw std::runtime_error(m.str());
+            }
+            notify(o, std::string("waiting for the store of ") + (agent ? "torchrun's agent" : "rank 0"), start, timeout);
+        }
     }
-    if (!agent) return store;
-    return c10::make_intrusive<c10d::PrefixStore>(o->agent_store_prefix, store);
 }
 
 // Every rank records itself in the store, then waits until all have (one round trip per look),
 // so that a rank that never starts is named rather than left to a backend's socket timeout.
-void wait_for_ranks(const dist_impl::group &g) {
+void wait_for_ranks(const dist_impl::group &g, const dist_pg_options *o) {
     auto key = [](int r) { return "clipc/joined/" + std::to_string(r); };
     g.store->set(key(g.rank), std::vector<uint8_t>{1});
     std::vector<std::string> keys;
     for (int r = 0; r < g.world; r++) keys.push_back(key(r));
-    dist_impl::clock::time_point deadline = dist_impl::clock::now() + g.timeout;
+    auto missing = [&] {
+        std::vector<int> m;
+        for (int r = 0; r < g.world; r++)
+            if (!g.store->check({key(r)})) m.push_back(r);
+        return m;
+    };
+    dist_impl::clock::time_point start = dist_impl::clock::now(), deadline = start + g.timeout;
+    dist_impl::clock::time_point next_notice = start + notice_period(g.timeout);
     while (!g.store->check(keys)) {
-        if (dist_impl::clock::now() >= deadline) {
-            std::vector<int> missing;
-            for (int r = 0; r < g.world; r++)
-                if (!g.store->check({key(r)})) missing.push_back(r);
-            throw std::runtime_error(dist_impl::list_ranks(missing) + " did not join within " + g.timeout_text());
+        dist_impl::clock::time_point now = dist_impl::clock::now();
+        if (now >= deadline)
+            throw std::runtime_error(dist_impl::list_ranks(missing()) + " did not join within " + g.timeout_text());
+        if (now >= next_notice) {
+            notify(o, "waiting for " + dist_impl::list_ranks(missing()) + " to join the " +
+                          dist_backend_name(o->backend) + " group", start, g.timeout);
+            next_notice = now + notice_period(g.timeout);
         }
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
@@ -431,7 +470,7 @@ dist_pg *dist_pg_new(const dist_pg_options *o) {
         try {
             if (o->backend != DIST_BACKEND_LOCAL) {
                 pg->g.store = make_store(o, pg->g.timeout);
-                wait_for_ranks(pg->g);
+                wait_for_ranks(pg->g, o);
             }
             pg->comm = make_comm(pg->g, o);
         } catch (const shim_error &) {

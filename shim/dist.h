@@ -72,7 +72,13 @@ typedef struct {
     // NULL or "": rank 0 serves the store on master_port. Else a launcher already serves it there
     // (torchrun's agent): every rank connects as a client and keeps its keys under this prefix.
     const char *agent_store_prefix;
+    // Called every DIST_NOTICE_EVERY_S seconds (at most half the timeout, at least 1 s) while
+    // joining waits (for the store to answer, for ranks to join) with one line saying for what, so
+    // that no rank waits silently; NULL: none.
+    void (*notice)(const char *line);
 } dist_pg_options;
+
+#define DIST_NOTICE_EVERY_S 30.0
 
 typedef enum {
     DIST_OP_ALL_REDUCE,

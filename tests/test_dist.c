@@ -307,12 +307,25 @@ static void test_store_rank_exited(void **state) {
     run_dead_case(0, false);
 }
 
+static char last_notice[512];  // the last line the rendezvous reported while waiting
+static int n_notices;
+
+static void keep_notice(const char *line) {
+    snprintf(last_notice, sizeof last_notice, "%s", line);
+    n_notices++;
+}
+
 static int rank_alone(int rank, const void *arg) {
     const int *absent = arg;
     if (rank == *absent) return 0;  // never joins
     double t0 = now_s();
-    dist *d = init_cpu(2);
+    dist *d = dist_init(&(dist_options){.device = TENSOR_CPU, .timeout_s = 2, .notice = keep_notice});
     CHECK(!d);
+    // It never waits silently: a line after half the timeout says for what.
+    fprintf(stderr, "notice: %s\n", last_notice);
+    CHECK(n_notices >= 1);
+    CHECK(strstr(last_notice, rank == 0 ? "rank 0: waiting for rank 1 to join the gloo group at 127.0.0.1:"
+                                        : "rank 1: waiting for the store of rank 0 at 127.0.0.1:"));
     fprintf(stderr, "%s (after %.1f s)\n", err_msg(), now_s() - t0);
     char expect[64];
     snprintf(expect, sizeof expect, "rank %d: joining the gloo group of 2 ranks at 127.0.0.1:", rank);

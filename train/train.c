@@ -83,11 +83,14 @@ static int share_text(trainer *t, char *text, size_t cap) {
     return dist_world_size(t->d) == 1 ? 0 : dist_broadcast_text(t->d, text, cap, 0);
 }
 
+static void print_notice(const char *line) { fprintf(stderr, "clipc train: %s\n", line); }
+
 // Joins the other ranks (distributed/dist.h): the backend follows --device, a CUDA rank uses its GPU.
 static int setup_dist(trainer *t) {
     tensor_device asked;
     if (tensor_device_parse(t->o.device, &asked) != 0) return -1;
-    t->d = dist_init(&(dist_options){.device = asked, .timeout_s = t->o.dist_timeout, .debug = t->o.dist_debug});
+    t->d = dist_init(&(dist_options){.device = asked, .timeout_s = t->o.dist_timeout, .debug = t->o.dist_debug,
+                                         .notice = print_notice});
     if (!t->d) return -1;
     t->lead = dist_rank(t->d) == 0;
     if (t->lead && !t->o.device && dist_world_size(t->d) > 1 && asked.type == TENSOR_DEVICE_CPU)

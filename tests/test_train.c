@@ -193,10 +193,10 @@ static void test_bad_samples_and_shards(void **state) {
     char *manifest = testutil_make_dataset(dir, sizes, 2, 28, 28, true, 5, 0);
     snprintf(flags, sizeof flags, "--train-data %s --batch-size 8 --train-num-samples 0 --epochs 1", manifest);
     if (train(out, sizeof out, "bad-sample", flags) != 0) fail_msg("%s", out);
-    if (!strstr(out, "passed over a corrupt sample: ") || !strstr(out, "shard-00000.h5: sample 5 ('s5'): corrupt WebP"))
+    if (!strstr(out, "replaced a corrupt sample: ") || !strstr(out, "shard-00000.h5: sample 5 ('s5'): corrupt WebP"))
         fail_msg("%s", out);
     assert_non_null(strstr(out, "done: 10 steps"));  // replaced in its row: 80 samples make 10 batches of 8
-    assert_non_null(strstr(out, "1 corrupt samples skipped"));
+    assert_non_null(strstr(out, "1 corrupt samples replaced"));
     assert_int_equal(cli_run(NULL, 0, "grep -q '\"type\":\"corrupt_sample\".*(.s5.)' %s/logs/bad-sample/metrics.jsonl", work), 0);
     cli_run(NULL, 0, "echo 'not a shard' > %s/shard-00001.h5", dir);
     assert_int_equal(train(out, sizeof out, "bad-shard", flags), 1);

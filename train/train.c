@@ -528,11 +528,11 @@ static int note_nonfinite(trainer *t, const step_result *r) {
                    "are from before; try a lower --lr or --grad-clip-norm", t->nonfinite_run, t->step, t->ckpt_dir);
 }
 
-// Names the corrupt samples the loader passed over for this batch (each rank its own; the lead
-// rank's in metrics.jsonl).
+// Names the corrupt samples the loader replaced in this batch (loader/loader.h's global rule;
+// each rank its own rows; the lead rank's in metrics.jsonl).
 static int log_corrupt(trainer *t, const loader_batch *b) {
     for (int i = 0; i < b->n_corrupt; i++) {
-        fprintf(stderr, "clipc train: step %" PRId64 ": passed over a corrupt sample: %s\n", t->step + 1, b->corrupt[i]);
+        fprintf(stderr, "clipc train: step %" PRId64 ": replaced a corrupt sample: %s\n", t->step + 1, b->corrupt[i]);
         cJSON *line = metrics_line("corrupt_sample", t->step + 1, t->epoch);
         cJSON_AddStringToObject(line, "sample", b->corrupt[i]);
         if (log_line(t, line, false) != 0) return -1;
@@ -636,7 +636,7 @@ static int train_loop(trainer *t) {
     if (t->o.save_frequency > 0 && t->saved_step != t->step && steps_run > 0 && save_step_checkpoint(t) != 0) return -1;
     loader_stats st = loader_get_stats(t->data);
     if (t->lead)
-        printf("done: %" PRId64 " steps in %.1f s, %" PRId64 " corrupt samples skipped; run folder %s\n", steps_run,
+        printf("done: %" PRId64 " steps in %.1f s, %" PRId64 " corrupt samples replaced; run folder %s\n", steps_run,
                now_s() - start, st.corrupt_skipped, t->run_dir);
     if (t->lead && dist_world_size(t->d) > 1) dist_print_stats(t->d, now_s() - start, stdout);
     return 0;

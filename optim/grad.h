@@ -7,8 +7,9 @@
 #include "param/param.h"
 #include "shim/tensor.h"
 
-// The L2 norm of the gradients of every list together, as a new rank-0 tensor on their device
-// (one reduction per list). NULL with a message on failure.
+// The L2 norm of the gradients of every list together, as a new rank-0 tensor on their device,
+// float32 (float64 for float64 gradients), accumulated as tensor_norm_f64() does: as exact as
+// OpenCLIP's per-tensor norms on any model size. NULL with a message on failure.
 tensor *optim_grad_norm(param_list *const *lists, int n);
 
 // Scales the gradients by min(1, max_norm / (norm + 1e-6)), computed on the device from the norm

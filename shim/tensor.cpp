@@ -694,6 +694,21 @@ tensor *tensor_clamp(const tensor *a, double lo, double hi) {
     SHIM_OP(a->t.clamp(lo, hi))
 }
 
+tensor *tensor_norm_f64(const tensor *a) {
+    SHIM_NEED(a);
+    SHIM_TRY(nullptr, {
+        const int64_t chunk = 1024;
+        at::Tensor flat = a->t.reshape({-1});
+        int64_t n = flat.numel(), whole = n / chunk * chunk;
+        at::ScalarType acc = flat.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+        at::Tensor head = whole == n ? flat : flat.narrow(0, 0, whole);
+        at::Tensor norms = at::linalg_vector_norm(head.view({whole / chunk, chunk}), 2, at::IntArrayRef{1}, false, acc);
+        if (whole < n)  // the last partial chunk
+            norms = at::cat({norms, at::linalg_vector_norm(flat.narrow(0, whole, n - whole), 2, c10::nullopt, true, acc)});
+        return wrap(norms.to(at::kDouble).norm());
+    })
+}
+
 tensor *tensor_sum_dim(const tensor *a, int dim, bool keepdim) {
     SHIM_NEED(a);
     SHIM_OP(a->t.sum(dim, keepdim))

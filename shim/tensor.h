@@ -214,6 +214,10 @@ tensor *tensor_max_dim(const tensor *a, int dim, bool keepdim);  // values only
 tensor *tensor_argmax(const tensor *a, int dim, bool keepdim);
 tensor *tensor_topk_indices(const tensor *a, int64_t k, int dim);  // largest first
 tensor *tensor_norm(const tensor *a);  // L2 norm of all elements, rank 0
+// L2 norm of all elements as a float64 rank-0 tensor, as exact as per-tensor norms over millions
+// of values: float32 norms of 1024-value chunks (float64 ones for float64 input), summed in float64.
+// One float32 reduction over a whole buffer drifts (6e-5 over 3.7M values, tests/test_optim.c).
+tensor *tensor_norm_f64(const tensor *a);
 // ranks[k] (int64, K) = the 1-based rank of scores[rows[k], cols[k]] within its row of scores
 // (R, N), under eval/metrics.h's rule: higher scores first, equal scores by column index, NaN
 // after every number. rows and cols are int64 (K) on scores' device.

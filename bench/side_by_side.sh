@@ -6,7 +6,8 @@
 # and writes their ids (--dump-tokens); OpenCLIP's side reads that file, so both run the same ids
 # (its cost does not depend on them: it always runs the full 77-token context). Each run prints its
 # median step; this prints every run, the median over runs of each, and the ratio, naming the
-# caption distribution with its mean and longest caption.
+# caption distribution with its mean and longest caption (and stops where the captions OpenCLIP's
+# side read differ from them).
 #
 # Usage: bash bench/side_by_side.sh MODEL BATCH [STEPS] [WARMUP] [ROUNDS] [CAPTIONS]
 #        (defaults: 6 2 3 short)
@@ -49,6 +50,9 @@ for ((r = 1; r <= rounds; r++)); do
   clipc_ms+=("$(sed -n "s/$pattern/\1/p" <<<"$out")")
   out=$("$PYTHON" "${clock[@]}" bench/openclip_step.py "$model" "$tokens" $((steps + warmup)) "$warmup" 2>"$tmp/err") ||
     { echo "bench/openclip_step.py failed:" >&2; tail -5 "$tmp/err" >&2; exit 1; }
+  read_stats=$(sed -n 's/^captions from .*: \(mean [0-9.]* tokens, longest [0-9]*\).*/\1/p' <<<"$out")
+  [ "$read_stats" = "$stats" ] ||
+    { echo "OpenCLIP's side read captions of $read_stats, bench_step made $stats" >&2; exit 1; }
   [ "$r" = 1 ] && echo "OpenCLIP's $(grep '^captions from' <<<"$out" | sed "s|$tokens|bench_step's dump|")"
   s=$(sed -n 's/.*median_step_s=\([0-9.]*\).*/\1/p' <<<"$out")
   echo "round $r OpenCLIP: median $(awk -v s="$s" 'BEGIN { printf "%.1f", s * 1000 }') ms/step ($metric)"

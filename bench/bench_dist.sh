@@ -13,6 +13,7 @@
 #        BENCH_DIR (default /tmp/clipc-bench-train), MASTER_PORT (default 29600 + pid mod 1000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh  # median, metrics_after
 model=${1:-clip-tiny} batch=${2:-64} steps=${3:-12} rounds=${4:-2}
 build=${BUILD:-build}
 vocab=${CLIPC_VOCAB:-../shared/clip/bpe_simple_vocab_16e6.txt.gz}
@@ -36,13 +37,7 @@ run() {
 }
 
 # field NAME KEY: KEY of every train line of run NAME after the warm-up, one a line.
-field() {
-  awk -v warm="$warm" -v key="\"$2\"" -F'[:,}]' '
-    /"type":"train"/ { for (i = 1; i < NF; i++) { if ($i ~ /"step"/) s = $(i + 1); if ($i == key) v = $(i + 1) }
-                       if (s > warm) print v }' "$work/logs/$1/metrics.jsonl"
-}
-
-median() { sort -g | awk '{ v[NR] = $1 } END { print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+field() { metrics_after "$work/logs/$1/metrics.jsonl" "$2" "$warm"; }
 
 mkdir -p "$work/logs"
 echo "$model: 1 rank x batch $((2 * batch)) against 2 ranks x batch $batch, $steps steps a run ($warm warm-up), $rounds rounds, $(nproc) cores"

@@ -14,6 +14,7 @@
 # Needs libjemalloc-dev and libgoogle-perftools-dev (CLIPC_SETUP_BENCH=1 bash scripts/setup.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh  # median
 what=$1 model=$2 batch=$3 steps=${4:-8} rounds=${5:-3}
 build=${BUILD:-build}
 lib=/usr/lib/x86_64-linux-gnu
@@ -33,7 +34,6 @@ run() {
     echo "$(sed -n 's/.*: \([0-9.]*\) samples\/s end to end.*/\1/p' <<<"$out") $(sed -n 's/^rss \([0-9]*\)/\1/p' <<<"$out" | awk '{ printf "%d", $1 / 1024 }')"
   fi
 }
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
 declare -A results
 for ((r = 1; r <= rounds; r++)); do
   for v in 0 1 2 3 4; do

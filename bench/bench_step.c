@@ -1,16 +1,29 @@
 // bench_step: times the WHOLE training step of `clipc train` on a CLIP config: the batch to the
 // device (uint8 images normalized there, host tokens), forward of both towers, the CLIP loss,
 // backward, the gradient norm and its host read, clipping, AdamW and the logit-scale clamp, through
-// train/step.h with train/objective.h. The inputs are those of OpenCLIP's bench_loop.py: random
-// images, random caption ids with SOT first, EOT at position 12 and zero padding.
+// train/step.h with train/objective.h. The inputs are those of OpenCLIP's bench_loop.py (random
+// images; captions of SOT, random ids, EOT, zero padding) with the caption lengths of --captions
+// (content: the ids between SOT and EOT; context C = 77):
+//   short  (default, bench_loop.py's) every caption has 11 ids, EOT at position 12: 13 tokens.
+//   full   every caption fills the context: C - 2 = 75 ids, EOT at position C - 1 = 76.
+//   web    per batch, exactly ceil(5% of the batch) captions fill the context (EOT at 76), at rows
+//          drawn at random; every other caption has a content length drawn uniformly from
+//          [4, 30] ids: 3 to 25 words at CLIP's 1.21 BPE tokens a word, rounded (`clipc tokenize`
+//          with bpe_simple_vocab_16e6 on bench/web_captions.txt, 40 web-like captions: 471 tokens
+//          for 388 words; the demo's 50 Fashion-MNIST captions give 1.23). The draws come from
+//          --seed (7): the same batch on every run.
+// clipc's text tower runs on the prefix up to the batch's last EOT, OpenCLIP's on all 77 positions.
 //
-// Prints the median step time, samples/s, the model's TFLOP/s as OpenCLIP counts them (3x the
-// forward FLOPs at the full context: 3 x 14.78 GFLOP a sample for ViT-B-32), the median CPU time a
-// step (user + system, all threads: what a loaded machine disturbs least), peak RSS and page
-// faults a step, the BLAS and threads, and the counters of one more step (ops, host reads,
-// syncs). bench/side_by_side.sh alternates it with OpenCLIP's own loop.
+// Prints the caption rule with the mean and longest caption of the batch (SOT and EOT included),
+// the median step time, samples/s, the model's TFLOP/s as OpenCLIP counts them (3x the forward
+// FLOPs at the full context: 3 x 14.78 GFLOP a sample for ViT-B-32, whatever the captions), the
+// median CPU time a step (user + system, all threads: what a loaded machine disturbs least), peak
+// RSS and page faults a step, the BLAS and threads, and the counters of one more step (ops, host
+// reads, syncs). --dump-tokens FILE writes the batch's token ids (int64 little-endian, batch x C)
+// for bench/openclip_step.py; bench/side_by_side.sh alternates the two.
 //
 // Usage: bench_step [--model clip-tiny] [--batch-size 128] [--steps 10] [--warmup 2] [--threads 0]
+//                   [--captions short|full|web] [--seed 7] [--dump-tokens FILE]
 //                   [--device cpu|cuda] [--precision fp32|amp_bf16|pure_bf16] [--no-tf32]
 //                   [--deterministic] [--configs DIR]
 // Malloc is tuned as in clipc (common/sysinfo.h); GLIBC_TUNABLES=glibc.malloc.check=0 keeps glibc's
@@ -21,7 +34,10 @@
 #include <sys/resource.h>
 
 #include "common/args.h"
+#include "common/atomic_file.h"
+#include "common/bytes.h"
 #include "common/error.h"
+#include "common/rng.h"
 #include "common/sysinfo.h"
 #include "bench/bench_clock.h"
 #include "bench/clip_cost.h"
@@ -30,12 +46,21 @@
 #include "train/options.h"
 #include "train/step.h"
 
-#define EOT_POSITION 12  // bench_loop.py's captions
+// The caption length distributions of --captions (the header comment states them).
+typedef enum { CAPTIONS_SHORT, CAPTIONS_FULL, CAPTIONS_WEB } caption_kind;
+enum {
+    SHORT_EOT = 12,         // bench_loop.py's captions
+    WEB_FULL_PERCENT = 5,   // of a batch, rounded up
+    WEB_MIN_CONTENT = 4,    // 3 words x 1.21 tokens a word, rounded (3.6)
+    WEB_MAX_CONTENT = 30,   // 25 words (30.3)
+};
+static const char *const CAPTION_NAMES[] = {"short", "full", "web"};
 
 typedef struct {
-    char *model, *configs, *device, *precision;
-    long batch, steps, warmup, threads;
+    char *model, *configs, *device, *precision, *captions, *dump_tokens;
+    long batch, steps, warmup, threads, seed;
     bool no_tf32, deterministic;
+    caption_kind kind;
 } bench_options;
 
 typedef struct {
@@ -54,8 +79,45 @@ static void *pinned_alloc(size_t n) {
     return p;
 }
 
-// bench_loop.py's inputs: random pixels, SOT, random ids, EOT at 12, zeros.
-static void make_batch(loader_batch *b, const clip_config *c, int n) {
+static int caption_kind_parse(const char *name, caption_kind *kind) {
+    for (int k = 0; k < 3; k++)
+        if (strcmp(name, CAPTION_NAMES[k]) == 0) return *kind = (caption_kind)k, 0;
+    return err_set("--captions '%s': give short, full or web", name);
+}
+
+// The rule of kind for a context of C tokens, in words (printed with every figure).
+static void caption_rule(caption_kind kind, int64_t C, long seed, char *out, size_t size) {
+    if (kind == CAPTIONS_SHORT)
+        snprintf(out, size, "short: SOT, %d random ids, EOT at position %d (bench_loop.py's)", SHORT_EOT - 1, SHORT_EOT);
+    else if (kind == CAPTIONS_FULL)
+        snprintf(out, size, "full: SOT, %lld random ids, EOT at position %lld", (long long)(C - 2), (long long)(C - 1));
+    else
+        snprintf(out, size, "web: ceil(%d%% of the batch) captions at random rows fill the context (EOT at %lld), "
+                 "the others have uniform [%d, %d] ids (3-25 words), seed %ld", WEB_FULL_PERCENT, (long long)(C - 1),
+                 WEB_MIN_CONTENT, WEB_MAX_CONTENT, seed);
+}
+
+// content[r]: the number of ids between SOT and EOT of caption r of n, under kind.
+static void caption_lengths(caption_kind kind, int n, int64_t C, long seed, int *content) {
+    int full = (int)C - 2, n_full = (n * WEB_FULL_PERCENT + 99) / 100;
+    rng g = {rng_mix((uint64_t)seed, 0x77EB)};
+    for (int r = 0; r < n; r++)
+        content[r] = kind == CAPTIONS_SHORT ? SHORT_EOT - 1
+                     : kind == CAPTIONS_FULL ? full
+                     : WEB_MIN_CONTENT + (int)rng_below(&g, WEB_MAX_CONTENT - WEB_MIN_CONTENT + 1);
+    if (kind != CAPTIONS_WEB) return;
+    int *rows = xmalloc((size_t)n * sizeof(int));  // the first n_full of a partial shuffle
+    for (int r = 0; r < n; r++) rows[r] = r;
+    for (int i = 0; i < n_full; i++) {
+        int j = i + (int)rng_below(&g, (uint64_t)(n - i)), t = rows[i];
+        rows[i] = rows[j], rows[j] = t;
+        content[rows[i]] = full;
+    }
+    free(rows);
+}
+
+// bench_loop.py's inputs: random pixels; SOT, random ids, EOT, zeros, with content[r] ids in row r.
+static void make_batch(loader_batch *b, const clip_config *c, int n, const int *content) {
     size_t pixels = (size_t)n * 3 * (size_t)c->vision.image_size * (size_t)c->vision.image_size;
     int64_t C = c->text.context_length, V = c->text.vocab_size;
     b->n = n;
@@ -65,11 +127,35 @@ static void make_batch(loader_batch *b, const clip_config *c, int n) {
     for (size_t i = 0; i < pixels; i++) b->images_u8[i] = (uint8_t)(rand() & 255);
     memset(b->tokens, 0, (size_t)(n * C) * sizeof(int64_t));
     for (int r = 0; r < n; r++) {
-        int64_t *row = b->tokens + r * C;
+        int64_t *row = b->tokens + r * C, eot = content[r] + 1 < C ? content[r] + 1 : C - 1;
         row[0] = V - 2;
-        for (int i = 1; i < EOT_POSITION && i < C - 1; i++) row[i] = 1 + rand() % (V - 3);
-        row[EOT_POSITION < C ? EOT_POSITION : C - 1] = V - 1;
+        for (int64_t i = 1; i < eot; i++) row[i] = 1 + rand() % (V - 3);
+        row[eot] = V - 1;
     }
+}
+
+// Prints the caption rule with the batch's mean and longest caption (SOT and EOT included).
+static void print_captions(const bench_options *o, int64_t C, const int *content) {
+    char rule[256];
+    caption_rule(o->kind, C, o->seed, rule, sizeof rule);
+    double sum = 0;
+    int longest = 0;
+    for (long r = 0; r < o->batch; r++) {
+        int len = content[r] + 2 < C ? content[r] + 2 : (int)C;
+        sum += len, longest = len > longest ? len : longest;
+    }
+    printf("captions %s: mean %.1f tokens, longest %d (SOT and EOT included); %s\n", CAPTION_NAMES[o->kind],
+           sum / (double)o->batch, longest, rule);
+}
+
+// Writes the batch's ids as int64 little-endian, n x C, for bench/openclip_step.py.
+static int dump_tokens(const char *path, const loader_batch *b, int64_t C) {
+    size_t count = (size_t)b->n * (size_t)C;
+    uint8_t *bytes = xmalloc(8 * count), *p = bytes;
+    for (size_t i = 0; i < count; i++) p = bytes_put_u64(p, (uint64_t)b->tokens[i]);
+    int rc = atomic_file_write_bytes(path, bytes, 8 * count);
+    free(bytes);
+    return rc ? err_set("--dump-tokens %s: %s", path, err_msg()) : 0;
 }
 
 static int bench_init(bench *b, const clip_config *cfg, const bench_options *o) {
@@ -94,8 +180,13 @@ static int bench_init(bench *b, const clip_config *cfg, const bench_options *o) 
     b->step = (step_config){.lists = b->lists, .n_lists = 1, .opt = b->opt, .sched = &b->sched, .grad_clip_norm = 1.0,
                             .logit_scale = b->model->logit_scale,
                             .autocast_bf16 = precision == TRAIN_PRECISION_AMP_BF16, .accum_freq = 1};
-    make_batch(&b->batch, cfg, (int)o->batch);
-    return 0;
+    int64_t C = cfg->text.context_length;
+    int *content = xmalloc((size_t)o->batch * sizeof(int));
+    caption_lengths(o->kind, (int)o->batch, C, o->seed, content);
+    print_captions(o, C, content);
+    make_batch(&b->batch, cfg, (int)o->batch, content);
+    free(content);
+    return o->dump_tokens ? dump_tokens(o->dump_tokens, &b->batch, C) : 0;
 }
 
 static int run_step(bench *b, int64_t k, step_result *r) {
@@ -151,8 +242,8 @@ static void bench_free(bench *b) {
 
 int main(int argc, char **argv) {
     sysinfo_tune_openmp(argv);
-    bench_options o = {.model = "clip-tiny", .device = "cpu", .precision = "fp32", .batch = 128, .steps = 10,
-                       .warmup = 2};
+    bench_options o = {.model = "clip-tiny", .device = "cpu", .precision = "fp32", .captions = "short", .batch = 128,
+                       .steps = 10, .warmup = 2, .seed = 7};
     arg_spec specs[] = {
         {"model", ARG_STR, &o.model, "model config name or path", false},
         {"configs", ARG_STR, &o.configs, "folder of model configs", false},
@@ -160,6 +251,11 @@ int main(int argc, char **argv) {
         {"steps", ARG_INT, &o.steps, "timed steps", false},
         {"warmup", ARG_INT, &o.warmup, "untimed steps first", false},
         {"threads", ARG_INT, &o.threads, "intra-op threads (0: one per core)", false},
+        {"captions", ARG_STR, &o.captions,
+         "caption lengths: short (SOT, 11 ids, EOT at 12), full (EOT at 76), web (per batch ceil(5%) fill the "
+         "context at random rows, the others uniform [4, 30] ids: 3-25 words at 1.21 tokens a word)", false},
+        {"seed", ARG_INT, &o.seed, "seed of the web captions' lengths and full rows (7)", false},
+        {"dump-tokens", ARG_STR, &o.dump_tokens, "write the batch's token ids here (int64 little-endian, batch x context)", false},
         {"device", ARG_STR, &o.device, "cpu or cuda", false},
         {"precision", ARG_STR, &o.precision, "fp32, amp_bf16 or pure_bf16", false},
         {"no-tf32", ARG_FLAG, &o.no_tf32, "full float32 matrix products on GPU", false},
@@ -169,6 +265,7 @@ int main(int argc, char **argv) {
     int rc = args_parse(specs, n_specs, argc - 1, argv + 1, NULL, 0, NULL);
     if (rc == 0 && (o.batch <= 0 || o.steps <= 0 || o.warmup < 0))
         rc = err_set("--batch-size and --steps must be positive");
+    if (rc == 0) rc = caption_kind_parse(o.captions, &o.kind);
     if (rc) {
         if (rc > 0) args_print_help(specs, n_specs, "bench_step [options]");
         else fprintf(stderr, "bench_step: %s\n", err_msg());

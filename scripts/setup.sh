@@ -15,10 +15,10 @@ packages=(
   python3  # tests/test_zeroshot_lists.sh reads OpenCLIP's lists from its source
   openmpi-bin  # tests/test_launchers.c starts ranks with mpirun as users do
 )
-# Optional: OpenCLIP's loop beside bench_step (bench/side_by_side.sh, with Debian's PyTorch) and the
-# allocators bench/bench_malloc.sh compares.
+# Optional: OpenCLIP beside clipc (bench/side_by_side.sh, bench/side_by_side_train.sh, with Debian's
+# PyTorch; Pillow writes the latter's PNGs) and the allocators bench/bench_malloc.sh compares.
 if [ "${CLIPC_SETUP_BENCH:-0}" = 1 ]; then
-  packages+=(python3-torch python3-torchvision python3-pandas python3-regex python3-tqdm
+  packages+=(python3-torch python3-torchvision python3-pandas python3-regex python3-tqdm python3-pil
              libjemalloc-dev libgoogle-perftools-dev)
 fi
 # Optional: what bench/crosscheck_eval.py needs to run OpenCLIP's own evaluation beside clipc's.

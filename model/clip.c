@@ -328,43 +328,118 @@ static int64_t distinct_rows(const int64_t *tokens, int64_t B, int64_t C, int64_
     return n;
 }
 
-// The first EOT of each of the n rows (the largest id, the first of equals: OpenCLIP's argmax) into
-// eot; returns the shortest prefix length that holds them all.
-static int64_t eot_positions(const int64_t *tokens, int64_t n, int64_t C, int64_t *eot) {
-    int64_t L = 1;
+// The first EOT of each of the n rows (the largest id, the first of equals: OpenCLIP's argmax).
+static void eot_positions(const int64_t *tokens, int64_t n, int64_t C, int64_t *eot) {
     for (int64_t r = 0; r < n; r++) {
         const int64_t *row = tokens + r * C;
         int64_t first = 0;
         for (int64_t i = 1; i < C; i++)
             if (row[i] > row[first]) first = i;
         eot[r] = first;
-        if (first + 1 > L) L = first + 1;
     }
-    return L;
 }
 
-// Everything the text tower needs goes to the device in one non-blocking copy from pinned memory,
-// laid out as [distinct rows' prefixes (n, L) | their EOT positions (n) | each row's distinct row (B)].
-tensor *clip_encode_text_host(const clip_model *m, const int64_t *tokens, int64_t B, bool normalize) {
+// What one more group costs beyond its tokens, in forward FLOPs a layer: its share of the ops'
+// fixed costs (about 40 ops a layer forward and backward). Launch-bound devices merge more.
+#define TEXT_GROUP_OVERHEAD_CPU 5e7
+#define TEXT_GROUP_OVERHEAD_GPU 1e11
+
+// Forward FLOPs a layer of n captions run at length L: the linear layers (24 W^2 a token) and
+// attention's two products (4 L W a token), plus the group's fixed cost.
+static double group_cost(int64_t n, int64_t L, int64_t W, double overhead) {
+    return (double)n * (double)L * (24.0 * (double)W * (double)W + 4.0 * (double)L * (double)W) + overhead;
+}
+
+int64_t clip_text_groups(const int64_t *len, int64_t n, int64_t width, bool gpu, int64_t *ends) {
+    double overhead = gpu ? TEXT_GROUP_OVERHEAD_GPU : TEXT_GROUP_OVERHEAD_CPU;
+    int64_t *cut = xmalloc((size_t)(n + 1) * sizeof(int64_t)), *from = xmalloc((size_t)(n + 1) * sizeof(int64_t));
+    double *best = xmalloc((size_t)(n + 1) * sizeof(double));
+    int64_t k = 0;
+    cut[k++] = 0;  // candidate group boundaries: where the length changes, and the end
+    for (int64_t i = 1; i <= n; i++)
+        if (i == n || len[i] != len[i - 1]) cut[k++] = i;
+    best[0] = 0;
+    for (int64_t j = 1; j < k; j++) {  // best[j]: the cheapest split of rows [0, cut[j])
+        best[j] = INFINITY;
+        for (int64_t i = 0; i < j; i++) {
+            double c = best[i] + group_cost(cut[j] - cut[i], len[cut[j] - 1], width, overhead);
+            if (c < best[j]) best[j] = c, from[j] = i;
+        }
+    }
+    int64_t groups = 0;
+    for (int64_t j = k - 1; j > 0; j = from[j]) groups++;
+    for (int64_t j = k - 1, g = groups; j > 0; j = from[j]) ends[--g] = cut[j];
+    free(cut), free(from), free(best);
+    return groups;
+}
+
+// The distinct rows' order by caption length (eot + 1), shortest first (stable: a counting sort).
+static int64_t *order_by_length(const int64_t *eot, int64_t n) {
+    int64_t *order = xmalloc((size_t)n * sizeof(int64_t));
+    int64_t longest = 0;
+    for (int64_t r = 0; r < n; r++) longest = eot[r] > longest ? eot[r] : longest;
+    int64_t *start = xcalloc((size_t)longest + 2, sizeof(int64_t));
+    for (int64_t r = 0; r < n; r++) start[eot[r] + 1]++;
+    for (int64_t e = 1; e <= longest + 1; e++) start[e] += start[e - 1];
+    for (int64_t r = 0; r < n; r++) order[start[eot[r]]++] = r;
+    free(start);
+    return order;
+}
+
+// Everything the text tower needs goes to the device in one non-blocking copy from pinned memory.
+// The distinct captions, shortest first, are split into groups (clip_text_groups); each group runs
+// at its longest caption's length. Laid out as [each group's prefixes (n_g, L_g) | the EOT
+// positions (n) | each batch row's place among the groups' outputs (B)].
+typedef struct {
+    int64_t *packed, total, n, groups, *ends, *lengths;  // ends and lengths: (groups)
+} text_plan;
+
+static void text_plan_init(text_plan *p, const clip_model *m, const int64_t *tokens, int64_t B) {
     int64_t C = m->cfg.text.context_length;
     int64_t *unique = xmalloc((size_t)(B * C) * sizeof(int64_t)), *index = xmalloc((size_t)B * sizeof(int64_t));
     int64_t n = distinct_rows(tokens, B, C, unique, index);
-    int64_t *eot = xmalloc((size_t)n * sizeof(int64_t)), L = eot_positions(unique, n, C, eot);
-    int64_t *packed = xmalloc((size_t)(n * L + n + B) * sizeof(int64_t));
-    for (int64_t r = 0; r < n; r++) memcpy(packed + r * L, unique + r * C, (size_t)L * sizeof(int64_t));
-    memcpy(packed + n * L, eot, (size_t)n * sizeof(int64_t));
-    memcpy(packed + n * L + n, index, (size_t)B * sizeof(int64_t));
-    int64_t total = n * L + n + B, prefix[2] = {n, L};
+    int64_t *eot = xmalloc((size_t)n * sizeof(int64_t)), *len = xmalloc((size_t)n * sizeof(int64_t));
+    eot_positions(unique, n, C, eot);
+    int64_t *order = order_by_length(eot, n), *place = xmalloc((size_t)n * sizeof(int64_t));
+    for (int64_t r = 0; r < n; r++) len[r] = eot[order[r]] + 1, place[order[r]] = r;
+    p->n = n;
+    p->ends = xmalloc((size_t)n * sizeof(int64_t));
+    p->groups = clip_text_groups(len, n, m->cfg.text.width, m->device.type != TENSOR_DEVICE_CPU, p->ends);
+    p->lengths = xmalloc((size_t)p->groups * sizeof(int64_t));
+    int64_t tokens_total = 0;
+    for (int64_t g = 0, begin = 0; g < p->groups; begin = p->ends[g++]) {
+        p->lengths[g] = len[p->ends[g] - 1];
+        tokens_total += (p->ends[g] - begin) * p->lengths[g];
+    }
+    p->total = tokens_total + n + B;
+    p->packed = xmalloc((size_t)p->total * sizeof(int64_t));
+    int64_t *at = p->packed;
+    for (int64_t g = 0, r = 0; g < p->groups; g++)
+        for (; r < p->ends[g]; r++, at += p->lengths[g]) memcpy(at, unique + order[r] * C, (size_t)p->lengths[g] * sizeof(int64_t));
+    for (int64_t r = 0; r < n; r++) *at++ = eot[order[r]];
+    for (int64_t b = 0; b < B; b++) *at++ = place[index[b]];
+    free(unique), free(index), free(eot), free(len), free(order), free(place);
+}
+
+static void text_plan_free(text_plan *p) { free(p->packed), free(p->ends), free(p->lengths); }
+
+tensor *clip_encode_text_host(const clip_model *m, const int64_t *tokens, int64_t B, bool normalize) {
+    text_plan p;
+    text_plan_init(&p, m, tokens, B);
     tensor_scope_begin();
-    tensor *all = tensor_to_device(tensor_from_host(packed, &total, 1, TENSOR_I64, true), m->device, true);
-    tensor *u = tensor_reshape(tensor_slice(all, 0, 0, n * L), prefix, 2);
-    tensor *e = tensor_slice(all, 0, n * L, n * L + n), *i = tensor_slice(all, 0, n * L + n, total);
-    tensor *features = tensor_keep(tensor_index_select(text_output(m, u, e, normalize), 0, i));
+    tensor *all = tensor_to_device(tensor_from_host(p.packed, &p.total, 1, TENSOR_I64, true), m->device, true);
+    tensor *eots = tensor_slice(all, 0, p.total - B - p.n, p.total - B), *place = tensor_slice(all, 0, p.total - B, p.total);
+    const tensor **parts = xmalloc((size_t)p.groups * sizeof *parts);
+    for (int64_t g = 0, begin = 0, at = 0; g < p.groups; at += (p.ends[g] - begin) * p.lengths[g], begin = p.ends[g++]) {
+        int64_t rows = p.ends[g] - begin, shape[2] = {rows, p.lengths[g]};
+        tensor *u = tensor_reshape(tensor_slice(all, 0, at, at + rows * p.lengths[g]), shape, 2);
+        parts[g] = text_output(m, u, tensor_slice(eots, 0, begin, p.ends[g]), normalize);  // (rows, E)
+    }
+    tensor *features = p.groups == 1 ? (tensor *)parts[0] : tensor_cat(parts, (int)p.groups, 0);
+    features = tensor_keep(tensor_index_select(features, 0, place));
     tensor_scope_end();
-    free(unique);
-    free(index);
-    free(eot);
-    free(packed);
+    free(parts);
+    text_plan_free(&p);
     return features;
 }
 

@@ -82,11 +82,19 @@ tensor *clip_encode_image(const clip_model *m, const tensor *images, bool normal
 // finding it costs one host read here.
 tensor *clip_encode_text(const clip_model *m, const tensor *tokens, bool normalize);
 
-// The same features for tokens (B, C) held on the host, without any host read: the EOT positions
-// and the prefix are found on the host, and each distinct caption of the batch is encoded once
-// (captions repeat in labelled sets): rows are gathered back with index_select, whose backward
-// sums the gradients of the copies, so values and gradients equal clip_encode_text's.
+// The same features for tokens (B, C) held on the host, without any host read, at the cost of
+// the captions' own lengths: each distinct caption of the batch is encoded once (captions repeat
+// in labelled sets), and the distinct captions, shortest first, run in groups, each at its longest
+// caption's length (clip_text_groups), which the causal mask makes exact. Rows are gathered back
+// with index_select, whose backward sums the gradients of the copies, so values and gradients
+// equal clip_encode_text's within float32 noise.
 tensor *clip_encode_text_host(const clip_model *m, const int64_t *tokens, int64_t B, bool normalize);
+
+// Splits n captions of ascending lengths len (tokens up to the EOT) into consecutive groups, each
+// run at its longest length, at the least estimated cost: the FLOPs of the padded tokens in a text
+// layer of the given width, plus a fixed cost a group that is higher on a GPU (launch-bound) than
+// on the CPU. Writes each group's end (exclusive) into ends (room for n) and returns the count.
+int64_t clip_text_groups(const int64_t *len, int64_t n, int64_t width, bool gpu, int64_t *ends);
 
 // Loads weights from an OpenCLIP state dict in safetensors (F32, F16 or BF16): strict, so a
 // missing or unexpected key or a wrong shape is an error naming the key and the file.

@@ -166,6 +166,61 @@ static void test_duplicate_captions_encoded_once(void **state) {
     clip_model_free(m);
 }
 
+// Captions of every length from 1 to the context, three of each in a scrambled order: the text
+// tower run in length groups gives the features and gradients of the full-context computation.
+static void test_text_tower_at_each_caption_length(void **state) {
+    (void)state;
+    clip_model *m = fixture_model();
+    int64_t C = cfg.text.context_length, B = 3 * C, E = cfg.embed_dim;
+    int64_t *tokens = calloc((size_t)(B * C), sizeof(int64_t)), *len = malloc((size_t)B * sizeof(int64_t));
+    for (int64_t b = 0; b < B; b++) {
+        int64_t L = 1 + (b * 37) % C;  // 37 is prime to C = 77: every length three times
+        int64_t *row = tokens + b * C;
+        for (int64_t i = 0; i + 1 < L; i++) row[i] = i ? 1 + (b * 7919 + i * 104729) % 49000 : 49406;
+        row[L - 1] = 49407;  // EOT
+        len[b] = L;
+    }
+    int64_t *sorted = malloc((size_t)B * sizeof(int64_t)), *ends = malloc((size_t)B * sizeof(int64_t));
+    for (int64_t i = 0; i < B; i++) sorted[i] = 1 + i / 3;
+    int64_t groups = clip_text_groups(sorted, B, cfg.text.width, false, ends);
+    assert_true(groups > 1);  // the test exercises the grouping
+    assert_int_equal(ends[groups - 1], B);
+    size_t total = param_offset(m, m->params.n);
+    float *f1 = malloc((size_t)(B * E) * sizeof(float)), *f2 = malloc((size_t)(B * E) * sizeof(float));
+    float *g1 = malloc(total * sizeof(float)), *g2 = malloc(total * sizeof(float));
+    text_features_and_grad(m, tokens, B, false, f1, g1);  // one prefix: the whole context
+    text_features_and_grad(m, tokens, B, true, f2, g2);
+    for (int64_t i = 0; i < B * E; i++)
+        if (fabs(f1[i] - f2[i]) > 1e-5) fail_msg("feature %lld (caption of %lld tokens): %g vs %g", (long long)i, (long long)len[i / E], f1[i], f2[i]);
+    double diff = 0, norm = 0;
+    for (size_t i = 0; i < total; i++) diff += (g1[i] - g2[i]) * (double)(g1[i] - g2[i]), norm += g1[i] * (double)g1[i];
+    if (sqrt(diff / norm) > 1e-5) fail_msg("gradients differ by %.3g relative", sqrt(diff / norm));
+    free(f1), free(f2), free(g1), free(g2), free(sorted), free(ends), free(len), free(tokens);
+    clip_model_free(m);
+}
+
+// Groups end where lengths change, cover every caption, and cost no more padded tokens than one
+// group; equal lengths make one group; a launch-bound device merges at least as much.
+static void test_text_groups(void **state) {
+    (void)state;
+    enum { N = 256 };
+    int64_t len[N], ends[N];
+    for (int i = 0; i < N; i++) len[i] = 13;
+    assert_int_equal(clip_text_groups(len, N, 512, false, ends), 1);
+    assert_int_equal(ends[0], N);
+    for (int i = 0; i < N; i++) len[i] = i < N - 13 ? 5 + (i * 27) / (N - 13) : 77;  // web-like, sorted
+    int64_t cpu = clip_text_groups(len, N, 512, false, ends), padded = 0;
+    for (int64_t g = 0, begin = 0; g < cpu; begin = ends[g++]) {
+        assert_true(ends[g] > begin && (ends[g] == N || len[ends[g]] != len[ends[g] - 1]));
+        padded += (ends[g] - begin) * len[ends[g] - 1];
+    }
+    assert_int_equal(ends[cpu - 1], N);
+    printf("  web-like lengths, width 512: %lld groups on the CPU, %lld padded tokens (one group: %d)\n", (long long)cpu,
+           (long long)padded, N * 77);
+    assert_true(cpu > 1 && padded < N * 77 / 2);
+    assert_true(clip_text_groups(len, N, 512, true, ends) <= cpu);
+}
+
 static double std_of(const tensor *t) {
     double v;
     tensor_scope_begin();
@@ -289,6 +344,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_save_load_round_trip),
         cmocka_unit_test(test_strict_load_names_the_key),
         cmocka_unit_test(test_duplicate_captions_encoded_once),
+        cmocka_unit_test(test_text_tower_at_each_caption_length),
+        cmocka_unit_test(test_text_groups),
         cmocka_unit_test(test_openclip_initialisation),
         cmocka_unit_test(test_lock_image_freezes_visual_only),
         cmocka_unit_test(test_uint8_images_normalized_on_device),

@@ -20,12 +20,14 @@
 // median CPU time a step (user + system, all threads: what a loaded machine disturbs least), peak
 // RSS and page faults a step, the BLAS and threads, and the counters of one more step (ops, host
 // reads, syncs). --dump-tokens FILE writes the batch's token ids (int64 little-endian, batch x C)
-// for bench/openclip_step.py; bench/side_by_side.sh alternates the two.
+// for bench/openclip_step.py; bench/side_by_side.sh alternates the two. --profile times one more
+// step's top-level ATen operators and prints their share by kind (matrix products, attention's
+// softmax and mask, LayerNorm, GELU, copies, elementwise, allocation) and the slowest ones.
 //
 // Usage: bench_step [--model clip-tiny] [--batch-size 128] [--steps 10] [--warmup 2] [--threads 0]
 //                   [--captions short|full|web] [--seed 7] [--dump-tokens FILE]
 //                   [--device cpu|cuda] [--precision fp32|amp_bf16|pure_bf16] [--no-tf32]
-//                   [--deterministic] [--configs DIR]
+//                   [--deterministic] [--profile] [--configs DIR]
 // Malloc is tuned as in clipc (common/sysinfo.h); GLIBC_TUNABLES=glibc.malloc.check=0 keeps glibc's
 // defaults (bench/bench_malloc.sh compares allocators).
 #include <stdio.h>
@@ -59,7 +61,7 @@ static const char *const CAPTION_NAMES[] = {"short", "full", "web"};
 typedef struct {
     char *model, *configs, *device, *precision, *captions, *dump_tokens;
     long batch, steps, warmup, threads, seed;
-    bool no_tf32, deterministic;
+    bool no_tf32, deterministic, profile;
     caption_kind kind;
 } bench_options;
 
@@ -195,6 +197,72 @@ static int run_step(bench *b, int64_t k, step_result *r) {
     return r->finite ? 0 : err_set("step %lld: non-finite loss %g", (long long)k, r->loss);
 }
 
+// Where a step's time goes: ATen's top-level operators and the backward's autograd nodes by what
+// they do (bench_step --profile), by op_key's normalized names.
+static const struct {
+    const char *what;
+    const char *ops[20];
+} OP_KINDS[] = {
+    {"matrix products", {"mm", "addmm", "bmm", "baddbmm", "matmul", "linear", "convolution", "conv2d",
+                         "scaleddotproductattention", "linalgvectornorm"}},
+    {"attention softmax and mask", {"softmax", "softmaxbackwarddata", "maskedfill", "triu", "ones"}},
+    {"LayerNorm", {"layernorm", "nativelayernorm"}},
+    {"GELU", {"gelu", "sigmoid"}},
+    {"copies and layout", {"copy", "contiguous", "clone", "cat", "indexselect", "indexadd", "to", "tocopy",
+                           "embedding", "stack", "unbind", "gather", "select", "reshapealias", "permute", "transpose",
+                           "slice", "expand"}},
+    {"elementwise and reductions", {"add", "mul", "div", "sub", "sum", "norm", "sqrt", "addcmul", "addcdiv", "clamp",
+                                    "pow", "mean", "where", "exp", "neg", "logsoftmax"}},
+    {"allocation and zeroing", {"empty", "emptystrided", "zeros", "zero", "fill", "newzeros", "newempty", "emptylike",
+                                "zeroslike"}},
+};
+enum { N_OP_KINDS = sizeof OP_KINDS / sizeof OP_KINDS[0] };
+
+// "aten::native_layer_norm", "aten::add_" and the backward's "autograd::engine::evaluate_function:
+// NativeLayerNormBackward0" all become "nativelayernorm", "add", ...: lower case, no underscores,
+// without the prefixes and the "Backward<n>" suffix.
+static void op_key(const char *name, char *key, size_t cap) {
+    const char *node = strstr(name, "evaluate_function: ");
+    name = node ? node + strlen("evaluate_function: ") : strncmp(name, "aten::", 6) == 0 ? name + 6 : name;
+    const char *end = strstr(name, "Backward");
+    size_t n = 0;
+    for (const char *c = name; *c && c != end && n + 1 < cap; c++)
+        if (*c != '_') key[n++] = (char)(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
+    key[n] = 0;
+}
+
+static int op_kind(const char *name) {
+    char key[64];
+    op_key(name, key, sizeof key);
+    for (int k = 0; k < N_OP_KINDS; k++)
+        for (int i = 0; i < 20 && OP_KINDS[k].ops[i]; i++)
+            if (strcmp(key, OP_KINDS[k].ops[i]) == 0) return k;
+    return N_OP_KINDS;  // other
+}
+
+// One more step with its operators timed: the share of each kind, then the slowest operators.
+static int profile_step(bench *b, int64_t k) {
+    step_result r;
+    tensor_op_times_begin();
+    double t0 = bench_now_s();
+    int rc = run_step(b, k, &r);
+    double wall = bench_now_s() - t0;
+    tensor_op_time *ops;
+    int n = tensor_op_times_end(&ops);
+    tensor_count_ops(false);
+    double by_kind[N_OP_KINDS + 1] = {0}, in_ops = 0;
+    for (int i = 0; i < n; i++) by_kind[op_kind(ops[i].name)] += ops[i].seconds, in_ops += ops[i].seconds;
+    printf("profile of one step (%.1f ms wall; top-level ATen operators' wall time, forward and backward):\n", wall * 1e3);
+    for (int kind = 0; kind <= N_OP_KINDS; kind++)
+        printf("  %-28s %8.1f ms  %5.1f%%\n", kind < N_OP_KINDS ? OP_KINDS[kind].what : "other operators",
+               by_kind[kind] * 1e3, 100 * by_kind[kind] / wall);
+    printf("  %-28s %8.1f ms  %5.1f%%\n", "outside operators", (wall - in_ops) * 1e3, 100 * (wall - in_ops) / wall);
+    for (int i = 0; i < n && i < 15; i++)
+        printf("    %-40s %6lld calls %8.1f ms\n", ops[i].name, (long long)ops[i].calls, ops[i].seconds * 1e3);
+    free(ops);
+    return rc;
+}
+
 // Times the steps; prints the figures and the counters of one more step.
 static int run(bench *b, const clip_config *cfg, const bench_options *o) {
     step_result r;
@@ -228,7 +296,7 @@ static int run(bench *b, const clip_config *cfg, const bench_options *o) {
     printf("counters of one step: %lld ops (forward+backward %lld, clip+AdamW+clamp %lld), %lld host read(s), "
            "%lld sync(s)\n", (long long)(fb.ops + up.ops), (long long)fb.ops, (long long)up.ops,
            (long long)(fb.host_reads + up.host_reads), (long long)(fb.syncs + up.syncs));
-    return 0;
+    return o->profile ? profile_step(b, k + 1) : 0;
 }
 
 static const char *env(const char *name) { return getenv(name) ? getenv(name) : "(unset)"; }
@@ -260,6 +328,7 @@ int main(int argc, char **argv) {
         {"precision", ARG_STR, &o.precision, "fp32, amp_bf16 or pure_bf16", false},
         {"no-tf32", ARG_FLAG, &o.no_tf32, "full float32 matrix products on GPU", false},
         {"deterministic", ARG_FLAG, &o.deterministic, "deterministic algorithms only", false},
+        {"profile", ARG_FLAG, &o.profile, "time one more step's operators by kind (CPU)", false},
     };
     int n_specs = sizeof specs / sizeof specs[0];
     int rc = args_parse(specs, n_specs, argc - 1, argv + 1, NULL, 0, NULL);

@@ -340,8 +340,10 @@ static void eot_positions(const int64_t *tokens, int64_t n, int64_t C, int64_t *
 }
 
 // What one more group costs beyond its tokens, in forward FLOPs a layer: its share of the ops'
-// fixed costs (about 40 ops a layer forward and backward). Launch-bound devices merge more.
-#define TEXT_GROUP_OVERHEAD_CPU 5e7
+// fixed costs (about 40 ops a layer forward and backward). The CPU figure: the median of
+// `bench_step --captions web` was lowest near it (1e6, 3e8, 2e9 and one group tried, clip-tiny b256
+// and ViT-B-32 b32); launch-bound devices merge more.
+#define TEXT_GROUP_OVERHEAD_CPU 3e8
 #define TEXT_GROUP_OVERHEAD_GPU 1e11
 
 // Forward FLOPs a layer of n captions run at length L: the linear layers (24 W^2 a token) and

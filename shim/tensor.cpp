@@ -15,7 +15,9 @@
 #include <cuda_runtime_api.h>
 #endif
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <cstdlib>
@@ -280,12 +282,29 @@ bool tensor_bf16_supported(tensor_device dev) {
 
 // ---- counters ------------------------------------------------------------------------------------
 
+// Wall time of top-level operators by name while timing_ops (tensor_op_times_begin).
+struct op_timer {
+    std::mutex mutex;
+    std::unordered_map<std::string, std::pair<int64_t, double>> by_name;  // calls, seconds
+    std::atomic<bool> on{false};
+} op_times;
+thread_local std::chrono::steady_clock::time_point op_start;
+
 static std::unique_ptr<at::ObserverContext> op_started(const at::RecordFunction &) {
-    if (op_depth++ == 0) count_ops.fetch_add(1, std::memory_order_relaxed);
+    if (op_depth++ == 0) {
+        count_ops.fetch_add(1, std::memory_order_relaxed);
+        if (op_times.on.load(std::memory_order_relaxed)) op_start = std::chrono::steady_clock::now();
+    }
     return nullptr;
 }
 
-static void op_ended(const at::RecordFunction &, at::ObserverContext *) { op_depth--; }
+static void op_ended(const at::RecordFunction &fn, at::ObserverContext *) {
+    if (--op_depth != 0 || !op_times.on.load(std::memory_order_relaxed)) return;
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - op_start).count();
+    std::lock_guard<std::mutex> lock(op_times.mutex);
+    auto &entry = op_times.by_name[fn.name()];
+    entry.first++, entry.second += s;
+}
 
 tensor_counters tensor_counters_get(void) {
     return tensor_counters{count_ops.load(), count_host_reads.load(), count_syncs.load()};
@@ -303,6 +322,29 @@ void tensor_count_ops(bool on) {
         counting_ops = on;
     } catch (...) {
     }
+}
+
+void tensor_op_times_begin(void) {
+    {
+        std::lock_guard<std::mutex> lock(op_times.mutex);
+        op_times.by_name.clear();
+    }
+    tensor_count_ops(true);
+    op_times.on = true;
+}
+
+int tensor_op_times_end(tensor_op_time **out) {
+    op_times.on = false;
+    std::lock_guard<std::mutex> lock(op_times.mutex);
+    int n = (int)op_times.by_name.size(), i = 0;
+    *out = static_cast<tensor_op_time *>(calloc((size_t)(n > 0 ? n : 1), sizeof(tensor_op_time)));
+    for (const auto &kv : op_times.by_name) {
+        tensor_op_time *t = &(*out)[i++];
+        snprintf(t->name, sizeof t->name, "%s", kv.first.c_str());
+        t->calls = kv.second.first, t->seconds = kv.second.second;
+    }
+    std::sort(*out, *out + n, [](const tensor_op_time &a, const tensor_op_time &b) { return a.seconds > b.seconds; });
+    return n;
 }
 
 // ---- lifetime and scopes -------------------------------------------------------------------------

@@ -113,6 +113,18 @@ static inline tensor_counters tensor_counters_sub(tensor_counters a, tensor_coun
     return (tensor_counters){a.ops - b.ops, a.host_reads - b.host_reads, a.syncs - b.syncs};
 }
 
+// Wall time spent in each top-level operator (by ATen name; an operator's nested operators count
+// in it, the backward's operators apart) between tensor_op_times_begin() and tensor_op_times_end(),
+// which also turns op counting on: where a step's time goes on the CPU (bench_step --profile).
+typedef struct {
+    char name[64];
+    int64_t calls;
+    double seconds;
+} tensor_op_time;
+void tensor_op_times_begin(void);
+// Stops timing; *out (free() it) gets one entry per operator name, the slowest first. Returns the count.
+int tensor_op_times_end(tensor_op_time **out);
+
 // ---- lifetime and scopes ---------------------------------------------------------------------
 void tensor_free(tensor *t);  // NULL is ignored
 void tensor_scope_begin(void);

@@ -183,6 +183,10 @@ tensor *tensor_contiguous(const tensor *t);
 tensor *tensor_cat(const tensor *const *ts, int n, int dim);
 tensor *tensor_slice(const tensor *t, int dim, int64_t start, int64_t end);  // [start, end)
 tensor *tensor_select(const tensor *t, int dim, int64_t index);  // drops dim
+// The n = size(dim) slices of t along dim (each drops dim) into out[0..n): views, whose gradients
+// the backward stacks into one tensor (one kernel) where n selects would each fill a zeroed copy of
+// t. Returns 0, or -1 with a message when n is not t's size along dim.
+int tensor_unbind(const tensor *t, int dim, tensor **out, int n);
 tensor *tensor_index_select(const tensor *t, int dim, const tensor *index);
 tensor *tensor_gather(const tensor *t, int dim, const tensor *index);
 
@@ -235,7 +239,13 @@ tensor *tensor_cross_entropy(const tensor *logits, const tensor *labels);
 tensor *tensor_embedding(const tensor *weight, const tensor *ids);
 tensor *tensor_l2_normalize(const tensor *x, int dim);  // x / max(||x||, 1e-12)
 // softmax(q k^T / sqrt(Dh) [+ causal mask]) v for q, k, v (B, H, L, Dh). Uses fused
-// scaled_dot_product_attention on libtorch >= 2.0 and the explicit product on 1.13.
+// scaled_dot_product_attention on libtorch >= 2.0 and the explicit product on 1.13. On CUDA the
+// flash, cuDNN and memory-efficient kernels take q, k, v when: they are 4-D with one batch and head
+// count, the last dimension has stride 1 and is at most 256 (flash) and a multiple of 8 (cuDNN;
+// bf16 for the memory-efficient kernel, 4 for its float32), each starts at a multiple of 16 bytes,
+// the dtype is bf16 or f16 (flash, cuDNN) or float32 too (memory-efficient), and `causal` comes
+// without a mask over a square score matrix. The towers' q, k, v (model/clip.c: views of one
+// projection laid out as cuDNN's packed QKV) meet them all: see docs/gpu.md.
 tensor *tensor_attention(const tensor *q, const tensor *k, const tensor *v, bool causal);
 
 // ---- in place (optimizer updates; no autograd history is recorded) ---------------------------

@@ -266,6 +266,36 @@ int tensor_clamp_(tensor *t, double lo, double hi);
 // optim/adamw.c runs float32 CPU buffers through its own loop instead.
 int tensor_adamw_(tensor *p, const tensor *g, tensor *m, tensor *v, const tensor *decay, double lr, double beta1,
                   double beta2, double eps, double weight_decay, double bias_correction1, double bias_correction2_sqrt);
+
+// libtorch's fused multi-tensor AdamW (at::_fused_adamw_, the kernel of torch.optim.AdamW(fused=True)):
+// one pass that reads p, g, m, v once and writes p, m, v once, in float32 arithmetic whatever the
+// buffers' dtype (float32, bf16, f16, float64), over per-parameter views of flat buffers split in
+// two lists: the parts that get weight decay and those that do not. It launches a few multi-tensor
+// kernels (each covers up to a few dozen tensors or about 20 million elements). Its arithmetic is
+// PyTorch's fused AdamW, which differs from the whole-buffer ops above in the last bits only:
+//   p -= lr * weight_decay * p (where decays);  m = beta1 m + (1 - beta1) g;
+//   v = beta2 v + (1 - beta2) g g;  p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+// Available on CUDA from libtorch 2.0, on the CPU from 2.4 (optim/adamw.c uses it on CUDA only).
+bool tensor_fused_adamw_available(tensor_device dev);
+
+typedef struct {
+    int64_t offset, numel;  // the part [offset, offset + numel) of the flat buffers
+    bool decays;            // the part gets weight decay
+} tensor_adamw_part;
+
+typedef struct tensor_fused_adamw tensor_fused_adamw;
+// An update over parts[0..n) (copied, in increasing order) of the flat buffers p (parameters; it
+// may be longer: its tail is not touched), g (gradients), m, v (moments): flat, contiguous, one
+// dtype, on one device, whose views it makes now. NULL with a message when fused AdamW is not
+// available on that device (libtorch's version named), a part is out of order or a buffer unfit.
+tensor_fused_adamw *tensor_fused_adamw_new(const tensor_adamw_part *parts, int n, const tensor *p, const tensor *g,
+                                           const tensor *m, const tensor *v);
+void tensor_fused_adamw_free(tensor_fused_adamw *f);  // NULL is ignored
+// Step t of the update of p, g, m, v in place. The step count lives in a float32 tensor on the
+// device (the kernel reads it there; exact up to 2^24 steps), set from t with one fill. The views
+// are made again when a buffer moved (repacked). Returns 0 or -1 with a message.
+int tensor_fused_adamw_step(tensor_fused_adamw *f, tensor *p, const tensor *g, tensor *m, tensor *v, int64_t t,
+                            double lr, double beta1, double beta2, double eps, double weight_decay);
 // Exchanges the tensors held by two handles (no data is copied): a parameter moved or repacked
 // keeps its handle, so every pointer to it stays valid.
 int tensor_swap_(tensor *a, tensor *b);

@@ -113,6 +113,28 @@ static inline tensor_counters tensor_counters_sub(tensor_counters a, tensor_coun
     return (tensor_counters){a.ops - b.ops, a.host_reads - b.host_reads, a.syncs - b.syncs};
 }
 
+// ---- profiling -------------------------------------------------------------------------------
+// What the devices ran between tensor_profile_begin() and tensor_profile_end(), from libtorch's
+// profiler (kineto, which reads the GPU's activity through CUPTI): device activities on CUDA,
+// split into kernels and the copies and fills the driver runs (kineto names those "Memcpy ..."
+// and "Memset ..."). One profile at a time, in the calling thread (the autograd threads join it).
+typedef struct {
+    int64_t kernels;    // CUDA kernels; -1 when this libtorch or machine has no CUDA (a CPU build)
+    int64_t attention;  // of those, the fused attention kernels: names with "flash", "fmha" or "sdpa"
+                        // (the flash, memory-efficient and cuDNN kernels of tensor_attention); -1 likewise
+    int64_t copies;     // memcpy and memset activities on CUDA; -1 likewise
+    int64_t events;     // every event the profiler recorded (operators on the host, device activities)
+} tensor_profile;
+
+// Whether tensor_profile_end can count kernels: a CUDA-enabled libtorch with a GPU present.
+bool tensor_profile_has_kernels(void);
+// Starts profiling (host operators, and CUDA activity where tensor_profile_has_kernels). Returns 0,
+// or -1 with a message when a profile is already running or libtorch refuses.
+int tensor_profile_begin(void);
+// Waits for the GPU (the kernels issued so far are then all recorded), stops profiling and counts
+// what ran. Returns 0, or -1 with a message when no profile was running.
+int tensor_profile_end(tensor_profile *out);
+
 // ---- lifetime and scopes ---------------------------------------------------------------------
 void tensor_free(tensor *t);  // NULL is ignored
 void tensor_scope_begin(void);

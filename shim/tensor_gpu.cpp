@@ -1,9 +1,18 @@
 // What the GPU step adds to the C API of shim/tensor.h: libtorch's fused multi-tensor AdamW over
 // per-parameter views of the flat buffers (at::_fused_adamw_: libtorch >= 2.0 on CUDA, >= 2.4 on
-// the CPU). Every entry point catches all C++ exceptions (shim/tensor_impl.hpp).
+// the CPU), and the profile of what the devices ran (libtorch's kineto profiler: the kernels and
+// copies of CUDA). Every entry point catches all C++ exceptions (shim/tensor_impl.hpp).
 #include "shim/tensor_impl.hpp"
 
+#include <torch/csrc/autograd/profiler_kineto.h>
+#ifdef CLIPC_TORCH_CUDA  // a CUDA-enabled libtorch (shim/CMakeLists.txt)
+#include <c10/cuda/CUDAFunctions.h>
+#endif
+
+#include <cstring>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -132,6 +141,102 @@ int tensor_fused_adamw_step(tensor_fused_adamw *f, tensor *p, const tensor *g, t
         for (int d = 0; d < 2; d++)
             if (!f->views[d][FUSED_P].empty())
                 fused_adamw_list(f->views[d], f->steps[d], lr, beta1, beta2, d ? weight_decay : 0.0, eps);
+        return 0;
+    })
+}
+
+}  // extern "C"
+
+// ---- profiling -----------------------------------------------------------------------------------
+
+namespace {
+
+namespace prof = torch::profiler::impl;
+
+std::mutex profile_mutex;
+bool profiling = false;
+
+prof::ProfilerConfig profile_config() { return prof::ProfilerConfig(prof::ProfilerState::KINETO); }
+
+std::set<prof::ActivityType> profile_activities() {
+    std::set<prof::ActivityType> a{prof::ActivityType::CPU};
+    if (tensor_profile_has_kernels()) a.insert(prof::ActivityType::CUDA);
+    return a;
+}
+
+// Waits until the GPU has run everything issued so far, so that the profile holds all of it.
+void profile_wait_for_device() {
+#ifdef CLIPC_TORCH_CUDA
+    if (at::hasCUDA()) c10::cuda::device_synchronize();
+#endif
+}
+
+bool starts_with(const std::string &s, const char *prefix) { return s.compare(0, std::strlen(prefix), prefix) == 0; }
+
+// A fused attention kernel by its name: flash ("flash_fwd_kernel"), memory-efficient
+// ("fmha_cutlassF_..."), cuDNN ("..._sdpa_..."); the math path runs matrix products and softmax.
+bool is_attention_kernel(const std::string &name) {
+    return name.find("flash") != std::string::npos || name.find("fmha") != std::string::npos ||
+           name.find("sdpa") != std::string::npos;
+}
+
+// Kernels and copies (kineto's "Memcpy ..." and "Memset ..." activities) among the CUDA events.
+tensor_profile profile_count(const torch::autograd::profiler::ProfilerResult &result) {
+    int64_t none = tensor_profile_has_kernels() ? 0 : -1;
+    tensor_profile out = {none, none, none, 0};
+    for (const auto &e : result.events()) {
+        out.events++;
+        if (none < 0 || e.deviceType() != c10::DeviceType::CUDA) continue;
+        std::string name = e.name();
+        if (starts_with(name, "Memcpy") || starts_with(name, "Memset")) {
+            out.copies++;
+            continue;
+        }
+        out.kernels++;
+        out.attention += is_attention_kernel(name);
+    }
+    return out;
+}
+
+}  // namespace
+
+extern "C" {
+
+// The kernels are counted where the profiler sees CUDA and the shim can wait for the GPU.
+bool tensor_profile_has_kernels(void) {
+#ifdef CLIPC_TORCH_CUDA
+    return at::hasCUDA();
+#else
+    return false;
+#endif
+}
+
+int tensor_profile_begin(void) {
+    std::lock_guard<std::mutex> lock(profile_mutex);
+    if (profiling) return err_set("tensor_profile_begin: a profile is already running");
+    SHIM_TRY(-1, {
+        std::set<prof::ActivityType> activities = profile_activities();
+        torch::autograd::profiler::prepareProfiler(profile_config(), activities);
+        torch::autograd::profiler::enableProfiler(profile_config(), activities);
+        profiling = true;
+        return 0;
+    })
+}
+
+int tensor_profile_end(tensor_profile *out) {
+    std::lock_guard<std::mutex> lock(profile_mutex);
+    if (!profiling) return err_set("tensor_profile_end: no profile is running (tensor_profile_begin)");
+    profiling = false;
+    std::string waited;
+    try {
+        profile_wait_for_device();
+    } catch (const std::exception &e) {
+        waited = shim_what(e);  // the profile still stops below
+    }
+    SHIM_TRY(-1, {
+        auto result = torch::autograd::profiler::disableProfiler();  // std::unique_ptr<ProfilerResult>
+        if (!waited.empty()) return err_set("tensor_profile_end: waiting for the GPU: %s", waited.c_str());
+        *out = profile_count(*result);
         return 0;
     })
 }

@@ -12,15 +12,19 @@
 //          with bpe_simple_vocab_16e6 on bench/web_captions.txt, 40 web-like captions: 471 tokens
 //          for 388 words; the demo's 50 Fashion-MNIST captions give 1.23). The draws come from
 //          --seed (7): the same batch on every run.
-// clipc's text tower runs on the prefix up to the batch's last EOT, OpenCLIP's on all 77 positions.
+// clipc's text tower runs each caption in a group of like lengths (model/clip.h: clip_text_groups),
+// OpenCLIP's on all 77 positions.
 //
 // Prints the caption rule with the mean and longest caption of the batch (SOT and EOT included),
 // the median step time, samples/s, the model's TFLOP/s as OpenCLIP counts them (3x the forward
 // FLOPs at the full context: 3 x 14.78 GFLOP a sample for ViT-B-32, whatever the captions), the
 // median CPU time a step (user + system, all threads: what a loaded machine disturbs least), peak
-// RSS and page faults a step, the BLAS and threads, and the counters of one more step (ops, host
-// reads, syncs). --dump-tokens FILE writes the batch's token ids (int64 little-endian, batch x C)
-// for bench/openclip_step.py; bench/side_by_side.sh alternates the two. --profile times one more
+// RSS and page faults a step, the BLAS and threads, which AdamW path runs (optim/adamw.h: "adamw
+// path: fused" on CUDA with libtorch >= 2.0), the counters of one more step (ops, host reads,
+// syncs) and, with a CUDA libtorch, the CUDA kernels and copies of one more step from libtorch's
+// profiler (else "kernels: n/a"). --dump-tokens FILE writes the batch's token ids (int64
+// little-endian, batch x C) for bench/openclip_step.py; bench/side_by_side.sh alternates the two.
+// --profile times one more
 // step's top-level ATen operators and prints their share by kind (matrix products, attention's
 // softmax and mask, LayerNorm, GELU, copies, elementwise, allocation) and the slowest ones.
 //
@@ -175,6 +179,7 @@ static int bench_init(bench *b, const clip_config *cfg, const bench_options *o) 
     adamw_config ac = adamw_config_default();
     ac.lr = 1e-3;  // bench_loop.py's
     if (!(b->opt = adamw_init(b->lists, 1, ac))) return -1;
+    printf("adamw path: %s\n", adamw_path_name(adamw_get_path(b->opt)));
     b->sched = (schedule){.kind = SCHEDULE_CONST, .base_lr = ac.lr, .total_steps = o->warmup + o->steps + 1};
     b->objective = (train_objective){.model = b->model, .loss = LOSS_KIND_CLIP};
     memcpy(b->objective.mean, cfg->preprocess.mean, sizeof b->objective.mean);
@@ -241,7 +246,7 @@ static int op_kind(const char *name) {
 }
 
 // One more step with its operators timed: the share of each kind, then the slowest operators.
-static int profile_step(bench *b, int64_t k) {
+static int profile_ops(bench *b, int64_t k) {
     step_result r;
     tensor_op_times_begin();
     double t0 = bench_now_s();
@@ -263,7 +268,28 @@ static int profile_step(bench *b, int64_t k) {
     return rc;
 }
 
-// Times the steps; prints the figures and the counters of one more step.
+// The CUDA kernels and copies of one more step, from libtorch's profiler.
+static int profile_kernels(bench *b, int64_t k) {
+    if (!tensor_profile_has_kernels()) {
+        printf("kernels: n/a (no CUDA profiler in this libtorch)\n");
+        return 0;
+    }
+    step_result r;
+    tensor_profile p;
+    if (tensor_profile_begin() != 0) return -1;
+    int rc = run_step(b, k, &r);
+    if (tensor_profile_end(&p) != 0 || rc != 0) return -1;
+    if (p.kernels == 0 && b->model->device.type == TENSOR_DEVICE_CUDA)
+        printf("kernels: n/a (the profiler saw no GPU activity: is CUPTI missing?)\n");
+    else
+        printf("kernels of one step: %lld CUDA kernels (%lld of fused attention), %lld copies and fills "
+               "(libtorch's profiler, %lld events)\n",
+               (long long)p.kernels, (long long)p.attention, (long long)p.copies, (long long)p.events);
+    return 0;
+}
+
+// Times the steps; prints the figures, the counters of one more step and its kernels, and with
+// --profile the operators of one more.
 static int run(bench *b, const clip_config *cfg, const bench_options *o) {
     step_result r;
     int64_t k = 0;
@@ -290,13 +316,14 @@ static int run(bench *b, const clip_config *cfg, const bench_options *o) {
            cfg->name, o->batch, o->precision, med * 1e3, min * 1e3, max * 1e3, o->steps, (double)o->batch / med, tflops,
            cpu_med * 1e3, (double)u.ru_maxrss / 1024.0, (double)(faults_after - faults_before) / (double)o->steps);
     tensor_count_ops(true);
-    if (run_step(b, k, &r) != 0) return -1;
+    if (run_step(b, k++, &r) != 0) return -1;
     tensor_count_ops(false);
     tensor_counters fb = r.forward_backward, up = r.update;
     printf("counters of one step: %lld ops (forward+backward %lld, clip+AdamW+clamp %lld), %lld host read(s), "
            "%lld sync(s)\n", (long long)(fb.ops + up.ops), (long long)fb.ops, (long long)up.ops,
            (long long)(fb.host_reads + up.host_reads), (long long)(fb.syncs + up.syncs));
-    return o->profile ? profile_step(b, k + 1) : 0;
+    if (profile_kernels(b, k++) != 0) return -1;
+    return o->profile ? profile_ops(b, k) : 0;
 }
 
 static const char *env(const char *name) { return getenv(name) ? getenv(name) : "(unset)"; }

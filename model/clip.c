@@ -185,14 +185,19 @@ static tensor *activation(const clip_model *m, const tensor *x) {
     return m->cfg.quick_gelu ? tensor_quick_gelu(x) : tensor_gelu(x);
 }
 
-// Multi-head self-attention on x (B, L, W) with q|k|v packed in in_proj.
+// Multi-head self-attention on x (B, L, W) with q|k|v packed in in_proj. q, k, v are views of the
+// one projection (B, L, 3, H, Dh) with the heads moved forward: strides (3LW, Dh, 3W, 1), cuDNN's
+// packed QKV layout, which the fused attention kernels take as it is (shim/tensor.h,
+// tensor_attention). unbind, not three selects: the backward stacks the three gradients into
+// the projection's layout in one kernel, where each select would fill and copy a zeroed (B, L, 3W).
 static tensor *self_attention(const clip_block *b, const tensor *x, int heads, bool causal) {
     int64_t B = tensor_size(x, 0), L = tensor_size(x, 1), W = tensor_size(x, 2), Dh = W / heads;
     tensor *qkv = tensor_linear(x, b->in_proj_w, b->in_proj_b);  // (B, L, 3W)
     int64_t split[5] = {B, L, 3, heads, Dh};
-    int64_t order[5] = {2, 0, 3, 1, 4};
-    qkv = tensor_permute(tensor_reshape(qkv, split, 5), order, 5);  // (3, B, H, L, Dh)
-    tensor *out = tensor_attention(tensor_select(qkv, 0, 0), tensor_select(qkv, 0, 1), tensor_select(qkv, 0, 2), causal);
+    tensor *part[3] = {NULL, NULL, NULL};  // q, k, v: (B, L, H, Dh)
+    if (tensor_unbind(tensor_reshape(qkv, split, 5), 2, part, 3) != 0) return NULL;
+    tensor *out = tensor_attention(tensor_transpose(part[0], 1, 2), tensor_transpose(part[1], 1, 2),
+                                   tensor_transpose(part[2], 1, 2), causal);  // (B, H, L, Dh)
     int64_t merged[3] = {B, L, W};
     out = tensor_reshape(tensor_transpose(out, 1, 2), merged, 3);  // (B, L, W)
     return tensor_linear(out, b->out_proj_w, b->out_proj_b);

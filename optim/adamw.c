@@ -10,14 +10,17 @@
 enum { STATE_STEP, STATE_EXP_AVG, STATE_EXP_AVG_SQ, STATE_PER_PARAM };
 static const char *const state_suffixes[STATE_PER_PARAM] = {"step", "exp_avg", "exp_avg_sq"};
 
-// The state of one list's trainable buffer. The decay mask lives where the update reads it: on
-// the host for the float32 CPU loop, as a bool tensor on the parameters' device otherwise.
+// The state of one list's trainable buffer. The decay rule lives where the path reads it: a host
+// mask for the float32 CPU loop, the per-parameter lists of the fused kernel, a bool tensor on the
+// parameters' device for the whole-buffer ops.
 typedef struct {
     param_list *list;    // borrowed
+    adamw_path path;
     tensor *exp_avg;     // (n_trainable)
     tensor *exp_avg_sq;  // (n_trainable)
-    bool *decays;        // (n_trainable) the element gets weight decay; NULL on the device path
-    tensor *decay_mask;  // (n_trainable) bool, the same on the device path; NULL on the host loop
+    bool *decays;               // (n_trainable) the element gets weight decay: the host loop only
+    tensor_fused_adamw *fused;  // the parameters' views in two lists: the fused path only
+    tensor *decay_mask;         // (n_trainable) bool like decays: the whole-buffer ops only
 } adamw_group;
 
 // One trainable parameter, for the named checkpoint entries.
@@ -29,6 +32,7 @@ typedef struct {
 
 struct adamw {
     adamw_config config;
+    adamw_path path;  // of the first list
     int64_t step;
     adamw_group *groups;
     int n_groups;
@@ -58,9 +62,20 @@ static void add_entry(adamw *opt, const param *p, const adamw_group *g) {
     }
 }
 
-// Whether a list's update is the host loop: float32 on the CPU.
-static bool group_on_host(const param_list *l) {
-    return l->device.type == TENSOR_DEVICE_CPU && tensor_get_dtype(l->data) == TENSOR_F32;
+adamw_path adamw_path_for(tensor_device dev, tensor_dtype dtype) {
+    if (dev.type == TENSOR_DEVICE_CPU && dtype == TENSOR_F32) return ADAMW_PATH_HOST_LOOP;
+    if (dev.type == TENSOR_DEVICE_CUDA && tensor_fused_adamw_available(dev)) return ADAMW_PATH_FUSED;
+    return ADAMW_PATH_BUFFER_OPS;
+}
+
+const char *adamw_path_name(adamw_path path) {
+    switch (path) {
+    case ADAMW_PATH_HOST_LOOP: return "host loop";
+    case ADAMW_PATH_FUSED: return "fused";
+    case ADAMW_PATH_BUFFER_OPS: return "buffer ops";
+    case ADAMW_PATH_AUTO: return "auto";
+    }
+    return "?";
 }
 
 // The decay mask of a list's trainable elements, OpenCLIP's rule per parameter.
@@ -74,44 +89,79 @@ static bool *decay_mask(const param_list *l) {
     return decays;
 }
 
-// Moments and the decay mask of one list; the mask goes to the device once when the ops need it.
-static int group_init(adamw *opt, adamw_group *g, param_list *l) {
+// The fused kernel's update over the trainable parameters of l (in buffer order, with their
+// decay) and the group's moments.
+static tensor_fused_adamw *fused_update(const adamw_group *g, const param_list *l) {
+    tensor_adamw_part *parts = xcalloc((size_t)(l->n > 0 ? l->n : 1), sizeof *parts);
+    int n = 0;
+    for (int i = 0; i < l->n; i++) {
+        const param *p = &l->items[i];
+        if (!p->frozen)
+            parts[n++] = (tensor_adamw_part){.offset = p->offset, .numel = tensor_numel(p->value),
+                                             .decays = adamw_param_decays(p->name, tensor_ndim(p->value))};
+    }
+    tensor_fused_adamw *f = tensor_fused_adamw_new(parts, n, l->data, l->grad, g->exp_avg, g->exp_avg_sq);
+    free(parts);
+    return f;
+}
+
+// The decay rule of a list where its path reads it: the host mask stays for the host loop, goes
+// to the device once for the whole-buffer ops, becomes the two view lists of the fused kernel.
+static int group_decay_rule(adamw_group *g, const param_list *l) {
+    int64_t n = l->n_trainable;
+    if (g->path == ADAMW_PATH_FUSED) return (g->fused = fused_update(g, l)) ? 0 : -1;
+    g->decays = decay_mask(l);
+    if (g->path == ADAMW_PATH_HOST_LOOP) return 0;
+    tensor_scope_begin();
+    tensor *host = tensor_from_host(g->decays, &n, 1, TENSOR_BOOL, false);
+    g->decay_mask = tensor_keep(tensor_to_device(host, l->device, false));
+    tensor_scope_end();
+    free(g->decays);
+    g->decays = NULL;
+    return g->decay_mask ? 0 : -1;
+}
+
+// Moments and the decay rule of one list on its path (ADAMW_PATH_AUTO: adamw_path_for's).
+static int group_init(adamw *opt, adamw_group *g, param_list *l, adamw_path path) {
     if (!l->data) return err_set("adamw: the parameter list is not packed");
     int64_t n = l->n_trainable;
-    g->list = l;
-    g->exp_avg = tensor_zeros(&n, 1, tensor_get_dtype(l->data), l->device);
-    g->exp_avg_sq = tensor_zeros(&n, 1, tensor_get_dtype(l->data), l->device);
-    g->decays = decay_mask(l);
-    if (!group_on_host(l)) {
-        tensor_scope_begin();
-        tensor *host = tensor_from_host(g->decays, &n, 1, TENSOR_BOOL, false);
-        g->decay_mask = tensor_keep(tensor_to_device(host, l->device, false));
-        tensor_scope_end();
-        free(g->decays);
-        g->decays = NULL;
-    }
-    if (!g->exp_avg || !g->exp_avg_sq || !(g->decays || g->decay_mask)) return err_prefix("adamw");
+    tensor_dtype dtype = tensor_get_dtype(l->data);
+    if (path == ADAMW_PATH_AUTO) path = adamw_path_for(l->device, dtype);
+    if (path == ADAMW_PATH_HOST_LOOP && adamw_path_for(l->device, dtype) != ADAMW_PATH_HOST_LOOP)
+        return err_set("adamw: the host loop updates float32 CPU parameters, not %s ones", tensor_dtype_name(dtype));
+    g->list = l, g->path = path;
+    g->exp_avg = tensor_zeros(&n, 1, dtype, l->device);
+    g->exp_avg_sq = tensor_zeros(&n, 1, dtype, l->device);
+    if (!g->exp_avg || !g->exp_avg_sq || group_decay_rule(g, l) != 0) return err_prefix("adamw");
     for (int i = 0; i < l->n; i++)
         if (!l->items[i].frozen) add_entry(opt, &l->items[i], g);
     return 0;
 }
 
 adamw *adamw_init(param_list *const *lists, int n_lists, adamw_config config) {
+    return adamw_init_path(lists, n_lists, config, ADAMW_PATH_AUTO);
+}
+
+adamw *adamw_init_path(param_list *const *lists, int n_lists, adamw_config config, adamw_path path) {
     adamw *opt = xcalloc(1, sizeof *opt);
     opt->config = config;
+    opt->path = path == ADAMW_PATH_AUTO ? ADAMW_PATH_HOST_LOOP : path;  // until a list has one
     opt->groups = xcalloc((size_t)(n_lists > 0 ? n_lists : 1), sizeof *opt->groups);
     int n_params = 0;
     for (int i = 0; i < n_lists; i++) n_params += lists[i]->n;
     opt->entries = xcalloc((size_t)(n_params > 0 ? n_params : 1), sizeof *opt->entries);
     for (int i = 0; i < n_lists; i++) {
         if (lists[i]->n_trainable == 0) continue;
-        if (group_init(opt, &opt->groups[opt->n_groups++], lists[i]) != 0) {
+        if (group_init(opt, &opt->groups[opt->n_groups++], lists[i], path) != 0) {
             adamw_free(opt);
             return NULL;
         }
     }
+    if (opt->n_groups > 0) opt->path = opt->groups[0].path;
     return opt;
 }
+
+adamw_path adamw_get_path(const adamw *opt) { return opt->path; }
 
 void adamw_free(adamw *opt) {
     if (!opt) return;
@@ -119,6 +169,7 @@ void adamw_free(adamw *opt) {
         tensor_free(opt->groups[i].exp_avg);
         tensor_free(opt->groups[i].exp_avg_sq);
         free(opt->groups[i].decays);
+        tensor_fused_adamw_free(opt->groups[i].fused);
         tensor_free(opt->groups[i].decay_mask);
     }
     for (int i = 0; i < opt->n_entries; i++)
@@ -151,12 +202,15 @@ static void update_f32(float *p, const float *g, float *m, float *v, const bool 
     }
 }
 
-// One list's update: the host loop over float32 CPU buffers, whole-buffer ops otherwise.
+// One list's update on its path; the fused kernel computes the bias corrections from the step itself.
 static int group_update(const adamw_group *g, const adamw_config *c, int64_t step) {
     double bias_correction1 = 1 - pow(c->beta1, (double)step);
     double bias_correction2_sqrt = sqrt(1 - pow(c->beta2, (double)step));
     const param_list *l = g->list;
-    if (g->decays) {
+    if (g->path == ADAMW_PATH_FUSED)
+        return tensor_fused_adamw_step(g->fused, l->data, l->grad, g->exp_avg, g->exp_avg_sq, step, c->lr, c->beta1,
+                                       c->beta2, c->eps, c->weight_decay);
+    if (g->path == ADAMW_PATH_HOST_LOOP) {
         float *p = tensor_data_f32(l->data), *grad = tensor_data_f32(l->grad);  // trainable values first
         float *m = tensor_data_f32(g->exp_avg), *v = tensor_data_f32(g->exp_avg_sq);
         if (!p || !grad || !m || !v) return -1;

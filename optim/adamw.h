@@ -7,12 +7,24 @@
 //   p *= 1 - lr * wd                                      (decoupled decay; wd = 0 if excluded)
 //   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
 //   p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
-// The update runs once over a list's whole trainable buffer, the decay through a per-element mask,
-// so a step costs the same whatever the number of parameter tensors. Which code runs:
-//   - float32 parameters on the CPU: one OpenMP loop in adamw.c over the host buffers (llm.c's
-//     adamw_update), each line rounded to float32 where PyTorch's in-place ops round;
-//   - anything else (a GPU; bf16 weights with --precision pure_bf16; float64): shim/tensor.h's
-//     tensor_adamw_, a dozen whole-buffer ops on the parameters' device.
+// The update runs over a list's whole trainable buffer at once, so a step costs about the same
+// whatever the number of parameter tensors. Which code runs (adamw_path_for, adamw_get_path):
+//   - ADAMW_PATH_HOST_LOOP: float32 parameters on the CPU: one OpenMP loop in adamw.c over the
+//     host buffers (llm.c's adamw_update), each line rounded to float32 where PyTorch's in-place
+//     ops round (torch.optim.AdamW's single-tensor update), the decay through a per-element mask;
+//   - ADAMW_PATH_FUSED: parameters on CUDA with libtorch >= 2.0 (float32 master weights with
+//     amp_bf16 and fp32, bf16 weights with pure_bf16): libtorch's fused multi-tensor kernel
+//     (at::_fused_adamw_, torch.optim.AdamW(fused=True); shim/tensor.h: tensor_fused_adamw_step)
+//     over views of the flat buffers, one per trainable parameter, in two lists: those OpenCLIP's
+//     rule decays (with weight_decay) and the others (with 0). It reads p, g, m, v once and writes
+//     p, m, v once, in float32 arithmetic even for bf16 buffers (a fill of the step count and a few
+//     multi-tensor kernels a step). Its results differ from the other paths' in the last bits, as
+//     PyTorch's fused AdamW differs from its for-loop one. The step count is the same: the kernel
+//     reads t (it does not count by itself: torch.optim.AdamW adds 1 to its step tensors before the
+//     call), adamw_step() counts and sets it;
+//   - ADAMW_PATH_BUFFER_OPS: anything else (CUDA with libtorch < 2.0; bf16 or float64 on the
+//     CPU): shim/tensor.h's tensor_adamw_, a dozen whole-buffer ops on the parameters' device in
+//     PyTorch's single-tensor order, the decay through a per-element mask.
 // Frozen parameters are not optimized and hold no state. The moments take the parameters' dtype
 // (bf16 with --precision pure_bf16, as PyTorch's AdamW on bf16 parameters).
 //
@@ -44,10 +56,27 @@ bool adamw_param_decays(const char *name, int ndim);
 
 typedef struct adamw adamw;
 
-// An optimizer over the trainable parameters of lists[0..n_lists) (each packed). NULL with a
-// message on failure.
+typedef enum {
+    ADAMW_PATH_HOST_LOOP,   // float32 on the CPU: adamw.c's loop
+    ADAMW_PATH_FUSED,       // libtorch's fused multi-tensor kernel (CUDA, libtorch >= 2.0)
+    ADAMW_PATH_BUFFER_OPS,  // tensor_adamw_'s whole-buffer ops
+    ADAMW_PATH_AUTO,        // adamw_init_path: each list on the path adamw_path_for picks
+} adamw_path;
+
+// The path parameters of dtype on dev take (the choice above).
+adamw_path adamw_path_for(tensor_device dev, tensor_dtype dtype);
+const char *adamw_path_name(adamw_path path);  // "host loop", "fused", "buffer ops", "auto"
+
+// An optimizer over the trainable parameters of lists[0..n_lists) (each packed), on the path
+// adamw_path_for picks for each list (ADAMW_PATH_AUTO). NULL with a message on failure.
 adamw *adamw_init(param_list *const *lists, int n_lists, adamw_config config);
+// The same on a given path (tests and benchmarks compare them): NULL with a message where that
+// path cannot run (the host loop off float32 CPU buffers, the fused kernel without the libtorch
+// that has it there: shim/tensor.h, tensor_fused_adamw_available).
+adamw *adamw_init_path(param_list *const *lists, int n_lists, adamw_config config, adamw_path path);
 void adamw_free(adamw *opt);  // NULL is ignored
+// The path of the first list's update (the lists of a run share their device and dtype).
+adamw_path adamw_get_path(const adamw *opt);
 
 void adamw_set_lr(adamw *opt, double lr);
 adamw_config adamw_get_config(const adamw *opt);

@@ -19,8 +19,10 @@
 #   bench          ViT-B-32 at batch 256 in amp_bf16 (bench/bench_step): samples/s and MFU, and the
 #                  peak GPU memory (nvidia-smi, sampled while it runs); then fp32 with TF32 and
 #                  amp_bf16 --deterministic, as figures
+#   step_cost      of bench's fp32 and amp_bf16 runs: ms/step, ops and CUDA kernels a step (libtorch's
+#                  profiler); AdamW took libtorch's fused kernel and attention its fused kernels
 # The exit status is 0 only when every assertion held; each failure says what failed, and the last
-# line sums up ("gpu-check: 11 passed, 0 failed"). Every phase has a time limit inside a budget of
+# line sums up ("gpu-check: 12 passed, 0 failed"). Every phase has a time limit inside a budget of
 # GPU_CHECK_BUDGET seconds (default 560), so that one device call of 10 minutes holds the check.
 # Run THERE, from the project root, with .gpu/ carried (docs/gpu.md says how to fill it here):
 #   bash scripts/gpu-check.sh
@@ -235,7 +237,7 @@ bench() {
   shift
   timeout "$(limit 60)" "$build/bench/bench_step" --device "$device" --model ViT-B-32 --batch-size 256 --steps 12 \
     --warmup 4 "$@" > "$work/bench_$name.log" 2>&1 || { tail -n 5 "$work/bench_$name.log"; return 1; }
-  grep '^counters' "$work/bench_$name.log"
+  grep -E '^(adamw path|counters|kernels)' "$work/bench_$name.log"
   awk -v gpu="${gpu:-}" -v name="$name" '/^clipc/ {
       for (i = 1; i < NF; i++) { if ($(i + 1) == "samples/s") s = $i; if ($(i + 1) ~ /^TFLOP\/s/) t = $i }
       peak = gpu ~ /H100|H200|H800/ ? 989 : gpu ~ /A100|A800/ ? 312 : gpu ~ /L40|4090/ ? 181 : 0
@@ -261,6 +263,38 @@ assert_bench() {
   return $ok
 }
 
+# One line of bench NAME's run (its log): ms/step, ops and CUDA kernels a step, the AdamW path;
+# fails unless the step ran, AdamW was libtorch's fused kernel and, where the profiler saw the
+# GPU, some of the kernels were fused attention (flash, memory-efficient or cuDNN: not the math
+# path).
+step_cost() {
+  local log=$work/bench_$1.log
+  if [ ! -s "$log" ]; then echo "  $1: no bench_step output (the bench assertion did not run it)"; return 1; fi
+  awk -v name="$1" '
+    /^clipc/ { for (i = 1; i < NF; i++) if ($(i + 1) == "ms/step") ms = $i }
+    /^counters of one step/ { ops = $5 }
+    /^kernels of one step/ { kernels = $5; attention = substr($8, 2) + 0 }
+    /^kernels: n\/a/ { kernels = "n/a" }
+    /^adamw path: / { path = substr($0, 13) }
+    END {
+      counted = kernels != "" && kernels != "n/a"
+      printf "  ViT-B-32 batch 256 %s: %s ms/step, %s ops and %s CUDA kernels a step", name, ms, ops, kernels
+      if (counted) printf " (%d of fused attention)", attention
+      printf "; AdamW: %s\n", path
+      if (path != "fused") print "  AdamW did not take libtorch'"'"'s fused kernel (optim/adamw.h: adamw_path_for)"
+      if (kernels == "") print "  bench_step printed no kernel line"
+      if (counted && attention == 0) print "  no fused attention kernel ran: attention took the math path"
+      exit !(ms > 0 && path == "fused" && kernels != "" && (!counted || attention > 0)) }' "$log"
+}
+
+# The cost of a step on the GPU as bench measured it, fp32 (TF32) and amp_bf16: no run of its own.
+assert_step_cost() {
+  local ok=0
+  step_cost fp32_tf32 || ok=1
+  step_cost amp_bf16 || ok=1
+  return $ok
+}
+
 main() {
   check gpu || { echo "gpu-check: no GPU, nothing else can be checked"; summary; return 1; }
   check configure || { echo "gpu-check: no build, nothing else can be checked"; summary; return 1; }
@@ -274,6 +308,7 @@ main() {
   check distill
   check tests
   check bench
+  check step_cost
   summary
 }
 

@@ -10,7 +10,6 @@
 #include <ATen/detail/CUDAHooksInterface.h>
 #include <ATen/record_function.h>
 #include <torch/csrc/autograd/autograd.h>
-#include <torch/version.h>
 #ifdef CLIPC_HAVE_NCCL  // the CUDA runtime is linked with NCCL (shim/CMakeLists.txt)
 #include <cuda_runtime_api.h>
 #endif
@@ -27,9 +26,6 @@
 #include <thread>
 #include <unordered_map>
 #include <vector>
-
-#define CLIPC_TORCH_AT_LEAST(major, minor) \
-    (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
 
 struct tensor_generator {
     at::Generator gen;
@@ -663,6 +659,17 @@ tensor *tensor_slice(const tensor *t, int dim, int64_t start, int64_t end) {
 tensor *tensor_select(const tensor *t, int dim, int64_t index) {
     SHIM_NEED(t);
     SHIM_OP(t->t.select(dim, index))
+}
+
+int tensor_unbind(const tensor *t, int dim, tensor **out, int n) {
+    SHIM_NEED_INT(t);
+    SHIM_TRY(-1, {
+        std::vector<at::Tensor> parts = t->t.unbind(dim);
+        if ((int64_t)parts.size() != n)
+            return err_set("tensor_unbind: %d slices asked for, the tensor has %zu along dim %d", n, parts.size(), dim);
+        for (int i = 0; i < n; i++) out[i] = wrap(parts[i]);  // each on t's placement
+        return 0;
+    })
 }
 
 tensor *tensor_index_select(const tensor *t, int dim, const tensor *index) {

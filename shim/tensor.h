@@ -125,6 +125,28 @@ void tensor_op_times_begin(void);
 // Stops timing; *out (free() it) gets one entry per operator name, the slowest first. Returns the count.
 int tensor_op_times_end(tensor_op_time **out);
 
+// ---- profiling -------------------------------------------------------------------------------
+// What the devices ran between tensor_profile_begin() and tensor_profile_end(), from libtorch's
+// profiler (kineto, which reads the GPU's activity through CUPTI): device activities on CUDA,
+// split into kernels and the copies and fills the driver runs (kineto names those "Memcpy ..."
+// and "Memset ..."). One profile at a time, in the calling thread (the autograd threads join it).
+typedef struct {
+    int64_t kernels;    // CUDA kernels; -1 when this libtorch or machine has no CUDA (a CPU build)
+    int64_t attention;  // of those, the fused attention kernels: names with "flash", "fmha" or "sdpa"
+                        // (the flash, memory-efficient and cuDNN kernels of tensor_attention); -1 likewise
+    int64_t copies;     // memcpy and memset activities on CUDA; -1 likewise
+    int64_t events;     // every event the profiler recorded (operators on the host, device activities)
+} tensor_profile;
+
+// Whether tensor_profile_end can count kernels: a CUDA-enabled libtorch with a GPU present.
+bool tensor_profile_has_kernels(void);
+// Starts profiling (host operators, and CUDA activity where tensor_profile_has_kernels). Returns 0,
+// or -1 with a message when a profile is already running or libtorch refuses.
+int tensor_profile_begin(void);
+// Waits for the GPU (the kernels issued so far are then all recorded), stops profiling and counts
+// what ran. Returns 0, or -1 with a message when no profile was running.
+int tensor_profile_end(tensor_profile *out);
+
 // ---- lifetime and scopes ---------------------------------------------------------------------
 void tensor_free(tensor *t);  // NULL is ignored
 void tensor_scope_begin(void);
@@ -195,6 +217,10 @@ tensor *tensor_contiguous(const tensor *t);
 tensor *tensor_cat(const tensor *const *ts, int n, int dim);
 tensor *tensor_slice(const tensor *t, int dim, int64_t start, int64_t end);  // [start, end)
 tensor *tensor_select(const tensor *t, int dim, int64_t index);  // drops dim
+// The n = size(dim) slices of t along dim (each drops dim) into out[0..n): views, whose gradients
+// the backward stacks into one tensor (one kernel) where n selects would each fill a zeroed copy of
+// t. Returns 0, or -1 with a message when n is not t's size along dim.
+int tensor_unbind(const tensor *t, int dim, tensor **out, int n);
 tensor *tensor_index_select(const tensor *t, int dim, const tensor *index);
 tensor *tensor_gather(const tensor *t, int dim, const tensor *index);
 
@@ -251,7 +277,13 @@ tensor *tensor_cross_entropy(const tensor *logits, const tensor *labels);
 tensor *tensor_embedding(const tensor *weight, const tensor *ids);
 tensor *tensor_l2_normalize(const tensor *x, int dim);  // x / max(||x||, 1e-12)
 // softmax(q k^T / sqrt(Dh) [+ causal mask]) v for q, k, v (B, H, L, Dh). Uses fused
-// scaled_dot_product_attention on libtorch >= 2.0 and the explicit product on 1.13.
+// scaled_dot_product_attention on libtorch >= 2.0 and the explicit product on 1.13. On CUDA the
+// flash, cuDNN and memory-efficient kernels take q, k, v when: they are 4-D with one batch and head
+// count, the last dimension has stride 1 and is at most 256 (flash) and a multiple of 8 (cuDNN;
+// bf16 for the memory-efficient kernel, 4 for its float32), each starts at a multiple of 16 bytes,
+// the dtype is bf16 or f16 (flash, cuDNN) or float32 too (memory-efficient), and `causal` comes
+// without a mask over a square score matrix. The towers' q, k, v (model/clip.c: views of one
+// projection laid out as cuDNN's packed QKV) meet them all: see docs/gpu.md.
 tensor *tensor_attention(const tensor *q, const tensor *k, const tensor *v, bool causal);
 
 // ---- in place (optimizer updates; no autograd history is recorded) ---------------------------
@@ -272,6 +304,36 @@ int tensor_clamp_(tensor *t, double lo, double hi);
 // optim/adamw.c runs float32 CPU buffers through its own loop instead.
 int tensor_adamw_(tensor *p, const tensor *g, tensor *m, tensor *v, const tensor *decay, double lr, double beta1,
                   double beta2, double eps, double weight_decay, double bias_correction1, double bias_correction2_sqrt);
+
+// libtorch's fused multi-tensor AdamW (at::_fused_adamw_, the kernel of torch.optim.AdamW(fused=True)):
+// one pass that reads p, g, m, v once and writes p, m, v once, in float32 arithmetic whatever the
+// buffers' dtype (float32, bf16, f16, float64), over per-parameter views of flat buffers split in
+// two lists: the parts that get weight decay and those that do not. It launches a few multi-tensor
+// kernels (each covers up to a few dozen tensors or about 20 million elements). Its arithmetic is
+// PyTorch's fused AdamW, which differs from the whole-buffer ops above in the last bits only:
+//   p -= lr * weight_decay * p (where decays);  m = beta1 m + (1 - beta1) g;
+//   v = beta2 v + (1 - beta2) g g;  p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps)
+// Available on CUDA from libtorch 2.0, on the CPU from 2.4 (optim/adamw.c uses it on CUDA only).
+bool tensor_fused_adamw_available(tensor_device dev);
+
+typedef struct {
+    int64_t offset, numel;  // the part [offset, offset + numel) of the flat buffers
+    bool decays;            // the part gets weight decay
+} tensor_adamw_part;
+
+typedef struct tensor_fused_adamw tensor_fused_adamw;
+// An update over parts[0..n) (copied, in increasing order) of the flat buffers p (parameters; it
+// may be longer: its tail is not touched), g (gradients), m, v (moments): flat, contiguous, one
+// dtype, on one device, whose views it makes now. NULL with a message when fused AdamW is not
+// available on that device (libtorch's version named), a part is out of order or a buffer unfit.
+tensor_fused_adamw *tensor_fused_adamw_new(const tensor_adamw_part *parts, int n, const tensor *p, const tensor *g,
+                                           const tensor *m, const tensor *v);
+void tensor_fused_adamw_free(tensor_fused_adamw *f);  // NULL is ignored
+// Step t of the update of p, g, m, v in place. The step count lives in a float32 tensor on the
+// device (the kernel reads it there; exact up to 2^24 steps), set from t with one fill. The views
+// are made again when a buffer moved (repacked). Returns 0 or -1 with a message.
+int tensor_fused_adamw_step(tensor_fused_adamw *f, tensor *p, const tensor *g, tensor *m, tensor *v, int64_t t,
+                            double lr, double beta1, double beta2, double eps, double weight_decay);
 // Exchanges the tensors held by two handles (no data is copied): a parameter moved or repacked
 // keeps its handle, so every pointer to it stays valid.
 int tensor_swap_(tensor *a, tensor *b);

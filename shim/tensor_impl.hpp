@@ -5,6 +5,7 @@
 #define CLIPC_SHIM_TENSOR_IMPL_HPP
 
 #include <ATen/ATen.h>
+#include <torch/version.h>
 
 #include <stdexcept>
 #include <string>
@@ -14,6 +15,10 @@
 extern "C" {
 #include "common/error.h"
 }
+
+// Whether the libtorch compiled against is at least major.minor (guards the calls of later versions).
+#define CLIPC_TORCH_AT_LEAST(major, minor) \
+    (TORCH_VERSION_MAJOR > (major) || (TORCH_VERSION_MAJOR == (major) && TORCH_VERSION_MINOR >= (minor)))
 
 struct tensor {
     at::Tensor t;

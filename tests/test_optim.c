@@ -1,12 +1,14 @@
 // Tests optim/: AdamW over flat parameter buffers against its closed form computed here in doubles
-// (bias corrections, eps after the square root, decoupled decay through the mask), OpenCLIP's
-// weight-decay rule by name and rank, frozen parameters, state export/import continuing
-// identically, gradient clipping across lists, the logit-scale clamp, and the learning-rate
-// schedules at chosen steps.
+// (bias corrections, eps after the square root, decoupled decay through the mask), the path each
+// device and dtype takes and libtorch's fused kernel against the host loop (where libtorch has it
+// on the CPU), OpenCLIP's weight-decay rule by name and rank, frozen parameters, state
+// export/import continuing identically, gradient clipping across lists, the logit-scale clamp, and
+// the learning-rate schedules at chosen steps.
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -157,6 +159,108 @@ static void test_adamw_paths_agree(void **state) {
     for (int j = 0; j < N; j++)
         if (!(fabs(got[2][j] - got[0][j]) <= 3e-3))
             fail_msg("bf16 [%d]: got %.9g, float64 %.9g", j, got[2][j], got[0][j]);
+}
+
+// ---- paths ---------------------------------------------------------------------------------------
+
+static int64_t state_step(const adamw *opt, int param_index);
+
+// Whether this libtorch is at least major.minor (its version reads "1.13.0", "2.11.0+cu128").
+static bool torch_at_least(int major, int minor) {
+    int got_major = 0, got_minor = 0;
+    sscanf(tensor_torch_version(), "%d.%d", &got_major, &got_minor);
+    return got_major > major || (got_major == major && got_minor >= minor);
+}
+
+// A list of a decayed matrix, a frozen matrix, an excluded bias and a decayed projection, packed
+// on the CPU in dtype (the frozen one sits behind the trainable ones in the buffer).
+static void decay_mix_list(param_list *l, const double *init, tensor_dtype dtype) {
+    enum { R = 40, C = 30 };
+    int64_t ws[2] = {R, C}, bs[1] = {C};
+    param_list_init(l);
+    add_param(l, "visual.proj", init, ws, 2, dtype);
+    add_param(l, "frozen.weight", init + R * C, ws, 2, dtype);
+    add_param(l, "visual.ln_post.bias", init + 2 * R * C, bs, 1, dtype);
+    add_param(l, "text_projection", init + 2 * R * C + C, ws, 2, dtype);
+    assert_int_equal(param_set_frozen(&l->items[1], true), 0);
+    pack(l);
+}
+
+// Four steps of both lists' optimizers with the same gradients.
+static void step_both(param_list lists[2], adamw *opts[2], const double *grad) {
+    for (int step = 1; step <= STEPS; step++)
+        for (int k = 0; k < 2; k++) {
+            for (int i = 0; i < lists[k].n; i++)
+                if (!lists[k].items[i].frozen) set_grad(value(&lists[k], i), grad + 1200 * i);
+            assert_int_equal(adamw_step(opts[k]), 0);
+        }
+}
+
+// The path of each device and dtype: the host loop for float32 on the CPU, libtorch's fused kernel
+// on CUDA where libtorch has it (2.0), the whole-buffer ops elsewhere. The choice reads the
+// device's kind and libtorch's version only, so it is checked here without a GPU.
+static void test_adamw_path_choice(void **state) {
+    (void)state;
+    tensor_device cuda = {TENSOR_DEVICE_CUDA, 0};
+    assert_int_equal(tensor_fused_adamw_available(cuda), torch_at_least(2, 0));
+    assert_int_equal(tensor_fused_adamw_available(TENSOR_CPU), torch_at_least(2, 4));
+    adamw_path on_cuda = torch_at_least(2, 0) ? ADAMW_PATH_FUSED : ADAMW_PATH_BUFFER_OPS;
+    assert_int_equal(adamw_path_for(cuda, TENSOR_F32), on_cuda);
+    assert_int_equal(adamw_path_for(cuda, TENSOR_BF16), on_cuda);
+    assert_int_equal(adamw_path_for(TENSOR_CPU, TENSOR_F32), ADAMW_PATH_HOST_LOOP);
+    assert_int_equal(adamw_path_for(TENSOR_CPU, TENSOR_BF16), ADAMW_PATH_BUFFER_OPS);
+    assert_int_equal(adamw_path_for(TENSOR_CPU, TENSOR_F64), ADAMW_PATH_BUFFER_OPS);
+    assert_string_equal(adamw_path_name(ADAMW_PATH_FUSED), "fused");
+    static double init[2 * 1200 + 30 + 1200];
+    param_list l;
+    decay_mix_list(&l, init, TENSOR_BF16);
+    param_list *lists[1] = {&l};
+    adamw *opt = adamw_init(lists, 1, adamw_config_default());
+    assert_int_equal(adamw_get_path(opt), ADAMW_PATH_BUFFER_OPS);
+    adamw_free(opt);
+    err_clear();
+    assert_null(adamw_init_path(lists, 1, adamw_config_default(), ADAMW_PATH_HOST_LOOP));
+    assert_non_null(strstr(err_msg(), "the host loop updates float32 CPU parameters, not BF16 ones"));
+    param_list_free(&l);
+}
+
+// Where libtorch has its fused AdamW on the CPU (2.4 on: the GPU machine's libtorch), that path
+// takes the same four steps as the host loop, decay by parameter and a frozen parameter included,
+// within float32's rounding, and counts the same step. Elsewhere asking for it fails, naming the
+// libtorch.
+static void test_fused_adamw_agrees_with_host_loop(void **state) {
+    (void)state;
+    enum { N = 2 * 1200 + 30 + 1200 };
+    static double init[N], grad[4 * 1200], got[2][N];
+    for (int j = 0; j < N; j++) init[j] = 0.1 * sin(j * 0.37);
+    for (int j = 0; j < 4 * 1200; j++) grad[j] = cos(j * 0.11) * pow(10, -(j % 7));
+    param_list lists[2];
+    adamw *opts[2];
+    for (int k = 0; k < 2; k++) decay_mix_list(&lists[k], init, TENSOR_F32);
+    param_list *host = &lists[0], *fused = &lists[1];
+    opts[0] = adamw_init(&host, 1, adamw_config_default());
+    err_clear();
+    opts[1] = adamw_init_path(&fused, 1, adamw_config_default(), ADAMW_PATH_FUSED);
+    if (!tensor_fused_adamw_available(TENSOR_CPU)) {
+        assert_null(opts[1]);
+        assert_non_null(strstr(err_msg(), "fused AdamW needs libtorch >= 2.4 on the CPU"));
+        assert_non_null(strstr(err_msg(), tensor_torch_version()));
+        printf("  libtorch %s has no fused AdamW on the CPU: its refusal checked\n", tensor_torch_version());
+    } else {
+        assert_non_null(opts[1]);
+        assert_int_equal(adamw_get_path(opts[1]), ADAMW_PATH_FUSED);
+        for (int k = 0; k < 2; k++) adamw_set_lr(opts[k], 1e-2);
+        step_both(lists, opts, grad);
+        for (int k = 0; k < 2; k++) {
+            assert_int_equal(state_step(opts[k], 0), STEPS);
+            to_doubles(lists[k].data, got[k]);
+        }
+        assert_doubles_close(got[1], got[0], N, 1e-6, 1e-6);
+    }
+    for (int k = 0; k < 2; k++) {
+        adamw_free(opts[k]);
+        param_list_free(&lists[k]);
+    }
 }
 
 static void test_adamw_defaults_are_openclip(void **state) {
@@ -609,6 +713,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_adamw_matches_closed_form),
         cmocka_unit_test(test_adamw_paths_agree),
+        cmocka_unit_test(test_adamw_path_choice),
+        cmocka_unit_test(test_fused_adamw_agrees_with_host_loop),
         cmocka_unit_test(test_adamw_defaults_are_openclip),
         cmocka_unit_test(test_weight_decay_rules),
         cmocka_unit_test(test_zero_gradient_step_applies_only_decay),

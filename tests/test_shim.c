@@ -1,7 +1,8 @@
 // Tests the libtorch shim: error reporting without exceptions, ownership and scopes (no leaked
 // handles over 100 training-like steps), host round trips, generator state, autograd basics, a
-// few ops against values computed by hand, the counters, ranks within rows (ties, NaN), bf16
-// autocast on the CPU, host memory shared with tensors, and the float32 data pointer C loops use.
+// few ops against values computed by hand, unbind, the counters and the profiler, ranks within
+// rows (ties, NaN), bf16 autocast on the CPU, host memory shared with tensors, and the float32 data
+// pointer C loops use.
 #include <math.h>
 #include <setjmp.h>
 #include <stdint.h>
@@ -209,6 +210,54 @@ static void test_counters(void **state) {
     tensor_free(a), tensor_free(b), tensor_free(c), tensor_free(e), tensor_free(f);
 }
 
+// unbind gives views of the slices, refuses a wrong count, and its backward sends each slice's
+// gradient to its place (the stack of the three).
+static void test_unbind(void **state) {
+    (void)state;
+    float v[6] = {1, 2, 3, 4, 5, 6}, got[6];
+    int64_t shape[2] = {2, 3};
+    tensor *t = from_floats(v, shape, 2), *parts[3];
+    assert_int_equal(tensor_set_requires_grad(t, true), 0);
+    assert_int_equal(tensor_unbind(t, 0, parts, 3), -1);  // 2 rows, not 3
+    assert_non_null(strstr(err_msg(), "3 slices asked for, the tensor has 2 along dim 0"));
+    tensor_scope_begin();
+    assert_int_equal(tensor_unbind(t, 1, parts, 3), 0);
+    assert_int_equal(tensor_to_host(parts[2], got, 2 * sizeof *got), 0);
+    assert_float_equal(got[0], 3, 0), assert_float_equal(got[1], 6, 0);
+    const float weights[3] = {1, 10, 100};
+    tensor *loss = tensor_mul_scalar(tensor_sum(parts[0]), weights[0]);
+    for (int i = 1; i < 3; i++) loss = tensor_add(loss, tensor_mul_scalar(tensor_sum(parts[i]), weights[i]));
+    assert_int_equal(tensor_backward(loss, NULL), 0);
+    assert_int_equal(tensor_to_host(tensor_grad(t), got, sizeof got), 0);
+    for (int i = 0; i < 6; i++) assert_float_equal(got[i], weights[i % 3], 0);
+    tensor_scope_end();
+    tensor_free(t);
+}
+
+// The profiler runs on every build; kernels are counted only where libtorch has CUDA and a GPU.
+// One profile at a time, and an end needs a beginning.
+static void test_profile(void **state) {
+    (void)state;
+    int64_t shape[2] = {8, 8};
+    tensor_profile p;
+    err_clear();
+    assert_int_equal(tensor_profile_end(&p), -1);
+    assert_non_null(strstr(err_msg(), "no profile is running"));
+    assert_int_equal(tensor_profile_begin(), 0);
+    assert_int_equal(tensor_profile_begin(), -1);
+    assert_non_null(strstr(err_msg(), "already running"));
+    tensor_scope_begin();
+    tensor *a = tensor_ones(shape, 2, TENSOR_F32, TENSOR_CPU);
+    assert_non_null(tensor_exp(tensor_matmul(a, a)));
+    tensor_scope_end();
+    assert_int_equal(tensor_profile_end(&p), 0);
+    assert_true(p.events >= 3);  // ones, matmul, exp (and what they call)
+    int64_t want = tensor_profile_has_kernels() ? 0 : -1;  // all of it ran on the CPU
+    assert_int_equal(p.kernels, want);
+    assert_int_equal(p.attention, want);
+    assert_int_equal(p.copies, want);
+}
+
 static void test_rank_in_rows(void **state) {
     (void)state;
     float scores[2][5] = {{0.5f, 0.9f, 0.5f, NAN, 0.9f}, {NAN, 1.0f, NAN, -INFINITY, 2.0f}};
@@ -294,6 +343,8 @@ int main(void) {
         cmocka_unit_test(test_autograd),
         cmocka_unit_test(test_scopes_leak_nothing),
         cmocka_unit_test(test_counters),
+        cmocka_unit_test(test_unbind),
+        cmocka_unit_test(test_profile),
         cmocka_unit_test(test_rank_in_rows),
         cmocka_unit_test(test_cpu_autocast_bf16),
         cmocka_unit_test(test_data_f32),

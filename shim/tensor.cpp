@@ -830,9 +830,14 @@ tensor *tensor_cross_entropy(const tensor *logits, const tensor *labels) {
     SHIM_OP(at::cross_entropy_loss(logits->t, labels->t))
 }
 
+// A weight whose gradient is already a dense buffer (a view of a packed list's flat gradients) gets
+// a sparse gradient from the backward, which autograd adds into that buffer row by row; the dense
+// backward would fill a zero table (49408 x 512 for ViT-B-32's text tower) and add all of it.
 tensor *tensor_embedding(const tensor *weight, const tensor *ids) {
     SHIM_NEED(weight, ids);
-    SHIM_OP(at::embedding(weight->t, ids->t))
+    const at::Tensor &grad = weight->t.grad();
+    bool sparse = weight->t.requires_grad() && grad.defined() && !grad.is_sparse();
+    SHIM_OP(at::embedding(weight->t, ids->t, -1, false, sparse))
 }
 
 tensor *tensor_l2_normalize(const tensor *x, int dim) {

@@ -6,6 +6,7 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <algorithm>
+#include <csignal>
 #include <cstring>
 #include <sstream>
 #include <thread>
@@ -459,6 +460,10 @@ dist_pg *dist_pg_new(const dist_pg_options *o) {
     SHIM_NEED(o);
     SHIM_TRY(nullptr, {
         check_options(o);
+        // Gloo writes to its peers with writev: to a peer that is gone, that raises SIGPIPE, whose
+        // default kills this rank without a word (Python ignores it, so PyTorch's users never see
+        // it). Ignored, the write fails with EPIPE and the collective's error names the peer.
+        std::signal(SIGPIPE, SIG_IGN);
         auto pg = std::make_unique<dist_pg>();
         pg->g.rank = o->rank;
         pg->g.world = o->world_size;

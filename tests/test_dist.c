@@ -89,7 +89,7 @@ static void run_ranks(int world, rank_fn fn, const void *arg, int straggler, dou
         for (int r = 0; r < world; r++) {
             int st;
             if (pids[r] <= 0 || waitpid(pids[r], &st, WNOHANG) != pids[r]) continue;
-            codes[r] = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+            codes[r] = WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st);  // -13: SIGPIPE, -9: SIGKILL
             pids[r] = 0;
             left--;
         }

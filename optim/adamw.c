@@ -32,7 +32,6 @@ typedef struct {
 
 struct adamw {
     adamw_config config;
-    adamw_path path;  // of the first list
     int64_t step;
     adamw_group *groups;
     int n_groups;
@@ -126,8 +125,9 @@ static int group_init(adamw *opt, adamw_group *g, param_list *l, adamw_path path
     if (!l->data) return err_set("adamw: the parameter list is not packed");
     int64_t n = l->n_trainable;
     tensor_dtype dtype = tensor_get_dtype(l->data);
-    if (path == ADAMW_PATH_AUTO) path = adamw_path_for(l->device, dtype);
-    if (path == ADAMW_PATH_HOST_LOOP && adamw_path_for(l->device, dtype) != ADAMW_PATH_HOST_LOOP)
+    adamw_path natural = adamw_path_for(l->device, dtype);
+    if (path == ADAMW_PATH_AUTO) path = natural;
+    if (path == ADAMW_PATH_HOST_LOOP && natural != ADAMW_PATH_HOST_LOOP)
         return err_set("adamw: the host loop updates float32 CPU parameters, not %s ones", tensor_dtype_name(dtype));
     g->list = l, g->path = path;
     g->exp_avg = tensor_zeros(&n, 1, dtype, l->device);
@@ -145,7 +145,6 @@ adamw *adamw_init(param_list *const *lists, int n_lists, adamw_config config) {
 adamw *adamw_init_path(param_list *const *lists, int n_lists, adamw_config config, adamw_path path) {
     adamw *opt = xcalloc(1, sizeof *opt);
     opt->config = config;
-    opt->path = path == ADAMW_PATH_AUTO ? ADAMW_PATH_HOST_LOOP : path;  // until a list has one
     opt->groups = xcalloc((size_t)(n_lists > 0 ? n_lists : 1), sizeof *opt->groups);
     int n_params = 0;
     for (int i = 0; i < n_lists; i++) n_params += lists[i]->n;
@@ -157,11 +156,10 @@ adamw *adamw_init_path(param_list *const *lists, int n_lists, adamw_config confi
             return NULL;
         }
     }
-    if (opt->n_groups > 0) opt->path = opt->groups[0].path;
     return opt;
 }
 
-adamw_path adamw_get_path(const adamw *opt) { return opt->path; }
+adamw_path adamw_get_path(const adamw *opt) { return opt->n_groups > 0 ? opt->groups[0].path : ADAMW_PATH_HOST_LOOP; }
 
 void adamw_free(adamw *opt) {
     if (!opt) return;

@@ -75,7 +75,8 @@ adamw *adamw_init(param_list *const *lists, int n_lists, adamw_config config);
 // that has it there: shim/tensor.h, tensor_fused_adamw_available).
 adamw *adamw_init_path(param_list *const *lists, int n_lists, adamw_config config, adamw_path path);
 void adamw_free(adamw *opt);  // NULL is ignored
-// The path of the first list's update (the lists of a run share their device and dtype).
+// The path of the first list's update (the lists of a run share their device and dtype); the host
+// loop when no list has trainable parameters.
 adamw_path adamw_get_path(const adamw *opt);
 
 void adamw_set_lr(adamw *opt, double lr);

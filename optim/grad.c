@@ -8,7 +8,7 @@
 tensor *optim_grad_norm(param_list *const *lists, int n) {
     tensor_scope_begin();
     int64_t one = 1;
-    tensor **norms = xcalloc((size_t)(n > 0 ? n : 1), sizeof *norms);  // (1) each, float64
+    tensor **norms = xcalloc((size_t)(n > 0 ? n : 1), sizeof *norms);  // float64 each
     tensor_dtype dtype = TENSOR_F32;
     int k = 0;
     for (int i = 0; i < n; i++)
@@ -16,7 +16,8 @@ tensor *optim_grad_norm(param_list *const *lists, int n) {
             if (tensor_get_dtype(lists[i]->grad) == TENSOR_F64) dtype = TENSOR_F64;
             norms[k++] = tensor_norm_f64(lists[i]->grad);
         }
-    for (int i = 0; i < k && k > 1; i++) norms[i] = tensor_reshape(norms[i], &one, 1);
+    if (k > 1)  // rank 0 each: (1) to be concatenated
+        for (int i = 0; i < k; i++) norms[i] = tensor_reshape(norms[i], &one, 1);
     tensor *total = k == 1 ? tensor_to_dtype(norms[0], dtype)
                    : k ? tensor_to_dtype(tensor_norm(tensor_cat((const tensor *const *)norms, k, 0)), dtype)
                        : tensor_zeros(NULL, 0, TENSOR_F32, TENSOR_CPU);

@@ -331,6 +331,7 @@ void tensor_op_times_begin(void) {
 
 int tensor_op_times_end(tensor_op_time **out) {
     op_times.on = false;
+    tensor_count_ops(false);
     std::lock_guard<std::mutex> lock(op_times.mutex);
     int n = (int)op_times.by_name.size(), i = 0;
     *out = static_cast<tensor_op_time *>(calloc((size_t)(n > 0 ? n : 1), sizeof(tensor_op_time)));

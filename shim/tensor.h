@@ -115,7 +115,7 @@ static inline tensor_counters tensor_counters_sub(tensor_counters a, tensor_coun
 
 // Wall time spent in each top-level operator (by ATen name; an operator's nested operators count
 // in it, the backward's operators apart) between tensor_op_times_begin() and tensor_op_times_end(),
-// which also turns op counting on: where a step's time goes on the CPU (bench_step --profile).
+// which turn op counting on and off: where a step's time goes on the CPU (bench_step --profile).
 typedef struct {
     char name[64];
     int64_t calls;

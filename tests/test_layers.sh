@@ -13,6 +13,7 @@ layers='common 0
 shim 1
 text 1
 image 1
+tensorboard 1
 param 2
 shards 2
 model 3

@@ -21,4 +21,8 @@ cJSON *metrics_line(const char *type, int64_t step, int64_t epoch);
 // Returns 0 or -1 with a message naming the file.
 int metrics_log_write(metrics_log *l, cJSON *line, bool flush);
 
+// --report-to tensorboard: from now on each line's numbers also go to a new event file in folder
+// dir (train/report.h), flushed at each line. Returns 0 or -1 with a message naming dir.
+int metrics_log_add_tensorboard(metrics_log *l, const char *dir);
+
 #endif

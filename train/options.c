@@ -5,6 +5,7 @@
 
 #include "common/args.h"
 #include "common/error.h"
+#include "train/report.h"
 
 #define SPEC(name, type, field, help) {name, type, &o->field, help, false}
 
@@ -66,6 +67,7 @@ static int make_specs(train_options *o, arg_spec *s) {
         SPEC("on-save-error", ARG_STR, on_save_error, "a checkpoint that cannot be written: stop or continue"),
         SPEC("resume", ARG_STR, resume, "checkpoint to continue from, or 'latest'"),
         SPEC("log-every-n-steps", ARG_INT, log_every_n_steps, "progress line every N steps"),
+        SPEC("report-to", ARG_STR, report_to, "tensorboard: also write the metrics as TensorBoard event files in logs/NAME/tensorboard ('wandb' is refused)"),
         SPEC("nonfinite-limit", ARG_INT, nonfinite_limit, "stop after N non-finite losses in a row"),
         SPEC("accum-freq", ARG_INT, accum_freq, "micro-batches of --batch-size per step, the loss exact over all of them"),
         SPEC("profile-steps", ARG_INT, profile_steps, "print time, ops, host reads and syncs of the first N steps"),
@@ -138,6 +140,8 @@ int train_options_parse(train_options *o, int argc, char **argv) {
     if (strcmp(o->on_save_error, "stop") && strcmp(o->on_save_error, "continue"))
         return err_set("--on-save-error must be stop or continue, got '%s'", o->on_save_error);
     if (o->profile_steps < 0) return err_set("--profile-steps must be 0 or more, got %ld", o->profile_steps);
+    report_targets report;
+    if (report_parse_targets(o->report_to, &report) != 0) return -1;
     train_precision p;
     return train_precision_parse(o->precision, &p);
 }

@@ -12,6 +12,7 @@ typedef struct {
     char *zeroshot_data, *zeroshot_templates, *zeroshot_classnames;
     char *logs, *name, *resume, *config, *device, *precision, *lr_scheduler, *on_save_error;
     char *distill_model, *distill_pretrained, *distill_cache;  // train/distill.h
+    char *report_to;  // train/report.h
     long batch_size, epochs, epochs_cooldown, train_num_samples, warmup, seed, workers, threads;
     long save_frequency, save_steps, keep_checkpoints, zeroshot_frequency, log_every_n_steps;
     long max_steps, nonfinite_limit, accum_freq, profile_steps;

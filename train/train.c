@@ -34,6 +34,7 @@
 #include "train/distill.h"
 #include "train/log.h"
 #include "train/objective.h"
+#include "train/report.h"
 #include "train/step.h"
 #include "train/train.h"
 
@@ -113,6 +114,17 @@ static void default_run_name(const train_options *o, char *out, size_t cap) {
              o->precision);
 }
 
+// --report-to tensorboard: event files in the run's tensorboard/ folder (OpenCLIP's), a new one
+// each time the run starts or resumes (lead rank).
+static int setup_report(trainer *t) {
+    report_targets r;
+    if (report_parse_targets(t->o.report_to, &r) != 0) return -1;
+    if (!r.tensorboard) return 0;
+    char dir[2200];
+    snprintf(dir, sizeof dir, "%s/tensorboard", t->run_dir);
+    return metrics_log_add_tensorboard(t->metrics, dir);
+}
+
 // The run folder's paths on every rank; only the lead rank creates and writes it. Without --name
 // the ranks agree on the lead's name (its clock) through a broadcast.
 static int setup_run_dir(trainer *t) {
@@ -135,7 +147,7 @@ static int setup_run_dir(trainer *t) {
     fclose(f);
     snprintf(path, sizeof path, "%s/metrics.jsonl", t->run_dir);
     t->metrics = metrics_log_open(path);
-    return t->metrics ? 0 : -1;
+    return t->metrics ? setup_report(t) : -1;
 }
 
 // TF32 on a GPU unless --no-tf32; bf16 weights for pure_bf16 (before the optimizer takes them).

@@ -12,6 +12,7 @@ packages=(
   libcjson-dev libutf8proc-dev libcmocka-dev
   dataset-fashion-mnist
   libcairo2-dev fonts-dejavu-core
+  libprotobuf-c-dev protobuf-c-compiler libisal-dev  # TensorBoard event files (train --report-to tensorboard)
   python3  # tests/test_zeroshot_lists.sh reads OpenCLIP's lists from its source
   openmpi-bin  # tests/test_launchers.c starts ranks with mpirun as users do
 )

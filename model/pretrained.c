@@ -101,8 +101,9 @@ static bool find_in_repo(search *s, const char *repo, const char *file) {
     return newest != 0;
 }
 
-// A hub repository ORG/NAME in the cache: models--ORG--NAME, the file it names, then the
-// safetensors file of later OpenCLIP releases.
+// A hub repository ORG/NAME in the cache: models--ORG--NAME, the safetensors file of later
+// OpenCLIP releases first (Python's pickled state dicts are OrderedDicts, which libtorch cannot
+// read: shim/torch_file.h), then the file the tag names.
 static bool find_hf_hub(search *s, const char *id, const char *file) {
     char repo[PATH_CAP];
     hf_hub_cache(repo, sizeof repo);
@@ -113,7 +114,7 @@ static bool find_hf_hub(search *s, const char *id, const char *file) {
         repo[n++] = *c == '/' ? '-' : *c;
     }
     repo[n] = '\0';
-    return find_in_repo(s, repo, file) || find_in_repo(s, repo, "open_clip_model.safetensors");
+    return find_in_repo(s, repo, "open_clip_model.safetensors") || find_in_repo(s, repo, file);
 }
 
 // The weights of a tag in OpenCLIP's caches; -1 naming what was looked at and what OpenCLIP

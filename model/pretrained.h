@@ -6,8 +6,9 @@
 //   a tag with hf_hub   the Hugging Face hub cache: $HF_HUB_CACHE, else $HUGGINGFACE_HUB_CACHE,
 //                       else $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub, else
 //                       ~/.cache/huggingface/hub; in it models--ORG--NAME/snapshots/REV/FILE (the
-//                       revision refs/main names first, then any), FILE being the one the tag
-//                       names (open_clip_pytorch_model.bin by default), then open_clip_model.safetensors
+//                       revision refs/main names first, then the newest), FILE being
+//                       open_clip_model.safetensors (later OpenCLIP releases), then the one the
+//                       tag names (open_clip_pytorch_model.bin by default)
 // The tags come from the table OpenCLIP v2.20.0 publishes (src/open_clip/pretrained.py), shipped
 // as configs/pretrained.json (scripts/gen_pretrained_table.py). As in OpenCLIP, a tag is matched
 // lower-cased with '-' as '_', and a tag wins over a file of the same name.

@@ -106,7 +106,13 @@ static void read_file(torch_file *f, const std::string &path) {
     } catch (const shim_error &) {
         throw;
     } catch (const std::exception &e) {
-        throw shim_error(path + ": " + shim_what(e));
+        // libtorch's unpickler turns every collections.OrderedDict into None (it expects one only
+        // as a tensor's backward hooks), so Python's model.state_dict() fails its first SETITEMS
+        if (shim_what(e).find("Expected GenericDict but got None") != std::string::npos)
+            throw shim_error(path + ": holds a Python OrderedDict (torch.save(model.state_dict())), which libtorch's "
+                             "unpickler cannot read (pytorch/pytorch#100741): use the safetensors file "
+                             "(open_clip_model.safetensors), or a file saved as torch.save(dict(state_dict))");
+        throw shim_error(path + ": libtorch's unpickler cannot read it (" + shim_what(e) + ")");
     }
 }
 
@@ -221,6 +227,15 @@ extern "C" int torch_file_write(const char *path, torch_file_layout layout, cons
     SHIM_TRY(-1, {
         if (layout == TORCH_FILE_WRITE_SCRIPT) write_script(path, tensors, n);
         else write_pickle(path, layout, tensors, n);
+        return 0;
+    })
+}
+
+extern "C" int torch_file_write_pickle(const char *path, const void *pickle, size_t n) {
+    SHIM_TRY(-1, {
+        caffe2::serialize::PyTorchStreamWriter writer(path);
+        writer.writeRecord("data.pkl", pickle, n);
+        writer.writeEndOfFile();
         return 0;
     })
 }

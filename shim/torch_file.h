@@ -4,6 +4,11 @@
 // OpenAI's CLIP release), whose parameters and buffers are its state dict. Tensors saved on a GPU
 // are read onto the CPU. The legacy (non-zip) torch.save format is recognised and refused: only
 // Python's torch.load reads it.
+// libtorch's unpickler reads what C++'s torch::pickle_save and Python's torch.save of plain dicts,
+// lists, numbers, strings and tensors write, but not every Python object: it turns a
+// collections.OrderedDict into None (Python's model.state_dict() is one: pytorch/pytorch#100741)
+// and lacks the APPEND opcode of one-element lists (an optimizer's state). Such files get a
+// one-line error naming the file and the reason.
 #ifndef CLIPC_SHIM_TORCH_FILE_H
 #define CLIPC_SHIM_TORCH_FILE_H
 
@@ -58,6 +63,9 @@ typedef enum {
 } torch_file_layout;
 // Writes n tensors in the layout. Returns 0, or -1 with the message.
 int torch_file_write(const char *path, torch_file_layout layout, const torch_file_tensor *tensors, int n);
+// Writes a torch.save zip archive whose data.pkl is the given pickle (what Python's pickle module
+// would write, given as bytes). Returns 0, or -1 with the message.
+int torch_file_write_pickle(const char *path, const void *pickle, size_t n);
 
 #ifdef __cplusplus
 }

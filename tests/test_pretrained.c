@@ -8,7 +8,8 @@
 //   download folder (HOME/.cache/clip), with the tag's mean and std; a tag in no cache names the
 //   paths looked at and what OpenCLIP would download; an unknown tag lists the model's tags;
 // - bad files give one line naming the file: a truncated .bin, a zip that holds no state dict,
-//   a TorchScript archive of another model, the legacy (non-zip) format.
+//   a TorchScript archive of another model, pickles of Python objects libtorch's unpickler cannot
+//   read (an OrderedDict, as Python's model.state_dict(); APPEND), the legacy (non-zip) format.
 // The configs are tiny but named as OpenCLIP's models (ViT-B-32.json), since tags belong to a name.
 #include <setjmp.h>
 #include <stdarg.h>
@@ -249,6 +250,18 @@ static void test_bad_files(void **state) {
     items[n - 4].name = "visual.attnpool.c_proj.weight";
     assert_int_equal(torch_file_write(other, TORCH_FILE_WRITE_SCRIPT, items, n), 0);
     assert_error(config_b32, other, other, "missing key");
+
+    // pickles of Python objects libtorch's unpickler cannot read: an OrderedDict (Python's
+    // model.state_dict()) and a one-element list (APPEND), as Python's pickle module writes them
+    const char *ordered = tmpdir_path("ordered.bin");
+    const char od[] = "\x80\x02" "ccollections\nOrderedDict\nq\x00)Rq\x01(X\x01\x00\x00\x00" "aq\x02K\x01"
+                      "X\x01\x00\x00\x00" "bq\x03K\x02u.";
+    assert_int_equal(torch_file_write_pickle(ordered, od, sizeof od - 1), 0);
+    assert_error(config_b32, ordered, ordered, "OrderedDict");
+    const char *appended = tmpdir_path("append.pt");
+    const char ap[] = "\x80\x02}q\x00X\x01\x00\x00\x00pq\x01]q\x02K\x01" "as.";
+    assert_int_equal(torch_file_write_pickle(appended, ap, sizeof ap - 1), 0);
+    assert_error(config_b32, appended, appended, "libtorch's unpickler cannot read it");
 
     // the legacy format: a pickle stream (protocol 2) starting with torch.save's magic number
     const char *legacy = tmpdir_path("legacy.pt");

@@ -94,13 +94,13 @@ static void read_file(torch_file *f, const std::string &path) {
     } catch (const std::exception &e) {
         throw shim_error(path + ": not a readable PyTorch zip archive (truncated or damaged?): " + shim_what(e));
     }
+    if (reader->hasRecord("constants.pkl")) {  // TorchScript's (torch.save never writes it)
+        reader.reset();
+        read_script(f, path);
+        return;
+    }
+    if (!reader->hasRecord("data.pkl")) throw shim_error(path + ": a zip archive without data.pkl: not written by torch.save");
     try {
-        if (reader->hasRecord("constants.pkl")) {  // TorchScript's (torch.save never writes it)
-            reader.reset();
-            read_script(f, path);
-            return;
-        }
-        if (!reader->hasRecord("data.pkl")) throw shim_error(path + ": a zip archive without data.pkl: not written by torch.save");
         c10::IValue root = torch::jit::readArchiveAndTensors("data", "", "", {}, {}, at::Device(at::kCPU), *reader);
         read_state_dict(f, path, root);
     } catch (const shim_error &) {

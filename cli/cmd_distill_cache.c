@@ -60,7 +60,7 @@ static int run(const cache_options *o) {
     session s;
     if (eval_session_open(&o->common, true, &s) != 0) return -1;
     distill_teacher_id id;
-    int rc = distill_teacher_id_init(&id, &s.cfg, o->common.pretrained);
+    int rc = distill_teacher_id_init(&id, &s.cfg, s.weights.path);
     int64_t samples = 0;
     double t0 = now_s();
     distill_cache_build_options bo = {.data = o->data, .dir = dir, .batch_size = (int)o->common.batch_size,

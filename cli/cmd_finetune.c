@@ -28,7 +28,7 @@ static int parse_options(finetune_cli *o, int argc, char **argv) {
     arg_spec specs[] = {
         {"train-data", ARG_STR, &o->train_data, "labelled manifest the shots are drawn from", false},
         {"test-data", ARG_STR, &o->test_data, "labelled manifest for the test accuracy", false},
-        {"checkpoint", ARG_STR, &o->checkpoint, "model weights (OpenCLIP state dict in safetensors)", false},
+        {"checkpoint", ARG_STR, &o->checkpoint, "model weights: a file (safetensors, torch.save zip, TorchScript) or an OpenCLIP tag of --model", false},
         {"model", ARG_STR, &o->model, "model config name or JSON (default: the checkpoint's clipc.config)", false},
         {"model-configs", ARG_STR, &o->model_configs, "folder of model configs (default: the shipped ones)", false},
         {"vocab", ARG_STR, &o->vocab, "BPE merges file (default: $CLIPC_VOCAB)", false},

@@ -15,7 +15,7 @@ void eval_options_default(eval_options *o) {
 
 void eval_options_specs(eval_options *o, arg_spec *specs) {
     arg_spec common[EVAL_N_COMMON_SPECS] = {
-        {"pretrained", ARG_STR, &o->pretrained, "the weights: an OpenCLIP state dict or clipc checkpoint (safetensors)", false},
+        {"pretrained", ARG_STR, &o->pretrained, "the weights: a file (safetensors, torch.save zip, TorchScript) or an OpenCLIP tag of --model", false},
         {"model", ARG_STR, &o->model, "model config name or JSON path (default: the checkpoint's clipc.config)", false},
         {"model-configs", ARG_STR, &o->model_configs, "folder of model configs (default: the shipped ones)", false},
         {"vocab", ARG_STR, &o->vocab, "BPE merges file (default: $CLIPC_VOCAB)", false},
@@ -34,7 +34,7 @@ int eval_fail(const char *cmd) {
 
 int eval_session_open(const eval_options *o, bool need_tokenizer, session *s) {
     memset(s, 0, sizeof *s);  // closing a session that failed to open is then harmless
-    if (!o->pretrained) return err_set("--pretrained: which weights to evaluate (a safetensors file)");
+    if (!o->pretrained) return err_set("--pretrained: which weights to evaluate (a file or an OpenCLIP tag)");
     if (o->batch_size < 1) return err_set("--batch-size must be at least 1");
     if (need_tokenizer && !o->vocab) return err_set("no vocabulary: pass --vocab PATH or set CLIPC_VOCAB");
     session_options so = {.model = o->model, .model_configs = o->model_configs, .pretrained = o->pretrained,

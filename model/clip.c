@@ -8,6 +8,7 @@
 
 #include "common/error.h"
 #include "model/safetensors.h"
+#include "model/weights.h"
 
 #define LAYER_NORM_EPS 1e-5
 
@@ -474,7 +475,7 @@ static int load_param(param *p, const st_tensor *t, const char *path) {
 }
 
 int clip_model_load(clip_model *m, const char *path) {
-    st_file *f = st_open(path);
+    st_file *f = weights_open(path);
     if (!f) return -1;
     int rc = 0;
     for (int i = 0; i < m->params.n && rc == 0; i++) {

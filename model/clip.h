@@ -96,8 +96,9 @@ tensor *clip_encode_text_host(const clip_model *m, const int64_t *tokens, int64_
 // on the CPU. Writes each group's end (exclusive) into ends (room for n) and returns the count.
 int64_t clip_text_groups(const int64_t *len, int64_t n, int64_t width, bool gpu, int64_t *ends);
 
-// Loads weights from an OpenCLIP state dict in safetensors (F32, F16 or BF16): strict, so a
-// missing or unexpected key or a wrong shape is an error naming the key and the file.
+// Loads weights from an OpenCLIP state dict (F32, F16 or BF16) in safetensors or in PyTorch's
+// formats (model/weights.h): strict, so a missing or unexpected key or a wrong shape is an error
+// naming the key and the file.
 int clip_model_load(clip_model *m, const char *path);
 // Saves the weights with OpenCLIP's keys and the model config in the metadata ("clipc.config"),
 // atomically; extra metadata pairs (NULL-terminated key, value list) are added when given.

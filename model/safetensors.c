@@ -79,6 +79,8 @@ struct st_file {
     int n;
     const st_tensor **by_name;  // (n) tensors sorted by name
     void **copies;           // (n) aligned copies of misaligned tensors, or NULL
+    void (*release)(void *); // st_open_tensors: frees the owner of the tensors' names and data
+    void *owner;
 };
 
 // Per-tensor data offsets while validating, relative to the data region.
@@ -343,8 +345,21 @@ st_file *st_open(const char *path) {
     return NULL;
 }
 
+st_file *st_open_tensors(const char *path, const st_tensor *tensors, int n, void (*release)(void *), void *owner) {
+    st_file *f = xcalloc(1, sizeof *f);
+    f->path = xstrdup(path);
+    f->release = release, f->owner = owner;
+    f->n = n;
+    f->tensors = xcalloc((size_t)n + 1, sizeof *f->tensors);
+    memcpy(f->tensors, tensors, (size_t)n * sizeof *tensors);
+    if (index_names(f) == 0) return f;
+    st_close(f);
+    return NULL;
+}
+
 void st_close(st_file *f) {
     if (!f) return;
+    if (f->release) f->release(f->owner);
     for (int i = 0; f->copies && i < f->n; i++) free(f->copies[i]);
     free(f->copies);
     free(f->by_name);

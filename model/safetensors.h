@@ -55,6 +55,10 @@ typedef struct st_file st_file;
 // Maps and validates a file. NULL with err_msg() "<path>: <defect>" on any problem.
 st_file *st_open(const char *path);
 void st_close(st_file *f);
+// The same reader over n tensors held elsewhere (another format's, read into memory): path names
+// them in messages; their names and data stay owned by owner, which st_close (and a failure)
+// passes to release. NULL with err_msg() for a duplicate name.
+st_file *st_open_tensors(const char *path, const st_tensor *tensors, int n, void (*release)(void *), void *owner);
 const char *st_path(const st_file *f);
 // Tensors in file order (by data offset), 0 <= i < st_count(f).
 int st_count(const st_file *f);

@@ -5,13 +5,13 @@
 
 #include "common/error.h"
 #include "model/safetensors.h"
+#include "shim/torch_file.h"
 
-int session_model_config(const char *config_name, const char *configs_dir, const char *weights, clip_config *cfg) {
-    if (config_name) {
-        char path[4096];
-        return clip_config_find(config_name, configs_dir, path, sizeof path) || clip_config_load(path, cfg) ? -1 : 0;
-    }
-    if (!weights) return err_set("no model: pass --model NAME (or --pretrained weights that name their config)");
+// The config in the "clipc.config" metadata of a safetensors file.
+static int config_from_metadata(const char *weights, clip_config *cfg) {
+    torch_file_kind kind;
+    if (torch_file_sniff(weights, &kind) != 0) return -1;
+    if (kind != TORCH_FILE_OTHER) return err_set("%s: PyTorch's files name no model config: pass --model NAME", weights);
     st_file *f = st_open(weights);
     if (!f) return -1;
     const char *json = st_metadata(f, "clipc.config");
@@ -19,6 +19,28 @@ int session_model_config(const char *config_name, const char *configs_dir, const
                   : err_set("%s: no model config in the metadata (\"clipc.config\"): pass --model NAME", weights);
     st_close(f);
     return rc;
+}
+
+// The config, and what --pretrained names (a file or a tag of the config's model) in src, whose
+// QuickGELU, mean and std apply to the config (model/pretrained.h).
+static int model_config(const char *config_name, const char *configs_dir, const char *weights, clip_config *cfg,
+                        pretrained_source *src) {
+    memset(src, 0, sizeof *src);
+    if (!config_name && !weights) return err_set("no model: pass --model NAME (or --pretrained weights that name their config)");
+    if (!config_name) {
+        if (pretrained_resolve(NULL, weights, src) != 0 || config_from_metadata(src->path, cfg) != 0) return -1;
+    } else {
+        char path[4096];
+        if (clip_config_find(config_name, configs_dir, path, sizeof path) || clip_config_load(path, cfg)) return -1;
+        if (weights && pretrained_resolve(cfg->name, weights, src) != 0) return -1;
+    }
+    pretrained_apply(src, cfg);
+    return 0;
+}
+
+int session_model_config(const char *config_name, const char *configs_dir, const char *weights, clip_config *cfg) {
+    pretrained_source src;
+    return model_config(config_name, configs_dir, weights, cfg, &src);
 }
 
 static int open_tokenizer(const session_options *o, session *s) {
@@ -32,7 +54,7 @@ static int open_tokenizer(const session_options *o, session *s) {
 }
 
 static int open_model(const session_options *o, session *s) {
-    if (session_model_config(o->model, o->model_configs, o->pretrained, &s->cfg) != 0) return -1;
+    if (model_config(o->model, o->model_configs, o->pretrained, &s->cfg, &s->weights) != 0) return -1;
     if (o->siglip) {
         s->cfg.init_logit_scale = log(10.0);
         s->cfg.init_logit_bias_set = true;
@@ -40,7 +62,7 @@ static int open_model(const session_options *o, session *s) {
     }
     s->model = clip_model_init(&s->cfg, o->seed);
     if (!s->model) return -1;
-    if (o->pretrained && clip_model_load(s->model, o->pretrained) != 0) return -1;
+    if (o->pretrained && clip_model_load(s->model, s->weights.path) != 0) return -1;
     if (o->lock_image && clip_model_lock_image(s->model) != 0) return -1;
     if (o->lock_text && clip_model_lock_text(s->model) != 0) return -1;
     return clip_model_to_device(s->model, s->device);

@@ -11,11 +11,14 @@
 
 #include "text/tokenizer.h"
 #include "model/clip.h"
+#include "model/pretrained.h"
 
 typedef struct {
     const char *model;          // config name or JSON path; NULL: the weights' "clipc.config"
     const char *model_configs;  // folder of named configs; NULL: the shipped ones
-    const char *pretrained;     // weights (OpenCLIP state dict or clipc checkpoint); NULL: from seed
+    const char *pretrained;     // weights: a file (OpenCLIP state dict or clipc checkpoint, in safetensors
+                                // or PyTorch's formats) or an OpenCLIP tag of the model (model/pretrained.h);
+                                // NULL: from seed
     const char *vocab;          // BPE merges file; NULL: no tokenizer
     const char *device;         // "cpu", "cuda", "cuda:N"; NULL: CUDA when a GPU is present. A
                                 // rank of a multi-process run passes its own device, dist_device()
@@ -32,6 +35,8 @@ typedef struct {
     clip_model *model;    // on `device`
     tokenizer *tok;       // NULL without a vocabulary
     tensor_device device;
+    pretrained_source weights;  // what pretrained resolved to: the file (path "" without), the tag's
+                                // QuickGELU, mean and std (already applied to cfg)
 } session;
 
 // Sets everything up. Returns 0, or -1 with err_msg() naming the file or option at fault (the
@@ -40,7 +45,8 @@ int session_open(const session_options *o, session *s);
 void session_close(session *s);
 
 // The config of a model: from config_name (a name or path) when given, else from the
-// "clipc.config" metadata of weights. Returns 0 or -1 (weights without metadata ask for --model).
+// "clipc.config" metadata of weights; what weights names (a file or a pretrained tag) applies its
+// QuickGELU, mean and std (pretrained_apply). Returns 0 or -1 (weights without metadata ask for --model).
 int session_model_config(const char *config_name, const char *configs_dir, const char *weights, clip_config *cfg);
 
 #endif

@@ -56,7 +56,7 @@ static int open_teacher(distill *d, const session_options *so, const session *st
 
 static int open_cache(distill *d, const loader *train_data) {
     distill_teacher_id id = {0};
-    if (d->teacher.model && distill_teacher_id_init(&id, &d->teacher.cfg, d->o.pretrained) != 0) return -1;
+    if (d->teacher.model && distill_teacher_id_init(&id, &d->teacher.cfg, d->teacher.weights.path) != 0) return -1;
     d->cache = distill_cache_open(d->o.cache, train_data, d->teacher.model ? &id : NULL);
     distill_teacher_id_free(&id);
     if (!d->cache) return err_prefix("--distill-cache %s", d->o.cache);

@@ -14,7 +14,7 @@ static int make_specs(train_options *o, arg_spec *s) {
     arg_spec specs[] = {
         SPEC("model", ARG_STR, model, "model config name (configs/models) or path to an OpenCLIP config JSON"),
         SPEC("model-configs", ARG_STR, model_configs, "folder of model configs (default: the shipped ones)"),
-        SPEC("pretrained", ARG_STR, pretrained, "initial weights: an OpenCLIP state dict in safetensors"),
+        SPEC("pretrained", ARG_STR, pretrained, "initial weights: a file (safetensors, torch.save zip, TorchScript) or an OpenCLIP tag of --model"),
         SPEC("vocab", ARG_STR, vocab, "BPE merges file (default: $CLIPC_VOCAB)"),
         SPEC("train-data", ARG_STR, train_data, "training manifest(s), '::'-separated"),
         SPEC("train-data-upsampling-factors", ARG_STR, train_data_upsampling_factors, "source weights 'a::b' (resampled)"),

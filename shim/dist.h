@@ -13,12 +13,12 @@
 //   rank 1: all_reduce at step 12 timed out after 30 s (peer rank 0 gone?)
 // The group is then broken: every later call fails with that same line.
 //
-// Gloo runs each collective to completion before returning. NCCL enqueues it on libtorch's current
-// stream of the group's GPU (so it is ordered after the work queued there, and the work queued
-// later is ordered after it) and returns; a watchdog thread aborts the communicator when an
-// enqueued collective has not completed within the timeout or NCCL reports an error, and the next
-// call (or dist_pg_synchronize) returns that failure. Several tensors given to one call go out as
-// one NCCL group.
+// Gloo runs each collective to completion before returning (but the asynchronous sums below).
+// NCCL enqueues it on libtorch's current stream of the group's GPU (so it is ordered after the work
+// queued there, and the work queued later is ordered after it) and returns; a watchdog thread
+// aborts the communicator when an enqueued collective has not completed within the timeout or
+// NCCL reports an error, and the next call (or dist_pg_synchronize) returns that failure. Several
+// tensors given to one call go out as one NCCL group.
 //
 // Every rank counts the collectives it made (dist_pg_get_stats): calls, bytes and wall time per
 // kind, at the cost of reading a clock twice per call.
@@ -95,7 +95,8 @@ typedef enum {
 // the gathered (R*B, ...) tensor of all_gather and the (R*B, ...) input of reduce_scatter; the
 // bytes on the wire follow from it (docs/scaling.md). seconds is the wall time inside the calls:
 // on Gloo the whole collective, waiting for slower peers included; on NCCL only the enqueueing
-// (the transfer runs later on the CUDA stream).
+// (the transfer runs later on the CUDA stream). An asynchronous sum (below) counts its start, and
+// dist_pg_wait_sums's wait counts under the kind of the last sum started.
 typedef struct {
     int64_t calls, bytes;
     double seconds;

@@ -79,8 +79,9 @@ typedef struct {
 // of accum_freq; the same n on every rank). With several ranks, every rank calls it together:
 // features are gathered (all_gather), each rank backpropagates the loss share of its own rows,
 // the feature gradients are summed back to their ranks (reduce_scatter), and the gradients and
-// the loss are summed over the ranks (all_reduce, the flat gradient buffers in buckets), so every
-// rank applies the same update: that of the one global batch.
+// the loss are summed over the ranks (all_reduce, the flat gradient buffers in buckets, each
+// started during the backward with overlap_reduce), so every rank applies the same update: that of
+// the one global batch.
 //
 // Returns 0 (see out->finite) or -1 with a message. The failure contract, for the caller:
 // - Everything that can fail for a reason outside the update itself is checked before the first

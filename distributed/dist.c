@@ -156,6 +156,15 @@ int dist_barrier_at(dist *d, const char *site) {
 
 int dist_synchronize(dist *d) { return dist_pg_synchronize(d->pg); }
 
+int dist_start_sum_at(dist *d, tensor *const *tensors, int n, int root, const char *site) {
+    set_site(d, site);
+    return dist_pg_start_sum(d->pg, tensors, n, root);
+}
+
+int dist_wait_sums(dist *d) { return dist_pg_wait_sums(d->pg); }
+
+int dist_sum_times(dist *d, double *comm_s, double *exposed_s) { return dist_pg_sum_times(d->pg, comm_s, exposed_s); }
+
 // A host buffer of n values through a collective on this rank's device, and back.
 typedef enum { CONTROL_BROADCAST, CONTROL_SUM } control_kind;
 

@@ -87,6 +87,23 @@ int dist_barrier_at(dist *d, const char *site);
 // collective's result in a way that cannot be undone (an optimizer update, a checkpoint).
 int dist_synchronize(dist *d);
 
+// ---- asynchronous sums (shim/dist.h): gradient buckets reduced while the backward runs ---------
+// Starts summing each of n tensors over the ranks in place and returns while it runs: root
+// DIST_ALL_RANKS: on every rank (all_reduce); root r: on rank r only (reduce; the others' tensors
+// are then unspecified). Leave the tensors alone until dist_wait_sums. Callable from a gradient
+// hook on autograd's thread while the calling thread waits in the backward (distributed/reducer.h).
+#define DIST_ALL_RANKS (-1)  // as shim/dist.h's
+int dist_start_sum_at(dist *d, tensor *const *tensors, int n, int root, const char *site);
+#define dist_start_sum(d, tensors, n, root) dist_start_sum_at(d, tensors, n, root, DIST_SITE)
+// Waits for every sum started since the last wait (on NCCL: the device's current stream waits),
+// failing with the first failed or timed-out one's line (rank, collective, step, missing peers).
+// dist_synchronize still follows before an update, as after any collective.
+int dist_wait_sums(dist *d);
+// The last waited group's times (shim/dist.h's dist_pg_sum_times): comm_s from its first start to
+// its last completion, exposed_s the part of it after dist_wait_sums was called. On NCCL read from
+// CUDA events: call it after the step's host synchronisation.
+int dist_sum_times(dist *d, double *comm_s, double *exposed_s);
+
 // ---- control messages: host values, placed on the group's device and back ---------------------
 // Overwrites text (cap bytes, NUL-terminated on return) with root's.
 int dist_broadcast_text_at(dist *d, char *text, size_t cap, int root, const char *site);

@@ -42,6 +42,9 @@ class local_comm : public comm {
     void broadcast(const call &, std::vector<at::Tensor> &, int) override {}
     void barrier(const call &) override {}
     void synchronize() override {}
+    void start_sum(const call &, std::vector<at::Tensor> &, int) override {}
+    void wait_sums() override {}
+    void sum_times(double *comm_s, double *exposed_s) override { *comm_s = *exposed_s = 0; }
     c10::optional<at::Device> device() const override { return c10::nullopt; }
 };
 
@@ -117,6 +120,7 @@ struct dist_pg {
     bool debug = false;   // the consistency check before every collective
     std::string fail_at;  // CLIPC_DIST_FAIL_AT: the collective that fails after it returns
     uint64_t root_waits = 0;  // dist_pg_wait_root calls: the same sequence on every rank
+    dist_op last_sum_op = DIST_OP_ALL_REDUCE;  // of the last dist_pg_start_sum
 };
 
 namespace {
@@ -451,6 +455,7 @@ const char *dist_op_name(dist_op op) {
     case DIST_OP_REDUCE_SCATTER: return "reduce_scatter";
     case DIST_OP_BROADCAST: return "broadcast";
     case DIST_OP_BARRIER: return "barrier";
+    case DIST_OP_REDUCE: return "reduce";
     case DIST_OP_COUNT: break;
     }
     return "?";
@@ -559,6 +564,45 @@ int dist_pg_synchronize(dist_pg *pg) {
             pg->failure = e.what();
             throw;
         }
+        return 0;
+    })
+}
+
+int dist_pg_start_sum(dist_pg *pg, tensor *const *tensors, int n, int root) {
+    SHIM_NEED_INT(pg, tensors);
+    if (!all_present(tensors, n)) return -1;
+    dist_op op = root == DIST_ALL_RANKS ? DIST_OP_ALL_REDUCE : DIST_OP_REDUCE;
+    return run(pg, op, {tensors, tensors + n}, [&](const call &c) {
+        if (root != DIST_ALL_RANKS && (root < 0 || root >= pg->g.world))
+            bad_argument(pg, c, "root " + std::to_string(root) + " is not a rank of " + std::to_string(pg->g.world));
+        std::vector<at::Tensor> ts = checked_list(pg, c, tensors, n);
+        if (!ts.empty()) pg->comm->start_sum(c, ts, root);
+        pg->last_sum_op = op;
+        return bytes_of(ts);
+    });
+}
+
+// The wait's wall time counts with the kind of the last sum started (the launches counted their own).
+int dist_pg_wait_sums(dist_pg *pg) {
+    SHIM_NEED_INT(pg);
+    SHIM_TRY(-1, {
+        if (!pg->failure.empty()) throw shim_error(pg->failure);
+        dist_impl::clock::time_point start = dist_impl::clock::now();
+        try {
+            pg->comm->wait_sums();
+        } catch (const shim_error &e) {
+            pg->failure = e.what();
+            throw;
+        }
+        pg->stats.op[pg->last_sum_op].seconds += std::chrono::duration<double>(dist_impl::clock::now() - start).count();
+        return 0;
+    })
+}
+
+int dist_pg_sum_times(dist_pg *pg, double *comm_s, double *exposed_s) {
+    SHIM_NEED_INT(pg, comm_s, exposed_s);
+    SHIM_TRY(-1, {
+        pg->comm->sum_times(comm_s, exposed_s);
         return 0;
     })
 }

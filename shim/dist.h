@@ -13,12 +13,12 @@
 //   rank 1: all_reduce at step 12 timed out after 30 s (peer rank 0 gone?)
 // The group is then broken: every later call fails with that same line.
 //
-// Gloo runs each collective to completion before returning. NCCL enqueues it on libtorch's current
-// stream of the group's GPU (so it is ordered after the work queued there, and the work queued
-// later is ordered after it) and returns; a watchdog thread aborts the communicator when an
-// enqueued collective has not completed within the timeout or NCCL reports an error, and the next
-// call (or dist_pg_synchronize) returns that failure. Several tensors given to one call go out as
-// one NCCL group.
+// Gloo runs each collective to completion before returning (but the asynchronous sums below).
+// NCCL enqueues it on libtorch's current stream of the group's GPU (so it is ordered after the work
+// queued there, and the work queued later is ordered after it) and returns; a watchdog thread
+// aborts the communicator when an enqueued collective has not completed within the timeout or
+// NCCL reports an error, and the next call (or dist_pg_synchronize) returns that failure. Several
+// tensors given to one call go out as one NCCL group.
 //
 // Every rank counts the collectives it made (dist_pg_get_stats): calls, bytes and wall time per
 // kind, at the cost of reading a clock twice per call.
@@ -86,6 +86,7 @@ typedef enum {
     DIST_OP_REDUCE_SCATTER,
     DIST_OP_BROADCAST,
     DIST_OP_BARRIER,
+    DIST_OP_REDUCE,  // an asynchronous sum to one rank (dist_pg_start_sum with a root)
     DIST_OP_COUNT,
 } dist_op;
 
@@ -94,7 +95,8 @@ typedef enum {
 // the gathered (R*B, ...) tensor of all_gather and the (R*B, ...) input of reduce_scatter; the
 // bytes on the wire follow from it (docs/scaling.md). seconds is the wall time inside the calls:
 // on Gloo the whole collective, waiting for slower peers included; on NCCL only the enqueueing
-// (the transfer runs later on the CUDA stream).
+// (the transfer runs later on the CUDA stream). An asynchronous sum (below) counts its start, and
+// dist_pg_wait_sums's wait counts under the kind of the last sum started.
 typedef struct {
     int64_t calls, bytes;
     double seconds;
@@ -133,6 +135,37 @@ int dist_pg_barrier(dist_pg *pg);
 // Waits until every collective this rank enqueued has completed (NCCL; at once on Gloo and
 // LOCAL). Fails with the failure of any of them.
 int dist_pg_synchronize(dist_pg *pg);
+
+// ---- asynchronous sums: gradient buckets reduced while the backward runs ---------------------------
+// dist_pg_start_sum starts summing each of n tensors over the ranks, in place, and returns while it
+// runs: on Gloo in c10d's worker threads (ProcessGroupGloo's asynchronous Work), on NCCL on a side
+// CUDA stream of the group's GPU that first waits for what libtorch's current stream had queued
+// (an event), so that the current stream goes on computing. root DIST_ALL_RANKS: every rank gets the
+// sum (all_reduce); root r: rank r's tensors get it and the others' are left unspecified (reduce,
+// counted as DIST_OP_REDUCE). The tensors must not be read or written until dist_pg_wait_sums.
+// Each start is a collective like the others: numbered, checked (--dist-debug), failing into the
+// group's one failure line, fault-injectable; every rank starts the same sums in the same order.
+// It may be called from an autograd thread (a gradient hook) while the caller's thread waits in
+// the backward: one thread at a time, as for every collective.
+//
+// dist_pg_wait_sums waits for every sum started since the last wait, each within the group's
+// timeout from the wait's start: on Gloo the host waits; on NCCL libtorch's current stream is made
+// to wait for the side stream (events; the host does not), and a failure shows in the watchdog's
+// line at the next call or dist_pg_synchronize, as for any NCCL collective. Fails with the line of
+// the first sum that failed or timed out:
+//   rank 1: all_reduce at step 12 failed: Connection closed by peer [127.0.0.1]:5432 (peer rank 0 gone?)
+// dist_pg_sum_times then gives the last waited group of sums' times (zero when it had none):
+//   comm_s     from the first sum's start to the last one's completion;
+//   exposed_s  from the call of dist_pg_wait_sums to the last completion (0 when all completed before):
+//              the part of comm_s that the caller did not hide behind its own work.
+// On Gloo completion is the moment c10d's Work completed (its future's callback), on the host's
+// clock; on NCCL it is read from CUDA events on the GPU's timeline (the start, the side stream's
+// last event, the current stream's event at the wait), which waits for those events: call it after
+// the step's host synchronisation.
+#define DIST_ALL_RANKS (-1)
+int dist_pg_start_sum(dist_pg *pg, tensor *const *tensors, int n, int root);
+int dist_pg_wait_sums(dist_pg *pg);
+int dist_pg_sum_times(dist_pg *pg, double *comm_s, double *exposed_s);
 
 // The collectives counted so far on this rank.
 dist_pg_stats dist_pg_get_stats(const dist_pg *pg);

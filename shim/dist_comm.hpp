@@ -56,6 +56,11 @@ class comm {
     virtual void broadcast(const call &c, std::vector<at::Tensor> &tensors, int root) = 0;
     virtual void barrier(const call &c) = 0;
     virtual void synchronize() = 0;
+    // Asynchronous sums (shim/dist.h's dist_pg_start_sum): start one (root < 0: all_reduce, else
+    // reduce to root), wait for every one started since the last wait, and that group's times.
+    virtual void start_sum(const call &c, std::vector<at::Tensor> &tensors, int root) = 0;
+    virtual void wait_sums() = 0;
+    virtual void sum_times(double *comm_s, double *exposed_s) = 0;
     // The device every tensor must be on; nullopt when any will do (LOCAL).
     virtual c10::optional<at::Device> device() const = 0;
 };

@@ -4,6 +4,7 @@
 // as a backstop). Gloo has no reduce-scatter: it is an all-to-all followed by a local sum.
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 
+#include <atomic>
 #include <cstdlib>
 #include <utility>
 
@@ -47,9 +48,32 @@ bool wait_for(work_ptr &w, std::chrono::milliseconds slice) {
     return true;
 }
 
+// One asynchronous sum (dist_pg_start_sum): its works and when the last of them completed.
+struct started_sum {
+    call c;
+    std::vector<work_ptr> works;
+    clock::time_point start;
+    std::shared_ptr<std::atomic<int64_t>> done_ns;  // the latest completion (clock ticks in ns), 0: none yet
+};
+
+int64_t ns_of(clock::time_point t) {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+// Records in done_ns when w completes (its future's callback, on Gloo's thread).
+void note_completion(const work_ptr &w, const std::shared_ptr<std::atomic<int64_t>> &done_ns) {
+    w->getFuture()->addCallback([done_ns](c10::ivalue::Future &) {
+        int64_t now = ns_of(clock::now()), seen = done_ns->load();
+        while (seen < now && !done_ns->compare_exchange_weak(seen, now)) {
+        }
+    });
+}
+
 class gloo_comm : public comm {
     group &g;
     c10::intrusive_ptr<c10d::ProcessGroupGloo> pg;
+    std::vector<started_sum> sums;  // started since the last wait_sums
+    double comm_s = 0, exposed_s = 0;  // of the last wait_sums
 
     // Gloo's own timeout, a backstop behind the one wait_all() enforces.
     std::chrono::milliseconds backstop() const { return g.timeout + std::chrono::seconds(2); }
@@ -134,6 +158,47 @@ class gloo_comm : public comm {
     }
 
     void synchronize() override {}
+
+    void start_sum(const call &c, std::vector<at::Tensor> &tensors, int root) override {
+        started_sum s{c, {}, clock::now(), std::make_shared<std::atomic<int64_t>>(0)};
+        for (at::Tensor &t : tensors) {
+            std::vector<at::Tensor> one{t};
+            if (root < 0) {
+                c10d::AllreduceOptions o;
+                o.timeout = backstop();
+                s.works.push_back(pg->allreduce(one, o));
+            } else {
+                c10d::ReduceOptions o;
+                o.rootRank = root;
+                o.timeout = backstop();
+                s.works.push_back(pg->reduce(one, o));
+            }
+            note_completion(s.works.back(), s.done_ns);
+        }
+        sums.push_back(std::move(s));
+    }
+
+    void wait_sums() override {
+        std::vector<started_sum> now_waiting;
+        now_waiting.swap(sums);
+        clock::time_point called = clock::now();
+        int64_t last = 0;
+        for (started_sum &s : now_waiting) {
+            wait_all(s.c, s.works);
+            // A future's callback may run just after wait() returned: then now is the completion.
+            int64_t done = s.done_ns->load();
+            last = std::max(last, done > 0 ? done : ns_of(clock::now()));
+        }
+        comm_s = exposed_s = 0;
+        if (now_waiting.empty()) return;
+        comm_s = (double)(last - ns_of(now_waiting.front().start)) / 1e9;
+        exposed_s = std::max(0.0, (double)(last - ns_of(called)) / 1e9);
+    }
+
+    void sum_times(double *comm, double *exposed) override {
+        *comm = comm_s;
+        *exposed = exposed_s;
+    }
 
     c10::optional<at::Device> device() const override { return at::Device(at::kCPU); }
 };

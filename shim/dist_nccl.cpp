@@ -26,9 +26,9 @@ namespace {
 
 using event_ptr = std::shared_ptr<CUevent_st>;  // destroyed when no thread holds it any more
 
-event_ptr new_event() {
+event_ptr new_event(bool timing = false) {
     cudaEvent_t e = nullptr;
-    cudaError_t r = cudaEventCreateWithFlags(&e, cudaEventDisableTiming);
+    cudaError_t r = cudaEventCreateWithFlags(&e, timing ? cudaEventDefault : cudaEventDisableTiming);
     if (r != cudaSuccess) throw std::runtime_error(std::string("cudaEventCreate: ") + cudaGetErrorString(r));
     return event_ptr(e, [](cudaEvent_t ev) { cudaEventDestroy(ev); });
 }
@@ -149,8 +149,12 @@ class nccl_comm : public comm {
     void enqueue(const call &c, F issue) {
         std::lock_guard<std::mutex> lock(mu);
         throw_if_failed();
-        cudaStream_t stream = current_stream(gpu);
-        event_ptr done = new_event();
+        enqueue_locked(c, issue, current_stream(gpu), new_event());
+    }
+
+    // The same on any stream, recording `done` there (holding mu).
+    template <class F>
+    void enqueue_locked(const call &c, F issue, cudaStream_t stream, const event_ptr &done) {
         ncclResult_t r = ncclGroupStart();
         if (r == ncclSuccess) r = issue(stream);
         ncclResult_t end = ncclGroupEnd();
@@ -170,15 +174,45 @@ class nccl_comm : public comm {
 
     // One in-place operation per tensor, all in one group.
     template <class F>
-    void enqueue_each(const call &c, std::vector<at::Tensor> &tensors, F op) {
+    static auto each(std::vector<at::Tensor> &tensors, F op) {
         std::vector<ncclDataType_t> types;
         for (const at::Tensor &t : tensors) types.push_back(nccl_type(t.scalar_type()));
-        enqueue(c, [&](cudaStream_t s) {
+        return [&tensors, op, types](cudaStream_t s) {
             ncclResult_t r = ncclSuccess;
             for (size_t i = 0; i < tensors.size() && r == ncclSuccess; i++)
                 r = op(tensors[i].data_ptr(), (size_t)tensors[i].numel(), types[i], s);
             return r;
-        });
+        };
+    }
+
+    template <class F>
+    void enqueue_each(const call &c, std::vector<at::Tensor> &tensors, F op) {
+        enqueue(c, each(tensors, op));
+    }
+
+    // Asynchronous sums (start_sum): a side stream, and the timing events of those not yet waited for.
+    cudaStream_t side = nullptr;
+    event_ptr first_start, last_done, waited;  // of the sums started since (and at) the last wait_sums
+    event_ptr times_first, times_last, times_waited;  // the group sum_times reports
+
+    cudaStream_t side_stream() {
+        if (!side) {
+            cudaError_t e = cudaStreamCreateWithFlags(&side, cudaStreamNonBlocking);
+            if (e != cudaSuccess) throw std::runtime_error(std::string("cudaStreamCreate: ") + cudaGetErrorString(e));
+        }
+        return side;
+    }
+
+    static void check(cudaError_t e, const char *what) {
+        if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": " + cudaGetErrorString(e));
+    }
+
+    static double elapsed_s(const event_ptr &from, const event_ptr &to) {
+        float ms = 0;
+        check(cudaEventSynchronize(to.get()), "cudaEventSynchronize");
+        check(cudaEventSynchronize(from.get()), "cudaEventSynchronize");
+        check(cudaEventElapsedTime(&ms, from.get(), to.get()), "cudaEventElapsedTime");
+        return ms / 1e3;
     }
 
     // One look at the oldest pending collective (watchdog, holding mu).
@@ -238,6 +272,7 @@ class nccl_comm : public comm {
         }
         wake.notify_all();
         watchdog.join();
+        if (side) cudaStreamDestroy(side);
         if (aborted) return;
         // Flushes what is still enqueued and frees the communicator; aborts when peers do not answer.
         std::string problem = settle(ncclCommFinalize(nc));
@@ -290,6 +325,45 @@ class nccl_comm : public comm {
             while (!queue.empty() && cudaEventQuery(queue.front().done.get()) == cudaSuccess) queue.pop_front();
         }
         throw_if_failed();
+    }
+
+    // On the side stream, after what the current stream has queued (the gradients of this bucket).
+    void start_sum(const call &c, std::vector<at::Tensor> &tensors, int root) override {
+        std::lock_guard<std::mutex> lock(mu);
+        throw_if_failed();
+        cudaStream_t now = current_stream(gpu), s = side_stream();
+        event_ptr ready = new_event(), start = new_event(true), done = new_event(true);
+        check(cudaEventRecord(ready.get(), now), "cudaEventRecord");
+        check(cudaStreamWaitEvent(s, ready.get(), 0), "cudaStreamWaitEvent");
+        check(cudaEventRecord(start.get(), s), "cudaEventRecord");
+        auto op = [&](void *data, size_t count, ncclDataType_t type, cudaStream_t st) {
+            return root < 0 ? ncclAllReduce(data, data, count, type, ncclSum, nc, st)
+                            : ncclReduce(data, data, count, type, ncclSum, root, nc, st);
+        };
+        enqueue_locked(c, each(tensors, op), s, done);
+        if (!first_start) first_start = start;
+        last_done = done;
+    }
+
+    // The current stream waits for the side stream's last event (the side stream runs in order).
+    void wait_sums() override {
+        std::lock_guard<std::mutex> lock(mu);
+        throw_if_failed();
+        times_first = times_last = times_waited = nullptr;
+        if (!last_done) return;
+        cudaStream_t now = current_stream(gpu);
+        event_ptr at_wait = new_event(true);
+        check(cudaEventRecord(at_wait.get(), now), "cudaEventRecord");
+        check(cudaStreamWaitEvent(now, last_done.get(), 0), "cudaStreamWaitEvent");
+        times_first = first_start, times_last = last_done, times_waited = at_wait;
+        first_start = last_done = nullptr;
+    }
+
+    void sum_times(double *comm_s, double *exposed_s) override {
+        *comm_s = *exposed_s = 0;
+        if (!times_last) return;
+        *comm_s = elapsed_s(times_first, times_last);
+        *exposed_s = std::max(0.0, elapsed_s(times_waited, times_last));
     }
 
     c10::optional<at::Device> device() const override { return at::Device(at::kCUDA, (c10::DeviceIndex)gpu); }

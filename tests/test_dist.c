@@ -6,7 +6,11 @@
 // failures: a peer that exits or is stuck before a collective (rank 0, which serves the store,
 // included) makes the others fail within the timeout with one line naming their rank, the
 // collective, the step and the peer; a missing rank fails the rendezvous; the one-process backend
-// checks shapes, dtypes and contiguity; NCCL refuses to start without a GPU.
+// checks shapes, dtypes and contiguity; NCCL refuses to start without a GPU. The gradient sums
+// overlapped with the backward (distributed/reducer.h): the same weights as the sums after it,
+// bitwise, with micro-batches and a parameter of the loss alone; the reducer's buckets (cut at the
+// ZeRO shard boundaries), which of them start during the backward, sums to every rank or to each
+// bucket's owner; a peer gone mid-step fails the step within the timeout, naming it.
 //
 // Ranks report through their exit code (cmocka asserts stay in the parent) and print what failed.
 #include <arpa/inet.h>
@@ -28,6 +32,7 @@
 
 #include "common/error.h"
 #include "distributed/dist.h"
+#include "distributed/reducer.h"
 #include "optim/adamw.h"
 #include "optim/schedule.h"
 #include "param/param.h"
@@ -154,15 +159,16 @@ static int rank_all_reduce(int rank, const void *arg) {
     return 0;
 }
 
-// The stats after rank_gather_scatter's collectives: one call of each kind but all_reduce, with
+// The stats after rank_gather_scatter's collectives: one call of each kind but the sums, with
 // the (6, 3) float tensor gathered and scattered, 3 floats and 4 int64 broadcast.
 static int check_gather_scatter_stats(int rank, const dist *d) {
     dist_pg_stats st = dist_pg_get_stats(dist_get_pg(d));
     const int64_t bytes[DIST_OP_COUNT] = {[DIST_OP_ALL_GATHER] = 72, [DIST_OP_REDUCE_SCATTER] = 72,
                                           [DIST_OP_BROADCAST] = 44, [DIST_OP_BARRIER] = 0};
     for (int k = 0; k < DIST_OP_COUNT; k++) {
-        CHECK(st.op[k].calls == (k == DIST_OP_ALL_REDUCE ? 0 : 1) && st.op[k].bytes == bytes[k]);
-        CHECK(k == DIST_OP_ALL_REDUCE ? st.op[k].seconds == 0 : st.op[k].seconds > 0);
+        bool sum = k == DIST_OP_ALL_REDUCE || k == DIST_OP_REDUCE;
+        CHECK(st.op[k].calls == (sum ? 0 : 1) && st.op[k].bytes == bytes[k]);
+        CHECK(sum ? st.op[k].seconds == 0 : st.op[k].seconds > 0);
     }
     char *text = NULL;
     size_t size = 0;
@@ -602,11 +608,25 @@ typedef struct {
     int64_t first;   // this rank's first row
     tensor_device dev;
     tensor *w;       // (STEP_IN, STEP_OUT)
+    tensor *scale;   // (1): multiplies the loss's logits, as the logit scale; NULL: none
 } lin_objective;
+
+// What one_step varies beyond its arguments (the overlap tests): the sums overlapped with the
+// backward (distributed/reducer.h), a second parameter that the loss alone uses (as the logit
+// scale: its gradient comes from the loss's backward, before the towers'), a rank that exits at
+// its exit_at-th call of the features (a peer gone mid-step); scale_after: that parameter after.
+typedef struct {
+    bool overlap, scaled;
+    int exit_at, calls;
+    float scale_after;
+    step_result result;
+} step_variant;
+static step_variant step_case;
 
 static int lin_features(void *ctx, const void *batch, int64_t begin, int64_t end, tensor **out) {
     const lin_objective *o = ctx;
     (void)batch;
+    if (++step_case.calls == step_case.exit_at) _exit(0);
     int64_t shape[2] = {end - begin, STEP_IN};
     const float *rows = o->x + (o->first + begin) * STEP_IN;
     out[0] = tensor_matmul(tensor_to_device(tensor_from_host(rows, shape, 2, TENSOR_F32, false), o->dev, false), o->w);
@@ -615,8 +635,9 @@ static int lin_features(void *ctx, const void *batch, int64_t begin, int64_t end
 
 // Rows [r0, r1)'s share of sum_ij exp(f_i . f_j / 10) / N: every row's gradient reaches every rank.
 static tensor *lin_loss_rows(void *ctx, tensor *const *all, int64_t r0, int64_t r1) {
-    (void)ctx;
+    const lin_objective *o = ctx;
     tensor *g = tensor_matmul(tensor_slice(all[0], 0, r0, r1), tensor_transpose(all[0], 0, 1));
+    if (o->scale) g = tensor_mul(g, o->scale);
     return tensor_mul_scalar(tensor_sum(tensor_exp(tensor_mul_scalar(g, 0.1))), 1.0 / (double)tensor_size(all[0], 0));
 }
 
@@ -632,21 +653,25 @@ static int one_step(dist *d, int64_t step, int64_t n, int K, int64_t bucket, flo
     param_list l;
     param_list_init(&l);
     param_list_add(&l, "w", tensor_normal(ws, 2, 0, 0.1, TENSOR_F32, TENSOR_CPU, gen));
+    int64_t one = 1;
+    if (step_case.scaled) param_list_add(&l, "scale", tensor_full(&one, 1, 1.0, TENSOR_F32, TENSOR_CPU));
     tensor_generator_free(gen);
     int rc = param_list_pack(&l, dist_device(d));
-    lin_objective lo = {x, dist_rank(d) * n, dist_device(d), l.items[0].value};
+    lin_objective lo = {x, dist_rank(d) * n, dist_device(d), l.items[0].value, step_case.scaled ? l.items[1].value : NULL};
     param_list *lists[1] = {&l};
     adamw *opt = rc == 0 ? adamw_init(lists, 1, (adamw_config){.lr = 1e-2, .beta1 = 0.9, .beta2 = 0.98, .eps = 1e-6}) : NULL;
     schedule sched = {.kind = SCHEDULE_CONST, .base_lr = 1e-2, .total_steps = 10};
     step_config sc = {.lists = lists, .n_lists = 1, .opt = opt, .sched = &sched, .accum_freq = K, .dist = d,
-                      .bucket_elements = bucket};
+                      .bucket_elements = bucket, .overlap_reduce = step_case.overlap};
     step_objective obj = {.n_features = 1, .n_trained = 1, .features = lin_features, .loss_rows = lin_loss_rows, .ctx = &lo};
     step_result res;
     dist_set_step(d, step);
     rc = opt ? step_run(&sc, step, &obj, NULL, n, &res) : -1;
+    step_case.result = res;
     char msg[512];
     snprintf(msg, sizeof msg, "%s", err_msg());
     if (tensor_to_host(l.items[0].value, w, sizeof(float) * STEP_IN * STEP_OUT) != 0) rc = -2;
+    if (step_case.scaled && tensor_to_host(l.items[1].value, &step_case.scale_after, sizeof(float)) != 0) rc = -2;
     adamw_free(opt);
     param_list_free(&l);
     free(x);
@@ -728,6 +753,151 @@ static void test_step_failure_leaves_weights(void **state) {
     expect_all_zero(codes, 2);
 }
 
+// ---- the gradient sums overlapped with the backward (distributed/reducer.h) -----------------------
+
+// Overlapped, the step gives bitwise the weights of the sums after the backward (2 ranks: each sum
+// is one addition whatever the buckets), with K = 1 and 2 micro-batches and buckets of 7 gradients
+// or the default; the scale (a parameter of the loss alone) too. The step reports its sums' times.
+static int rank_overlap_same_weights(int rank, const void *arg) {
+    (void)arg;
+    dist *d = init_rank(60);
+    CHECK(d);
+    float after[STEP_IN * STEP_OUT], overlapped[STEP_IN * STEP_OUT];
+    for (int K = 1; K <= 2; K++)
+        for (int64_t bucket = 0; bucket <= 7; bucket += 7) {
+            step_case = (step_variant){.scaled = true};
+            CHECK(one_step(d, 0, 6, K, bucket, after) == 0);
+            float scale_after = step_case.scale_after;
+            CHECK(step_case.result.comm_s > 0 && step_case.result.comm_exposed_s == step_case.result.comm_s);
+            step_case.overlap = true;
+            CHECK(one_step(d, 0, 6, K, bucket, overlapped) == 0);
+            if (memcmp(after, overlapped, sizeof after) != 0 || scale_after != step_case.scale_after)
+                fprintf(stderr, "rank %d: K %d, buckets of %lld: overlapped %.3g away, scale %.9g against %.9g\n", rank, K,
+                        (long long)bucket, rel_diff(overlapped, after, STEP_IN * STEP_OUT), step_case.scale_after, scale_after);
+            CHECK(!memcmp(after, overlapped, sizeof after) && scale_after == step_case.scale_after);
+            CHECK(scale_after != 1.0f);  // the scale did get a summed gradient
+            const step_result *r = &step_case.result;
+            CHECK(r->comm_s > 0 && r->comm_exposed_s >= 0 && r->comm_exposed_s <= r->comm_s);
+        }
+    dist_free(d);
+    return 0;
+}
+
+static void test_overlap_same_weights(void **state) {
+    (void)state;
+    need_gloo();
+    int codes[2];
+    run_ranks(2, rank_overlap_same_weights, NULL, -1, 120, codes);
+    expect_all_zero(codes, 2);
+}
+
+// A list of a (5), b (7), c (4) trainable and one frozen: 16 gradients, rank 0's shard [0, 8).
+static int reducer_list(param_list *l, tensor_device dev) {
+    const int64_t sizes[4] = {5, 7, 4, 3};
+    const char *names[4] = {"a", "b", "c", "frozen"};
+    param_list_init(l);
+    for (int i = 0; i < 4; i++) param_list_add(l, names[i], tensor_zeros(&sizes[i], 1, TENSOR_F32, TENSOR_CPU));
+    return param_set_frozen(&l->items[3], true) || param_list_pack(l, dev);
+}
+
+// loss = (rank + 1) (sum a + 2 sum b + 3 sum c), or without b; the reducer counting.
+static int reducer_backward(param_list *l, int rank, bool with_b) {
+    tensor_scope_begin();
+    tensor *sum = tensor_add(tensor_sum(l->items[0].value), tensor_mul_scalar(tensor_sum(l->items[2].value), 3.0));
+    if (with_b) sum = tensor_add(sum, tensor_mul_scalar(tensor_sum(l->items[1].value), 2.0));
+    int rc = tensor_backward(tensor_mul_scalar(sum, rank + 1.0), NULL);
+    tensor_scope_end();
+    return rc;
+}
+
+// The buckets: from the end, 4 gradients at most, cut at the shard boundary 8; the bucket of c
+// alone starts during the backward, the others wait for b; with every parameter taking part all
+// start during it. Summed to every rank or to each bucket's owner.
+static int rank_reducer(int rank, const void *arg) {
+    (void)arg;
+    dist *d = init_rank(30);
+    CHECK(d);
+    int64_t b0, e0, b1, e1;
+    reducer_shard_range(16, 2, 0, &b0, &e0), reducer_shard_range(16, 2, 1, &b1, &e1);
+    CHECK(b0 == 0 && e0 == 8 && b1 == 8 && e1 == 16);
+    reducer_shard_range(1, 2, 1, &b1, &e1);
+    CHECK(b1 == 1 && e1 == 1);
+    param_list l;
+    CHECK(reducer_list(&l, dist_device(d)) == 0);
+    param_list *lists[1] = {&l};
+    for (int mode = 0; mode < 3; mode++) {  // all parameters, b missing, to the owners
+        bool with_b = mode != 1, to_owners = mode == 2;
+        CHECK(param_list_zero_grad(&l) == 0);
+        reducer *r = reducer_new(d, lists, 1, &(reducer_options){.bucket_elements = 4, .to_owners = to_owners});
+        CHECK(r && reducer_bucket_count(r) == 4);
+        const int64_t begins[4] = {12, 8, 4, 0};
+        for (int b = 0; b < 4; b++) {
+            reducer_bucket w = reducer_get_bucket(r, b);
+            CHECK(w.list == 0 && w.begin == begins[b] && w.end == begins[b] + 4 && w.owner == (b < 2 ? 1 : 0));
+        }
+        reducer_count(r, true);
+        CHECK(reducer_backward(&l, rank, with_b) == 0);
+        if (reducer_started(r) != (with_b ? 4 : 1)) fprintf(stderr, "rank %d: %d buckets started\n", rank, reducer_started(r));
+        CHECK(reducer_started(r) == (with_b ? 4 : 1));
+        CHECK(reducer_finish(r, NULL, 0) == 0 && reducer_started(r) == 4);
+        double comm_s, exposed_s;
+        CHECK(reducer_times(r, &comm_s, &exposed_s) == 0 && comm_s > 0 && exposed_s >= 0 && exposed_s <= comm_s);
+        reducer_free(r);
+        float g[16];
+        CHECK(tensor_to_host(l.grad, g, sizeof g) == 0);
+        for (int i = 0; i < 16; i++) {
+            float want = 3.0f * (i < 5 ? 1 : i < 12 ? (with_b ? 2 : 0) : 3);  // (1 + 2) ranks' factors
+            bool mine = !to_owners || (i < 8) == (rank == 0);
+            if (mine && g[i] != want) fprintf(stderr, "rank %d mode %d: gradient %d is %g, not %g\n", rank, mode, i, g[i], want);
+            CHECK(!mine || g[i] == want);
+        }
+    }
+    dist_pg_stats st = dist_pg_get_stats(dist_get_pg(d));
+    CHECK(st.op[DIST_OP_REDUCE].calls == 4 && st.op[DIST_OP_REDUCE].bytes == 64);  // mode 2's buckets
+    param_list_free(&l);
+    dist_free(d);
+    return 0;
+}
+
+static void test_reducer(void **state) {
+    (void)state;
+    need_gloo();
+    int codes[2];
+    run_ranks(2, rank_reducer, NULL, -1, 60, codes);
+    expect_all_zero(codes, 2);
+}
+
+// A peer gone mid-step: rank 1 exits in its last micro-batch's backward, after the scale's bucket
+// (1 gradient a bucket) started. Rank 0 fails within the timeout with one line naming its rank,
+// the collective, the step and the peer, its weights untouched. Without the consistency check, so
+// that the failure comes out of the asynchronous sums themselves.
+static int rank_overlap_peer_gone(int rank, const void *arg) {
+    (void)arg;
+    unsetenv("CLIPC_DIST_DEBUG");
+    dist *d = init_rank(DEAD_TIMEOUT_S);
+    CHECK(d);
+    float w[STEP_IN * STEP_OUT], initial[STEP_IN * STEP_OUT];
+    step_case = (step_variant){.overlap = true, .scaled = true, .exit_at = rank == 1 ? 4 : 0};
+    double t0 = now_s();
+    CHECK(one_step(d, 7, 4, 2, 1, w) == -1);
+    double took = now_s() - t0;
+    fprintf(stderr, "%s (after %.1f s)\n", err_msg(), took);
+    CHECK(strstr(err_msg(), "rank 0: all_reduce at step 7 ") == err_msg() && !strchr(err_msg(), '\n'));
+    CHECK(strstr(err_msg(), "(peer rank 1 gone?)"));
+    CHECK(took < DEAD_TIMEOUT_S + 4);
+    CHECK(initial_weights(initial) == 0 && !memcmp(w, initial, sizeof initial));
+    dist_free(d);
+    return 0;
+}
+
+static void test_overlap_peer_gone(void **state) {
+    (void)state;
+    need_gloo();
+    int codes[2];
+    run_ranks(2, rank_overlap_peer_gone, NULL, 1, 30, codes);
+    if (codes[0] != 0) fail_msg("rank 0 ended with %d", codes[0]);
+}
+
 int main(void) {
     // As every multi-rank test: each rank on a device of its own (shim/tensor.h), and the
     // consistency check before every collective (shim/dist.h).
@@ -741,6 +911,8 @@ int main(void) {
         cmocka_unit_test(test_strict_devices), cmocka_unit_test(test_mismatch_named),
         cmocka_unit_test(test_wait_lead),     cmocka_unit_test(test_async_failure),
         cmocka_unit_test(test_step_beyond_old_limits), cmocka_unit_test(test_step_failure_leaves_weights),
+        cmocka_unit_test(test_overlap_same_weights), cmocka_unit_test(test_reducer),
+        cmocka_unit_test(test_overlap_peer_gone),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,6 +2,8 @@
 // - the exact global batch: (2 ranks, batch B), (1 rank, batch 2B) and (1 rank, batch B,
 //   --accum-freq 2) log the same global losses (1e-5 relative) and end with the same weights
 //   (||difference|| / ||weights|| below 1e-5), for the CLIP and the SigLIP loss;
+// - the gradient sums overlapped with the backward (the default) end bitwise where the sums after
+//   it (--no-overlap-reduce) end, and the train lines say how much of their time was hidden;
 // - distillation from an online teacher: 2 ranks equal 1 rank of the global batch;
 // - a run checkpointed on 2 ranks and resumed on 1 rank (same global batch) ends where the
 //   uninterrupted 2-rank run ends, and resumed on 2 ranks likewise (the checkpoint's path is a
@@ -169,6 +171,44 @@ static void test_global_batch_siglip(void **state) {
     // Runs that differ do differ: the comparison can fail.
     double d = weights_rel_diff(checkpoint("siglip-2x16", "epoch_1"), checkpoint("clip-2x16", "epoch_1"));
     assert_true(d > 1e-3);
+}
+
+// The comm_hidden_frac of each train line of run `name` into frac (STEPS), checking comm_s and
+// comm_exposed_s beside it.
+static void read_hidden(const char *name, double *frac) {
+    char path[512], line[2048];
+    snprintf(path, sizeof path, "%s/logs/%s/metrics.jsonl", work, name);
+    FILE *f = fopen(path, "r");
+    if (!f) fail_msg("%s: no metrics.jsonl", name);
+    int n = 0;
+    while (fgets(line, sizeof line, f) && n < STEPS) {
+        const char *c = strstr(line, "\"comm_s\":"), *e = strstr(line, "\"comm_exposed_s\":");
+        const char *h = strstr(line, "\"comm_hidden_frac\":");
+        if (!strstr(line, "\"type\":\"train\"")) continue;
+        if (!c || !e || !h) fail_msg("%s: a train line without the sums' times: %s", name, line);
+        double comm = atof(c + 9), exposed = atof(e + 17);
+        frac[n++] = atof(h + 19);
+        assert_true(comm > 0 && exposed >= 0 && exposed <= comm);
+    }
+    fclose(f);
+    assert_int_equal(n, STEPS);
+}
+
+// Overlapped (clip-2x16 above, the default) against after the backward: the same sums, so the
+// same weights, bitwise; some of the overlapped sums' time hidden, none of the others'.
+static void test_overlap_same_weights(void **state) {
+    (void)state;
+    must_train(2, "clip-2x16-after", "--batch-size 16 --no-overlap-reduce");
+    double d = weights_rel_diff(checkpoint("clip-2x16", "epoch_1"), checkpoint("clip-2x16-after", "epoch_1"));
+    printf("  overlapped against after the backward: weights within %.3g (relative)\n", d);
+    if (d != 0) fail_msg("the overlapped sums end %.3g away from the sums after the backward", d);
+    double on[STEPS], off[STEPS];
+    read_hidden("clip-2x16", on);
+    read_hidden("clip-2x16-after", off);
+    for (int s = 0; s < STEPS; s++) {
+        printf("  step %d: hidden %.3f overlapped, %.3f after the backward\n", s + 1, on[s], off[s]);
+        assert_true(on[s] > 0 && on[s] <= 1 && off[s] == 0);
+    }
 }
 
 // Distillation (an online teacher: the CLIP run above) over the global batch: the teacher's
@@ -382,6 +422,7 @@ int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_global_batch_clip),
         cmocka_unit_test(test_global_batch_siglip),
+        cmocka_unit_test(test_overlap_same_weights),
         cmocka_unit_test(test_global_batch_distill),
         cmocka_unit_test(test_resume_on_fewer_ranks),
         cmocka_unit_test(test_resume_on_two_ranks),

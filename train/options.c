@@ -41,6 +41,7 @@ static int make_specs(train_options *o, arg_spec *s) {
         SPEC("device", ARG_STR, device, "cpu, cuda or cuda:N (default: cuda when a GPU is present; under a launcher each rank uses GPU LOCAL_RANK)"),
         SPEC("dist-timeout", ARG_FLOAT, dist_timeout, "seconds any collective may wait for the other ranks (600, as PyTorch's NCCL)"),
         SPEC("dist-debug", ARG_FLAG, dist_debug, "check before every collective that all ranks make the same one (kind, dtypes, shapes, call site); a mismatch stops every rank naming both (also CLIPC_DIST_DEBUG=1)"),
+        SPEC("no-overlap-reduce", ARG_FLAG, no_overlap_reduce, "several ranks: sum the gradients over the ranks after the backward, in one call, instead of each bucket as soon as the backward has made it (overlapped, as PyTorch's DDP)"),
         SPEC("local-loss", ARG_FLAG, local_loss, "accepted for OpenCLIP: clipc's loss is always the exact global-batch loss, each rank computing its own rows"),
         SPEC("gather-with-grad", ARG_FLAG, gather_with_grad, "accepted for OpenCLIP: gradients always reach the other ranks' features (exact)"),
         SPEC("threads", ARG_INT, threads, "intra-op threads (0: one per core)"),

@@ -20,6 +20,7 @@ typedef struct {
     double distill_weight, distill_feature_weight;
     bool dataset_resampled, save_most_recent, lock_image, lock_text, siglip, local_loss, gather_with_grad;
     bool no_tf32, deterministic, dist_debug;
+    bool no_overlap_reduce;  // sum the gradients after the backward instead of during it
 } train_options;
 
 // --precision, with OpenCLIP's names and meanings.

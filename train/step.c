@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "common/error.h"
+#include "distributed/reducer.h"
 #include "optim/grad.h"
 
 
@@ -72,6 +73,31 @@ static int sum_over_ranks(const step_config *c, tensor *loss) {
     return rc;
 }
 
+// ---- the gradient sums overlapped with the backward (distributed/reducer.h) ----------------------
+// *r: a reducer whose buckets start their sums from the backward's gradient hooks; NULL when the
+// step sums everything after the backward (one rank, or overlap_reduce off).
+static int overlap_begin(const step_config *c, reducer **r) {
+    *r = NULL;
+    if (world_size(c) == 1 || !c->overlap_reduce) return 0;
+    *r = reducer_new(c->dist, c->lists, c->n_lists, &(reducer_options){.bucket_elements = bucket_elements(c)});
+    return *r ? 0 : -1;
+}
+
+// Counting on: the gradients arriving now are each parameter's last of the step.
+static void overlap_count(reducer *r, bool on) {
+    if (r) reducer_count(r, on);
+}
+
+// Sums the gradient buffers and the loss over the ranks: what the reducer has not started yet,
+// then waits for all; without one, all in one call. Their times into out.
+static int sum_gradients(const step_config *c, reducer *r, tensor *loss, step_result *out) {
+    if (r) return reducer_finish(r, &loss, 1);
+    double before = c->dist ? dist_comm_seconds(c->dist) : 0;
+    int rc = sum_over_ranks(c, loss);
+    if (c->dist) out->comm_s = out->comm_exposed_s = dist_comm_seconds(c->dist) - before;
+    return rc;
+}
+
 // The features of all n samples, as leaves for the loss: the trained ones require grad. With
 // one micro-batch, graph[] keeps the graph for the towers' backward; with several, the features
 // are computed without it and recomputed micro-batch by micro-batch later.
@@ -102,7 +128,7 @@ static int global_features(const step_config *c, const step_objective *obj, cons
 
 // Backpropagates the features' gradients grads[i] (n, D_i) through the towers.
 static int towers_backward(const step_config *c, const step_objective *obj, const void *batch, int64_t n,
-                           tensor **graph, tensor **grads) {
+                           tensor **graph, tensor **grads, reducer *r) {
     int K = c->accum_freq, nt = obj->n_trained;
     if (K == 1) return tensor_backward_multi((const tensor *const *)graph, (const tensor *const *)grads, nt);
     for (int m = 0; m < K; m++) {
@@ -111,6 +137,7 @@ static int towers_backward(const step_config *c, const step_objective *obj, cons
         tensor *f[STEP_MAX_FEATURES], *g[STEP_MAX_FEATURES];
         int rc = run_features(c, obj, batch, begin, end, f);
         for (int i = 0; i < nt && rc == 0; i++) g[i] = tensor_slice(grads[i], 0, begin, end);
+        overlap_count(r, m == K - 1);  // the last micro-batch gives each parameter its last gradient
         if (rc == 0) rc = tensor_backward_multi((const tensor *const *)f, (const tensor *const *)g, nt);
         tensor_scope_end();
         if (rc != 0) return -1;
@@ -119,20 +146,22 @@ static int towers_backward(const step_config *c, const step_objective *obj, cons
 }
 
 // The loss of the global batch (fp32, one element) and all gradients, summed over the ranks into
-// the lists' gradient buffers.
-static tensor *loss_and_gradients(const step_config *c, const step_objective *obj, const void *batch, int64_t n) {
+// the lists' gradient buffers (through r while the backward runs, when there is one).
+static tensor *loss_and_gradients(const step_config *c, const step_objective *obj, const void *batch, int64_t n,
+                                  reducer *r, step_result *out) {
     tensor *graph[STEP_MAX_FEATURES], *all[STEP_MAX_FEATURES], *grads[STEP_MAX_FEATURES];
     if (global_features(c, obj, batch, n, graph, all) != 0) return NULL;
     int64_t first = rank(c) * n, one = 1;
     if (c->autocast_bf16 && tensor_autocast_begin(TENSOR_BF16) != 0) return NULL;
     tensor *share = obj->loss_rows(obj->ctx, all, first, first + n);
     if (c->autocast_bf16) tensor_autocast_end();
+    overlap_count(r, true);  // the loss's own parameters (the logit scale) get their gradient here
     if (!share || tensor_backward(share, NULL) != 0) return NULL;
     for (int i = 0; i < obj->n_trained; i++)
         if (!(grads[i] = own_gradient(c, all[i], n))) return NULL;
-    if (towers_backward(c, obj, batch, n, graph, grads) != 0) return NULL;
+    if (towers_backward(c, obj, batch, n, graph, grads, r) != 0) return NULL;
     tensor *loss = tensor_reshape(tensor_to_dtype(tensor_detach(share), TENSOR_F32), &one, 1);
-    return loss && sum_over_ranks(c, loss) == 0 ? loss : NULL;
+    return loss && sum_gradients(c, r, loss, out) == 0 ? loss : NULL;
 }
 
 // Reads loss and norm to the host in one copy.
@@ -169,10 +198,15 @@ int step_run(const step_config *c, int64_t step, const step_objective *obj, cons
     out->lr = schedule_lr(c->sched, step);
     adamw_set_lr(c->opt, out->lr);
     if (zero_grads(c) != 0) return -1;
+    out->comm_s = out->comm_exposed_s = 0;
     tensor_scope_begin();
-    tensor *loss = loss_and_gradients(c, obj, batch, n);
+    reducer *r;
+    int rc = overlap_begin(c, &r);
+    tensor *loss = rc == 0 ? loss_and_gradients(c, obj, batch, n, r, out) : NULL;
     tensor *norm = loss ? optim_grad_norm(c->lists, c->n_lists) : NULL;
-    int rc = norm ? read_values(loss, norm, out) : -1;
+    rc = norm ? read_values(loss, norm, out) : -1;
+    if (rc == 0 && r) rc = reducer_times(r, &out->comm_s, &out->comm_exposed_s);  // after the host read (NCCL)
+    reducer_free(r);  // before the scope's end: its bucket views are in it
     if (rc == 0) rc = ready_to_update(c);
     tensor_counters read = tensor_counters_get();
     if (rc == 0 && out->finite) rc = update(c, norm);

@@ -55,6 +55,9 @@ typedef struct {
     dist *dist;                // the ranks sharing the global batch; NULL: this process alone
     int64_t bucket_elements;   // gradients per all_reduce bucket; 0: STEP_BUCKET_ELEMENTS (any
                                // number of buckets: the flat buffers of ViT-bigG need ~300)
+    bool overlap_reduce;       // several ranks: each bucket starts its sum as soon as the backward has
+                               // made its gradients (distributed/reducer.h); false: all after the
+                               // backward, in one call (--no-overlap-reduce)
 } step_config;
 
 typedef struct {
@@ -65,14 +68,20 @@ typedef struct {
     // What each part issued (shim/tensor.h; ops only while tensor_count_ops is on):
     tensor_counters forward_backward;  // zeroing, forward, loss, backward, the norm and the host read
     tensor_counters update;            // clipping, AdamW and the clamp
+    // Several ranks: the seconds of the step's sums of the gradients and the loss
+    // (docs/distributed.md): comm_s from the first start to the last completion, comm_exposed_s
+    // the part after the backward ended (the rest was hidden behind it). Without the overlap both
+    // are the wall time of the one call (Gloo; on NCCL its enqueueing). 0 on one rank.
+    double comm_s, comm_exposed_s;
 } step_result;
 
 // Runs step number `step` (0-based, for the schedule) on batch, this rank's n samples (a multiple
 // of accum_freq; the same n on every rank). With several ranks, every rank calls it together:
 // features are gathered (all_gather), each rank backpropagates the loss share of its own rows,
 // the feature gradients are summed back to their ranks (reduce_scatter), and the gradients and
-// the loss are summed over the ranks (all_reduce, the flat gradient buffers in buckets), so every
-// rank applies the same update: that of the one global batch.
+// the loss are summed over the ranks (all_reduce, the flat gradient buffers in buckets, each
+// started during the backward with overlap_reduce), so every rank applies the same update: that of
+// the one global batch.
 //
 // Returns 0 (see out->finite) or -1 with a message. The failure contract, for the caller:
 // - Everything that can fail for a reason outside the update itself is checked before the first

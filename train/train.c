@@ -475,7 +475,7 @@ static int train_step(trainer *t, const loader_batch *b, step_result *r) {
     step_config sc = {.lists = t->lists, .n_lists = t->n_lists, .opt = t->optim, .sched = &t->sched,
                       .grad_clip_norm = t->o.grad_clip_norm, .logit_scale = t->model->logit_scale,
                       .autocast_bf16 = t->precision == TRAIN_PRECISION_AMP_BF16,
-                      .accum_freq = (int)t->o.accum_freq, .dist = t->d};
+                      .accum_freq = (int)t->o.accum_freq, .dist = t->d, .overlap_reduce = !t->o.no_overlap_reduce};
     step_objective obj = train_objective_step(&t->objective);
     dist_set_step(t->d, t->step);
     double comm_before = dist_comm_seconds(t->d);
@@ -507,6 +507,11 @@ static int log_step(trainer *t, const step_result *r, double batch_time, double 
     cJSON_AddNumberToObject(line, "data_time", data_time);
     cJSON_AddNumberToObject(line, "batch_time", batch_time);
     if (dist_world_size(t->d) > 1) cJSON_AddNumberToObject(line, "comm_time", t->comm_time);
+    if (dist_world_size(t->d) > 1) {  // the gradient sums (docs/distributed.md, "overlapped gradient sums")
+        cJSON_AddNumberToObject(line, "comm_s", r->comm_s);
+        cJSON_AddNumberToObject(line, "comm_exposed_s", r->comm_exposed_s);
+        cJSON_AddNumberToObject(line, "comm_hidden_frac", r->comm_s > 0 ? 1.0 - r->comm_exposed_s / r->comm_s : 0.0);
+    }
     if (log_line(t, line, printed) != 0) return -1;
     if (!printed || !t->lead) return 0;
     int64_t remaining = t->sched.total_steps - t->step;

@@ -146,6 +146,7 @@ static int update_running(resnet_bn *bn, const tensor *mean, const tensor *unbia
 // SyncBatchNorm: the mean and (biased) variance over the global batch, each a differentiable sum
 // over the ranks (two passes: the variance of the centred values, as exact as a local one).
 static tensor *bn_synced(resnet_tower *t, resnet_bn *bn, const tensor *x) {
+    if (!x) return NULL;
     int64_t C = tensor_size(x, 1);
     tensor *rows = channel_rows(x);  // (C, n)
     tensor *count = tensor_full(&(int64_t){1}, 1, (double)tensor_size(rows, 1), tensor_get_dtype(x), tensor_get_device(x));

@@ -918,8 +918,12 @@ struct AllReduceSum : torch::autograd::Function<AllReduceSum> {
 
 tensor *tensor_all_reduce_grad(const tensor *x, tensor_reduce_fn reduce, void *ctx) {
     SHIM_NEED(x);
-    SHIM_OP(AllReduceSum::apply(x->t, reinterpret_cast<int64_t>(reduce), reinterpret_cast<int64_t>(ctx),
-                                (int64_t)x->device_tag))
+    SHIM_TRY(nullptr, {
+        at::Tensor sum = AllReduceSum::apply(x->t, reinterpret_cast<int64_t>(reduce), reinterpret_cast<int64_t>(ctx),
+                                             (int64_t)x->device_tag);
+        shim_next_tag = x->device_tag;  // the callback's own ops moved it
+        return wrap(sum);
+    })
 }
 
 // ---- in place ------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 // loss, every parameter's gradient and every BatchNorm's running statistics after the forward; in
 // evaluation mode the image features (running statistics). Tolerance, the README's: 1e-6 + 1e-4 *
 // max|expected| per tensor. Also the buffers' place (out of the trained list), the strict load of
-// a state dict missing a BatchNorm key, and a save/load round trip of the buffers.
+// a state dict missing a BatchNorm key, a save/load round trip of the buffers, and resnet_lock.
 // Usage: test_rn_parity FIXTURE_DIR
 #include <math.h>
 #include <setjmp.h>
@@ -178,6 +178,31 @@ static void test_save_round_trip(void **state) {
     clip_model_free(m);
 }
 
+// OpenCLIP's ModifiedResNet.lock: the whole tower frozen (no partial locking), and with
+// freeze_bn_stats the BatchNorms keep to their running statistics even in training mode.
+static void test_lock(void **state) {
+    (void)state;
+    clip_model *m = load_model();
+    int64_t all = m->params.n_trainable;
+    assert_int_equal(resnet_lock(m->resnet, &m->params, 1, false), -1);
+    assert_non_null(strstr(err_msg(), "--lock-image-unlocked-groups 1"));
+    assert_int_equal(m->params.n_trainable, all);
+    assert_int_equal(resnet_lock(m->resnet, &m->params, 0, true), 0);
+    for (int i = 0; i < m->params.n; i++) {
+        const param *p = &m->params.items[i];
+        assert_int_equal(p->frozen, strncmp(p->name, "visual.", 7) == 0);
+    }
+    assert_true(m->params.n_trainable < all && m->params.n_trainable > 0);
+    clip_model_set_training(m, true);
+    tensor_scope_begin();
+    expect_close("eval.image_features", clip_encode_image(m, input("images"), false));
+    tensor_scope_end();
+    char counter[512];
+    snprintf(counter, sizeof counter, "%s.num_batches_tracked", m->resnet->bns[0]->key);
+    assert_int_equal(m->resnet->bns[0]->num_batches_tracked, stored_counter(counter));
+    clip_model_free(m);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s FIXTURE_DIR\n", argv[0]);
@@ -192,6 +217,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_eval_features),
         cmocka_unit_test(test_missing_buffer_keys),
         cmocka_unit_test(test_save_round_trip),
+        cmocka_unit_test(test_lock),
     };
     return cmocka_run_group_tests(tests, tmpdir_setup, tmpdir_teardown);
 }

@@ -186,7 +186,11 @@ void clip_model_set_bn_sync(const clip_model *m, tensor_reduce_fn reduce, void *
     if (m->resnet) m->resnet->sync = (resnet_sync){reduce, ctx};
 }
 
-int clip_model_to_dtype(clip_model *m, tensor_dtype dtype) { return param_list_pack_as(&m->params, m->device, dtype); }
+// The BatchNorm buffers follow (as OpenCLIP's model.to(dtype) converts floating buffers).
+int clip_model_to_dtype(clip_model *m, tensor_dtype dtype) {
+    if (param_list_pack_as(&m->params, m->device, dtype) != 0) return -1;
+    return m->buffers.n > 0 ? param_list_pack_as(&m->buffers, m->device, dtype) : 0;
+}
 
 static int lock_prefix(clip_model *m, bool image) {
     for (int i = 0; i < m->params.n; i++) {

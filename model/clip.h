@@ -59,7 +59,8 @@ clip_model *clip_model_init(const clip_config *cfg, uint64_t seed);
 void clip_model_free(clip_model *m);
 // Moves the parameters to dev (param_list_pack: every handle is kept). Returns 0 or -1.
 int clip_model_to_device(clip_model *m, tensor_device dev);
-// Converts the parameters to dtype (BF16 for --precision pure_bf16), keeping every handle; call it
+// Converts the parameters (and a ResNet tower's BatchNorm buffers) to dtype (BF16 for --precision
+// pure_bf16), keeping every handle; call it
 // outside any tensor scope, like clip_model_to_device. Weights are still loaded from and saved as
 // float32. Returns 0 or -1.
 int clip_model_to_dtype(clip_model *m, tensor_dtype dtype);

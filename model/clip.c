@@ -125,6 +125,10 @@ static void init_text_tower(clip_model *m, tensor_generator *g) {
     m->ln_final_b = add_param(m, constant(0, W), "ln_final.bias");
 }
 
+static int pack_buffers(clip_model *m, tensor_device dev) {
+    return m->buffers.n > 0 ? param_list_pack(&m->buffers, dev) : 0;
+}
+
 clip_model *clip_model_init(const clip_config *cfg, uint64_t seed) {
     clip_model *m = xcalloc(1, sizeof *m);
     m->cfg = *cfg;
@@ -138,10 +142,14 @@ clip_model *clip_model_init(const clip_config *cfg, uint64_t seed) {
     m->logit_scale = add_param(m, tensor_scalar(cfg->init_logit_scale, TENSOR_F32, TENSOR_CPU), "logit_scale");
     if (cfg->init_logit_bias_set)
         m->logit_bias = add_param(m, tensor_scalar(cfg->init_logit_bias, TENSOR_F32, TENSOR_CPU), "logit_bias");
-    init_image_tower(m, g);
+    param_list_init(&m->buffers);
+    if (clip_config_is_resnet(cfg))
+        m->resnet = resnet_tower_init(cfg, &m->params, &m->buffers, g);
+    else
+        init_image_tower(m, g);
     init_text_tower(m, g);
     tensor_generator_free(g);
-    if (param_list_pack(&m->params, TENSOR_CPU) != 0) {
+    if (param_list_pack(&m->params, TENSOR_CPU) != 0 || pack_buffers(m, TENSOR_CPU) != 0) {
         err_prefix("initialising %s", cfg->name);
         clip_model_free(m);
         return NULL;
@@ -152,6 +160,8 @@ clip_model *clip_model_init(const clip_config *cfg, uint64_t seed) {
 void clip_model_free(clip_model *m) {
     if (!m) return;
     param_list_free(&m->params);
+    param_list_free(&m->buffers);
+    resnet_tower_free(m->resnet);
     free(m->visual_blocks);
     free(m->text_blocks);
     free(m);
@@ -160,12 +170,28 @@ void clip_model_free(clip_model *m) {
 param *clip_model_find_param(clip_model *m, const char *name) { return param_list_find(&m->params, name); }
 
 int clip_model_to_device(clip_model *m, tensor_device dev) {
-    if (param_list_pack(&m->params, dev) != 0) return -1;
+    if (param_list_pack(&m->params, dev) != 0 || pack_buffers(m, dev) != 0) return -1;
     m->device = dev;
     return 0;
 }
 
-int clip_model_to_dtype(clip_model *m, tensor_dtype dtype) { return param_list_pack_as(&m->params, m->device, dtype); }
+void clip_model_set_training(const clip_model *m, bool training) {
+    if (m->resnet) m->resnet->training = training;
+}
+
+void clip_model_set_update_stats(const clip_model *m, bool update) {
+    if (m->resnet) m->resnet->update_stats = update;
+}
+
+void clip_model_set_bn_sync(const clip_model *m, tensor_reduce_fn reduce, void *ctx) {
+    if (m->resnet) m->resnet->sync = (resnet_sync){reduce, ctx};
+}
+
+// The BatchNorm buffers follow (as OpenCLIP's model.to(dtype) converts floating buffers).
+int clip_model_to_dtype(clip_model *m, tensor_dtype dtype) {
+    if (param_list_pack_as(&m->params, m->device, dtype) != 0) return -1;
+    return m->buffers.n > 0 ? param_list_pack_as(&m->buffers, m->device, dtype) : 0;
+}
 
 static int lock_prefix(clip_model *m, bool image) {
     for (int i = 0; i < m->params.n; i++) {
@@ -249,6 +275,7 @@ tensor *clip_images_u8_to_device(const clip_model *m, const uint8_t *images, int
 }
 
 static tensor *image_features(const clip_model *m, const tensor *images) {
+    if (m->resnet) return resnet_tower_forward(m->resnet, tensor_to_dtype(images, model_dtype(m)));
     const clip_config *c = &m->cfg;
     int P = c->vision.patch_size, W = c->vision.width;
     // Images in the weights' dtype (bf16 weights take float32 images, as OpenCLIP casts its input).
@@ -474,39 +501,93 @@ static int load_param(param *p, const st_tensor *t, const char *path) {
     return rc;
 }
 
-int clip_model_load(clip_model *m, const char *path) {
-    st_file *f = weights_open(path);
-    if (!f) return -1;
+static int load_list(param_list *l, st_file *f, const char *path) {
     int rc = 0;
-    for (int i = 0; i < m->params.n && rc == 0; i++) {
-        param *p = &m->params.items[i];
+    for (int i = 0; i < l->n && rc == 0; i++) {
+        param *p = &l->items[i];
         const st_tensor *t = st_find(f, p->name);
         if (!t) rc = err_set("%s: missing key '%s'", path, p->name);
         else rc = load_param(p, t, path);
     }
+    return rc;
+}
+
+// "<bn>.num_batches_tracked" of a ResNet tower's BatchNorm: OpenCLIP's int64 scalar.
+static void counter_key(const resnet_bn *bn, char *out, size_t cap) {
+    snprintf(out, cap, "%s.num_batches_tracked", bn->key);
+}
+
+static int load_counters(clip_model *m, st_file *f, const char *path) {
+    for (int i = 0; m->resnet && i < m->resnet->n_bns; i++) {
+        char key[300];
+        counter_key(m->resnet->bns[i], key, sizeof key);
+        const st_tensor *t = st_find(f, key);
+        if (!t) return err_set("%s: missing key '%s'", path, key);
+        if (t->dtype != ST_DTYPE_I64 || t->numel != 1)
+            return err_set("%s: %s: expected one I64 value, got %s with %lld", path, key, st_dtype_name(t->dtype),
+                           (long long)t->numel);
+        memcpy(&m->resnet->bns[i]->num_batches_tracked, t->data, sizeof(int64_t));
+    }
+    return 0;
+}
+
+static bool is_counter_key(const clip_model *m, const char *name) {
+    for (int i = 0; m->resnet && i < m->resnet->n_bns; i++) {
+        char key[300];
+        counter_key(m->resnet->bns[i], key, sizeof key);
+        if (!strcmp(key, name)) return true;
+    }
+    return false;
+}
+
+int clip_model_load(clip_model *m, const char *path) {
+    st_file *f = weights_open(path);
+    if (!f) return -1;
+    int rc = load_list(&m->params, f, path);
+    if (rc == 0) rc = load_list(&m->buffers, f, path);
+    if (rc == 0) rc = load_counters(m, f, path);
     for (int i = 0; i < st_count(f) && rc == 0; i++) {
         const char *name = st_get(f, i)->name;
-        if (!clip_model_find_param(m, name)) rc = err_set("%s: unexpected key '%s' (not in %s)", path, name, m->cfg.name);
+        if (!clip_model_find_param(m, name) && !param_list_find(&m->buffers, name) && !is_counter_key(m, name))
+            rc = err_set("%s: unexpected key '%s' (not in %s)", path, name, m->cfg.name);
     }
     st_close(f);
     return rc;
 }
 
-int clip_model_save(const clip_model *m, const char *path, const char *const *extra_metadata) {
-    st_writer *w = st_writer_init();
-    void **buffers = xcalloc((size_t)m->params.n, sizeof(void *));
+// Adds the list's values as float32 to w; their host copies go to host[0..l->n).
+static int save_list(st_writer *w, const param_list *l, void **host) {
     int rc = 0;
-    for (int i = 0; i < m->params.n && rc == 0; i++) {
-        const param *p = &m->params.items[i];
+    for (int i = 0; i < l->n && rc == 0; i++) {
+        const param *p = &l->items[i];
         int64_t shape[TENSOR_MAX_DIMS];
         int ndim = tensor_shape(p->value, shape);
         size_t nbytes = (size_t)tensor_numel(p->value) * sizeof(float);
-        buffers[i] = xmalloc(nbytes);
+        host[i] = xmalloc(nbytes);
         tensor_scope_begin();  // float32 whatever the parameters' dtype
-        rc = tensor_to_host(tensor_to_dtype(p->value, TENSOR_F32), buffers[i], nbytes);
+        rc = tensor_to_host(tensor_to_dtype(p->value, TENSOR_F32), host[i], nbytes);
         tensor_scope_end();
-        if (rc == 0) rc = st_writer_add(w, p->name, ST_DTYPE_F32, shape, ndim, buffers[i]);
+        if (rc == 0) rc = st_writer_add(w, p->name, ST_DTYPE_F32, shape, ndim, host[i]);
     }
+    return rc;
+}
+
+static int save_counters(st_writer *w, const clip_model *m) {
+    for (int i = 0; m->resnet && i < m->resnet->n_bns; i++) {
+        char key[300];
+        counter_key(m->resnet->bns[i], key, sizeof key);
+        if (st_writer_add(w, key, ST_DTYPE_I64, NULL, 0, &m->resnet->bns[i]->num_batches_tracked) != 0) return -1;
+    }
+    return 0;
+}
+
+int clip_model_save(const clip_model *m, const char *path, const char *const *extra_metadata) {
+    st_writer *w = st_writer_init();
+    int n_host = m->params.n + m->buffers.n;
+    void **buffers = xcalloc((size_t)n_host, sizeof(void *));
+    int rc = save_list(w, &m->params, buffers);
+    if (rc == 0) rc = save_list(w, &m->buffers, buffers + m->params.n);
+    if (rc == 0) rc = save_counters(w, m);
     char *config = clip_config_to_json(&m->cfg);
     if (rc == 0) rc = st_writer_set_metadata(w, "format", "pt");
     if (rc == 0) rc = st_writer_set_metadata(w, "clipc.config", config);
@@ -515,7 +596,7 @@ int clip_model_save(const clip_model *m, const char *path, const char *const *ex
         rc = st_writer_set_metadata(w, extra_metadata[i], extra_metadata[i + 1]);
     if (rc == 0) rc = st_writer_write(w, path);
     free(config);
-    for (int i = 0; i < m->params.n; i++) free(buffers[i]);
+    for (int i = 0; i < n_host; i++) free(buffers[i]);
     free(buffers);
     st_writer_free(w);
     return rc;

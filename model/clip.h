@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "model/config.h"
+#include "model/resnet.h"
 #include "param/param.h"
 #include "shim/tensor.h"
 
@@ -47,6 +48,10 @@ typedef struct {
     tensor *logit_scale;          // () log of the inverse temperature
     tensor *logit_bias;           // () or NULL
     param_list params;            // every tensor above, with its OpenCLIP key, in state-dict order
+    // A ModifiedResNet image tower (vision_cfg.layers a list) instead of the ViT fields above,
+    // with its BatchNorm running statistics in buffers (never optimized; saved and loaded).
+    resnet_tower *resnet;         // NULL for a ViT
+    param_list buffers;           // empty for a ViT
 } clip_model;
 
 // A model initialised as OpenCLIP initialises it, from a seed, on the CPU.
@@ -54,11 +59,23 @@ clip_model *clip_model_init(const clip_config *cfg, uint64_t seed);
 void clip_model_free(clip_model *m);
 // Moves the parameters to dev (param_list_pack: every handle is kept). Returns 0 or -1.
 int clip_model_to_device(clip_model *m, tensor_device dev);
-// Converts the parameters to dtype (BF16 for --precision pure_bf16), keeping every handle; call it
+// Converts the parameters (and a ResNet tower's BatchNorm buffers) to dtype (BF16 for --precision
+// pure_bf16), keeping every handle; call it
 // outside any tensor scope, like clip_model_to_device. Weights are still loaded from and saved as
 // float32. Returns 0 or -1.
 int clip_model_to_dtype(clip_model *m, tensor_dtype dtype);
 param *clip_model_find_param(clip_model *m, const char *name);
+
+// The mode of a ModifiedResNet tower's BatchNorms (nothing for a ViT), kept in the tower, not in
+// the weights, so it is set through the const model the objective holds. training: normalize with
+// the batch's statistics (OpenCLIP's model.train()); otherwise the running statistics (model.eval(),
+// the default). update_stats: a training pass updates the running statistics (on by default; the
+// step turns it off while it recomputes micro-batches with the graph, so each sample counts once).
+void clip_model_set_training(const clip_model *m, bool training);
+void clip_model_set_update_stats(const clip_model *m, bool update);
+// --use-bn-sync: training batch statistics summed over the ranks through reduce (NULL: each
+// rank's own), see model/resnet.h.
+void clip_model_set_bn_sync(const clip_model *m, tensor_reduce_fn reduce, void *ctx);
 // Freezes the image (--lock-image) or text (--lock-text) tower and repacks. Returns 0 or -1.
 int clip_model_lock_image(clip_model *m);
 int clip_model_lock_text(clip_model *m);
@@ -98,7 +115,8 @@ int64_t clip_text_groups(const int64_t *len, int64_t n, int64_t width, bool gpu,
 
 // Loads weights from an OpenCLIP state dict (F32, F16 or BF16) in safetensors or in PyTorch's
 // formats (model/weights.h): strict, so a missing or unexpected key or a wrong shape is an error
-// naming the key and the file.
+// naming the key and the file. A ResNet tower's BatchNorm buffers are part of it (running_mean,
+// running_var, num_batches_tracked as an integer scalar), and are saved too.
 int clip_model_load(clip_model *m, const char *path);
 // Saves the weights with OpenCLIP's keys and the model config in the metadata ("clipc.config"),
 // atomically; extra metadata pairs (NULL-terminated key, value list) are added when given.

@@ -16,7 +16,8 @@
 typedef enum {
     KEY_INT,          // positive integer
     KEY_SIZE,         // positive integer, or a square [n, n] pair (OpenCLIP's to_2tuple)
-    KEY_LAYERS,       // positive integer; a list would be a ModifiedResNet tower
+    KEY_LAYERS,       // positive integer, or a list of 4 for a ModifiedResNet tower
+    KEY_PATCH,        // KEY_SIZE, or null (ModifiedResNet towers have no patches)
     KEY_FLOAT,        // finite number
     KEY_BOOL,
     KEY_LOGIT_BIAS,   // number or null; sets init_logit_bias_set
@@ -59,7 +60,7 @@ struct cfg_key {
 
 static const cfg_key vision_keys[] = {
     VISION(KEY_SIZE, image_size), VISION(KEY_LAYERS, layers), VISION(KEY_INT, width),
-    VISION(KEY_INT, head_width), VISION(KEY_FLOAT, mlp_ratio), VISION(KEY_SIZE, patch_size),
+    VISION(KEY_INT, head_width), VISION(KEY_FLOAT, mlp_ratio), VISION(KEY_PATCH, patch_size),
     BLOCK_KEYS,
     FIXED("patch_dropout", "0"), FIXED("attentional_pool", "false"), FIXED("no_ln_pre", "false"),
     FIXED("pos_embed_type", "\"learnable\""), FIXED("pool_type", "\"tok\""),
@@ -161,6 +162,18 @@ static int read_size(const cJSON *v, const key_where *at, int *out) {
     return 0;
 }
 
+// vision_cfg.layers as a list: the 4 stages of a ModifiedResNet tower.
+static int read_resnet_layers(const cJSON *v, const key_where *at, clip_config *cfg) {
+    int n = cJSON_GetArraySize(v);
+    if (n != 4)
+        return err_set("%s: %s%s: a list of %d layer counts (a ModifiedResNet tower has 4 stages)", at->source,
+                       at->prefix, at->key, n);
+    for (int i = 0; i < 4; i++)
+        if (read_positive_int(cJSON_GetArrayItem(v, i), at, &cfg->vision.resnet_layers[i])) return -1;
+    cfg->vision.layers = 0;
+    return 0;
+}
+
 static int read_number(const cJSON *v, const key_where *at, double *out) {
     if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble))
         return err_set("%s: %s%s: expected a number", at->source, at->prefix, at->key);
@@ -252,11 +265,10 @@ static int read_key(const cJSON *v, const cfg_key *k, const key_where *at, clip_
     case KEY_SIZE:
         return read_size(v, at, field);
     case KEY_LAYERS:
-        if (cJSON_IsArray(v))
-            return err_set("%s: %s%s: unsupported by clipc (a list of layer counts is a "
-                           "ModifiedResNet tower; only vision transformers are supported)",
-                           at->source, at->prefix, at->key);
-        return read_positive_int(v, at, field);
+        return cJSON_IsArray(v) ? read_resnet_layers(v, at, cfg) : read_positive_int(v, at, field);
+    case KEY_PATCH:
+        if (cJSON_IsNull(v)) return *(int *)field = 0, 0;
+        return read_size(v, at, field);
     case KEY_FLOAT:
         return read_number(v, at, field);
     case KEY_BOOL:
@@ -340,7 +352,19 @@ static int preprocess_validate(const cJSON *pre, const clip_config *cfg, const c
     return 0;
 }
 
+// A ModifiedResNet tower: 5 halvings of the image (stem conv, stem pool, 3 strided stages) and
+// width * 32 channels in heads of head_width at the attention pool.
+static int resnet_validate(const clip_config *cfg, const char *source) {
+    return check_divisible(source, "vision_cfg.image_size", cfg->vision.image_size, "32 (ModifiedResNet)", 32) ||
+           check_divisible(source, "vision_cfg.width * 32", cfg->vision.width * 32, "vision_cfg.head_width",
+                           cfg->vision.head_width) ||
+           check_divisible(source, "text_cfg.width", cfg->text.width, "text_cfg.heads", cfg->text.heads);
+}
+
 static int config_validate(const clip_config *cfg, const char *source) {
+    if (clip_config_is_resnet(cfg)) return resnet_validate(cfg, source) ? -1 : 0;
+    if (cfg->vision.patch_size == 0)
+        return err_set("%s: vision_cfg.patch_size: null is only valid with a list of layers (ModifiedResNet)", source);
     if (check_divisible(source, "vision_cfg.image_size", cfg->vision.image_size,
                         "vision_cfg.patch_size", cfg->vision.patch_size) ||
         check_divisible(source, "vision_cfg.width", cfg->vision.width, "vision_cfg.head_width",
@@ -471,11 +495,17 @@ char *clip_config_to_json(const clip_config *cfg) {
         cJSON_AddNumberToObject(root, "init_logit_bias", cfg->init_logit_bias);
     cJSON *v = cJSON_AddObjectToObject(root, "vision_cfg");
     cJSON_AddNumberToObject(v, "image_size", cfg->vision.image_size);
-    cJSON_AddNumberToObject(v, "layers", cfg->vision.layers);
+    if (clip_config_is_resnet(cfg))
+        cJSON_AddItemToObject(v, "layers", cJSON_CreateIntArray(cfg->vision.resnet_layers, 4));
+    else
+        cJSON_AddNumberToObject(v, "layers", cfg->vision.layers);
     cJSON_AddNumberToObject(v, "width", cfg->vision.width);
     cJSON_AddNumberToObject(v, "head_width", cfg->vision.head_width);
     cJSON_AddNumberToObject(v, "mlp_ratio", cfg->vision.mlp_ratio);
-    cJSON_AddNumberToObject(v, "patch_size", cfg->vision.patch_size);
+    if (clip_config_is_resnet(cfg))
+        cJSON_AddNullToObject(v, "patch_size");
+    else
+        cJSON_AddNumberToObject(v, "patch_size", cfg->vision.patch_size);
     cJSON *t = cJSON_AddObjectToObject(root, "text_cfg");
     cJSON_AddNumberToObject(t, "context_length", cfg->text.context_length);
     cJSON_AddNumberToObject(t, "vocab_size", cfg->text.vocab_size);

@@ -28,6 +28,9 @@ typedef struct {
     struct {
         int image_size, layers, width, head_width, patch_size;
         double mlp_ratio;
+        // A list of 4 layer counts: a ModifiedResNet tower (model/resnet.h; layers and patch_size
+        // are then 0). All 0 for a vision transformer.
+        int resnet_layers[4];
     } vision;
     struct {
         int context_length, vocab_size, width, heads, layers;
@@ -39,6 +42,9 @@ typedef struct {
 
 // OpenCLIP's default of init_logit_scale.
 #define CLIP_CONFIG_DEFAULT_LOGIT_SCALE 2.659260036932778  // ln(1 / 0.07), as np.log(1 / 0.07)
+
+// Whether the image tower is a ModifiedResNet (vision_cfg.layers a list) rather than a ViT.
+static inline bool clip_config_is_resnet(const clip_config *cfg) { return cfg->vision.resnet_layers[0] > 0; }
 
 // Reads and validates a config file. Returns 0, or -1 with err_msg() naming the file and key.
 int clip_config_load(const char *path, clip_config *cfg);

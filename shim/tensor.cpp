@@ -10,6 +10,7 @@
 #include <ATen/detail/CUDAHooksInterface.h>
 #include <ATen/record_function.h>
 #include <torch/csrc/autograd/autograd.h>
+#include <torch/csrc/autograd/custom_function.h>
 #ifdef CLIPC_HAVE_NCCL  // the CUDA runtime is linked with NCCL (shim/CMakeLists.txt)
 #include <cuda_runtime_api.h>
 #endif
@@ -862,6 +863,66 @@ tensor *tensor_attention(const tensor *q, const tensor *k, const tensor *v, bool
         }
         return wrap(at::matmul(at::softmax(scores, -1), v->t));
 #endif
+    })
+}
+
+// ---- convolutional-network ops -------------------------------------------------------------------
+
+tensor *tensor_relu(const tensor *x) {
+    SHIM_NEED(x);
+    SHIM_OP(at::relu(x->t))
+}
+
+tensor *tensor_avg_pool2d(const tensor *x, int k) {
+    SHIM_NEED(x);
+    SHIM_OP(at::avg_pool2d(x->t, {k, k}, {k, k}))
+}
+
+tensor *tensor_batch_norm(const tensor *x, const tensor *w, const tensor *b, tensor *running_mean,
+                          tensor *running_var, bool training, double momentum, double eps) {
+    SHIM_NEED(x, w, b);
+    if (!training && (!running_mean || !running_var)) {
+        err_set("tensor_batch_norm: evaluation needs the running statistics");
+        return nullptr;
+    }
+    at::Tensor rm = running_mean ? running_mean->t : at::Tensor(), rv = running_var ? running_var->t : at::Tensor();
+    SHIM_OP(at::batch_norm(x->t, w->t, b->t, rm, rv, training, momentum, eps, false))
+}
+
+namespace {
+
+// Sums t over the ranks through the caller's callback, on a handle outside every scope (the
+// backward may run on the autograd engine's device thread).
+at::Tensor reduce_through(tensor_reduce_fn reduce, void *ctx, const at::Tensor &t, int tag) {
+    tensor h{t.contiguous().clone(), -1, 0, tag};
+    if (reduce(ctx, &h) != 0) throw shim_error(err_msg());
+    return h.t;
+}
+
+struct AllReduceSum : torch::autograd::Function<AllReduceSum> {
+    static at::Tensor forward(torch::autograd::AutogradContext *ctx, const at::Tensor &x, int64_t fn, int64_t arg,
+                              int64_t tag) {
+        ctx->saved_data["fn"] = fn, ctx->saved_data["arg"] = arg, ctx->saved_data["tag"] = tag;
+        return reduce_through(reinterpret_cast<tensor_reduce_fn>(fn), reinterpret_cast<void *>(arg), x, (int)tag);
+    }
+    static torch::autograd::variable_list backward(torch::autograd::AutogradContext *ctx,
+                                                   torch::autograd::variable_list grads) {
+        auto fn = reinterpret_cast<tensor_reduce_fn>(ctx->saved_data["fn"].toInt());
+        auto arg = reinterpret_cast<void *>(ctx->saved_data["arg"].toInt());
+        return {reduce_through(fn, arg, grads[0], (int)ctx->saved_data["tag"].toInt()), at::Tensor(), at::Tensor(),
+                at::Tensor()};
+    }
+};
+
+}  // namespace
+
+tensor *tensor_all_reduce_grad(const tensor *x, tensor_reduce_fn reduce, void *ctx) {
+    SHIM_NEED(x);
+    SHIM_TRY(nullptr, {
+        at::Tensor sum = AllReduceSum::apply(x->t, reinterpret_cast<int64_t>(reduce), reinterpret_cast<int64_t>(ctx),
+                                             (int64_t)x->device_tag);
+        shim_next_tag = x->device_tag;  // the callback's own ops moved it
+        return wrap(sum);
     })
 }
 

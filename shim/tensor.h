@@ -286,6 +286,22 @@ tensor *tensor_l2_normalize(const tensor *x, int dim);  // x / max(||x||, 1e-12)
 // projection laid out as cuDNN's packed QKV) meet them all: see docs/gpu.md.
 tensor *tensor_attention(const tensor *q, const tensor *k, const tensor *v, bool causal);
 
+// ---- convolutional-network ops (ModifiedResNet towers, model/resnet.h) -----------------------
+tensor *tensor_relu(const tensor *x);
+// Average pooling over k x k windows with stride k (nn.AvgPool2d(k)) of x (B, C, H, W).
+tensor *tensor_avg_pool2d(const tensor *x, int k);
+// BatchNorm over the channels of x (B, C, H, W) with weight and bias (C). training: normalize with
+// the batch's statistics (biased variance) and, when running_mean and running_var are given, update
+// them in place (momentum; the unbiased variance), as nn.BatchNorm2d; otherwise normalize with the
+// running statistics, which must be given.
+tensor *tensor_batch_norm(const tensor *x, const tensor *w, const tensor *b, tensor *running_mean,
+                          tensor *running_var, bool training, double momentum, double eps);
+// A differentiable sum over the ranks of a data-parallel group: reduce(ctx, t) sums t (a new
+// contiguous tensor) in place over the ranks; the backward sums the gradient the same way
+// (SyncBatchNorm's statistics and their gradients). reduce returns 0 or -1 with err_msg() set.
+typedef int (*tensor_reduce_fn)(void *ctx, tensor *t);
+tensor *tensor_all_reduce_grad(const tensor *x, tensor_reduce_fn reduce, void *ctx);
+
 // ---- in place (optimizer updates; no autograd history is recorded) ---------------------------
 int tensor_copy_(tensor *dst, const tensor *src);
 int tensor_fill_(tensor *t, double value);

@@ -39,6 +39,7 @@ static void assert_same_config(const clip_config *a, const clip_config *b) {
     assert_int_equal(a->vision.width, b->vision.width);
     assert_int_equal(a->vision.head_width, b->vision.head_width);
     assert_int_equal(a->vision.patch_size, b->vision.patch_size);
+    assert_memory_equal(a->vision.resnet_layers, b->vision.resnet_layers, sizeof a->vision.resnet_layers);
     assert_true(a->vision.mlp_ratio == b->vision.mlp_ratio);
     assert_int_equal(a->text.context_length, b->text.context_length);
     assert_int_equal(a->text.vocab_size, b->text.vocab_size);
@@ -113,6 +114,30 @@ static void test_shipped_values(void **state) {
     assert_int_equal(tiny.text.heads, 4);
     assert_int_equal(tiny.text.layers, 4);
     assert_int_equal(tiny.embed_dim, 128);
+}
+
+// OpenCLIP's ModifiedResNet configs: layers a list, patch_size null, heads width * 32 / 64.
+static void test_resnet_configs(void **state) {
+    (void)state;
+    static const struct {
+        const char *name;
+        int layers[4], width, image_size, embed_dim;
+    } rn[] = {{"RN50", {3, 4, 6, 3}, 64, 224, 1024},     {"RN101", {3, 4, 23, 3}, 64, 224, 512},
+              {"RN50x4", {4, 6, 10, 6}, 80, 288, 640},   {"RN50x16", {6, 8, 18, 8}, 96, 384, 768},
+              {"RN50x64", {3, 15, 36, 10}, 128, 448, 1024}};
+    for (size_t i = 0; i < sizeof rn / sizeof *rn; i++) {
+        clip_config c;
+        load_named(rn[i].name, &c);
+        assert_true(clip_config_is_resnet(&c));
+        assert_memory_equal(c.vision.resnet_layers, rn[i].layers, sizeof rn[i].layers);
+        assert_int_equal(c.vision.width, rn[i].width);
+        assert_int_equal(c.vision.image_size, rn[i].image_size);
+        assert_int_equal(c.embed_dim, rn[i].embed_dim);
+        assert_int_equal(c.vision.patch_size, 0);
+        char *json = clip_config_to_json(&c);
+        assert_non_null(strstr(json, "\"patch_size\":\tnull"));
+        free(json);
+    }
 }
 
 static void test_defaults(void **state) {
@@ -241,7 +266,12 @@ static const bad_config bad_configs[] = {
      "x.json: vision_cfg.pool_type: unsupported by clipc (value \"avg\"; only \"tok\" is supported)"},
     {WRAP("\"final_ln_after_pool\": true", ""), "vision_cfg.final_ln_after_pool: unsupported"},
     {WRAP("\"output_tokens\": true", ""), "vision_cfg.output_tokens: unsupported"},
-    {WRAP("\"layers\": [3, 4, 6, 3]", ""), "vision_cfg.layers: unsupported by clipc (a list"},
+    {WRAP("\"layers\": [3, 4, 6]", ""),
+     "x.json: vision_cfg.layers: a list of 3 layer counts (a ModifiedResNet tower has 4 stages)"},
+    {WRAP("\"layers\": [3, 4, 0, 3]", ""), "x.json: vision_cfg.layers: expected a positive integer"},
+    {WRAP("\"layers\": [3, 4, 6, 3], \"image_size\": 100", ""),
+     "x.json: vision_cfg.image_size (100) is not divisible by 32 (ModifiedResNet)"},
+    {WRAP("\"patch_size\": null", ""), "x.json: vision_cfg.patch_size: null is only valid with a list of layers"},
     {WRAP("\"image_size\": [224, 160]", ""), "vision_cfg.image_size: non-square sizes"},
     {WRAP("", "\"hf_model_name\": \"roberta-base\""), "text_cfg.hf_model_name: unsupported"},
     {WRAP("", "\"proj_bias\": true"), "text_cfg.proj_bias: unsupported"},
@@ -406,6 +436,7 @@ int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_shipped_config),
         cmocka_unit_test(test_shipped_values),
+        cmocka_unit_test(test_resnet_configs),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_preprocess_cfg),
         cmocka_unit_test(test_accepted_openclip_keys),

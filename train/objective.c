@@ -24,9 +24,17 @@ static tensor *batch_loss_rows(void *objective, tensor *const *all, int64_t row_
     return loss_contrastive_rows(o->loss, all[0], all[1], tensor_exp(m->logit_scale), m->logit_bias, row_begin, row_end);
 }
 
+// A micro-batch's second pass (with the graph) leaves the BatchNorm running statistics alone:
+// its first pass counted it.
+static void batch_recomputing(void *objective, bool on) {
+    const train_objective *o = objective;
+    clip_model_set_update_stats(o->model, !on);
+}
+
 step_objective train_objective_step(train_objective *o) {
     return (step_objective){.n_features = o->distill ? DISTILL_N_FEATURES : 2, .n_trained = 2,
-                            .features = batch_features, .loss_rows = batch_loss_rows, .ctx = o};
+                            .features = batch_features, .loss_rows = batch_loss_rows,
+                            .recomputing = batch_recomputing, .ctx = o};
 }
 
 tensor *train_objective_loss(train_objective *o, const void *batch) {

@@ -49,6 +49,7 @@ static int make_specs(train_options *o, arg_spec *s) {
         SPEC("seed", ARG_INT, seed, "random seed"),
         SPEC("lock-image", ARG_FLAG, lock_image, "freeze the image tower"),
         SPEC("lock-text", ARG_FLAG, lock_text, "freeze the text tower"),
+        SPEC("use-bn-sync", ARG_FLAG, use_bn_sync, "ResNet towers: BatchNorm statistics of the global batch over the ranks (SyncBatchNorm)"),
         SPEC("siglip", ARG_FLAG, siglip, "sigmoid loss (logit scale 10, bias -10)"),
         SPEC("distill-model", ARG_STR, distill_model, "teacher config for distillation (default: its weights' metadata)"),
         SPEC("distill-pretrained", ARG_STR, distill_pretrained, "teacher weights: a frozen teacher runs on each batch"),

@@ -21,6 +21,7 @@ typedef struct {
     bool dataset_resampled, save_most_recent, lock_image, lock_text, siglip, local_loss, gather_with_grad;
     bool no_tf32, deterministic, dist_debug;
     bool no_overlap_reduce;  // sum the gradients after the backward instead of during it
+    bool use_bn_sync;  // ModifiedResNet towers: SyncBatchNorm over the ranks
 } train_options;
 
 // --precision, with OpenCLIP's names and meanings.

@@ -159,7 +159,10 @@ static tensor *loss_and_gradients(const step_config *c, const step_objective *ob
     if (!share || tensor_backward(share, NULL) != 0) return NULL;
     for (int i = 0; i < obj->n_trained; i++)
         if (!(grads[i] = own_gradient(c, all[i], n))) return NULL;
-    if (towers_backward(c, obj, batch, n, graph, grads, r) != 0) return NULL;
+    if (obj->recomputing) obj->recomputing(obj->ctx, true);  // K > 1: the micro-batches' second pass
+    int rc = towers_backward(c, obj, batch, n, graph, grads, r);
+    if (obj->recomputing) obj->recomputing(obj->ctx, false);
+    if (rc != 0) return NULL;
     tensor *loss = tensor_reshape(tensor_to_dtype(tensor_detach(share), TENSOR_F32), &one, 1);
     return loss && sum_gradients(c, r, loss, out) == 0 ? loss : NULL;
 }

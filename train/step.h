@@ -40,6 +40,10 @@ typedef struct {
     // the whole global batch, scaled so that the shares of a partition of 0..N sum to the loss
     // (loss/loss.h's *_rows functions). A rank-0 tensor on the graph, or NULL with a message.
     tensor *(*loss_rows)(void *ctx, tensor *const *all, int64_t row_begin, int64_t row_end);
+    // Optional (NULL: none): told when the step starts (on) and ends (off) recomputing micro-batches
+    // with the graph (K > 1) after their first pass, so that per-sample state the forward updates
+    // (BatchNorm running statistics) is updated in one pass only.
+    void (*recomputing)(void *ctx, bool on);
     void *ctx;
 } step_objective;
 

@@ -160,6 +160,9 @@ static int setup_precision(trainer *t) {
     return t->precision == TRAIN_PRECISION_PURE_BF16 ? clip_model_to_dtype(t->model, TENSOR_BF16) : 0;
 }
 
+// --use-bn-sync: the sum over the ranks of a ResNet tower's BatchNorm statistics (model/resnet.h).
+static int bn_sync_reduce(void *group, tensor *x) { return dist_all_reduce(group, &x, 1); }
+
 static int setup_session(trainer *t) {
     const train_options *o = &t->o;
     if (!o->vocab)
@@ -182,6 +185,7 @@ static int setup_session(trainer *t) {
     tensor *weights[1] = {t->model->params.data};
     if (world > 1 && dist_broadcast(t->d, weights, 1, 0) != 0) return -1;
     t->objective = (train_objective){.model = t->model, .loss = o->siglip ? LOSS_KIND_SIGLIP : LOSS_KIND_CLIP};
+    if (o->use_bn_sync && world > 1) clip_model_set_bn_sync(t->model, bn_sync_reduce, t->d);
     return setup_precision(t);
 }
 
@@ -479,7 +483,9 @@ static int train_step(trainer *t, const loader_batch *b, step_result *r) {
     step_objective obj = train_objective_step(&t->objective);
     dist_set_step(t->d, t->step);
     double comm_before = dist_comm_seconds(t->d);
+    clip_model_set_training(t->model, true);  // ResNet towers' BatchNorms; evaluation runs in eval mode
     int rc = step_run(&sc, t->step, &obj, b, b->n, r);
+    clip_model_set_training(t->model, false);
     t->comm_time = dist_comm_seconds(t->d) - comm_before;
     return rc;
 }

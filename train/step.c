@@ -6,6 +6,7 @@
 
 #include "common/error.h"
 #include "optim/grad.h"
+#include "train/zero.h"
 
 
 static int world_size(const step_config *c) { return c->dist ? dist_world_size(c->dist) : 1; }
@@ -72,6 +73,28 @@ static int sum_over_ranks(const step_config *c, tensor *loss) {
     return rc;
 }
 
+// ---- ZeRO (train/zero.h) -----------------------------------------------------------------------
+static bool sharded(const step_config *c) { return c->zero > 0 && world_size(c) > 1; }
+
+// The gradients and the loss summed over the ranks: all of each gradient buffer (sum_over_ranks),
+// or with --zero 2 this rank's shard of it (reduce_scatter) and the loss alone.
+static int step_reduce_gradients(const step_config *c, tensor *loss) {
+    if (!sharded(c) || c->zero < 2) return sum_over_ranks(c, loss);
+    if (zero_reduce_scatter_grads(c->dist, c->lists, c->n_lists, bucket_elements(c)) != 0) return -1;
+    return dist_all_reduce(c->dist, &loss, 1);
+}
+
+// The global gradient norm: from the whole buffers, or with --zero 2 from the ranks' shards.
+static tensor *step_grad_norm(const step_config *c) {
+    return sharded(c) && c->zero == 2 ? zero_grad_norm(c->dist, c->lists, c->n_lists) : optim_grad_norm(c->lists, c->n_lists);
+}
+
+// AdamW on this rank's shards (c->opt owns them), then every rank's updated shards to every rank.
+static int step_update_sharded(const step_config *c) {
+    if (adamw_step(c->opt) != 0) return -1;
+    return sharded(c) ? zero_all_gather_params(c->dist, c->lists, c->n_lists, bucket_elements(c)) : 0;
+}
+
 // The features of all n samples, as leaves for the loss: the trained ones require grad. With
 // one micro-batch, graph[] keeps the graph for the towers' backward; with several, the features
 // are computed without it and recomputed micro-batch by micro-batch later.
@@ -132,7 +155,7 @@ static tensor *loss_and_gradients(const step_config *c, const step_objective *ob
         if (!(grads[i] = own_gradient(c, all[i], n))) return NULL;
     if (towers_backward(c, obj, batch, n, graph, grads) != 0) return NULL;
     tensor *loss = tensor_reshape(tensor_to_dtype(tensor_detach(share), TENSOR_F32), &one, 1);
-    return loss && sum_over_ranks(c, loss) == 0 ? loss : NULL;
+    return loss && step_reduce_gradients(c, loss) == 0 ? loss : NULL;
 }
 
 // Reads loss and norm to the host in one copy.
@@ -154,7 +177,7 @@ static int ready_to_update(const step_config *c) {
 
 static int update(const step_config *c, const tensor *norm) {
     if (c->grad_clip_norm > 0 && optim_clip_grads(c->lists, c->n_lists, norm, c->grad_clip_norm) != 0) return -1;
-    if (adamw_step(c->opt) != 0) return -1;
+    if (step_update_sharded(c) != 0) return -1;
     return c->logit_scale ? optim_clamp_logit_scale(c->logit_scale) : 0;
 }
 
@@ -171,7 +194,7 @@ int step_run(const step_config *c, int64_t step, const step_objective *obj, cons
     if (zero_grads(c) != 0) return -1;
     tensor_scope_begin();
     tensor *loss = loss_and_gradients(c, obj, batch, n);
-    tensor *norm = loss ? optim_grad_norm(c->lists, c->n_lists) : NULL;
+    tensor *norm = loss ? step_grad_norm(c) : NULL;
     int rc = norm ? read_values(loss, norm, out) : -1;
     if (rc == 0) rc = ready_to_update(c);
     tensor_counters read = tensor_counters_get();

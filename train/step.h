@@ -55,6 +55,9 @@ typedef struct {
     dist *dist;                // the ranks sharing the global batch; NULL: this process alone
     int64_t bucket_elements;   // gradients per all_reduce bucket; 0: STEP_BUCKET_ELEMENTS (any
                                // number of buckets: the flat buffers of ViT-bigG need ~300)
+    int zero;                  // ZeRO stage (train/zero.h): 1 opt is sharded (adamw_init_range over
+                               // zero_shard_ranges) and the updated shards are all-gathered; 2 also
+                               // reduce-scatters the gradients. 0 or one rank: none
 } step_config;
 
 typedef struct {
@@ -72,7 +75,11 @@ typedef struct {
 // features are gathered (all_gather), each rank backpropagates the loss share of its own rows,
 // the feature gradients are summed back to their ranks (reduce_scatter), and the gradients and
 // the loss are summed over the ranks (all_reduce, the flat gradient buffers in buckets), so every
-// rank applies the same update: that of the one global batch.
+// rank applies the same update: that of the one global batch. With c->zero (train/zero.h) each
+// rank updates its shard and the weights are all-gathered after the update; with c->zero 2 the
+// gradients are reduce-scattered and the global norm summed from the shards' (one more all_reduce).
+// A collective that fails in the all-gather leaves the ranks' weights different: stop the run
+// without a checkpoint, as for any failure inside the update.
 //
 // Returns 0 (see out->finite) or -1 with a message. The failure contract, for the caller:
 // - Everything that can fail for a reason outside the update itself is checked before the first

@@ -108,9 +108,11 @@ static tensor *group_slice(const adamw_group *g, const tensor *flat) { return te
 
 // The decay rule of a list where its path reads it: the host mask stays for the host loop, goes
 // to the device once for the whole-buffer ops, becomes the two view lists of the fused kernel.
-// The fused kernel takes views of the group's slices of the parameter and gradient buffers.
+// The fused kernel takes views of the group's slices of the parameter and gradient buffers. An
+// empty range (a rank past a short list's end) needs none.
 static int group_decay_rule(adamw_group *g, const param_list *l) {
     int64_t n = g->hi - g->lo;
+    if (n == 0) return 0;
     tensor_adamw_part *parts = xcalloc((size_t)(l->n > 0 ? l->n : 1), sizeof *parts);
     int n_parts = group_parts(g, parts);
     tensor_scope_begin();
@@ -225,6 +227,7 @@ static int group_update(const adamw_group *g, const adamw_config *c, int64_t ste
     double bias_correction1 = 1 - pow(c->beta1, (double)step);
     double bias_correction2_sqrt = sqrt(1 - pow(c->beta2, (double)step));
     const param_list *l = g->list;
+    if (g->hi == g->lo) return 0;
     if (g->path == ADAMW_PATH_HOST_LOOP) {
         float *p = tensor_data_f32(l->data), *grad = tensor_data_f32(l->grad);  // trainable values first
         float *m = tensor_data_f32(g->exp_avg), *v = tensor_data_f32(g->exp_avg_sq);

@@ -1,7 +1,8 @@
 // Tests optim/: AdamW over flat parameter buffers against its closed form computed here in doubles
 // (bias corrections, eps after the square root, decoupled decay through the mask), the path each
 // device and dtype takes and libtorch's fused kernel against the host loop (where libtorch has it
-// on the CPU), OpenCLIP's weight-decay rule by name and rank, frozen parameters, state
+// on the CPU), a range's optimizer (ZeRO's shards) against the whole one bitwise, OpenCLIP's
+// weight-decay rule by name and rank, frozen parameters, state
 // export/import continuing identically, gradient clipping across lists, the logit-scale clamp, and
 // the learning-rate schedules at chosen steps.
 #include <math.h>

@@ -107,29 +107,32 @@ static bool *decay_mask(const adamw_group *g, const tensor_adamw_part *parts, in
 static tensor *group_slice(const adamw_group *g, const tensor *flat) { return tensor_slice(flat, 0, g->lo, g->hi); }
 
 // The decay rule of a list where its path reads it: the host mask stays for the host loop, goes
-// to the device once for the whole-buffer ops, becomes the two view lists of the fused kernel.
-// The fused kernel takes views of the group's slices of the parameter and gradient buffers. An
-// empty range (a rank past a short list's end) needs none.
+// to the device once for the whole-buffer ops, becomes the two view lists of the fused kernel (of
+// the group's slices of the parameter and gradient buffers). An empty range (a rank past a short
+// list's end) needs none.
 static int group_decay_rule(adamw_group *g, const param_list *l) {
     int64_t n = g->hi - g->lo;
     if (n == 0) return 0;
     tensor_adamw_part *parts = xcalloc((size_t)(l->n > 0 ? l->n : 1), sizeof *parts);
-    int n_parts = group_parts(g, parts);
+    int n_parts = group_parts(g, parts), rc = 0;
     tensor_scope_begin();
-    if (g->path == ADAMW_PATH_FUSED)
+    if (g->path == ADAMW_PATH_FUSED) {
         g->fused = tensor_fused_adamw_new(parts, n_parts, group_slice(g, l->data), group_slice(g, l->grad), g->exp_avg,
                                           g->exp_avg_sq);
-    else
+        rc = g->fused ? 0 : -1;
+    } else {
         g->decays = decay_mask(g, parts, n_parts);
+    }
     if (g->path == ADAMW_PATH_BUFFER_OPS) {
         tensor *host = tensor_from_host(g->decays, &n, 1, TENSOR_BOOL, false);
         g->decay_mask = tensor_keep(tensor_to_device(host, l->device, false));
         free(g->decays);
         g->decays = NULL;
+        rc = g->decay_mask ? 0 : -1;
     }
     tensor_scope_end();
     free(parts);
-    return g->path == ADAMW_PATH_FUSED ? (g->fused ? 0 : -1) : g->path == ADAMW_PATH_BUFFER_OPS ? (g->decay_mask ? 0 : -1) : 0;
+    return rc;
 }
 
 // Moments and the decay rule of one list on its path (ADAMW_PATH_AUTO: adamw_path_for's).

@@ -144,8 +144,9 @@ static void expect_same_grad_norms(const char *name, const char *reference) {
             fail_msg("%s step %d: gradient norm %.7f, %s %.7f", name, s + 1, got[s], reference, want[s]);
 }
 
-// A run that must succeed; returns the AdamW state bytes per rank of its start line.
-static long long train_state_bytes(int ranks, const char *name, const char *extra) {
+// A run that must succeed; returns the AdamW state bytes per rank of its start line, which must
+// end with `tail`.
+static long long train_state_bytes(int ranks, const char *name, const char *extra, const char *tail) {
     char out[32768];
     if (train(out, sizeof out, ranks, name, extra) != 0) {
         fputs(out, stdout);
@@ -153,6 +154,8 @@ static long long train_state_bytes(int ranks, const char *name, const char *extr
     }
     const char *p = strstr(out, ", AdamW state ");
     if (!p) fail_msg("%s: no AdamW state in the start line: %s", name, out);
+    size_t end = strcspn(p, "\n"), n = strlen(tail);
+    if (end < n || strncmp(p + end - n, tail, n) != 0) fail_msg("%s: the start line does not end with '%s': %s", name, tail, out);
     return atoll(p + strlen(", AdamW state "));
 }
 
@@ -237,16 +240,16 @@ static void test_resume_on_two_ranks(void **state) {
 }
 
 // --zero 1 and 2 on 2 ranks (global batch 32: 8 samples x 2 micro-batches x 2 ranks, clipped:
-// the norm is about 9 and 19 at steps 1-2) against 1 rank of the global batch; each sharded rank
-// holds ceil(n/2) of the n elements' moments.
+// the norm is about 9 and 19 at steps 1-2) against 1 rank of the global batch (with --zero 2 too:
+// one rank shards nothing); each sharded rank holds ceil(n/2) of the n elements' moments.
 static void check_zero(const char *loss_flag, const char *tag, bool both_stages) {
     char one[64], z1[64], z2[64], extra[160];
     snprintf(one, sizeof one, "%s-1x32-clip", tag), snprintf(z1, sizeof z1, "%s-zero1", tag);
     snprintf(z2, sizeof z2, "%s-zero2", tag);
-    snprintf(extra, sizeof extra, "--batch-size 32 --grad-clip-norm 5 %s", loss_flag);
-    long long whole = train_state_bytes(1, one, extra), n = whole / 8;
+    snprintf(extra, sizeof extra, "--batch-size 32 --grad-clip-norm 5 --zero 2 %s", loss_flag);
+    long long whole = train_state_bytes(1, one, extra, "bytes per rank (--zero 2: one rank, nothing to shard)"), n = whole / 8;
     snprintf(extra, sizeof extra, "--batch-size 8 --accum-freq 2 --grad-clip-norm 5 --zero 2 %s", loss_flag);
-    long long half = train_state_bytes(2, z2, extra);
+    long long half = train_state_bytes(2, z2, extra, "bytes per rank (--zero 2)");
     printf("  AdamW state per rank: %lld bytes on 1 rank, %lld with --zero 2 on 2 ranks\n", whole, half);
     assert_true(whole > 0 && whole % 8 == 0);
     assert_int_equal(half, (n + 1) / 2 * 8);
@@ -254,7 +257,7 @@ static void check_zero(const char *loss_flag, const char *tag, bool both_stages)
     expect_same_grad_norms(z2, one);
     if (!both_stages) return;
     snprintf(extra, sizeof extra, "--batch-size 8 --accum-freq 2 --grad-clip-norm 5 --zero 1 %s", loss_flag);
-    assert_int_equal(train_state_bytes(2, z1, extra), (n + 1) / 2 * 8);
+    assert_int_equal(train_state_bytes(2, z1, extra, "bytes per rank (--zero 1)"), (n + 1) / 2 * 8);
     expect_same_run(z1, one);
     expect_same_grad_norms(z1, one);
 }

@@ -267,11 +267,13 @@ static void test_fused_adamw_agrees_with_host_loop(void **state) {
 // ZeRO's sliced AdamW (adamw_init_range): 3 optimizers owning the thirds [0, 810), [810, 1620),
 // [1620, 2430) of the 2430 trainable elements (the second cuts the bias and both matrices' decay
 // boundary) update those elements exactly as the whole optimizer does, bitwise, on the host loop
-// and the whole-buffer ops, and leave the others alone; their moments are the whole one's slices,
+// and the whole-buffer ops (the fused kernel, where libtorch has it on the CPU, within float32's
+// last bits), and leave the others alone; their moments are the whole one's slices,
 // a third of its bytes each. The whole state, set entry by entry into fresh shards (a checkpoint
 // load), continues identically; a sharded optimizer has no named state to read.
 static void check_sliced_adamw(adamw_path path) {
     enum { N = 2 * 1200 + 30 + 1200, T = 2430, SHARDS = 3 };
+    bool exact = path != ADAMW_PATH_FUSED;  // its vector loops may round a slice's edges otherwise
     static double init[N], grad[4 * 1200], before[N], whole[N], part[N], m_whole[T], m_part[T];
     for (int j = 0; j < N; j++) init[j] = 0.1 * sin(j * 0.37);
     for (int j = 0; j < 4 * 1200; j++) grad[j] = cos(j * 0.11) * pow(10, -(j % 7));
@@ -303,13 +305,14 @@ static void check_sliced_adamw(adamw_path path) {
         to_doubles(lists[1].data, part);
         for (int j = 0; j < N; j++) {
             double want = j >= lo && j < hi ? whole[j] : before[j];
-            if (part[j] != want)
+            if (exact ? part[j] != want : !(fabs(part[j] - want) <= 1e-7 + 1e-6 * fabs(want)))
                 fail_msg("%s, shard %d: element %d is %.9g, expected %.9g", adamw_path_name(path), r, j, part[j], want);
         }
         adamw_shard s = adamw_get_shard(opts[1], 0);
         assert_true(s.lo == lo && s.hi == hi && tensor_numel(s.exp_avg) == hi - lo);
         to_doubles(s.exp_avg_sq, m_part);
-        assert_memory_equal(m_part, m_whole + lo, (size_t)(hi - lo) * sizeof *m_part);
+        if (exact) assert_memory_equal(m_part, m_whole + lo, (size_t)(hi - lo) * sizeof *m_part);
+        else assert_doubles_close(m_part, m_whole + lo, (int)(hi - lo), 1e-12, 1e-5);
         const char *name;
         tensor *v;
         err_clear();
@@ -337,7 +340,8 @@ static void check_sliced_adamw(adamw_path path) {
     }
     to_doubles(lists[0].data, whole);
     to_doubles(lists[1].data, part);
-    assert_memory_equal(part + lo, whole + lo, (size_t)(hi - lo) * sizeof *part);
+    if (exact) assert_memory_equal(part + lo, whole + lo, (size_t)(hi - lo) * sizeof *part);
+    else assert_doubles_close(part + lo, whole + lo, (int)(hi - lo), 1e-7, 1e-6);
     for (int k = 0; k < 2; k++) {
         adamw_free(opts[k]);
         param_list_free(&lists[k]);
@@ -348,6 +352,7 @@ static void test_sliced_adamw_equals_whole(void **state) {
     (void)state;
     check_sliced_adamw(ADAMW_PATH_HOST_LOOP);
     check_sliced_adamw(ADAMW_PATH_BUFFER_OPS);
+    if (tensor_fused_adamw_available(TENSOR_CPU)) check_sliced_adamw(ADAMW_PATH_FUSED);  // libtorch >= 2.4
     static double init[2 * 1200 + 30 + 1200];
     param_list l;
     decay_mix_list(&l, init, TENSOR_F32);

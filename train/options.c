@@ -42,7 +42,7 @@ static int make_specs(train_options *o, arg_spec *s) {
         SPEC("dist-debug", ARG_FLAG, dist_debug, "check before every collective that all ranks make the same one (kind, dtypes, shapes, call site); a mismatch stops every rank naming both (also CLIPC_DIST_DEBUG=1)"),
         SPEC("local-loss", ARG_FLAG, local_loss, "accepted for OpenCLIP: clipc's loss is always the exact global-batch loss, each rank computing its own rows"),
         SPEC("gather-with-grad", ARG_FLAG, gather_with_grad, "accepted for OpenCLIP: gradients always reach the other ranks' features (exact)"),
-        SPEC("zero", ARG_INT, zero, "ZeRO sharding over the ranks (OpenCLIP: --fsdp, whose FSDP2 also shards the weights; clipc keeps full weights on every rank): 0 none, 1 AdamW state, 2 AdamW state and gradients (FSDP's SHARD_GRAD_OP); one rank: nothing to shard"),
+        SPEC("zero", ARG_INT, zero, "ZeRO sharding over the ranks (nearest to OpenCLIP's later --fsdp, whose FSDP2 also shards the weights; clipc keeps full weights on every rank): 0 none, 1 AdamW state, 2 AdamW state and gradient reduction (FSDP's SHARD_GRAD_OP); one rank: nothing to shard"),
         SPEC("threads", ARG_INT, threads, "intra-op threads (0: one per core)"),
         SPEC("workers", ARG_INT, workers, "data loading threads"),
         SPEC("seed", ARG_INT, seed, "random seed"),

@@ -90,6 +90,12 @@ int dist_rank(const dist *d) { return d->env.rank; }
 int dist_world_size(const dist *d) { return d->env.world_size; }
 const dist_env *dist_get_env(const dist *d) { return &d->env; }
 tensor_device dist_device(const dist *d) { return d->device; }
+
+void dist_shard_range(int64_t n, int rank, int world, int64_t *lo, int64_t *hi) {
+    int64_t S = world > 0 ? (n + world - 1) / world : n;
+    *lo = (int64_t)rank * S < n ? (int64_t)rank * S : n;
+    *hi = (int64_t)(rank + 1) * S < n ? (int64_t)(rank + 1) * S : n;
+}
 const char *dist_backend_label(const dist *d) { return dist_backend_name(d->backend); }
 dist_pg *dist_get_pg(const dist *d) { return d->pg; }
 

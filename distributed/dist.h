@@ -56,6 +56,11 @@ struct dist_pg *dist_get_pg(const dist *d);    // the shim's group, for tests (s
 // The backends compiled into this build: "local, gloo" or "local, gloo, nccl" (clipc info).
 const char *dist_backends_built(void);
 
+// The shard of a flat buffer of n elements that rank owns among world ranks (ZeRO, train/zero.h):
+// with S = ceil(n / world), rank r owns [min(r*S, n), min((r+1)*S, n)) (the last ranks may own
+// fewer elements, or none). The one definition every sharded collective and optimizer uses.
+void dist_shard_range(int64_t n, int rank, int world, int64_t *lo, int64_t *hi);
+
 // Where the run is, named by every later failure ("all_reduce at step 12", "at step 40 (eval)",
 // "at start" for a phase without a step).
 // A step < 0 and a NULL or empty phase name nothing.

@@ -29,12 +29,6 @@ struct reducer {
     char error[512];
 };
 
-void reducer_shard_range(int64_t n, int R, int r, int64_t *begin, int64_t *end) {
-    int64_t S = (n + R - 1) / R;
-    *begin = r * S < n ? r * S : n;
-    *end = (r + 1) * S < n ? (r + 1) * S : n;
-}
-
 static void fail(reducer *r, const char *message) {
     if (r->failed) return;
     r->failed = true;
@@ -73,7 +67,7 @@ static void cut_buckets(reducer *r, const param_list *l, int li, int64_t size) {
     for (int64_t end = n; end > 0;) {
         int owner = (int)((end - 1) / S);
         int64_t shard_begin, shard_end, begin = end - size > 0 ? end - size : 0;
-        reducer_shard_range(n, R, owner, &shard_begin, &shard_end);
+        dist_shard_range(n, owner, R, &shard_begin, &shard_end);
         if (begin < shard_begin) begin = shard_begin;
         r->buckets = xrealloc(r->buckets, (size_t)(r->n_buckets + 1) * sizeof *r->buckets);
         bucket *b = &r->buckets[r->n_buckets++];

@@ -2,8 +2,8 @@
 // PyTorch's DDP Reducer does it. The flat gradient buffers of the trainable parameters
 // (param/param.h) are cut into buckets from their end (the backward produces the last parameters'
 // gradients first): pieces of at most bucket_elements, also cut at the ZeRO shard boundaries
-// (reducer_shard_range) so that each bucket has one owning rank. A gradient hook on every trainable
-// parameter (shim/grad_hook.h) counts, while counting is on, the parameters whose gradient is
+// (dist_shard_range: train/zero.h) so that each bucket has one owning rank. A gradient hook on
+// every trainable parameter (shim/grad_hook.h) counts, while counting is on, the parameters whose gradient is
 // complete; a bucket whose parameters all are starts its sum over the ranks at once
 // (dist_start_sum), and buckets start strictly in order (bucket b only after b - 1), so that every
 // rank starts the same collectives in the same order whatever order its backward runs in.
@@ -42,9 +42,6 @@ typedef struct {
     int owner;           // the rank whose shard holds them
 } reducer_bucket;
 
-// The shard of rank r of R over n elements, as ZeRO cuts a flat buffer: with S = ceil(n / R),
-// rank r owns [min(r*S, n), min((r+1)*S, n)).
-void reducer_shard_range(int64_t n, int R, int r, int64_t *begin, int64_t *end);
 
 // Hooks every trainable parameter of the n lists (packed). NULL with a message on failure.
 reducer *reducer_new(dist *d, param_list *const *lists, int n_lists, const reducer_options *o);

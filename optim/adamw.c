@@ -16,11 +16,12 @@ static const char *const state_suffixes[STATE_PER_PARAM] = {"step", "exp_avg", "
 typedef struct {
     param_list *list;    // borrowed
     adamw_path path;
-    tensor *exp_avg;     // (n_trainable)
-    tensor *exp_avg_sq;  // (n_trainable)
-    bool *decays;               // (n_trainable) the element gets weight decay: the host loop only
+    int64_t lo, hi;      // the elements [lo, hi) of the trainable buffer it updates (all: 0, n_trainable)
+    tensor *exp_avg;     // (hi - lo)
+    tensor *exp_avg_sq;  // (hi - lo)
+    bool *decays;               // (hi - lo) the element gets weight decay: the host loop only
     tensor_fused_adamw *fused;  // the parameters' views in two lists: the fused path only
-    tensor *decay_mask;         // (n_trainable) bool like decays: the whole-buffer ops only
+    tensor *decay_mask;         // (hi - lo) bool like decays: the whole-buffer ops only
 } adamw_group;
 
 // One trainable parameter, for the named checkpoint entries.
@@ -37,6 +38,7 @@ struct adamw {
     int n_groups;
     adamw_entry *entries;
     int n_entries;
+    bool sharded;  // some group updates part of its list only: no named state (adamw_state_get)
 };
 
 adamw_config adamw_config_default(void) {
@@ -77,59 +79,75 @@ const char *adamw_path_name(adamw_path path) {
     return "?";
 }
 
-// The decay mask of a list's trainable elements, OpenCLIP's rule per parameter.
-static bool *decay_mask(const param_list *l) {
-    bool *decays = xcalloc((size_t)l->n_trainable, sizeof *decays);
-    for (int i = 0; i < l->n; i++) {
-        const param *p = &l->items[i];
-        if (!p->frozen && adamw_param_decays(p->name, tensor_ndim(p->value)))
-            memset(decays + p->offset, 1, (size_t)tensor_numel(p->value) * sizeof *decays);
-    }
-    return decays;
-}
-
-// The fused kernel's update over the trainable parameters of l (in buffer order, with their
-// decay) and the group's moments.
-static tensor_fused_adamw *fused_update(const adamw_group *g, const param_list *l) {
-    tensor_adamw_part *parts = xcalloc((size_t)(l->n > 0 ? l->n : 1), sizeof *parts);
+// The parts of the trainable parameters of g's list inside [g->lo, g->hi), in buffer order, with
+// their decay; offsets from g->lo. Returns how many.
+static int group_parts(const adamw_group *g, tensor_adamw_part *parts) {
+    const param_list *l = g->list;
     int n = 0;
     for (int i = 0; i < l->n; i++) {
         const param *p = &l->items[i];
-        if (!p->frozen)
-            parts[n++] = (tensor_adamw_part){.offset = p->offset, .numel = tensor_numel(p->value),
+        int64_t begin = p->offset > g->lo ? p->offset : g->lo, end = p->offset + tensor_numel(p->value);
+        if (end > g->hi) end = g->hi;
+        if (!p->frozen && begin < end)
+            parts[n++] = (tensor_adamw_part){.offset = begin - g->lo, .numel = end - begin,
                                              .decays = adamw_param_decays(p->name, tensor_ndim(p->value))};
     }
-    tensor_fused_adamw *f = tensor_fused_adamw_new(parts, n, l->data, l->grad, g->exp_avg, g->exp_avg_sq);
-    free(parts);
-    return f;
+    return n;
 }
 
+// The decay mask of the group's elements, OpenCLIP's rule per parameter.
+static bool *decay_mask(const adamw_group *g, const tensor_adamw_part *parts, int n) {
+    bool *decays = xcalloc((size_t)(g->hi - g->lo > 0 ? g->hi - g->lo : 1), sizeof *decays);
+    for (int i = 0; i < n; i++)
+        if (parts[i].decays) memset(decays + parts[i].offset, 1, (size_t)parts[i].numel * sizeof *decays);
+    return decays;
+}
+
+// The group's slices of a list's flat buffer (views; the whole trainable part when unsharded).
+static tensor *group_slice(const adamw_group *g, const tensor *flat) { return tensor_slice(flat, 0, g->lo, g->hi); }
+
 // The decay rule of a list where its path reads it: the host mask stays for the host loop, goes
-// to the device once for the whole-buffer ops, becomes the two view lists of the fused kernel.
+// to the device once for the whole-buffer ops, becomes the two view lists of the fused kernel (of
+// the group's slices of the parameter and gradient buffers). An empty range (a rank past a short
+// list's end) needs none.
 static int group_decay_rule(adamw_group *g, const param_list *l) {
-    int64_t n = l->n_trainable;
-    if (g->path == ADAMW_PATH_FUSED) return (g->fused = fused_update(g, l)) ? 0 : -1;
-    g->decays = decay_mask(l);
-    if (g->path == ADAMW_PATH_HOST_LOOP) return 0;
+    int64_t n = g->hi - g->lo;
+    if (n == 0) return 0;
+    tensor_adamw_part *parts = xcalloc((size_t)(l->n > 0 ? l->n : 1), sizeof *parts);
+    int n_parts = group_parts(g, parts), rc = 0;
     tensor_scope_begin();
-    tensor *host = tensor_from_host(g->decays, &n, 1, TENSOR_BOOL, false);
-    g->decay_mask = tensor_keep(tensor_to_device(host, l->device, false));
+    if (g->path == ADAMW_PATH_FUSED) {
+        g->fused = tensor_fused_adamw_new(parts, n_parts, group_slice(g, l->data), group_slice(g, l->grad), g->exp_avg,
+                                          g->exp_avg_sq);
+        rc = g->fused ? 0 : -1;
+    } else {
+        g->decays = decay_mask(g, parts, n_parts);
+    }
+    if (g->path == ADAMW_PATH_BUFFER_OPS) {
+        tensor *host = tensor_from_host(g->decays, &n, 1, TENSOR_BOOL, false);
+        g->decay_mask = tensor_keep(tensor_to_device(host, l->device, false));
+        free(g->decays);
+        g->decays = NULL;
+        rc = g->decay_mask ? 0 : -1;
+    }
     tensor_scope_end();
-    free(g->decays);
-    g->decays = NULL;
-    return g->decay_mask ? 0 : -1;
+    free(parts);
+    return rc;
 }
 
 // Moments and the decay rule of one list on its path (ADAMW_PATH_AUTO: adamw_path_for's).
-static int group_init(adamw *opt, adamw_group *g, param_list *l, adamw_path path) {
+static int group_init(adamw *opt, adamw_group *g, param_list *l, adamw_path path, int64_t lo, int64_t hi) {
     if (!l->data) return err_set("adamw: the parameter list is not packed");
-    int64_t n = l->n_trainable;
+    if (lo < 0 || lo > hi || hi > l->n_trainable)
+        return err_set("adamw: range [%lld, %lld) outside the %lld trainable elements", (long long)lo, (long long)hi,
+                       (long long)l->n_trainable);
+    int64_t n = hi - lo;
     tensor_dtype dtype = tensor_get_dtype(l->data);
     adamw_path natural = adamw_path_for(l->device, dtype);
     if (path == ADAMW_PATH_AUTO) path = natural;
     if (path == ADAMW_PATH_HOST_LOOP && natural != ADAMW_PATH_HOST_LOOP)
         return err_set("adamw: the host loop updates float32 CPU parameters, not %s ones", tensor_dtype_name(dtype));
-    g->list = l, g->path = path;
+    g->list = l, g->path = path, g->lo = lo, g->hi = hi;
     g->exp_avg = tensor_zeros(&n, 1, dtype, l->device);
     g->exp_avg_sq = tensor_zeros(&n, 1, dtype, l->device);
     if (!g->exp_avg || !g->exp_avg_sq || group_decay_rule(g, l) != 0) return err_prefix("adamw");
@@ -143,6 +161,11 @@ adamw *adamw_init(param_list *const *lists, int n_lists, adamw_config config) {
 }
 
 adamw *adamw_init_path(param_list *const *lists, int n_lists, adamw_config config, adamw_path path) {
+    return adamw_init_range(lists, n_lists, config, path, NULL, NULL);
+}
+
+adamw *adamw_init_range(param_list *const *lists, int n_lists, adamw_config config, adamw_path path,
+                        const int64_t *lo, const int64_t *hi) {
     adamw *opt = xcalloc(1, sizeof *opt);
     opt->config = config;
     opt->groups = xcalloc((size_t)(n_lists > 0 ? n_lists : 1), sizeof *opt->groups);
@@ -151,7 +174,9 @@ adamw *adamw_init_path(param_list *const *lists, int n_lists, adamw_config confi
     opt->entries = xcalloc((size_t)(n_params > 0 ? n_params : 1), sizeof *opt->entries);
     for (int i = 0; i < n_lists; i++) {
         if (lists[i]->n_trainable == 0) continue;
-        if (group_init(opt, &opt->groups[opt->n_groups++], lists[i], path) != 0) {
+        int64_t begin = lo ? lo[i] : 0, end = hi ? hi[i] : lists[i]->n_trainable;
+        opt->sharded |= begin > 0 || end < lists[i]->n_trainable;
+        if (group_init(opt, &opt->groups[opt->n_groups++], lists[i], path, begin, end) != 0) {
             adamw_free(opt);
             return NULL;
         }
@@ -205,19 +230,21 @@ static int group_update(const adamw_group *g, const adamw_config *c, int64_t ste
     double bias_correction1 = 1 - pow(c->beta1, (double)step);
     double bias_correction2_sqrt = sqrt(1 - pow(c->beta2, (double)step));
     const param_list *l = g->list;
-    if (g->path == ADAMW_PATH_FUSED)
-        return tensor_fused_adamw_step(g->fused, l->data, l->grad, g->exp_avg, g->exp_avg_sq, step, c->lr, c->beta1,
-                                       c->beta2, c->eps, c->weight_decay);
+    if (g->hi == g->lo) return 0;
     if (g->path == ADAMW_PATH_HOST_LOOP) {
         float *p = tensor_data_f32(l->data), *grad = tensor_data_f32(l->grad);  // trainable values first
         float *m = tensor_data_f32(g->exp_avg), *v = tensor_data_f32(g->exp_avg_sq);
         if (!p || !grad || !m || !v) return -1;
-        update_f32(p, grad, m, v, g->decays, l->n_trainable, c, bias_correction1, bias_correction2_sqrt);
+        update_f32(p + g->lo, grad + g->lo, m, v, g->decays, g->hi - g->lo, c, bias_correction1, bias_correction2_sqrt);
         return 0;
     }
     tensor_scope_begin();
-    int rc = tensor_adamw_(param_list_trainable(l), l->grad, g->exp_avg, g->exp_avg_sq, g->decay_mask, c->lr, c->beta1,
-                           c->beta2, c->eps, c->weight_decay, bias_correction1, bias_correction2_sqrt);
+    tensor *p = group_slice(g, l->data), *grad = group_slice(g, l->grad);
+    int rc = g->path == ADAMW_PATH_FUSED
+                 ? tensor_fused_adamw_step(g->fused, p, grad, g->exp_avg, g->exp_avg_sq, step, c->lr, c->beta1,
+                                           c->beta2, c->eps, c->weight_decay)
+                 : tensor_adamw_(p, grad, g->exp_avg, g->exp_avg_sq, g->decay_mask, c->lr, c->beta1, c->beta2, c->eps,
+                                 c->weight_decay, bias_correction1, bias_correction2_sqrt);
     tensor_scope_end();
     return rc;
 }
@@ -254,6 +281,7 @@ static tensor *entry_moment_f32(const adamw_entry *e, int kind) {
 
 int adamw_state_get(const adamw *opt, int i, const char **name, tensor **value) {
     if (i < 0 || i >= adamw_state_count(opt)) return err_set("adamw: no state entry %d", i);
+    if (opt->sharded) return err_set("adamw: a sharded optimizer's state is read whole from a gathered copy (adamw_state_copy)");
     const adamw_entry *e = &opt->entries[i / STATE_PER_PARAM];
     int kind = i % STATE_PER_PARAM;
     *name = e->names[kind];
@@ -276,9 +304,16 @@ static int set_moment(const adamw_entry *e, int kind, const char *name, const te
     if (want_ndim != got_ndim || memcmp(want, got, (size_t)want_ndim * sizeof *want) != 0)
         return err_set("%s: shape differs from the parameter's (%d dims, %lld elements expected)", name,
                        want_ndim, (long long)tensor_numel(e->p->value));
-    tensor *moment = entry_moment(e, kind);
-    int rc = tensor_copy_(moment, value);
-    tensor_free(moment);
+    // The part of the parameter inside the group's range (all of it when unsharded).
+    const adamw_group *g = e->group;
+    int64_t numel = tensor_numel(e->p->value), off = e->p->offset;
+    int64_t begin = off > g->lo ? off : g->lo, end = off + numel < g->hi ? off + numel : g->hi;
+    if (begin >= end) return 0;
+    tensor_scope_begin();
+    tensor *moment = kind == STATE_EXP_AVG ? g->exp_avg : g->exp_avg_sq;
+    int rc = tensor_copy_(tensor_slice(moment, 0, begin - g->lo, end - g->lo),
+                          tensor_slice(tensor_reshape(value, &numel, 1), 0, begin - off, end - off));
+    tensor_scope_end();
     return rc < 0 ? err_prefix("%s", name) : 0;
 }
 
@@ -291,4 +326,38 @@ int adamw_state_set(adamw *opt, const char *name, const tensor *value) {
             return kind == STATE_STEP ? set_step(opt, name, value) : set_moment(e, kind, name, value);
         }
     return err_set("%s: no such optimizer state", name);
+}
+
+int adamw_state_copy(adamw *dst, const adamw *src) {
+    if (dst->n_groups != src->n_groups) return err_set("adamw: copying the state of %d lists into %d", src->n_groups, dst->n_groups);
+    dst->step = src->step;
+    int rc = 0;
+    tensor_scope_begin();
+    for (int i = 0; i < dst->n_groups && rc == 0; i++) {
+        const adamw_group *d = &dst->groups[i], *s = &src->groups[i];
+        if (d->list != s->list) rc = err_set("adamw: copying the state of other parameter lists");
+        int64_t begin = d->lo > s->lo ? d->lo : s->lo, end = d->hi < s->hi ? d->hi : s->hi;
+        if (rc != 0 || begin >= end) continue;
+        rc = tensor_copy_(tensor_slice(d->exp_avg, 0, begin - d->lo, end - d->lo),
+                          tensor_slice(s->exp_avg, 0, begin - s->lo, end - s->lo));
+        if (rc == 0)
+            rc = tensor_copy_(tensor_slice(d->exp_avg_sq, 0, begin - d->lo, end - d->lo),
+                              tensor_slice(s->exp_avg_sq, 0, begin - s->lo, end - s->lo));
+    }
+    tensor_scope_end();
+    return rc < 0 ? err_prefix("adamw state copy") : 0;
+}
+
+int adamw_shard_count(const adamw *opt) { return opt->n_groups; }
+
+adamw_shard adamw_get_shard(const adamw *opt, int i) {
+    const adamw_group *g = &opt->groups[i];
+    return (adamw_shard){.list = g->list, .lo = g->lo, .hi = g->hi, .exp_avg = g->exp_avg, .exp_avg_sq = g->exp_avg_sq};
+}
+
+int64_t adamw_state_bytes(const adamw *opt) {
+    int64_t bytes = 0;
+    for (int i = 0; i < opt->n_groups; i++)
+        bytes += 2 * tensor_numel(opt->groups[i].exp_avg) * (int64_t)tensor_dtype_size(tensor_get_dtype(opt->groups[i].exp_avg));
+    return bytes;
 }

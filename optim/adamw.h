@@ -25,6 +25,9 @@
 //   - ADAMW_PATH_BUFFER_OPS: anything else (CUDA with libtorch < 2.0; bf16 or float64 on the
 //     CPU): shim/tensor.h's tensor_adamw_, a dozen whole-buffer ops on the parameters' device in
 //     PyTorch's single-tensor order, the decay through a per-element mask.
+// An optimizer may also own a range of each list's trainable buffer only (adamw_init_range: ZeRO
+// sharding, train/zero.h): its moments then cover that range, its update writes only there, on
+// every path (the fused kernel over views of the parts of the parameters inside the range).
 // Frozen parameters are not optimized and hold no state. The moments take the parameters' dtype
 // (bf16 with --precision pure_bf16, as PyTorch's AdamW on bf16 parameters).
 //
@@ -74,6 +77,11 @@ adamw *adamw_init(param_list *const *lists, int n_lists, adamw_config config);
 // path cannot run (the host loop off float32 CPU buffers, the fused kernel without the libtorch
 // that has it there: shim/tensor.h, tensor_fused_adamw_available).
 adamw *adamw_init_path(param_list *const *lists, int n_lists, adamw_config config, adamw_path path);
+// The same over elements [lo[i], hi[i]) of lists[i]'s trainable buffer only (0 <= lo <= hi <=
+// n_trainable; lo, hi NULL: the whole buffers), on a given path or ADAMW_PATH_AUTO: the moments
+// hold hi - lo elements per list.
+adamw *adamw_init_range(param_list *const *lists, int n_lists, adamw_config config, adamw_path path,
+                        const int64_t *lo, const int64_t *hi);
 void adamw_free(adamw *opt);  // NULL is ignored
 // The path of the first list's update (the lists of a run share their device and dtype); the host
 // loop when no list has trainable parameters.
@@ -93,11 +101,28 @@ int adamw_step(adamw *opt);
 int adamw_state_count(const adamw *opt);
 // Entry i: its name (owned by opt) and a NEW handle to its value (the step as a fresh CPU tensor,
 // the moments in float32: views sharing the optimizer's storage, or converted copies when the
-// parameters are bf16, so checkpoints always hold float32); the caller frees the handle.
+// parameters are bf16, so checkpoints always hold float32); the caller frees the handle. Not of a
+// sharded optimizer: copy its state into a whole one first (adamw_state_copy).
 int adamw_state_get(const adamw *opt, int i, const char **name, tensor **value);
 // Copies value into the entry named name (converted to the moments' dtype). Errors name the
 // entry: an unknown name, a shape that differs from the parameter's, a step that is not a
-// non-negative integer.
+// non-negative integer. A sharded optimizer keeps the part of the value inside its range.
 int adamw_state_set(adamw *opt, const char *name, const tensor *value);
+
+// Copies src's step count and the moments of the elements both own into dst (the same lists).
+int adamw_state_copy(adamw *dst, const adamw *src);
+
+// The range of list i (in the lists with trainable parameters, in order) the optimizer owns and
+// its moments (borrowed: (hi - lo) each), for gathering a sharded state.
+typedef struct {
+    param_list *list;
+    int64_t lo, hi;
+    tensor *exp_avg, *exp_avg_sq;
+} adamw_shard;
+int adamw_shard_count(const adamw *opt);
+adamw_shard adamw_get_shard(const adamw *opt, int i);
+
+// The bytes of the moments this optimizer holds (halved per rank by --zero 1 on 2 ranks).
+int64_t adamw_state_bytes(const adamw *opt);
 
 #endif

@@ -11,6 +11,8 @@
 // bitwise, with micro-batches and a parameter of the loss alone; the reducer's buckets (cut at the
 // ZeRO shard boundaries), which of them start during the backward, sums to every rank or to each
 // bucket's owner; a peer gone mid-step fails the step within the timeout, naming it.
+// checks shapes, dtypes and contiguity; NCCL refuses to start without a GPU. ZeRO's step
+// (train/zero.h) on 3 ranks equals the unsharded one, in one bucket or many.
 //
 // Ranks report through their exit code (cmocka asserts stay in the parent) and print what failed.
 #include <arpa/inet.h>
@@ -37,6 +39,7 @@
 #include "optim/schedule.h"
 #include "param/param.h"
 #include "train/step.h"
+#include "train/zero.h"
 #include "shim/dist.h"  // the shim group of dist_get_pg, for its statistics and NCCL
 
 #define CHECK(cond)                                                                                          \
@@ -642,9 +645,9 @@ static tensor *lin_loss_rows(void *ctx, tensor *const *all, int64_t r0, int64_t 
 }
 
 // Step number `step` from fresh weights (initial_weights) on n samples a rank, in K micro-batches
-// and buckets of `bucket` gradients (0: the default); the weights after it into w. Returns
-// step_run's result.
-static int one_step(dist *d, int64_t step, int64_t n, int K, int64_t bucket, float *w) {
+// and buckets of `bucket` gradients (0: the default), with ZeRO stage `zero` (train/zero.h) and
+// clipping to `clip` (0: none); the weights after it into w. Returns step_run's result.
+static int one_step_zero(dist *d, int64_t step, int64_t n, int K, int64_t bucket, int zero, double clip, float *w) {
     int R = dist_world_size(d);
     float *x = malloc((size_t)(R * n * STEP_IN) * sizeof *x);
     for (int64_t i = 0; i < R * n * STEP_IN; i++) x[i] = (float)((i * 7919) % 101) / 101.0f - 0.5f;
@@ -659,10 +662,14 @@ static int one_step(dist *d, int64_t step, int64_t n, int K, int64_t bucket, flo
     int rc = param_list_pack(&l, dist_device(d));
     lin_objective lo = {x, dist_rank(d) * n, dist_device(d), l.items[0].value, step_case.scaled ? l.items[1].value : NULL};
     param_list *lists[1] = {&l};
-    adamw *opt = rc == 0 ? adamw_init(lists, 1, (adamw_config){.lr = 1e-2, .beta1 = 0.9, .beta2 = 0.98, .eps = 1e-6}) : NULL;
+    int64_t shard_lo, shard_hi;
+    zero_shard_ranges(d, lists, 1, &shard_lo, &shard_hi);
+    adamw_config ac = {.lr = 1e-2, .beta1 = 0.9, .beta2 = 0.98, .eps = 1e-6};
+    adamw *opt = rc == 0 ? adamw_init_range(lists, 1, ac, ADAMW_PATH_AUTO, zero ? &shard_lo : NULL, zero ? &shard_hi : NULL) : NULL;
     schedule sched = {.kind = SCHEDULE_CONST, .base_lr = 1e-2, .total_steps = 10};
     step_config sc = {.lists = lists, .n_lists = 1, .opt = opt, .sched = &sched, .accum_freq = K, .dist = d,
-                      .bucket_elements = bucket, .overlap_reduce = step_case.overlap};
+                      .bucket_elements = bucket, .overlap_reduce = step_case.overlap, .zero = zero,
+                      .grad_clip_norm = clip};
     step_objective obj = {.n_features = 1, .n_trained = 1, .features = lin_features, .loss_rows = lin_loss_rows, .ctx = &lo};
     step_result res;
     dist_set_step(d, step);
@@ -677,6 +684,10 @@ static int one_step(dist *d, int64_t step, int64_t n, int K, int64_t bucket, flo
     free(x);
     err_set("%s", msg);
     return rc;
+}
+
+static int one_step(dist *d, int64_t step, int64_t n, int K, int64_t bucket, float *w) {
+    return one_step_zero(d, step, n, K, bucket, 0, 0, w);
 }
 
 static int initial_weights(float *w) {
@@ -723,6 +734,54 @@ static void test_step_beyond_old_limits(void **state) {
     int codes[2];
     run_ranks(2, rank_step_limits, NULL, -1, 120, codes);
     expect_all_zero(codes, 2);
+}
+
+// ZeRO on 3 ranks: 320 weights in shards of 107, 107 and 106, reduced and gathered in one bucket
+// and in buckets of 2 a rank (7 elements: the last bucket padded), clipped to 0.5: the
+// same weights as the unsharded step (the reduce_scatter sums in another order: float noise).
+static int rank_zero_step(int rank, const void *arg) {
+    (void)arg;
+    dist *d = init_rank(60);
+    CHECK(d);
+    enum { W = STEP_IN * STEP_OUT };
+    float plain[W], sharded[W], start[W];
+    CHECK(one_step_zero(d, 0, 4, 1, 0, 0, 0.5, plain) == 0);
+    CHECK(initial_weights(start) == 0 && rel_diff(plain, start, W) > 1e-3);
+    for (int zero = 1; zero <= 2; zero++)
+        for (int64_t bucket = 0; bucket <= 7; bucket += 7) {
+            CHECK(one_step_zero(d, 0, 4, 1, bucket, zero, 0.5, sharded) == 0);
+            double diff = rel_diff(sharded, plain, W);
+            if (!(diff < 1e-6)) fprintf(stderr, "rank %d: --zero %d, bucket %lld: %.3g away\n", rank, zero, (long long)bucket, diff);
+            CHECK(diff < 1e-6);
+        }
+    dist_free(d);
+    return 0;
+}
+
+static void test_zero_step(void **state) {
+    (void)state;
+    need_gloo();
+    int codes[3];
+    run_ranks(3, rank_zero_step, NULL, -1, 120, codes);
+    expect_all_zero(codes, 3);
+}
+
+// The shard definition that ZeRO's collectives and optimizers share.
+static void test_shard_range(void **state) {
+    (void)state;
+    static const struct { int64_t n; int world; int64_t lo[4], hi[4]; } cases[] = {
+        {10, 4, {0, 3, 6, 9}, {3, 6, 9, 10}},
+        {2, 4, {0, 1, 2, 2}, {1, 2, 2, 2}},
+        {8, 4, {0, 2, 4, 6}, {2, 4, 6, 8}},
+        {0, 4, {0, 0, 0, 0}, {0, 0, 0, 0}},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        for (int r = 0; r < cases[i].world; r++) {
+            int64_t lo, hi;
+            dist_shard_range(cases[i].n, r, cases[i].world, &lo, &hi);
+            assert_int_equal(lo, cases[i].lo[r]);
+            assert_int_equal(hi, cases[i].hi[r]);
+        }
 }
 
 // Failure 5: the gradient all_reduce fails after it returned; the step fails before the update,
@@ -817,11 +876,6 @@ static int rank_reducer(int rank, const void *arg) {
     (void)arg;
     dist *d = init_rank(30);
     CHECK(d);
-    int64_t b0, e0, b1, e1;
-    reducer_shard_range(16, 2, 0, &b0, &e0), reducer_shard_range(16, 2, 1, &b1, &e1);
-    CHECK(b0 == 0 && e0 == 8 && b1 == 8 && e1 == 16);
-    reducer_shard_range(1, 2, 1, &b1, &e1);
-    CHECK(b1 == 1 && e1 == 1);
     param_list l;
     CHECK(reducer_list(&l, dist_device(d)) == 0);
     param_list *lists[1] = {&l};
@@ -907,6 +961,7 @@ int main(void) {
         cmocka_unit_test(test_all_reduce),    cmocka_unit_test(test_gather_scatter_broadcast),
         cmocka_unit_test(test_stuck_peer),    cmocka_unit_test(test_exited_peer),
         cmocka_unit_test(test_store_rank_exited), cmocka_unit_test(test_rendezvous_timeout),
+        cmocka_unit_test(test_zero_step),     cmocka_unit_test(test_shard_range),
         cmocka_unit_test(test_local),         cmocka_unit_test(test_nccl),
         cmocka_unit_test(test_strict_devices), cmocka_unit_test(test_mismatch_named),
         cmocka_unit_test(test_wait_lead),     cmocka_unit_test(test_async_failure),

@@ -8,6 +8,11 @@
 // - a run checkpointed on 2 ranks and resumed on 1 rank (same global batch) ends where the
 //   uninterrupted 2-rank run ends, and resumed on 2 ranks likewise (the checkpoint's path is a
 //   control message from rank 0);
+// - ZeRO (--zero 1, --zero 2, with --grad-clip-norm and --accum-freq 2): 2 sharded ranks log the
+//   same losses and gradient norms and end with the same weights as 1 rank of the global batch,
+//   for CLIP and SigLIP, with half the AdamW state bytes per rank; a sharded checkpoint resumes on
+//   1 rank unsharded and on 2 ranks sharded, and an unsharded one sharded, each ending where the
+//   uninterrupted run ends;
 // - a collective failing after it returned: no update, no later checkpoint, a non-zero exit;
 // - rank 0 writing a checkpoint for longer than --dist-timeout while the others wait;
 // - all in strict device mode with the consistency check on (docs/distributed.md);
@@ -63,24 +68,26 @@ static void must_train(int ranks, const char *name, const char *extra) {
     }
 }
 
-// The "loss" of each train line of a run's metrics.jsonl, by step.
-static void read_losses(const char *name, double *losses) {
+// The value of `key` ("\"loss\":") of each train line of a run's metrics.jsonl, by step.
+static void read_train_values(const char *name, const char *key, double *values) {
     char path[512], line[2048];
     snprintf(path, sizeof path, "%s/logs/%s/metrics.jsonl", work, name);
     FILE *f = fopen(path, "r");
     if (!f) fail_msg("%s: no metrics.jsonl", name);
     int n = 0;
     while (fgets(line, sizeof line, f)) {
-        const char *step = strstr(line, "\"step\":"), *loss = strstr(line, "\"loss\":");
-        if (!strstr(line, "\"type\":\"train\"") || !step || !loss) continue;
+        const char *step = strstr(line, "\"step\":"), *value = strstr(line, key);
+        if (!strstr(line, "\"type\":\"train\"") || !step || !value) continue;
         int s = atoi(step + 7);
         assert_true(s >= 1 && s <= STEPS);
-        losses[s - 1] = atof(loss + 7);
+        values[s - 1] = atof(value + strlen(key));
         n++;
     }
     fclose(f);
     assert_int_equal(n, STEPS);  // one line per step: written by rank 0 alone
 }
+
+static void read_losses(const char *name, double *losses) { read_train_values(name, "\"loss\":", losses); }
 
 // The weights file of checkpoint `stem` of run `name` (one of two alternating buffers, so that two
 // paths can be used in one call).
@@ -127,6 +134,31 @@ static void expect_same_run(const char *name, const char *reference) {
     double d = weights_rel_diff(checkpoint(name, "epoch_1"), checkpoint(reference, "epoch_1"));
     printf("  %s against %s: weights within %.3g (relative)\n", name, reference, d);
     if (!(d <= 1e-5)) fail_msg("%s: weights differ from %s's by %.3g relative", name, reference, d);
+}
+
+// The runs' gradient norms (logged before clipping) agree step by step (1e-5 relative).
+static void expect_same_grad_norms(const char *name, const char *reference) {
+    double got[STEPS], want[STEPS];
+    read_train_values(name, "\"grad_norm\":", got);
+    read_train_values(reference, "\"grad_norm\":", want);
+    for (int s = 0; s < STEPS; s++)
+        if (!(fabs(got[s] - want[s]) <= 1e-5 * fabs(want[s])))
+            fail_msg("%s step %d: gradient norm %.7f, %s %.7f", name, s + 1, got[s], reference, want[s]);
+}
+
+// A run that must succeed; returns the AdamW state bytes per rank of its start line, which must
+// end with `tail`.
+static long long train_state_bytes(int ranks, const char *name, const char *extra, const char *tail) {
+    char out[32768];
+    if (train(out, sizeof out, ranks, name, extra) != 0) {
+        fputs(out, stdout);
+        fail_msg("%s failed (its output above)", name);
+    }
+    const char *p = strstr(out, ", AdamW state ");
+    if (!p) fail_msg("%s: no AdamW state in the start line: %s", name, out);
+    size_t end = strcspn(p, "\n"), n = strlen(tail);
+    if (end < n || strncmp(p + end - n, tail, n) != 0) fail_msg("%s: the start line does not end with '%s': %s", name, tail, out);
+    return atoll(p + strlen(", AdamW state "));
 }
 
 static int setup(void **state) {
@@ -245,6 +277,59 @@ static void test_resume_on_two_ranks(void **state) {
     double d = weights_rel_diff(checkpoint("again", "epoch_1"), checkpoint("straight", "epoch_1"));
     printf("  resumed on 2 ranks against 2 ranks throughout: weights within %.3g (relative)\n", d);
     if (!(d <= 1e-6)) fail_msg("the run resumed on 2 ranks ends %.3g away from the uninterrupted one", d);
+}
+
+// --zero 1 and 2 on 2 ranks (global batch 32: 8 samples x 2 micro-batches x 2 ranks, clipped:
+// the norm is about 9 and 19 at steps 1-2) against 1 rank of the global batch (with --zero 2 too:
+// one rank shards nothing); each sharded rank holds ceil(n/2) of the n elements' moments.
+static void check_zero(const char *loss_flag, const char *tag, bool both_stages) {
+    char one[64], z1[64], z2[64], extra[160];
+    snprintf(one, sizeof one, "%s-1x32-clip", tag), snprintf(z1, sizeof z1, "%s-zero1", tag);
+    snprintf(z2, sizeof z2, "%s-zero2", tag);
+    snprintf(extra, sizeof extra, "--batch-size 32 --grad-clip-norm 5 --zero 2 %s", loss_flag);
+    long long whole = train_state_bytes(1, one, extra, "bytes per rank (--zero 2: one rank, nothing to shard)"), n = whole / 8;
+    snprintf(extra, sizeof extra, "--batch-size 8 --accum-freq 2 --grad-clip-norm 5 --zero 2 %s", loss_flag);
+    long long half = train_state_bytes(2, z2, extra, "bytes per rank (--zero 2)");
+    printf("  AdamW state per rank: %lld bytes on 1 rank, %lld with --zero 2 on 2 ranks\n", whole, half);
+    assert_true(whole > 0 && whole % 8 == 0);
+    assert_int_equal(half, (n + 1) / 2 * 8);
+    expect_same_run(z2, one);
+    expect_same_grad_norms(z2, one);
+    if (!both_stages) return;
+    snprintf(extra, sizeof extra, "--batch-size 8 --accum-freq 2 --grad-clip-norm 5 --zero 1 %s", loss_flag);
+    assert_int_equal(train_state_bytes(2, z1, extra, "bytes per rank (--zero 1)"), (n + 1) / 2 * 8);
+    expect_same_run(z1, one);
+    expect_same_grad_norms(z1, one);
+}
+
+static void test_zero_clip(void **state) {
+    (void)state;
+    check_zero("", "clip", true);
+}
+
+static void test_zero_siglip(void **state) {
+    (void)state;
+    check_zero("--siglip", "siglip", false);
+}
+
+// A --zero 2 checkpoint of 2 ranks (the whole state, gathered on rank 0) resumed on 1 rank
+// unsharded and on 2 ranks with --zero 1; the unsharded 2-rank checkpoint of "moved" resumed on 2
+// ranks with --zero 2: each ends where the uninterrupted 2-rank run ("straight") ends.
+static void test_zero_resume(void **state) {
+    (void)state;
+    char extra[1024];
+    must_train(2, "zmoved", "--batch-size 16 --zero 2 --max-steps 2 --save-steps 2");
+    snprintf(extra, sizeof extra, "--batch-size 16 --zero 1 --resume %s/logs/zmoved/checkpoints/step_2", work);
+    must_train(2, "zresharded", extra);
+    must_train(1, "zmoved", "--batch-size 32 --resume latest");
+    snprintf(extra, sizeof extra, "--batch-size 16 --zero 2 --resume %s/logs/moved/checkpoints/step_2", work);
+    must_train(2, "zsharded", extra);
+    const char *runs[] = {"zmoved", "zresharded", "zsharded"};
+    for (int i = 0; i < 3; i++) {
+        double d = weights_rel_diff(checkpoint(runs[i], "epoch_1"), checkpoint("straight", "epoch_1"));
+        printf("  %s against 2 ranks throughout: weights within %.3g (relative)\n", runs[i], d);
+        if (!(d <= 1e-5)) fail_msg("%s ends %.3g away from the uninterrupted 2-rank run", runs[i], d);
+    }
 }
 
 static bool exists(const char *name, const char *stem) {
@@ -426,6 +511,9 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_global_batch_distill),
         cmocka_unit_test(test_resume_on_fewer_ranks),
         cmocka_unit_test(test_resume_on_two_ranks),
+        cmocka_unit_test(test_zero_clip),
+        cmocka_unit_test(test_zero_siglip),
+        cmocka_unit_test(test_zero_resume),
         cmocka_unit_test(test_failed_collective_keeps_checkpoints),
         cmocka_unit_test(test_slow_checkpoint),
         cmocka_unit_test(test_sharded_zeroshot),

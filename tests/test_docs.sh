@@ -18,7 +18,7 @@ root=$1
 cd "$root"
 
 # Python and config names of OpenAI's tokenizer and OpenCLIP that begin like a clipc module.
-FOREIGN='bytes_to_unicode image_mean image_std image_interpolation'
+FOREIGN='bytes_to_unicode image_mean image_std image_interpolation zero_shot_classifier'
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT

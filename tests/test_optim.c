@@ -1,7 +1,8 @@
 // Tests optim/: AdamW over flat parameter buffers against its closed form computed here in doubles
 // (bias corrections, eps after the square root, decoupled decay through the mask), the path each
 // device and dtype takes and libtorch's fused kernel against the host loop (where libtorch has it
-// on the CPU), OpenCLIP's weight-decay rule by name and rank, frozen parameters, state
+// on the CPU), a range's optimizer (ZeRO's shards) against the whole one bitwise, OpenCLIP's
+// weight-decay rule by name and rank, frozen parameters, state
 // export/import continuing identically, gradient clipping across lists, the logit-scale clamp, and
 // the learning-rate schedules at chosen steps.
 #include <math.h>
@@ -261,6 +262,115 @@ static void test_fused_adamw_agrees_with_host_loop(void **state) {
         adamw_free(opts[k]);
         param_list_free(&lists[k]);
     }
+}
+
+// ZeRO's sliced AdamW (adamw_init_range): 3 optimizers owning the thirds [0, 810), [810, 1620),
+// [1620, 2430) of the 2430 trainable elements (the second cuts the bias and both matrices' decay
+// boundary) update those elements exactly as the whole optimizer does, bitwise, on the host loop
+// and the whole-buffer ops (the fused kernel, where libtorch has it on the CPU, within float32's
+// last bits), and leave the others alone; their moments are the whole one's slices,
+// a third of its bytes each. The whole state, set entry by entry into fresh shards (a checkpoint
+// load), continues identically; a sharded optimizer has no named state to read.
+static void check_sliced_adamw(adamw_path path) {
+    enum { N = 2 * 1200 + 30 + 1200, T = 2430, SHARDS = 3 };
+    bool exact = path != ADAMW_PATH_FUSED;  // its vector loops may round a slice's edges otherwise
+    static double init[N], grad[4 * 1200], before[N], whole[N], part[N], m_whole[T], m_part[T];
+    for (int j = 0; j < N; j++) init[j] = 0.1 * sin(j * 0.37);
+    for (int j = 0; j < 4 * 1200; j++) grad[j] = cos(j * 0.11) * pow(10, -(j % 7));
+    param_list lists[2];
+    adamw *opts[2];
+    decay_mix_list(&lists[0], init, TENSOR_F32);
+    param_list *full = &lists[0], *sliced = &lists[1];
+    to_doubles(lists[0].data, before);
+    opts[0] = adamw_init_path(&full, 1, adamw_config_default(), path);
+    assert_non_null(opts[0]);
+    for (int r = 0; r < SHARDS; r++) {
+        int64_t lo = r * T / SHARDS, hi = (r + 1) * T / SHARDS;
+        decay_mix_list(&lists[1], init, TENSOR_F32);
+        opts[1] = adamw_init_range(&sliced, 1, adamw_config_default(), path, &lo, &hi);
+        assert_non_null(opts[1]);
+        assert_int_equal(adamw_get_path(opts[1]), path);
+        assert_int_equal(adamw_state_bytes(opts[1]) * SHARDS, adamw_state_bytes(opts[0]));
+        if (r == 0) {  // the whole optimizer takes its steps beside the first shard's
+            step_both(lists, opts, grad);
+            to_doubles(adamw_get_shard(opts[0], 0).exp_avg_sq, m_whole);
+        } else {
+            for (int step = 1; step <= STEPS; step++) {
+                for (int i = 0; i < lists[1].n; i++)
+                    if (!lists[1].items[i].frozen) set_grad(value(&lists[1], i), grad + 1200 * i);
+                assert_int_equal(adamw_step(opts[1]), 0);
+            }
+        }
+        to_doubles(lists[0].data, whole);
+        to_doubles(lists[1].data, part);
+        for (int j = 0; j < N; j++) {
+            double want = j >= lo && j < hi ? whole[j] : before[j];
+            if (exact ? part[j] != want : !(fabs(part[j] - want) <= 1e-7 + 1e-6 * fabs(want)))
+                fail_msg("%s, shard %d: element %d is %.9g, expected %.9g", adamw_path_name(path), r, j, part[j], want);
+        }
+        adamw_shard s = adamw_get_shard(opts[1], 0);
+        assert_true(s.lo == lo && s.hi == hi && tensor_numel(s.exp_avg) == hi - lo);
+        to_doubles(s.exp_avg_sq, m_part);
+        if (exact) assert_memory_equal(m_part, m_whole + lo, (size_t)(hi - lo) * sizeof *m_part);
+        else assert_doubles_close(m_part, m_whole + lo, (int)(hi - lo), 1e-12, 1e-5);
+        const char *name;
+        tensor *v;
+        err_clear();
+        assert_int_equal(adamw_state_get(opts[1], 1, &name, &v), -1);
+        assert_non_null(strstr(err_msg(), "sharded"));
+        adamw_free(opts[1]);
+        param_list_free(&lists[1]);
+    }
+    // The whole state into fresh shards of a copy of the whole optimizer's weights: one more step each.
+    decay_mix_list(&lists[1], init, TENSOR_F32);
+    assert_int_equal(tensor_copy_(lists[1].data, lists[0].data), 0);
+    int64_t lo = 700, hi = 1500;
+    opts[1] = adamw_init_range(&sliced, 1, adamw_config_default(), path, &lo, &hi);
+    for (int i = 0; i < adamw_state_count(opts[0]); i++) {
+        const char *name;
+        tensor *v;
+        assert_int_equal(adamw_state_get(opts[0], i, &name, &v), 0);
+        assert_int_equal(adamw_state_set(opts[1], name, v), 0);
+        tensor_free(v);
+    }
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < lists[k].n; i++)
+            if (!lists[k].items[i].frozen) set_grad(value(&lists[k], i), grad + 1200 * (3 - i));
+        assert_int_equal(adamw_step(opts[k]), 0);
+    }
+    to_doubles(lists[0].data, whole);
+    to_doubles(lists[1].data, part);
+    if (exact) assert_memory_equal(part + lo, whole + lo, (size_t)(hi - lo) * sizeof *part);
+    else assert_doubles_close(part + lo, whole + lo, (int)(hi - lo), 1e-7, 1e-6);
+    for (int k = 0; k < 2; k++) {
+        adamw_free(opts[k]);
+        param_list_free(&lists[k]);
+    }
+}
+
+static void test_sliced_adamw_equals_whole(void **state) {
+    (void)state;
+    check_sliced_adamw(ADAMW_PATH_HOST_LOOP);
+    check_sliced_adamw(ADAMW_PATH_BUFFER_OPS);
+    if (tensor_fused_adamw_available(TENSOR_CPU)) check_sliced_adamw(ADAMW_PATH_FUSED);  // libtorch >= 2.4
+    static double init[2 * 1200 + 30 + 1200];
+    param_list l;
+    decay_mix_list(&l, init, TENSOR_F32);
+    param_list *lists[1] = {&l};
+    int64_t lo = 2430, hi = 2430;  // an empty shard (a rank past a short list's end): holds and does nothing
+    const adamw_path paths[2] = {ADAMW_PATH_HOST_LOOP, ADAMW_PATH_BUFFER_OPS};
+    for (int i = 0; i < 2; i++) {
+        adamw *empty = adamw_init_range(lists, 1, adamw_config_default(), paths[i], &lo, &hi);
+        assert_non_null(empty);
+        assert_int_equal(adamw_state_bytes(empty), 0);
+        assert_int_equal(adamw_step(empty), 0);
+        adamw_free(empty);
+    }
+    lo = 10, hi = 2431;
+    err_clear();
+    assert_null(adamw_init_range(lists, 1, adamw_config_default(), ADAMW_PATH_AUTO, &lo, &hi));
+    assert_non_null(strstr(err_msg(), "range [10, 2431) outside the 2430 trainable elements"));
+    param_list_free(&l);
 }
 
 static void test_adamw_defaults_are_openclip(void **state) {
@@ -715,6 +825,7 @@ int main(void) {
         cmocka_unit_test(test_adamw_paths_agree),
         cmocka_unit_test(test_adamw_path_choice),
         cmocka_unit_test(test_fused_adamw_agrees_with_host_loop),
+        cmocka_unit_test(test_sliced_adamw_equals_whole),
         cmocka_unit_test(test_adamw_defaults_are_openclip),
         cmocka_unit_test(test_weight_decay_rules),
         cmocka_unit_test(test_zero_gradient_step_applies_only_decay),

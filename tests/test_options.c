@@ -1,5 +1,6 @@
 // Tests that a run's params.json (train_options_print as JSON) is accepted back by --config and
-// resolves to the same options: every value of every type survives, unset strings included.
+// resolves to the same options: every value of every type survives, unset strings included; and
+// option values refused with their one-line message.
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -54,9 +55,30 @@ static void test_params_json_round_trip(void **state) {
     free(back);
 }
 
+// --zero takes 0, 1 or 2; anything else is refused with one line naming the flag and the value.
+static void test_zero_values(void **state) {
+    (void)state;
+    const char *values[] = {"0", "1", "2", "3", "-1"};
+    for (int i = 0; i < 5; i++) {
+        char *argv[] = {"--train-data", "shards", "--zero", (char *)values[i]};
+        train_options o;
+        int rc = train_options_parse(&o, 4, argv);
+        if (i < 3) {
+            assert_int_equal(rc, 0);
+            assert_int_equal(o.zero, i);
+        } else {
+            assert_int_equal(rc, -1);
+            assert_non_null(strstr(err_msg(), "--zero must be 0, 1 (shard the AdamW state) or 2 (and the gradients), got"));
+            assert_non_null(strstr(err_msg(), values[i]));
+            assert_null(strchr(err_msg(), '\n'));
+        }
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_params_json_round_trip),
+        cmocka_unit_test(test_zero_values),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

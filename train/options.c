@@ -44,6 +44,7 @@ static int make_specs(train_options *o, arg_spec *s) {
         SPEC("no-overlap-reduce", ARG_FLAG, no_overlap_reduce, "several ranks: sum the gradients over the ranks after the backward, in one call, instead of each bucket as soon as the backward has made it (overlapped, as PyTorch's DDP)"),
         SPEC("local-loss", ARG_FLAG, local_loss, "accepted for OpenCLIP: clipc's loss is always the exact global-batch loss, each rank computing its own rows"),
         SPEC("gather-with-grad", ARG_FLAG, gather_with_grad, "accepted for OpenCLIP: gradients always reach the other ranks' features (exact)"),
+        SPEC("zero", ARG_INT, zero, "ZeRO sharding over the ranks (nearest to OpenCLIP's later --fsdp, whose FSDP2 also shards the weights; clipc keeps full weights on every rank): 0 none, 1 AdamW state, 2 AdamW state and gradient reduction (FSDP's SHARD_GRAD_OP); one rank: nothing to shard"),
         SPEC("threads", ARG_INT, threads, "intra-op threads (0: one per core)"),
         SPEC("workers", ARG_INT, workers, "data loading threads"),
         SPEC("seed", ARG_INT, seed, "random seed"),
@@ -141,6 +142,8 @@ int train_options_parse(train_options *o, int argc, char **argv) {
     if (!(o->dist_timeout > 0)) return err_set("--dist-timeout must be positive, got %g", o->dist_timeout);
     if (strcmp(o->on_save_error, "stop") && strcmp(o->on_save_error, "continue"))
         return err_set("--on-save-error must be stop or continue, got '%s'", o->on_save_error);
+    if (o->zero < 0 || o->zero > 2)
+        return err_set("--zero must be 0, 1 (shard the AdamW state) or 2 (and the gradients), got %ld", o->zero);
     if (o->profile_steps < 0) return err_set("--profile-steps must be 0 or more, got %ld", o->profile_steps);
     report_targets report;
     if (report_parse_targets(o->report_to, &report) != 0) return -1;

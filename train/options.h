@@ -15,7 +15,7 @@ typedef struct {
     char *report_to;  // train/report.h
     long batch_size, epochs, epochs_cooldown, train_num_samples, warmup, seed, workers, threads;
     long save_frequency, save_steps, keep_checkpoints, zeroshot_frequency, log_every_n_steps;
-    long max_steps, nonfinite_limit, accum_freq, profile_steps;
+    long max_steps, nonfinite_limit, accum_freq, profile_steps, zero;
     double lr, wd, beta1, beta2, eps, grad_clip_norm, lr_cooldown_power, lr_cooldown_end, dist_timeout;
     double distill_weight, distill_feature_weight;
     bool dataset_resampled, save_most_recent, lock_image, lock_text, siglip, local_loss, gather_with_grad;

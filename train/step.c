@@ -7,6 +7,7 @@
 #include "common/error.h"
 #include "distributed/reducer.h"
 #include "optim/grad.h"
+#include "train/zero.h"
 
 
 static int world_size(const step_config *c) { return c->dist ? dist_world_size(c->dist) : 1; }
@@ -73,13 +74,36 @@ static int sum_over_ranks(const step_config *c, tensor *loss) {
     return rc;
 }
 
+// ---- ZeRO (train/zero.h) -----------------------------------------------------------------------
+static bool sharded(const step_config *c) { return c->zero > 0 && world_size(c) > 1; }
+
+// The gradients and the loss summed over the ranks: all of each gradient buffer (sum_over_ranks),
+// or with --zero 2 this rank's shard of it (reduce_scatter) and the loss alone.
+static int step_reduce_gradients(const step_config *c, tensor *loss) {
+    if (!sharded(c) || c->zero < 2) return sum_over_ranks(c, loss);
+    if (zero_reduce_scatter_grads(c->dist, c->lists, c->n_lists, bucket_elements(c)) != 0) return -1;
+    return dist_all_reduce(c->dist, &loss, 1);
+}
+
+// The global gradient norm: from the whole buffers, or with --zero 2 from the ranks' shards.
+static tensor *step_grad_norm(const step_config *c) {
+    return sharded(c) && c->zero == 2 ? zero_grad_norm(c->dist, c->lists, c->n_lists) : optim_grad_norm(c->lists, c->n_lists);
+}
+
+// AdamW on this rank's shards (c->opt owns them), then every rank's updated shards to every rank.
+static int step_update_sharded(const step_config *c) {
+    if (adamw_step(c->opt) != 0) return -1;
+    return sharded(c) ? zero_all_gather_params(c->dist, c->lists, c->n_lists, bucket_elements(c)) : 0;
+}
+
 // ---- the gradient sums overlapped with the backward (distributed/reducer.h) ----------------------
 // *r: a reducer whose buckets start their sums from the backward's gradient hooks; NULL when the
 // step sums everything after the backward (one rank, or overlap_reduce off).
 static int overlap_begin(const step_config *c, reducer **r) {
     *r = NULL;
     if (world_size(c) == 1 || !c->overlap_reduce) return 0;
-    *r = reducer_new(c->dist, c->lists, c->n_lists, &(reducer_options){.bucket_elements = bucket_elements(c)});
+    *r = reducer_new(c->dist, c->lists, c->n_lists, &(reducer_options){.bucket_elements = bucket_elements(c),
+                                                                      .to_owners = sharded(c) && c->zero == 2});
     return *r ? 0 : -1;
 }
 
@@ -93,7 +117,7 @@ static void overlap_count(reducer *r, bool on) {
 static int sum_gradients(const step_config *c, reducer *r, tensor *loss, step_result *out) {
     if (r) return reducer_finish(r, &loss, 1);
     double before = c->dist ? dist_comm_seconds(c->dist) : 0;
-    int rc = sum_over_ranks(c, loss);
+    int rc = step_reduce_gradients(c, loss);
     if (c->dist) out->comm_s = out->comm_exposed_s = dist_comm_seconds(c->dist) - before;
     return rc;
 }
@@ -186,7 +210,7 @@ static int ready_to_update(const step_config *c) {
 
 static int update(const step_config *c, const tensor *norm) {
     if (c->grad_clip_norm > 0 && optim_clip_grads(c->lists, c->n_lists, norm, c->grad_clip_norm) != 0) return -1;
-    if (adamw_step(c->opt) != 0) return -1;
+    if (step_update_sharded(c) != 0) return -1;
     return c->logit_scale ? optim_clamp_logit_scale(c->logit_scale) : 0;
 }
 
@@ -203,6 +227,11 @@ int step_run(const step_config *c, int64_t step, const step_objective *obj, cons
     if (zero_grads(c) != 0) return -1;
     out->comm_s = out->comm_exposed_s = 0;
     tensor_scope_begin();
+    tensor *loss = loss_and_gradients(c, obj, batch, n);
+    tensor *norm = loss ? step_grad_norm(c) : NULL;
+    int rc = norm ? read_values(loss, norm, out) : -1;
+}
+
     reducer *r;
     int rc = overlap_begin(c, &r);
     tensor *loss = rc == 0 ? loss_and_gradients(c, obj, batch, n, r, out) : NULL;

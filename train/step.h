@@ -62,6 +62,9 @@ typedef struct {
     bool overlap_reduce;       // several ranks: each bucket starts its sum as soon as the backward has
                                // made its gradients (distributed/reducer.h); false: all after the
                                // backward, in one call (--no-overlap-reduce)
+    int zero;                  // ZeRO stage (train/zero.h): 1 opt is sharded (adamw_init_range over
+                               // zero_shard_ranges) and the updated shards are all-gathered; 2 also
+                               // reduce-scatters the gradients. 0 or one rank: none
 } step_config;
 
 typedef struct {
@@ -85,7 +88,11 @@ typedef struct {
 // the feature gradients are summed back to their ranks (reduce_scatter), and the gradients and
 // the loss are summed over the ranks (all_reduce, the flat gradient buffers in buckets, each
 // started during the backward with overlap_reduce), so every rank applies the same update: that of
-// the one global batch.
+// the one global batch. With c->zero (train/zero.h) each rank updates its shard and the weights are
+// all-gathered after the update; with c->zero 2 the gradients are reduce-scattered (with
+// overlap_reduce: each bucket reduced to its owner) and the global norm summed from the shards'
+// (one more all_reduce). A collective that fails in the all-gather leaves the ranks' weights
+// different: stop the run without a checkpoint, as for any failure inside the update.
 //
 // Returns 0 (see out->finite) or -1 with a message. The failure contract, for the caller:
 // - Everything that can fail for a reason outside the update itself is checked before the first

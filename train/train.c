@@ -37,6 +37,7 @@
 #include "train/report.h"
 #include "train/step.h"
 #include "train/train.h"
+#include "train/zero.h"
 
 #define DEFAULT_TEMPLATES "zeroshot/imagenet-templates.txt"  // common/datafiles.h
 #define ZEROSHOT_BATCH 256
@@ -212,10 +213,19 @@ static int setup_distill(trainer *t) {
     return 0;
 }
 
+static adamw_config adamw_config_of(const train_options *o) {
+    return (adamw_config){.lr = o->lr, .beta1 = o->beta1, .beta2 = o->beta2, .eps = o->eps, .weight_decay = o->wd};
+}
+
+// With --zero on several ranks, this rank's AdamW owns its shard of each list (train/zero.h).
+static bool zero_sharded(const trainer *t) { return t->o.zero > 0 && dist_world_size(t->d) > 1; }
+
 static int setup_optimizer(trainer *t) {
-    const train_options *o = &t->o;
-    adamw_config ac = {.lr = o->lr, .beta1 = o->beta1, .beta2 = o->beta2, .eps = o->eps, .weight_decay = o->wd};
-    t->optim = adamw_init(t->lists, t->n_lists, ac);
+    int64_t lo[2], hi[2];
+    zero_shard_ranges(t->d, t->lists, t->n_lists, lo, hi);
+    bool shard = zero_sharded(t);
+    t->optim = adamw_init_range(t->lists, t->n_lists, adamw_config_of(&t->o), ADAMW_PATH_AUTO, shard ? lo : NULL,
+                                shard ? hi : NULL);
     return t->optim ? 0 : -1;
 }
 
@@ -328,12 +338,12 @@ static void test_save_delay(void) {
     if (s > 0) nanosleep(&(struct timespec){(time_t)s, (long)((s - (double)(time_t)s) * 1e9)}, NULL);
 }
 
-// The lead rank's part of save_checkpoint.
-static int write_checkpoint(trainer *t, const char *name) {
+// The lead rank's part of save_checkpoint (opt: the whole optimizer state).
+static int write_checkpoint(trainer *t, const char *name, const adamw *opt) {
     test_save_delay();
     train_position pos = {.step = t->step, .epoch = t->epoch, .extra = t->n_lists > 1 ? t->lists[1] : NULL};
     if (loader_state_save(t->data, &pos.loader_state, &pos.loader_state_size) != 0) return -1;
-    int rc = checkpoint_save(t->ckpt_dir, name, t->model, t->optim, &pos);
+    int rc = checkpoint_save(t->ckpt_dir, name, t->model, opt, &pos);
     free(pos.loader_state);
     if (rc != 0 && !strcmp(t->o.on_save_error, "continue")) {
         fprintf(stderr, "clipc train: %s; continuing (--on-save-error continue)\n", err_msg());
@@ -360,7 +370,14 @@ static int save_checkpoint(trainer *t, const char *name) {
     }
     if (dist_synchronize(t->d) != 0) return -1;
     t->saved_step = t->step;
-    int status = t->lead ? write_checkpoint(t, name) : 0, rc = status;
+    // --zero: the whole state, gathered on the lead rank for this save (the file is an unsharded run's).
+    adamw *whole = zero_sharded(t) && t->lead ? adamw_init(t->lists, t->n_lists, adamw_config_of(&t->o)) : NULL;
+    if (zero_sharded(t) && ((t->lead && !whole) || zero_gather_state(t->d, t->optim, whole, STEP_BUCKET_ELEMENTS) != 0)) {
+        adamw_free(whole);
+        return -1;
+    }
+    int status = t->lead ? write_checkpoint(t, name, whole ? whole : t->optim) : 0, rc = status;
+    adamw_free(whole);
     if (dist_world_size(t->d) == 1) return rc;
     dist_set_phase(t->d, "checkpoint");
     if (dist_wait_lead(t->d, &status) != 0) return -1;
@@ -479,7 +496,8 @@ static int train_step(trainer *t, const loader_batch *b, step_result *r) {
     step_config sc = {.lists = t->lists, .n_lists = t->n_lists, .opt = t->optim, .sched = &t->sched,
                       .grad_clip_norm = t->o.grad_clip_norm, .logit_scale = t->model->logit_scale,
                       .autocast_bf16 = t->precision == TRAIN_PRECISION_AMP_BF16,
-                      .accum_freq = (int)t->o.accum_freq, .dist = t->d, .overlap_reduce = !t->o.no_overlap_reduce};
+                      .accum_freq = (int)t->o.accum_freq, .dist = t->d, .overlap_reduce = !t->o.no_overlap_reduce,
+                      .zero = (int)t->o.zero};
     step_objective obj = train_objective_step(&t->objective);
     dist_set_step(t->d, t->step);
     double comm_before = dist_comm_seconds(t->d);
@@ -674,7 +692,10 @@ static void print_start(const trainer *t) {
     printf("clipc train: %s on %d rank%s (%s), device %s%s, batch %lld per rank", t->s.cfg.name, world, world == 1 ? "" : "s",
            dist_backend_label(t->d), device, world > 1 ? " on rank 0" : "", (long long)rank_batch(t));
     if (t->o.accum_freq > 1) printf(" (%ld micro-batches of %ld)", t->o.accum_freq, t->o.batch_size);
-    printf(", %lld global, precision %s\n", (long long)global_batch(t), t->o.precision);
+    printf(", %lld global, precision %s, AdamW state %lld bytes per rank", (long long)global_batch(t), t->o.precision,
+           (long long)adamw_state_bytes(t->optim));
+    if (t->o.zero > 0) printf(zero_sharded(t) ? " (--zero %ld)" : " (--zero %ld: one rank, nothing to shard)", t->o.zero);
+    printf("\n");
     fflush(stdout);
 }
 

@@ -289,6 +289,18 @@ static void test_python_pickles(void **state) {
     const char ap[] = "\x80\x02}q\x00X\x01\x00\x00\x00pq\x01]q\x02K\x01" "as.";
     assert_int_equal(torch_file_write_pickle(appended, ap, sizeof ap - 1), 0);
     assert_error(config_b32, appended, appended, "'p' is a GenericList, not a tensor");
+
+    // what the rewrite cannot keep true is refused: the OrderedDict class as a value, and a GET of
+    // an object memoized inside a dropped _metadata state (the string '_metadata', memo 3)
+    const char *as_value = tmpdir_path("class.bin");
+    const char cv[] = "\x80\x02}(X\x01\x00\x00\x00" "accollections\nOrderedDict\nu.";
+    assert_int_equal(torch_file_write_pickle(as_value, cv, sizeof cv - 1), 0);
+    assert_error(config_b32, as_value, as_value, "offset 35 uses collections.OrderedDict other than as OrderedDict()");
+    const char *reused = tmpdir_path("reused.bin");
+    const char ru[] = "\x80\x02(ccollections\nOrderedDict\nq\x00)Rq\x01}q\x02X\x09\x00\x00\x00_metadataq\x03"
+                      "h\x00)Rq\x04sbh\x03t.";
+    assert_int_equal(torch_file_write_pickle(reused, ru, sizeof ru - 1), 0);
+    assert_error(config_b32, reused, reused, "reads an object of a dropped OrderedDict _metadata");
 }
 
 // The files tests/data/make_torch_pickles.py wrote with Python's torch.save: a state dict

@@ -220,7 +220,7 @@ struct walker {
         for (int i = 0; i < o.pop; i++) deepest = pop_item(off);
         if (o.pop > 0) start = deepest.start;
         if (o.in_place && o.pop > 0) kind = deepest.kind;
-        for (int i = 0; i < o.push; i++) stack.push_back({start, o.pop > 0 || o.to_mark ? deepest.op_end : end, kind});
+        for (int i = 0; i < o.push; i++) stack.push_back({start, deepest.op_end, kind});
     }
 };
 

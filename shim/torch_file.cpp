@@ -5,9 +5,10 @@
 #include <caffe2/serialize/inline_container.h>
 #include <torch/csrc/jit/api/module.h>
 #include <torch/csrc/jit/serialization/import.h>
-#include <torch/csrc/jit/serialization/import_read.h>
 #include <torch/csrc/jit/serialization/pickle.h>
+#include <torch/csrc/jit/serialization/unpickler.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -15,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "shim/pickle_rewrite.hpp"
 #include "shim/tensor_impl.hpp"
 
 struct torch_file {
@@ -87,6 +89,26 @@ static void read_script(torch_file *f, const std::string &path) {
     f->script = true;
 }
 
+// What data.pkl holds, read by libtorch's unpickler after pickle_rewrite (Python's OrderedDict and
+// APPEND), its tensors from the archive's data/ records (as torch::jit::readArchiveAndTensors).
+static c10::IValue read_pickle(caffe2::serialize::PyTorchStreamReader &reader, const std::string &path) {
+    at::DataPtr record;
+    size_t size = 0;
+    std::tie(record, size) = reader.getRecord("data.pkl");
+    const std::string pickle = pickle_rewrite((const char *)record.get(), size, path + ": data.pkl");
+    size_t pos = 0;
+    auto read = [&](char *buf, size_t len) -> size_t {
+        size_t k = std::min(len, pickle.size() - pos);
+        memcpy(buf, pickle.data() + pos, k);
+        pos += k;
+        return k;
+    };
+    auto read_record = [&](const std::string &name) { return std::get<0>(reader.getRecord("data/" + name)); };
+    torch::jit::Unpickler unpickler(read, nullptr, nullptr, read_record, at::Device(at::kCPU));
+    unpickler.set_version(reader.version());
+    return unpickler.parse_ivalue();
+}
+
 static void read_file(torch_file *f, const std::string &path) {
     std::unique_ptr<caffe2::serialize::PyTorchStreamReader> reader;
     try {
@@ -101,17 +123,10 @@ static void read_file(torch_file *f, const std::string &path) {
     }
     if (!reader->hasRecord("data.pkl")) throw shim_error(path + ": a zip archive without data.pkl: not written by torch.save");
     try {
-        c10::IValue root = torch::jit::readArchiveAndTensors("data", "", "", {}, {}, at::Device(at::kCPU), *reader);
-        read_state_dict(f, path, root);
+        read_state_dict(f, path, read_pickle(*reader, path));
     } catch (const shim_error &) {
         throw;
     } catch (const std::exception &e) {
-        // libtorch's unpickler turns every collections.OrderedDict into None (it expects one only
-        // as a tensor's backward hooks), so Python's model.state_dict() fails its first SETITEMS
-        if (shim_what(e).find("Expected GenericDict but got None") != std::string::npos)
-            throw shim_error(path + ": holds a Python OrderedDict (torch.save(model.state_dict())), which libtorch's "
-                             "unpickler cannot read (pytorch/pytorch#100741): use the safetensors file "
-                             "(open_clip_model.safetensors), or a file saved as torch.save(dict(state_dict))");
         throw shim_error(path + ": libtorch's unpickler cannot read it (" + shim_what(e) + ")");
     }
 }

@@ -1,14 +1,13 @@
-// torch_file: the named tensors inside PyTorch's own files, read with libtorch (never a pickle
-// parser of clipc's): torch.save's zip format (PyTorch >= 1.6), holding a state dict or a dict
-// with one under "state_dict" (OpenCLIP's epoch_N.pt), and TorchScript archives (torch.jit.save;
-// OpenAI's CLIP release), whose parameters and buffers are its state dict. Tensors saved on a GPU
-// are read onto the CPU. The legacy (non-zip) torch.save format is recognised and refused: only
-// Python's torch.load reads it.
-// libtorch's unpickler reads what C++'s torch::pickle_save and Python's torch.save of plain dicts,
-// lists, numbers, strings and tensors write, but not every Python object: it turns a
-// collections.OrderedDict into None (Python's model.state_dict() is one: pytorch/pytorch#100741)
-// and lacks the APPEND opcode of one-element lists (an optimizer's state). Such files get a
-// one-line error naming the file and the reason.
+// torch_file: the named tensors inside PyTorch's own files, read with libtorch: torch.save's zip
+// format (PyTorch >= 1.6), holding a state dict or a dict with one under "state_dict" (OpenCLIP's
+// epoch_N.pt), and TorchScript archives (torch.jit.save; OpenAI's CLIP release), whose parameters
+// and buffers are its state dict. Tensors saved on a GPU are read onto the CPU. The legacy
+// (non-zip) torch.save format is recognised and refused: only Python's torch.load reads it.
+// libtorch's unpickler reads what C++'s torch::pickle_save writes, but not all that Python's
+// torch.save does: it turns a collections.OrderedDict into None (Python's model.state_dict() is
+// one: pytorch/pytorch#100741) and lacks APPEND and SETITEM (one-element lists and dicts: an
+// optimizer's state). data.pkl goes through shim/pickle_rewrite.hpp first, which rewrites those
+// into what libtorch reads, and refuses a pickle it cannot step through with one line.
 #ifndef CLIPC_SHIM_TORCH_FILE_H
 #define CLIPC_SHIM_TORCH_FILE_H
 

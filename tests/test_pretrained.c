@@ -7,9 +7,14 @@
 // - OpenCLIP's tags resolve through a fake Hugging Face hub cache (HF_HOME) and OpenCLIP's own
 //   download folder (HOME/.cache/clip), with the tag's mean and std; a tag in no cache names the
 //   paths looked at and what OpenCLIP would download; an unknown tag lists the model's tags;
+// - what Python's pickle writes and libtorch's unpickler alone cannot read goes through
+//   shim/pickle_rewrite.hpp: an OrderedDict with _metadata (Python's model.state_dict()), APPEND
+//   and SETITEM, as byte strings, and two files written by Python's torch.save
+//   (tests/data/make_torch_pickles.py: a state dict and an epoch_N.pt with "module." keys and
+//   AdamW's state) whose values are checked bit for bit;
 // - bad files give one line naming the file: a truncated .bin, a zip that holds no state dict,
-//   a TorchScript archive of another model, pickles of Python objects libtorch's unpickler cannot
-//   read (an OrderedDict, as Python's model.state_dict(); APPEND), the legacy (non-zip) format.
+//   a TorchScript archive of another model, a pickle cut inside an opcode, without STOP or with
+//   an opcode Python never writes, the legacy (non-zip) format.
 // The configs are tiny but named as OpenCLIP's models (ViT-B-32.json), since tags belong to a name.
 #include <setjmp.h>
 #include <stdarg.h>
@@ -32,6 +37,7 @@ static const char TINY[] =
     "\"patch_size\": 8}, \"text_cfg\": {\"context_length\": 8, \"vocab_size\": 64, \"width\": 32, \"heads\": 2, "
     "\"layers\": 1}}";
 
+static const char *data_dir;  // tests/data: the files Python wrote
 static char config_b32[512], config_l14[512];
 static clip_model *source;      // the weights every file holds (seed 1)
 static torch_file_tensor *items;
@@ -251,17 +257,18 @@ static void test_bad_files(void **state) {
     assert_int_equal(torch_file_write(other, TORCH_FILE_WRITE_SCRIPT, items, n), 0);
     assert_error(config_b32, other, other, "missing key");
 
-    // pickles of Python objects libtorch's unpickler cannot read: an OrderedDict (Python's
-    // model.state_dict()) and a one-element list (APPEND), as Python's pickle module writes them
-    const char *ordered = tmpdir_path("ordered.bin");
-    const char od[] = "\x80\x02" "ccollections\nOrderedDict\nq\x00)Rq\x01(X\x01\x00\x00\x00" "aq\x02K\x01"
-                      "X\x01\x00\x00\x00" "bq\x03K\x02u.";
-    assert_int_equal(torch_file_write_pickle(ordered, od, sizeof od - 1), 0);
-    assert_error(config_b32, ordered, ordered, "OrderedDict");
-    const char *appended = tmpdir_path("append.pt");
-    const char ap[] = "\x80\x02}q\x00X\x01\x00\x00\x00pq\x01]q\x02K\x01" "as.";
-    assert_int_equal(torch_file_write_pickle(appended, ap, sizeof ap - 1), 0);
-    assert_error(config_b32, appended, appended, "libtorch's unpickler cannot read it");
+    // pickles libtorch's unpickler cannot step through: one cut inside an opcode's argument, one
+    // without its STOP, one with an opcode Python's pickle never writes
+    const char *cut_pickle = tmpdir_path("cut_pickle.bin");
+    const char cp[] = "\x80\x02}q\x00X\x09\x00\x00\x00" "0.wei";
+    assert_int_equal(torch_file_write_pickle(cut_pickle, cp, sizeof cp - 1), 0);
+    assert_error(config_b32, cut_pickle, cut_pickle, "pickle opcode 0x58 at offset 5 runs past the end");
+    const char *no_stop = tmpdir_path("no_stop.bin");
+    assert_int_equal(torch_file_write_pickle(no_stop, "\x80\x02}q\x00", 5), 0);
+    assert_error(config_b32, no_stop, no_stop, "no STOP opcode in its 5 bytes");
+    const char *unknown = tmpdir_path("unknown.bin");
+    assert_int_equal(torch_file_write_pickle(unknown, "\x80\x02}\xf0.", 5), 0);
+    assert_error(config_b32, unknown, unknown, "pickle opcode 0xf0 at offset 3 is not one");
 
     // the legacy format: a pickle stream (protocol 2) starting with torch.save's magic number
     const char *legacy = tmpdir_path("legacy.pt");
@@ -269,13 +276,80 @@ static void test_bad_files(void **state) {
     assert_error(config_b32, legacy, legacy, "legacy");
 }
 
-int main(void) {
+// Python's pickles read through pickle_rewrite: an OrderedDict with _metadata, as Python's
+// model.state_dict(), and a one-element list (APPEND), as Python's pickle module writes them.
+static void test_python_pickles(void **state) {
+    (void)state;
+    const char *ordered = tmpdir_path("ordered.bin");
+    const char od[] = "\x80\x02" "ccollections\nOrderedDict\nq\x00)Rq\x01(X\x01\x00\x00\x00" "aq\x02K\x01"
+                      "X\x01\x00\x00\x00" "bq\x03K\x02u}q\x04X\x09\x00\x00\x00_metadatah\x00)Rsb.";
+    assert_int_equal(torch_file_write_pickle(ordered, od, sizeof od - 1), 0);
+    assert_error(config_b32, ordered, ordered, "'a' is a Int, not a tensor");  // read as a dict
+    const char *appended = tmpdir_path("append.pt");
+    const char ap[] = "\x80\x02}q\x00X\x01\x00\x00\x00pq\x01]q\x02K\x01" "as.";
+    assert_int_equal(torch_file_write_pickle(appended, ap, sizeof ap - 1), 0);
+    assert_error(config_b32, appended, appended, "'p' is a GenericList, not a tensor");
+
+    // what the rewrite cannot keep true is refused: the OrderedDict class as a value, and a GET of
+    // an object memoized inside a dropped _metadata state (the string '_metadata', memo 3)
+    const char *as_value = tmpdir_path("class.bin");
+    const char cv[] = "\x80\x02}(X\x01\x00\x00\x00" "accollections\nOrderedDict\nu.";
+    assert_int_equal(torch_file_write_pickle(as_value, cv, sizeof cv - 1), 0);
+    assert_error(config_b32, as_value, as_value, "offset 35 uses collections.OrderedDict other than as OrderedDict()");
+    const char *reused = tmpdir_path("reused.bin");
+    const char ru[] = "\x80\x02(ccollections\nOrderedDict\nq\x00)Rq\x01}q\x02X\x09\x00\x00\x00_metadataq\x03"
+                      "h\x00)Rq\x04sbh\x03t.";
+    assert_int_equal(torch_file_write_pickle(reused, ru, sizeof ru - 1), 0);
+    assert_error(config_b32, reused, reused, "reads an object of a dropped OrderedDict _metadata");
+}
+
+// The files tests/data/make_torch_pickles.py wrote with Python's torch.save: a state dict
+// (OrderedDict with _metadata) and an epoch_N.pt with "module." keys and AdamW's state (APPEND)
+// hold value i of their tensors in order as 0.25 * i - 3, bit for bit.
+static void assert_python_file(const char *name, const char *prefix) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", data_dir, name);
+    torch_file *f = torch_file_open(path);
+    if (!f) fail_msg("%s", err_msg());
+    static const char *names[4] = {"0.weight", "0.bias", "1.weight", "1.bias"};
+    static const int64_t numel[4] = {6, 2, 2, 2};
+    assert_int_equal(torch_file_count(f), 4);
+    float want = -3.0f;
+    for (int i = 0; i < 4; i++) {
+        const torch_file_tensor *t = torch_file_get(f, i);
+        char key[64];
+        snprintf(key, sizeof key, "%s%s", prefix, names[i]);
+        assert_string_equal(t->name, key);
+        assert_string_equal(t->dtype, "F32");
+        assert_int_equal(t->ndim, i == 0 ? 2 : 1);
+        assert_int_equal(t->nbytes, (size_t)numel[i] * sizeof(float));
+        for (int64_t k = 0; k < numel[i]; k++, want += 0.25f)
+            if (memcmp(&((const float *)t->data)[k], &want, sizeof want) != 0)
+                fail_msg("%s: %s[%ld] is not %g", path, key, (long)k, (double)want);
+    }
+    torch_file_close(f);
+}
+
+static void test_python_files(void **state) {
+    (void)state;
+    assert_python_file("torch_state_dict.bin", "");
+    assert_python_file("torch_epoch_1.pt", "module.");
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s TESTS_DATA_DIR\n", argv[0]);
+        return 2;
+    }
+    data_dir = argv[1];
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_formats_load_as_safetensors),
         cmocka_unit_test(test_pytorch_files_need_model),
         cmocka_unit_test(test_tags_from_caches),
         cmocka_unit_test(test_tag_errors),
         cmocka_unit_test(test_bad_files),
+        cmocka_unit_test(test_python_pickles),
+        cmocka_unit_test(test_python_files),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -47,6 +47,9 @@ typedef struct {
     tensor *logit_scale;          // () log of the inverse temperature
     tensor *logit_bias;           // () or NULL
     param_list params;            // every tensor above, with its OpenCLIP key, in state-dict order
+    bool grad_checkpointing;      // --grad-checkpointing: each residual block of both towers keeps
+                                  // only its input for the backward, which recomputes the block
+                                  // (tensor_checkpoint); false after clip_model_init
 } clip_model;
 
 // A model initialised as OpenCLIP initialises it, from a seed, on the CPU.

@@ -19,6 +19,7 @@ typedef struct {
     double distill_weight, distill_feature_weight;
     bool dataset_resampled, save_most_recent, lock_image, lock_text, siglip, local_loss, gather_with_grad;
     bool no_tf32, deterministic, dist_debug;
+    bool grad_checkpointing;  // model/clip.h: recompute the residual blocks in the backward
 } train_options;
 
 // --precision, with OpenCLIP's names and meanings.

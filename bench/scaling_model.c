@@ -16,10 +16,18 @@
 // Without overlap (clipc today) a step is compute + gather/scatter + all-reduce; with overlap
 // the all-reduce hides behind the backward (2/3 of the towers' compute) except its last bucket.
 //
+// --sharding adds the efficiency with overlap under DDP, ZeRO-1 (plus an all-gather of the
+// updated weights, (R-1)/R x 4P, which no overlap hides) and ZeRO-2 (a reduce-scatter, hidden like
+// the all-reduce, and the all-gather). --grad-checkpointing counts the towers' forward twice.
+// --memory adds the memory per GPU: fp32 weights and flat gradient buffer, AdamW's moments (1/R
+// under ZeRO), ZeRO-2's reduced shard, and the activations by formula (amp_bf16 with fused
+// attention, or fp32 with libtorch 1.13's explicit attention), without and with checkpointing.
+//
 // Usage: scaling_model [MODEL[:BATCH] ...] [--batch-size 256] [--ranks 8,64,512]
 //          [--bandwidths 300,50,12.5] [--anchor-model ViT-B-32] [--anchor-batch 256]
 //          [--anchor-samples-per-s 850] [--anchor-ranks 128] [--feature-bytes 4] [--text-len 77]
-//          [--configs DIR] [--check]
+//          [--configs DIR] [--check] [--sharding] [--grad-checkpointing] [--memory]
+//          [--precision amp_bf16|fp32] [--gpu-gib 80] [--reserve-gib 4]
 // Models default to ViT-B-32 and ViT-L-14. --check also builds each model as clipc does and
 // compares its parameter count with the formula.
 #include <math.h>

@@ -21,17 +21,19 @@
 // median CPU time a step (user + system, all threads: what a loaded machine disturbs least), peak
 // RSS and page faults a step, the BLAS and threads, which AdamW path runs (optim/adamw.h: "adamw
 // path: fused" on CUDA with libtorch >= 2.0), the counters of one more step (ops, host reads,
-// syncs) and, with a CUDA libtorch, the CUDA kernels and copies of one more step from libtorch's
-// profiler (else "kernels: n/a"). --dump-tokens FILE writes the batch's token ids (int64
-// little-endian, batch x C) for bench/openclip_step.py; bench/side_by_side.sh alternates the two.
-// --profile times one more
+// syncs), the peak memory of the timed steps (shim/tensor.h, tensor_memory_peak: on the CPU the
+// process's resident peak, weights and optimizer state included) and, with a CUDA libtorch, the
+// CUDA kernels and copies of one more step from libtorch's profiler (else "kernels: n/a").
+// --dump-tokens FILE writes the batch's token ids (int64 little-endian, batch x C) for
+// bench/openclip_step.py; bench/side_by_side.sh alternates the two. --grad-checkpointing
+// recomputes the transformer blocks in the backward (model/clip.h). --profile times one more
 // step's top-level ATen operators and prints their share by kind (matrix products, attention's
 // softmax and mask, LayerNorm, GELU, copies, elementwise, allocation) and the slowest ones.
 //
 // Usage: bench_step [--model clip-tiny] [--batch-size 128] [--steps 10] [--warmup 2] [--threads 0]
 //                   [--captions short|full|web] [--seed 7] [--dump-tokens FILE]
 //                   [--device cpu|cuda] [--precision fp32|amp_bf16|pure_bf16] [--no-tf32]
-//                   [--deterministic] [--profile] [--configs DIR]
+//                   [--deterministic] [--profile] [--grad-checkpointing] [--configs DIR]
 // Malloc is tuned as in clipc (common/sysinfo.h); GLIBC_TUNABLES=glibc.malloc.check=0 keeps glibc's
 // defaults (bench/bench_malloc.sh compares allocators).
 #include <stdio.h>
@@ -65,7 +67,7 @@ static const char *const CAPTION_NAMES[] = {"short", "full", "web"};
 typedef struct {
     char *model, *configs, *device, *precision, *captions, *dump_tokens;
     long batch, steps, warmup, threads, seed;
-    bool no_tf32, deterministic, profile;
+    bool no_tf32, deterministic, profile, grad_checkpointing;
     caption_kind kind;
 } bench_options;
 
@@ -175,6 +177,8 @@ static int bench_init(bench *b, const clip_config *cfg, const bench_options *o) 
     b->model = clip_model_init(cfg, 0);
     if (!b->model || clip_model_to_device(b->model, dev) != 0) return -1;
     if (precision == TRAIN_PRECISION_PURE_BF16 && clip_model_to_dtype(b->model, TENSOR_BF16) != 0) return -1;
+    b->model->grad_checkpointing = o->grad_checkpointing;
+    printf("parameters: %lld%s\n", (long long)b->model->params.numel, o->grad_checkpointing ? ", grad checkpointing" : "");
     b->lists[0] = &b->model->params;
     adamw_config ac = adamw_config_default();
     ac.lr = 1e-3;  // bench_loop.py's
@@ -296,6 +300,9 @@ static int run(bench *b, const clip_config *cfg, const bench_options *o) {
         if (run_step(b, k++, &r) != 0) return -1;
     double *times = xmalloc(2 * (size_t)o->steps * sizeof(double)), *cpu = times + o->steps;
     long faults_before, faults_after;
+    tensor_device dev = b->model->device;
+    bool peaked = tensor_memory_peak_reset(dev) == 0;  // the peak of the timed steps alone
+    int64_t at_start = peaked ? tensor_memory_peak(dev) : -1, peak;
     bench_cpu_s(&faults_before);
     for (long i = 0; i < o->steps; i++) {
         double t0 = bench_now_s(), c0 = bench_cpu_s(NULL);
@@ -303,6 +310,7 @@ static int run(bench *b, const clip_config *cfg, const bench_options *o) {
         times[i] = bench_now_s() - t0, cpu[i] = bench_cpu_s(NULL) - c0;
     }
     bench_cpu_s(&faults_after);
+    peak = peaked ? tensor_memory_peak(dev) : -1;
     double med = bench_median(times, o->steps), min = times[0], max = times[o->steps - 1];
     double cpu_med = bench_median(cpu, o->steps);
     free(times);
@@ -314,6 +322,9 @@ static int run(bench *b, const clip_config *cfg, const bench_options *o) {
            "%7.3f TFLOP/s, cpu %.1f ms/step, peak RSS %.0f MiB, %.0f page faults/step\n",
            cfg->name, o->batch, o->precision, med * 1e3, min * 1e3, max * 1e3, o->steps, (double)o->batch / med, tflops,
            cpu_med * 1e3, (double)u.ru_maxrss / 1024.0, (double)(faults_after - faults_before) / (double)o->steps);
+    printf("peak memory of the timed steps: %.0f MiB (%.0f MiB at their start; tensor_memory_peak: %s)\n",
+           (double)peak / (1 << 20), (double)at_start / (1 << 20),
+           dev.type == TENSOR_DEVICE_CPU ? "the process's resident peak" : "libtorch's allocated peak");
     tensor_count_ops(true);
     if (run_step(b, k++, &r) != 0) return -1;
     tensor_count_ops(false);
@@ -355,6 +366,7 @@ int main(int argc, char **argv) {
         {"no-tf32", ARG_FLAG, &o.no_tf32, "full float32 matrix products on GPU", false},
         {"deterministic", ARG_FLAG, &o.deterministic, "deterministic algorithms only", false},
         {"profile", ARG_FLAG, &o.profile, "time one more step's operators by kind (CPU)", false},
+        {"grad-checkpointing", ARG_FLAG, &o.grad_checkpointing, "recompute the transformer blocks in the backward", false},
     };
     int n_specs = sizeof specs / sizeof specs[0];
     int rc = args_parse(specs, n_specs, argc - 1, argv + 1, NULL, 0, NULL);

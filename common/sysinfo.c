@@ -1,6 +1,9 @@
 #include "common/sysinfo.h"
 
+#include "common/error.h"
+
 #include <dlfcn.h>
+#include <stdbool.h>
 #include <link.h>
 #include <limits.h>
 #include <malloc.h>
@@ -53,4 +56,23 @@ void sysinfo_tune_malloc(void) {
     if (tunables && strstr(tunables, "glibc.malloc.")) return;
     mallopt(M_MMAP_THRESHOLD, 1 << 30);
     mallopt(M_TRIM_THRESHOLD, INT_MAX);
+}
+
+int64_t sysinfo_peak_rss(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return err_errno("/proc/self/status");
+    char line[256];
+    long long kb = -1;
+    while (kb < 0 && fgets(line, sizeof line, f))
+        if (sscanf(line, "VmHWM: %lld kB", &kb) != 1) kb = -1;
+    fclose(f);
+    return kb >= 0 ? (int64_t)kb * 1024 : err_set("/proc/self/status: no VmHWM line");
+}
+
+int sysinfo_peak_rss_reset(void) {
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f) return err_errno("/proc/self/clear_refs");
+    bool ok = fputs("5", f) >= 0;
+    ok = fclose(f) == 0 && ok;
+    return ok ? 0 : err_errno("/proc/self/clear_refs");
 }

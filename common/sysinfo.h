@@ -4,6 +4,7 @@
 #define CLIPC_COMMON_SYSINFO_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 // A short description of the BLAS loaded in this process, e.g. "OpenBLAS 0.3.21 (openmp),
 // /usr/lib/.../libblas.so.3", or "reference BLAS (slow: run scripts/setup.sh)".
@@ -25,4 +26,9 @@ void sysinfo_tune_openmp(char **argv);
 // Malloc settings of the user's own (GLIBC_TUNABLES naming a glibc.malloc tunable) are left as
 // they are, e.g. GLIBC_TUNABLES=glibc.malloc.check=0 keeps glibc's defaults.
 void sysinfo_tune_malloc(void);
+// The process's peak resident memory in bytes (VmHWM of /proc/self/status), and its reset
+// (writing "5" to /proc/self/clear_refs, Linux >= 4.0), so that a peak can be read per step.
+// -1 with a message where the files are missing or refused (not Linux, a restricted /proc).
+int64_t sysinfo_peak_rss(void);
+int sysinfo_peak_rss_reset(void);
 #endif

@@ -238,6 +238,26 @@ static tensor *residual_block(const clip_model *m, const clip_block *b, const te
     return tensor_add(x, h);
 }
 
+typedef struct {
+    const clip_model *m;
+    const clip_block *b;
+    int heads;
+    bool causal;
+} block_call;
+
+static tensor *block_call_run(const void *ctx, const tensor *x) {
+    const block_call *c = ctx;
+    return residual_block(c->m, c->b, x, c->heads, c->causal);
+}
+
+// One residual block of either tower; under grad checkpointing only its input x is kept for the
+// backward, which recomputes the block (shim/tensor.h, tensor_checkpoint).
+static tensor *run_block(const clip_model *m, const clip_block *b, const tensor *x, int heads, bool causal) {
+    if (!m->grad_checkpointing) return residual_block(m, b, x, heads, causal);
+    block_call c = {m, b, heads, causal};
+    return tensor_checkpoint(block_call_run, &c, sizeof c, x);
+}
+
 // Runs f inside its own scope and keeps only the result.
 #define SCOPED_RESULT(expr)              \
     do {                                 \
@@ -290,7 +310,7 @@ static tensor *image_features(const clip_model *m, const tensor *images) {
     x = tensor_add(tensor_cat(parts, 2, 1), m->visual_pos);  // (B, G*G+1, W)
     x = tensor_layer_norm(x, m->ln_pre_w, m->ln_pre_b, LAYER_NORM_EPS);
     int heads = W / c->vision.head_width;
-    for (int i = 0; i < c->vision.layers; i++) x = residual_block(m, &m->visual_blocks[i], x, heads, false);
+    for (int i = 0; i < c->vision.layers; i++) x = run_block(m, &m->visual_blocks[i], x, heads, false);
     x = tensor_layer_norm(tensor_select(x, 1, 0), m->ln_post_w, m->ln_post_b, LAYER_NORM_EPS);
     return tensor_matmul(x, m->visual_proj);  // (B, E)
 }
@@ -306,7 +326,7 @@ static tensor *text_features(const clip_model *m, const tensor *tokens, const te
     int64_t L = tensor_size(tokens, 1);
     tensor *x = tensor_embedding(m->token_embedding, tokens);  // (n, L, W)
     x = tensor_add(x, tensor_slice(m->text_pos, 0, 0, L));
-    for (int i = 0; i < c->text.layers; i++) x = residual_block(m, &m->text_blocks[i], x, c->text.heads, true);
+    for (int i = 0; i < c->text.layers; i++) x = run_block(m, &m->text_blocks[i], x, c->text.heads, true);
     x = tensor_layer_norm(x, m->ln_final_w, m->ln_final_b, LAYER_NORM_EPS);
     int64_t B = tensor_size(x, 0), W = c->text.width;
     int64_t idx_shape[3] = {B, 1, W}, col[3] = {B, 1, 1};

@@ -52,6 +52,9 @@ typedef struct {
     // with its BatchNorm running statistics in buffers (never optimized; saved and loaded).
     resnet_tower *resnet;         // NULL for a ViT
     param_list buffers;           // empty for a ViT
+    bool grad_checkpointing;      // --grad-checkpointing: each residual block of both towers keeps
+                                  // only its input for the backward, which recomputes the block
+                                  // (tensor_checkpoint); false after clip_model_init
 } clip_model;
 
 // A model initialised as OpenCLIP initialises it, from a seed, on the CPU.

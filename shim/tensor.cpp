@@ -19,6 +19,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <cstdlib>
 #include <limits>
@@ -1112,6 +1113,97 @@ void tensor_autocast_end(void) {
     } catch (...) {
     }
     autocast_stack.pop_back();
+}
+
+
+// ---- gradient checkpointing ------------------------------------------------------------------------
+
+}  // extern "C"
+
+namespace {
+
+// The autocast state of the forward, set again for the recompute (nested as tensor_autocast_begin).
+struct autocast_restore {
+    autocast_saved before;
+    explicit autocast_restore(const autocast_saved &now) : before(autocast_get()) {
+        autocast_set(now);
+        at::autocast::increment_nesting();
+    }
+    ~autocast_restore() {
+        if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+        autocast_set(before);
+    }
+};
+
+struct scope_guard {
+    scope_guard() { tensor_scope_begin(); }
+    ~scope_guard() { tensor_scope_end(); }
+};
+
+// fn on a handle of x (placed as tag) in a scope of its own; its result, or fn's message thrown.
+at::Tensor checkpoint_call(tensor_checkpoint_fn fn, const void *ctx, const at::Tensor &x, int tag) {
+    scope_guard scope;
+    shim_next_tag = tag;
+    tensor *out = fn(ctx, wrap(x));
+    if (!out) throw shim_error(err_msg());
+    return out->t;
+}
+
+struct checkpoint_call_args {
+    tensor_checkpoint_fn fn;
+    const void *ctx;
+    size_t ctx_size;
+    int tag;
+};
+
+// The autograd node: forward without the graph (apply runs it under no-grad), backward by recompute.
+struct checkpoint_function : public torch::autograd::Function<checkpoint_function> {
+    static at::Tensor forward(torch::autograd::AutogradContext *ctx, const at::Tensor &x, const checkpoint_call_args *a) {
+        autocast_saved ac = autocast_get();
+        auto &d = ctx->saved_data;
+        d["fn"] = (int64_t)reinterpret_cast<intptr_t>(a->fn);
+        d["ctx"] = std::string(static_cast<const char *>(a->ctx), a->ctx_size);
+        d["tag"] = (int64_t)a->tag;
+        d["autocast"] = std::vector<int64_t>{ac.cpu, ac.cuda, (int64_t)ac.cpu_dtype, (int64_t)ac.cuda_dtype};
+        ctx->save_for_backward({x});
+        return checkpoint_call(a->fn, a->ctx, x, a->tag);
+    }
+
+    static torch::autograd::variable_list backward(torch::autograd::AutogradContext *ctx,
+                                                   torch::autograd::variable_list grads) {
+        auto &d = ctx->saved_data;
+        auto fn = reinterpret_cast<tensor_checkpoint_fn>((intptr_t)d["fn"].toInt());
+        const std::string &bytes = d["ctx"].toStringRef();
+        std::vector<std::max_align_t> aligned(bytes.size() / sizeof(std::max_align_t) + 1);  // fn reads its struct
+        std::memcpy(aligned.data(), bytes.data(), bytes.size());
+        std::vector<int64_t> ac = d["autocast"].toIntVector();
+        autocast_saved state{ac[0] != 0, ac[1] != 0, (at::ScalarType)ac[2], (at::ScalarType)ac[3]};
+        at::Tensor x = ctx->get_saved_variables()[0].detach().requires_grad_(true), y;
+        {
+            at::AutoGradMode grad_on(true);
+            autocast_restore autocast(state);
+            y = checkpoint_call(fn, aligned.data(), x, (int)d["tag"].toInt());
+        }
+        if (grads[0].defined() && y.requires_grad()) torch::autograd::backward({y}, {grads[0]});
+        return {x.grad(), at::Tensor()};
+    }
+};
+
+}  // namespace
+
+extern "C" {
+
+tensor *tensor_checkpoint(tensor_checkpoint_fn fn, const void *ctx, size_t ctx_size, const tensor *x) {
+    SHIM_NEED(x);
+    int tag = shim_next_tag;
+    SHIM_TRY(nullptr, {
+        at::Tensor y;
+        checkpoint_call_args a{fn, ctx, ctx_size, tag};
+        if (c10::GradMode::is_enabled() && x->t.requires_grad()) y = checkpoint_function::apply(x->t, &a);
+        else y = checkpoint_call(fn, ctx, x->t, tag);
+        shim_next_tag = tag;
+        return wrap(y);
+    })
 }
 
 }  // extern "C"

@@ -375,6 +375,29 @@ void tensor_no_grad_end(void);
 int tensor_autocast_begin(tensor_dtype dtype);
 void tensor_autocast_end(void);
 
+// Gradient checkpointing, as torch.utils.checkpoint with use_reentrant=True: y = fn(ctx, x) keeping
+// only x for the backward instead of everything fn made. The backward runs fn again, with grad
+// mode on and the autocast state of the forward, on a detached x that requires grad, and
+// backpropagates y's gradient through it: the parameters fn reads get their gradients accumulated
+// as usual (into their .grad, e.g. views of a flat buffer), and x's gradient goes on down.
+// fn runs inside a tensor scope of its own both times: every handle it makes is freed when it
+// returns (it must not tensor_keep one); it returns NULL with a message on failure, which makes
+// tensor_checkpoint return NULL, or the backward (tensor_backward*) fail with that message. The
+// ctx_size bytes at ctx are copied, so the caller's ctx need not outlive the call. fn must compute
+// the same thing twice (no random state is restored: no dropout). Without grad mode, or when x
+// does not require grad, fn simply runs once (there is no backward through x to recompute for).
+typedef tensor *(*tensor_checkpoint_fn)(const void *ctx, const tensor *x);
+tensor *tensor_checkpoint(tensor_checkpoint_fn fn, const void *ctx, size_t ctx_size, const tensor *x);
+
+// ---- memory ----------------------------------------------------------------------------------
+// The peak of memory in use on dev since the last tensor_memory_peak_reset (or the start), in
+// bytes: on CUDA, what libtorch's caching allocator had allocated (torch.cuda.max_memory_allocated);
+// on the CPU, the process's peak resident memory (common/sysinfo.h, sysinfo_peak_rss: everything
+// the process holds, weights and loader buffers included). -1 with a message when it cannot be read.
+int64_t tensor_memory_peak(tensor_device dev);
+// Starts a new peak (e.g. each training step). Returns 0, or -1 with a message.
+int tensor_memory_peak_reset(tensor_device dev);
+
 #ifdef __cplusplus
 }
 #endif

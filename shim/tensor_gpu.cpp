@@ -1,11 +1,16 @@
 // What the GPU step adds to the C API of shim/tensor.h: libtorch's fused multi-tensor AdamW over
 // per-parameter views of the flat buffers (at::_fused_adamw_: libtorch >= 2.0 on CUDA, >= 2.4 on
-// the CPU), and the profile of what the devices ran (libtorch's kineto profiler: the kernels and
-// copies of CUDA). Every entry point catches all C++ exceptions (shim/tensor_impl.hpp).
+// the CPU), the peak memory of a device, and the profile of what the devices ran (libtorch's
+// kineto profiler: the kernels and copies of CUDA). Every entry point catches all C++ exceptions (shim/tensor_impl.hpp).
 #include "shim/tensor_impl.hpp"
+
+extern "C" {
+#include "common/sysinfo.h"
+}
 
 #include <torch/csrc/autograd/profiler_kineto.h>
 #ifdef CLIPC_TORCH_CUDA  // a CUDA-enabled libtorch (shim/CMakeLists.txt)
+#include <c10/cuda/CUDACachingAllocator.h>
 #include <c10/cuda/CUDAFunctions.h>
 #endif
 
@@ -238,6 +243,36 @@ int tensor_profile_end(tensor_profile *out) {
         if (!waited.empty()) return err_set("tensor_profile_end: waiting for the GPU: %s", waited.c_str());
         *out = profile_count(*result);
         return 0;
+    })
+}
+
+}  // extern "C"
+
+// ---- peak memory -----------------------------------------------------------------------------------
+
+extern "C" {
+
+// CUDA's figure is the caching allocator's aggregate (index 0 of its stat types in every version).
+int64_t tensor_memory_peak(tensor_device dev) {
+    if (dev.type == TENSOR_DEVICE_CPU) return sysinfo_peak_rss();
+    SHIM_TRY(-1, {
+#ifdef CLIPC_TORCH_CUDA
+        return c10::cuda::CUDACachingAllocator::getDeviceStats((c10::DeviceIndex)dev.index).allocated_bytes[0].peak;
+#else
+        return err_set("peak GPU memory: this libtorch has no CUDA (" TORCH_VERSION ")");
+#endif
+    })
+}
+
+int tensor_memory_peak_reset(tensor_device dev) {
+    if (dev.type == TENSOR_DEVICE_CPU) return sysinfo_peak_rss_reset();
+    SHIM_TRY(-1, {
+#ifdef CLIPC_TORCH_CUDA
+        c10::cuda::CUDACachingAllocator::resetPeakStats((c10::DeviceIndex)dev.index);
+        return 0;
+#else
+        return err_set("peak GPU memory: this libtorch has no CUDA (" TORCH_VERSION ")");
+#endif
     })
 }
 

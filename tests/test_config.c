@@ -77,7 +77,7 @@ static void test_every_shipped_config(void **state) {
         n++;
     }
     closedir(d);
-    assert_true(n >= 7);
+    assert_true(n >= 13);
 }
 
 static void test_shipped_values(void **state) {
@@ -138,6 +138,36 @@ static void test_resnet_configs(void **state) {
         assert_non_null(strstr(json, "\"patch_size\":\tnull"));
         free(json);
     }
+}
+
+// OpenCLIP's large configs (v2.20.0's model_configs): head widths, fractional MLP ratios (the MLP
+// width is int(width * mlp_ratio), 6144 and 8192 as in OpenCLIP), text widths and heads.
+static void test_large_configs(void **state) {
+    (void)state;
+    clip_config l336, h14, g14, bigg;
+    load_named("ViT-L-14-336", &l336);
+    load_named("ViT-H-14", &h14);
+    load_named("ViT-g-14", &g14);
+    load_named("ViT-bigG-14", &bigg);
+    assert_int_equal(l336.vision.image_size, 336);
+    assert_int_equal(l336.vision.patch_size, 14);
+    assert_int_equal(h14.vision.width, 1280);
+    assert_int_equal(h14.vision.head_width, 80);
+    assert_int_equal(h14.vision.layers, 32);
+    assert_int_equal(h14.text.width, 1024);
+    assert_int_equal(h14.text.heads, 16);
+    assert_int_equal(h14.embed_dim, 1024);
+    assert_int_equal(g14.vision.head_width, 88);
+    assert_true(g14.vision.mlp_ratio == 4.3637);
+    assert_int_equal((int)(g14.vision.width * g14.vision.mlp_ratio), 6144);
+    assert_int_equal(bigg.vision.width, 1664);
+    assert_int_equal(bigg.vision.layers, 48);
+    assert_int_equal(bigg.vision.head_width, 104);
+    assert_int_equal((int)(bigg.vision.width * bigg.vision.mlp_ratio), 8192);
+    assert_int_equal(bigg.text.width, 1280);
+    assert_int_equal(bigg.text.heads, 20);
+    assert_int_equal(bigg.text.layers, 32);
+    assert_int_equal(bigg.embed_dim, 1280);
 }
 
 static void test_defaults(void **state) {
@@ -437,6 +467,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_every_shipped_config),
         cmocka_unit_test(test_shipped_values),
         cmocka_unit_test(test_resnet_configs),
+        cmocka_unit_test(test_large_configs),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_preprocess_cfg),
         cmocka_unit_test(test_accepted_openclip_keys),

@@ -1,8 +1,8 @@
 // Tests the libtorch shim: error reporting without exceptions, ownership and scopes (no leaked
 // handles over 100 training-like steps), host round trips, generator state, autograd basics, a
 // few ops against values computed by hand, unbind, the counters and the profiler, ranks within
-// rows (ties, NaN), bf16 autocast on the CPU, host memory shared with tensors, and the float32 data
-// pointer C loops use.
+// rows (ties, NaN), bf16 autocast on the CPU, gradient checkpointing, peak memory, host memory
+// shared with tensors, and the float32 data pointer C loops use.
 #include <math.h>
 #include <setjmp.h>
 #include <stdint.h>
@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <cmocka.h>
 
@@ -293,6 +294,121 @@ static void test_cpu_autocast_bf16(void **state) {
     tensor_scope_end();
 }
 
+// A two-layer block for tensor_checkpoint: gelu(x w^T + b) w^T. calls counts its runs; fail_from
+// makes the runs from that one on fail (0: never).
+typedef struct {
+    const tensor *w, *b;
+    int *calls, fail_from;
+    tensor_dtype *dtypes;  // the dtype of each run's result
+} ckpt_block;
+
+static tensor *ckpt_block_run(const void *ctx, const tensor *x) {
+    const ckpt_block *c = ctx;
+    if (++*c->calls == c->fail_from) return err_set("block run %d failed", *c->calls), NULL;
+    tensor *y = tensor_linear(tensor_gelu(tensor_linear(x, c->w, c->b)), c->w, NULL);
+    if (y && *c->calls <= 4) c->dtypes[*c->calls - 1] = tensor_get_dtype(y);
+    return y;
+}
+
+// The gradients of w, b and x through two blocks, checkpointed or not, under autocast or not:
+// values into g (w's 64, b's 8, x's 32); each block run's result dtype into dtypes.
+static int ckpt_gradients(bool checkpoint, bool autocast, int fail_from, int *calls, float g[104],
+                          tensor_dtype dtypes[4]) {
+    tensor_generator *gen = tensor_generator_new(5, TENSOR_CPU);
+    int64_t sw[2] = {8, 8}, sb[1] = {8}, sx[2] = {4, 8};
+    tensor *w = tensor_normal(sw, 2, 0, 0.3, TENSOR_F32, TENSOR_CPU, gen);
+    tensor *b = tensor_normal(sb, 1, 0, 0.3, TENSOR_F32, TENSOR_CPU, gen);
+    tensor *x = tensor_normal(sx, 2, 0, 1, TENSOR_F32, TENSOR_CPU, gen);
+    tensor *leaves[3] = {w, b, x};
+    for (int i = 0; i < 3; i++) tensor_set_requires_grad(leaves[i], true);
+    ckpt_block c = {w, b, calls, fail_from, dtypes};
+    tensor_scope_begin();
+    if (autocast) tensor_autocast_begin(TENSOR_BF16);
+    const tensor *h = x;
+    for (int layer = 0; layer < 2; layer++)
+        h = checkpoint ? tensor_checkpoint(ckpt_block_run, &c, sizeof c, h) : ckpt_block_run(&c, h);
+    tensor *loss = tensor_sum(tensor_mul(h, h));
+    if (autocast) tensor_autocast_end();
+    int rc = tensor_backward(loss, NULL);
+    tensor_scope_end();
+    size_t at = 0;
+    for (int i = 0; i < 3 && rc == 0; i++) {
+        size_t n = (size_t)tensor_numel(leaves[i]);
+        tensor *grad = tensor_grad(leaves[i]);
+        rc = tensor_to_host(grad, g + at, n * sizeof(float));
+        tensor_free(grad);
+        at += n;
+    }
+    for (int i = 0; i < 3; i++) tensor_free(leaves[i]);
+    tensor_generator_free(gen);
+    return rc;
+}
+
+// tensor_checkpoint gives the gradients of the plain graph within float32 noise (w, used twice by
+// each block, has its uses summed in another order), each block run twice; under bf16 autocast
+// the recompute runs in bf16 too (within bf16 rounding: the plain graph sums w's four bf16
+// gradients in bf16 before casting, the recompute each block's); without grad mode it runs once.
+// A block that fails in the forward or in the recompute fails the call or the backward with its
+// message. Nothing leaks.
+static void test_checkpoint(void **state) {
+    (void)state;
+    size_t live = tensor_live_count();
+    float plain[104], ckpt[104];
+    tensor_dtype dtypes[4];
+    for (int autocast = 0; autocast < 2; autocast++) {
+        int calls = 0;
+        assert_int_equal(ckpt_gradients(false, autocast, 0, &calls, plain, dtypes), 0);
+        assert_int_equal(calls, 2);
+        calls = 0;
+        assert_int_equal(ckpt_gradients(true, autocast, 0, &calls, ckpt, dtypes), 0);
+        assert_int_equal(calls, 4);
+        for (int i = 0; i < 4; i++) assert_int_equal(dtypes[i], autocast ? TENSOR_BF16 : TENSOR_F32);
+        double worst = 0;
+        for (int i = 0; i < 104; i++) worst = fmax(worst, fabs(plain[i] - ckpt[i]) / (fabs(plain[i]) + 1e-3));
+        printf("  autocast %d: gradients within %.3g (relative)\n", autocast, worst);
+        assert_true(worst < (autocast ? 0.05 : 1e-5));
+    }
+    int calls = 0;
+    assert_int_equal(ckpt_gradients(true, false, 1, &calls, ckpt, dtypes), -1);  // the first forward
+    assert_non_null(strstr(err_msg(), "block run 1 failed"));
+    calls = 0;
+    assert_int_equal(ckpt_gradients(true, false, 3, &calls, ckpt, dtypes), -1);  // the first recompute
+    assert_non_null(strstr(err_msg(), "block run 3 failed"));
+    assert_int_equal(tensor_live_count(), live);
+    // Without grad mode the block runs once and its result is an ordinary handle of the caller's scope.
+    int64_t s[2] = {8, 8};
+    tensor *w = tensor_ones(s, 2, TENSOR_F32, TENSOR_CPU);
+    ckpt_block c = {w, NULL, &calls, 0, dtypes};
+    calls = 0;
+    tensor_scope_begin();
+    tensor_no_grad_begin();
+    tensor *y = tensor_checkpoint(ckpt_block_run, &c, sizeof c, w);
+    tensor_no_grad_end();
+    assert_non_null(y);
+    assert_int_equal(calls, 1);
+    tensor_scope_end();
+    tensor_free(w);
+    assert_int_equal(tensor_live_count(), live);
+}
+
+// The CPU's peak is the process's resident peak: a reset brings it down to what is resident now,
+// and touching 64 MB more raises it by about that much.
+static void test_memory_peak(void **state) {
+    (void)state;
+    assert_int_equal(tensor_memory_peak_reset(TENSOR_CPU), 0);
+    int64_t before = tensor_memory_peak(TENSOR_CPU);
+    assert_true(before > 0);
+    size_t n = 64 << 20;  // mapped directly: a sanitizer's malloc would keep freed blocks resident
+    char *block = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    assert_true(block != MAP_FAILED);
+    memset(block, 1, n);
+    int64_t peak = tensor_memory_peak(TENSOR_CPU);
+    munmap(block, n);
+    assert_true(peak >= before + (int64_t)(n * 9 / 10));
+    assert_int_equal(tensor_memory_peak_reset(TENSOR_CPU), 0);
+    assert_true(tensor_memory_peak(TENSOR_CPU) < peak - (int64_t)(n / 2));
+}
+
 // tensor_data_f32 gives the elements in place, and only for a contiguous float32 CPU tensor.
 static void test_data_f32(void **state) {
     (void)state;
@@ -347,6 +463,8 @@ int main(void) {
         cmocka_unit_test(test_profile),
         cmocka_unit_test(test_rank_in_rows),
         cmocka_unit_test(test_cpu_autocast_bf16),
+        cmocka_unit_test(test_checkpoint),
+        cmocka_unit_test(test_memory_peak),
         cmocka_unit_test(test_data_f32),
         cmocka_unit_test(test_host_memory),
     };

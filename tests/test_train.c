@@ -1,7 +1,8 @@
 // End-to-end tests of `clipc train` through the CLI: exact resume (N steps, save, resume, N more
 // steps gives the losses of 2N straight, bit for bit, across an epoch boundary), non-finite losses
 // stopping the run with a usable checkpoint and none written during the streak, checkpoint
-// retention, the host reads of a step (--profile-steps), the precision modes on the CPU, and bad
+// retention, the host reads of a step (--profile-steps), the precision modes on the CPU,
+// --grad-checkpointing (the same weights, with and without --accum-freq), a step of ViT-B-16, and bad
 // input: truncated and mismatched checkpoints (refused, or passed over by --resume latest),
 // corrupt samples and unreadable shards, unknown flags and config keys, missing data, OpenCLIP
 // precisions clipc does not support.
@@ -216,6 +217,49 @@ static void test_bad_options(void **state) {
     assert_non_null(strstr(out, "/nonexistent"));
 }
 
+// --grad-checkpointing changes nothing but memory: the same losses and, bit for bit on the CPU,
+// the same weights after 3 steps, with one batch and with --accum-freq 2 (test_model shows that
+// the blocks are recomputed); and every train line reports the step's peak memory.
+static void test_grad_checkpointing(void **state) {
+    (void)state;
+    const char *runs[4][2] = {{"gc-off", ""}, {"gc-on", "--grad-checkpointing"},
+                              {"gc-accum-off", "--batch-size 16 --accum-freq 2"},
+                              {"gc-accum-on", "--batch-size 16 --accum-freq 2 --grad-checkpointing"}};
+    char out[16384], extra[256], losses[4][8][32] = {{{0}}};
+    for (int r = 0; r < 4; r++) {
+        snprintf(extra, sizeof extra, "--max-steps 3 --save-frequency 1 %s", runs[r][1]);
+        if (train(out, sizeof out, runs[r][0], extra) != 0) fail_msg("%s", out);
+        assert_int_equal(cli_read_losses(work, runs[r][0], losses[r], 8), 3);
+    }
+    for (int pair = 0; pair < 4; pair += 2) {
+        for (int s = 0; s < 3; s++) assert_string_equal(losses[pair][s], losses[pair + 1][s]);
+        assert_int_equal(cli_run(out, sizeof out, "cmp %s/logs/%s/checkpoints/step_3/model.safetensors "
+                                 "%s/logs/%s/checkpoints/step_3/model.safetensors", work, runs[pair][0], work,
+                                 runs[pair + 1][0]), 0);
+    }
+    // Runs that differ do differ: the comparison can fail.
+    assert_int_not_equal(cli_run(out, sizeof out, "cmp -s %s/logs/gc-off/checkpoints/step_3/model.safetensors "
+                                 "%s/logs/gc-accum-off/checkpoints/step_3/model.safetensors", work, work), 0);
+    assert_int_equal(cli_run(out, sizeof out, "grep '\"type\":\"train\"' %s/logs/gc-on/metrics.jsonl | "
+                             "grep -c '\"peak_mem_mb\":[1-9]'", work), 0);
+    assert_non_null(strstr(out, "3"));
+}
+
+// OpenCLIP's ViT-B-16 (configs/models) trains a step of 2 samples with --grad-checkpointing (the
+// larger configs: scripts/large-models.sh).
+static void test_vit_b16_step(void **state) {
+    (void)state;
+    char out[16384], losses[2][32] = {{0}};
+    if (cli_run(out, sizeof out, "%s train --model ViT-B-16 --model-configs %s --vocab %s --train-data %s/train "
+                "--batch-size 2 --train-num-samples 2 --epochs 1 --save-frequency 0 --workers 1 --seed 3 --logs %s/logs "
+                "--name vit-b16 --device cpu --grad-checkpointing", clipc, configs, vocab, work, work) != 0)
+        fail_msg("%s", out);
+    assert_int_equal(cli_read_losses(work, "vit-b16", losses, 2), 1);
+    double loss = strtod(losses[0], NULL);
+    printf("  ViT-B-16, 2 samples: loss %s\n", losses[0]);
+    assert_true(loss > 0.1 && loss < 2);  // about ln 2 for two pairs
+}
+
 int main(int argc, char **argv) {
     if (argc != 5) {
         fprintf(stderr, "usage: %s CLIPC FASHION_MNIST_DIR VOCAB CONFIGS_DIR\n", argv[0]);
@@ -230,6 +274,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_bad_samples_and_shards),
         cmocka_unit_test(test_bad_options),
         cmocka_unit_test(test_precision_modes),
+        cmocka_unit_test(test_grad_checkpointing),
+        cmocka_unit_test(test_vit_b16_step),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -73,6 +73,7 @@ static int make_specs(train_options *o, arg_spec *s) {
         SPEC("report-to", ARG_STR, report_to, "tensorboard: also write the metrics as TensorBoard event files in logs/NAME/tensorboard ('wandb' is refused)"),
         SPEC("nonfinite-limit", ARG_INT, nonfinite_limit, "stop after N non-finite losses in a row"),
         SPEC("accum-freq", ARG_INT, accum_freq, "micro-batches of --batch-size per step, the loss exact over all of them"),
+        SPEC("grad-checkpointing", ARG_FLAG, grad_checkpointing, "recompute each transformer block's activations in the backward instead of keeping them (less memory, about a third more compute)"),
         SPEC("profile-steps", ARG_INT, profile_steps, "print time, ops, host reads and syncs of the first N steps"),
         SPEC("config", ARG_STR, config, "JSON file of these options (flags override it)"),
     };

@@ -22,6 +22,7 @@ typedef struct {
     bool no_tf32, deterministic, dist_debug;
     bool no_overlap_reduce;  // sum the gradients after the backward instead of during it
     bool use_bn_sync;  // ModifiedResNet towers: SyncBatchNorm over the ranks
+    bool grad_checkpointing;  // model/clip.h: recompute the residual blocks in the backward
 } train_options;
 
 // --precision, with OpenCLIP's names and meanings.

@@ -64,6 +64,7 @@ typedef struct {
     int64_t saved_step;       // step of the last checkpoint written (-1: none)
     int nonfinite_run;        // non-finite losses in a row
     double comm_time;         // seconds the last step spent in collectives (on this rank)
+    int64_t peak_mem;         // bytes at the peak of the last step on this rank's device (-1: unknown)
 } trainer;
 
 static double now_s(void) {
@@ -181,6 +182,7 @@ static int setup_session(trainer *t) {
     if (o->deterministic && tensor_set_deterministic(true) != 0) return -1;
     if (session_open(&so, &t->s) != 0) return -1;
     t->model = t->s.model;
+    t->model->grad_checkpointing = o->grad_checkpointing;
     // Every rank starts from rank 0's weights (the same seed gives the same ones; pretrained
     // weights read elsewhere may not).
     tensor *weights[1] = {t->model->params.data};
@@ -502,9 +504,11 @@ static int train_step(trainer *t, const loader_batch *b, step_result *r) {
     dist_set_step(t->d, t->step);
     double comm_before = dist_comm_seconds(t->d);
     clip_model_set_training(t->model, true);  // ResNet towers' BatchNorms; evaluation runs in eval mode
+    bool measured = tensor_memory_peak_reset(t->s.device) == 0;  // a metric only: unknown when refused
     int rc = step_run(&sc, t->step, &obj, b, b->n, r);
     clip_model_set_training(t->model, false);
     t->comm_time = dist_comm_seconds(t->d) - comm_before;
+    t->peak_mem = measured ? tensor_memory_peak(t->s.device) : -1;
     return rc;
 }
 
@@ -536,6 +540,7 @@ static int log_step(trainer *t, const step_result *r, double batch_time, double 
         cJSON_AddNumberToObject(line, "comm_exposed_s", r->comm_exposed_s);
         cJSON_AddNumberToObject(line, "comm_hidden_frac", r->comm_s > 0 ? 1.0 - r->comm_exposed_s / r->comm_s : 0.0);
     }
+    if (t->peak_mem >= 0) cJSON_AddNumberToObject(line, "peak_mem_mb", (double)t->peak_mem / (1 << 20));
     if (log_line(t, line, printed) != 0) return -1;
     if (!printed || !t->lead) return 0;
     int64_t remaining = t->sched.total_steps - t->step;

@@ -227,15 +227,10 @@ int step_run(const step_config *c, int64_t step, const step_objective *obj, cons
     if (zero_grads(c) != 0) return -1;
     out->comm_s = out->comm_exposed_s = 0;
     tensor_scope_begin();
-    tensor *loss = loss_and_gradients(c, obj, batch, n);
-    tensor *norm = loss ? step_grad_norm(c) : NULL;
-    int rc = norm ? read_values(loss, norm, out) : -1;
-}
-
     reducer *r;
     int rc = overlap_begin(c, &r);
     tensor *loss = rc == 0 ? loss_and_gradients(c, obj, batch, n, r, out) : NULL;
-    tensor *norm = loss ? optim_grad_norm(c->lists, c->n_lists) : NULL;
+    tensor *norm = loss ? step_grad_norm(c) : NULL;
     rc = norm ? read_values(loss, norm, out) : -1;
     if (rc == 0 && r) rc = reducer_times(r, &out->comm_s, &out->comm_exposed_s);  // after the host read (NCCL)
     reducer_free(r);  // before the scope's end: its bucket views are in it

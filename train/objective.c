@@ -25,12 +25,12 @@ static tensor *batch_loss_rows(void *objective, tensor *const *all, int64_t row_
 }
 
 step_objective train_objective_step(train_objective *o) {
-    return (step_objective){.n_features = o->distill ? DISTILL_N_FEATURES : 2, .n_trained = 2,
+    return (step_objective){.n_features = o->distill ? distill_n_features(o->distill) : 2, .n_trained = 2,
                             .features = batch_features, .loss_rows = batch_loss_rows, .ctx = o};
 }
 
 tensor *train_objective_loss(train_objective *o, const void *batch) {
     const loader_batch *b = batch;
-    tensor *f[DISTILL_N_FEATURES];
+    tensor *f[DISTILL_MAX_FEATURES];
     return batch_features(o, batch, 0, b->n, f) == 0 ? batch_loss_rows(o, f, 0, b->n) : NULL;
 }

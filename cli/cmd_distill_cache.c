@@ -63,9 +63,9 @@ static int run_one(const cache_options *o, const eval_options *common, const cha
 static int run_teacher(const cache_options *o, int i, int n, bool bf16) {
     eval_options common = o->common;
     char *weights = NULL, *model = NULL, *out = NULL, dir[4096];
-    int rc = args_list_item("--pretrained", o->common.pretrained, i, n, &weights);
-    if (rc == 0 && o->common.model) rc = args_list_item("--model", o->common.model, i, n, &model);
-    if (rc == 0 && o->out) rc = args_list_item("--out", o->out, i, n, &out);
+    int rc = args_list_item("pretrained", o->common.pretrained, i, n, &weights);
+    if (rc == 0 && o->common.model) rc = args_list_item("model", o->common.model, i, n, &model);
+    if (rc == 0 && o->out) rc = args_list_item("out", o->out, i, n, &out);
     if (rc == 0 && n > 1 && (!o->out || strstr(o->out, "::") == NULL))
         rc = err_set("--out: %d teachers need one folder each ('DA::DB'): one folder holds one teacher's targets", n);
     if (rc == 0 && out) snprintf(dir, sizeof dir, "%s", out);

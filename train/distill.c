@@ -30,7 +30,7 @@ int distill_view_size(const distill_options *o, const char *model_configs, const
     for (int i = 0; i < n; i++) {
         char *model, *weights;
         clip_config cfg;
-        int rc = list_item("--distill-model", o->model, i, n, &model) || list_item("--distill-pretrained", o->pretrained, i, n, &weights);
+        int rc = list_item("distill-model", o->model, i, n, &model) || list_item("distill-pretrained", o->pretrained, i, n, &weights);
         if (rc == 0 && session_model_config(model, model_configs, weights, &cfg) != 0) rc = err_prefix("distillation teacher %d", i + 1);
         free(model), free(weights);
         if (rc != 0) return -1;
@@ -57,7 +57,7 @@ static int count_teachers(distill *d, const distill_options *o) {
         return err_set("--distill-feature-weight works with one teacher, not an ensemble of %d", d->n_teachers);
     for (int i = 0; i < d->n_teachers; i++) {
         char *text, *end;
-        if (list_item("--distill-logit-scale", o->logit_scale, i, d->n_teachers, &text) != 0) return -1;
+        if (list_item("distill-logit-scale", o->logit_scale, i, d->n_teachers, &text) != 0) return -1;
         d->scales[i] = text ? strtod(text, &end) : NAN;
         bool bad = text && (end == text || *end || !(d->scales[i] > 0) || !isfinite(d->scales[i]));
         if (bad) err_set("--distill-logit-scale: '%s' (teacher %d) is not a positive number (the multiplier exp(logit_scale))",
@@ -91,8 +91,8 @@ static int freeze(clip_model *m) {
 static int open_teacher(distill *d, int m, const session_options *so, const session *student, const char *vocab) {
     session_options to = *so;
     char *model, *weights;
-    int rc = list_item("--distill-model", d->o.model, m, d->n_teachers, &model) ||
-             list_item("--distill-pretrained", d->o.pretrained, m, d->n_teachers, &weights);
+    int rc = list_item("distill-model", d->o.model, m, d->n_teachers, &model) ||
+             list_item("distill-pretrained", d->o.pretrained, m, d->n_teachers, &weights);
     to.model = model, to.pretrained = weights, to.vocab = NULL;
     to.siglip = to.lock_image = to.lock_text = false;
     session *teacher = &d->teachers[m];
@@ -116,8 +116,8 @@ static int open_teacher(distill *d, int m, const session_options *so, const sess
 static int open_cache(distill *d, int m, const loader *train_data) {
     distill_teacher_id id = {0};
     char *dir, *weights = NULL;
-    int rc = list_item("--distill-cache", d->o.cache, m, d->n_teachers, &dir);
-    if (rc == 0 && d->teachers[m].model) rc = list_item("--distill-pretrained", d->o.pretrained, m, d->n_teachers, &weights);
+    int rc = list_item("distill-cache", d->o.cache, m, d->n_teachers, &dir);
+    if (rc == 0 && d->teachers[m].model) rc = list_item("distill-pretrained", d->o.pretrained, m, d->n_teachers, &weights);
     if (rc == 0 && weights) rc = distill_teacher_id_init(&id, &d->teachers[m].cfg, weights);
     if (rc == 0 && !(d->caches[m] = distill_cache_open(dir, train_data, weights ? &id : NULL)))
         rc = err_prefix("--distill-cache %s", dir);

@@ -485,7 +485,7 @@ void distill_cache_rows(const distill_cache *c, const int32_t *shards, const int
     for (int64_t i = 0; i < n; i++) {
         size_t at = (size_t)indices[i] * row;
         const float *from = c->image[shards[i]] + at;
-        if (views && views[i] >= 0) {
+        if (views && views[i] >= 0 && c->k > 0) {
             CLIPC_ASSERT(views[i] < c->k);
             from = c->view_image[shards[i]] + ((size_t)indices[i] * (size_t)c->k + (size_t)views[i]) * row;
         }

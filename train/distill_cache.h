@@ -82,8 +82,8 @@ double distill_cache_logit_scale(const distill_cache *c);   // the teacher's, lo
 const distill_teacher_id *distill_cache_teacher(const distill_cache *c);
 
 // The stored rows of n samples (shards[i], indices[i]: a loader batch's positions) into image and
-// text (n, E), host buffers: the image rows of stored view views[i] when views is given and
-// views[i] >= 0 (loader_batch.view_index), else of the evaluation crop.
+// text (n, E), host buffers: the image rows of stored view views[i] when views is given,
+// views[i] >= 0 (loader_batch.view_index) and the cache holds views, else of the evaluation crop.
 void distill_cache_rows(const distill_cache *c, const int32_t *shards, const int64_t *indices, const int32_t *views,
                         int64_t n, float *image, float *text);
 

@@ -2,6 +2,8 @@
 
 #include "loader/loader.h"
 
+_Static_assert(DISTILL_MAX_FEATURES <= STEP_MAX_FEATURES, "a step must hold every teacher's features");
+
 static int batch_features(void *objective, const void *batch, int64_t begin, int64_t end, tensor **out) {
     const train_objective *o = objective;
     const loader_batch *b = batch;

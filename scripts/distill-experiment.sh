@@ -26,6 +26,7 @@
 #        STUDENT_SEEDS     seeds (default "0 1 2"); LRS the scratch learning rates (default "1e-3 3e-3 6e-3")
 #        AUG               the students' --aug-cfg (default "scale=(0.25,1.0) color_jitter=0.4")
 #        K                 stored views per sample (default 4)
+#        TABLE_ONLY        a runs folder of this script: only print its table again (with the same settings)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 clipc=${CLIPC:-build/cli/clipc}
@@ -36,7 +37,7 @@ fi
 out=${DISTILL_OUT:-demo}
 source scripts/fmnist-data.sh
 fmnist_data "$clipc" "$out"
-runs=$out/distill/$(date +%Y%m%d-%H%M%S)
+runs=${TABLE_ONLY:-$out/distill/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$runs"
 fmnist_config "$clipc" configs/models/clip-small.json "$runs/teacher-a.json"
 fmnist_config "$clipc" configs/models/clip-tiny.json "$runs/teacher-b.json"
@@ -91,7 +92,7 @@ student() {  # student NAME LR SEED [FLAGS...]: one epoch of the students' set
 }
 
 echo "== students: clip-micro, seeds $seeds; scratch at $lrs"
-for lr in $lrs; do for seed in $seeds; do student "scratch-$lr-$seed" "$lr" "$seed"; done; done
+[ -n "${TABLE_ONLY:-}" ] || for lr in $lrs; do for seed in $seeds; do student "scratch-$lr-$seed" "$lr" "$seed"; done; done
 # stats NAME: "mean sd" of the seeds' top-1 of runs NAME-<seed>.
 stats() {
   for seed in $seeds; do cat "$runs/$1-$seed.top1"; done |
@@ -113,15 +114,17 @@ teacher_b=${TEACHER_B:-$(teacher b "$runs/teacher-b.json" "${TEACHER_B_SAMPLES:-
 [ -n "${TEACHER_B_SECONDS:-}" ] && echo "$TEACHER_B_SECONDS" > "$runs/teacher-b.seconds"
 if [ "${SINGLE:-A}" = A ]; then single=$teacher_a single_cfg=$runs/teacher-a.json; else single=$teacher_b single_cfg=$runs/teacher-b.json; fi
 
+if [ -z "${TABLE_ONLY:-}" ]; then
 echo "== stored teacher targets of the students' set: evaluation crops, and $k views per sample (--aug-cfg $aug)"
 timed cache-eval $clipc distill-cache --pretrained "$single" --model "$single_cfg" --vocab "$vocab" --data "$student_data" \
   --batch-size 256 --out "$runs/cache-eval"
 timed cache-views $clipc distill-cache --pretrained "$teacher_a::$teacher_b" --model "$runs/teacher-a.json::$runs/teacher-b.json" \
   --vocab "$vocab" --data "$student_data" --batch-size 256 --out "$runs/cache-views-a::$runs/cache-views-b" \
   --augmentations "$k" --aug-cfg "$aug" --seed 0
+fi
 if [ "${SINGLE:-A}" = A ]; then single_views=$runs/cache-views-a; else single_views=$runs/cache-views-b; fi
 
-for seed in $seeds; do
+[ -n "${TABLE_ONLY:-}" ] || for seed in $seeds; do
   student "online-$seed" "$best_lr" "$seed" --distill-model "$single_cfg" --distill-pretrained "$single"
   student "stored-eval-$seed" "$best_lr" "$seed" --distill-cache "$runs/cache-eval"
   student "stored-views-$seed" "$best_lr" "$seed" --distill-cache "$single_views"

@@ -100,4 +100,16 @@ int image_transform_eval(const image_rgb *img, const image_preprocess *p, int si
 // clipc classify, clipc embed). Returns 0, or -1 with err_msg() naming the defect.
 int image_decode_eval(const uint8_t *data, size_t size, const image_preprocess *p, int out_size, uint8_t *rgb);
 
+// ---- colour (torchvision's ColorJitter on PIL images: PIL's ImageEnhance and HSV) ----------------
+// In place on n RGB pixels (n * 3 bytes), as torchvision 0.14's functional adjust_* on a PIL image
+// (Pillow 9.4): brightness, contrast and saturation blend with a degenerate image as PIL's
+// Image.blend does (float arithmetic, truncated, clipped when the factor is above 1): with black,
+// with the mean gray level (PIL's L = (19595 R + 38470 G + 7471 B + 0x8000) >> 16, its mean
+// rounded), with the image's own gray levels. Hue converts to PIL's 8-bit HSV, adds
+// uint8(hue * 255) to H (wrapping), and converts back; hue in [-0.5, 0.5].
+void image_adjust_brightness(uint8_t *rgb, size_t n, float factor);
+void image_adjust_contrast(uint8_t *rgb, size_t n, float factor);
+void image_adjust_saturation(uint8_t *rgb, size_t n, float factor);
+void image_adjust_hue(uint8_t *rgb, size_t n, float hue);
+
 #endif

@@ -21,6 +21,8 @@
 #define LOADER_STATE_HEADER (8 + 4 + 8 + 4 * 4 + 8 + 8)
 #define READ_CHUNK_SAMPLES 64
 #define STREAM_AUGMENT 4
+#define STREAM_VIEWS 6      // evaluation views (cfg.views); 5 is the sampler's
+#define STREAM_VIEW_PICK 7  // which stored view (a view source)
 #define ERROR_CAP 512
 #define CORRUPT_LIMIT 100  // replacement draws for one sample (training), corrupt samples in a row (evaluation)
 
@@ -58,6 +60,9 @@ typedef struct {
     float *images;            // (B, 3, H, W) or NULL
     uint8_t *images_u8;       // (B, 3, H, W) or NULL
     float *teacher_images;    // (B, 3, T, T) or NULL
+    float *view_images;       // (B, K, 3, H, W) or NULL (evaluation views)
+    loader_view *views;       // (B, K) or NULL
+    int32_t *view_index;      // (B) training: the stored view of each row, -1 for a fresh draw
     int32_t *shards;          // (B)
     int64_t *indices;         // (B)
     int64_t *tokens;          // (B, ctx)
@@ -82,6 +87,7 @@ struct loader {
     shard_cursor cursor;       // the reader thread's
     shard_cursor *spares;      // (max(workers, 1)) each worker's, for the replacements of corrupt samples
     float lut[3][256];         // normalized value of each byte, per channel
+    loader_view_source views;  // training: stored views to pick from (pick NULL: fresh draws)
     int n_slots;
     batch_slot *slots;
     uint8_t **scratch;         // (max(workers, 1)) RGB decode buffers (H, W, 3)
@@ -202,28 +208,6 @@ static void cursor_close(shard_cursor *c) {
 
 // ---- decoding (workers) ----------------------------------------------------------------------
 
-static int round_int(double x) { return (int)floor(x + 0.5); }
-
-// torchvision's RandomResizedCrop.get_params, with the loader's generator.
-static image_rect random_resized_crop(const loader_config *c, int w, int h, rng *r) {
-    double area = (double)w * h, log_lo = log(c->ratio_min), log_hi = log(c->ratio_max);
-    for (int attempt = 0; attempt < 10; attempt++) {
-        double target = area * (c->scale_min + (c->scale_max - c->scale_min) * rng_uniform(r));
-        double aspect = exp(log_lo + (log_hi - log_lo) * rng_uniform(r));
-        int cw = round_int(sqrt(target * aspect)), ch = round_int(sqrt(target / aspect));
-        if (cw > 0 && cw <= w && ch > 0 && ch <= h) {
-            int top = (int)rng_below(r, (uint64_t)(h - ch + 1));
-            int left = (int)rng_below(r, (uint64_t)(w - cw + 1));
-            return (image_rect){left, top, cw, ch};
-        }
-    }
-    double in_ratio = (double)w / h;
-    int cw = w, ch = h;
-    if (in_ratio < c->ratio_min) ch = round_int(w / c->ratio_min);
-    else if (in_ratio > c->ratio_max) cw = round_int(h * c->ratio_max);
-    return (image_rect){(w - cw) / 2, (h - ch) / 2, cw, ch};
-}
-
 // rgb (size, size, 3) into dst (3, size, size), normalized.
 static void normalize_pixels(const loader *l, const uint8_t *rgb, int size, float *dst) {
     size_t plane = (size_t)size * (size_t)size;
@@ -242,31 +226,59 @@ static void store_pixels(const loader *l, const uint8_t *rgb, batch_slot *s, int
     }
 }
 
-// One view of a sample: its crop (random in training, central otherwise) at size x size into rgb.
-// The student's view and a distillation teacher's both come from here, so they always match.
-static bool decode_view(const payload *p, image_rect crop, int size, uint8_t *rgb) {
-    return image_webp_decode_region(p->image, p->image_size, crop, size, size, rgb) == 0;
+// The view of row i (the sample `ref`) of an image of w x h: a fresh draw from (seed, epoch, the
+// row's position in the epoch's stream), or the view source's pick. Returns the stored view's
+// number, or -1 for a fresh draw.
+static int32_t row_view(const loader *l, const batch_slot *s, int i, sample_ref ref, int w, int h, loader_view *v) {
+    const loader_config *c = &l->cfg;
+    uint64_t position = (uint64_t)(s->first_ordinal + i);
+    if (l->views.pick) {
+        uint64_t draw = rng_mix(rng_mix(rng_mix(c->seed, STREAM_VIEW_PICK), (uint64_t)l->epoch), position);
+        return (int32_t)l->views.pick(l->views.ctx, (int32_t)ref.shard, (int64_t)ref.index, draw, v);
+    }
+    loader_view_draw(c, w, h, rng_mix(rng_mix(rng_mix(rng_mix(c->seed, STREAM_AUGMENT), (uint64_t)l->epoch), 0), position), v);
+    return -1;
+}
+
+// Evaluation with cfg.views: the sample's K random views (keys from (seed, shard, index, view)),
+// normalized into the slot's view_images, their parameters into views.
+static bool decode_views(const loader *l, batch_slot *s, int i, sample_ref ref, uint8_t *scratch) {
+    const loader_config *c = &l->cfg;
+    const payload *p = s->payloads[i];
+    int w = 0, h = 0, size = c->image_size;
+    if (image_webp_size(p->image, p->image_size, &w, &h)) return false;
+    size_t plane = 3 * (size_t)size * (size_t)size;
+    for (int k = 0; k < c->views; k++) {
+        loader_view *v = &s->views[(size_t)i * (size_t)c->views + (size_t)k];
+        uint64_t key = rng_mix(rng_mix(rng_mix(rng_mix(c->seed, STREAM_VIEWS), (uint64_t)ref.shard), (uint64_t)ref.index),
+                               (uint64_t)k);
+        loader_view_draw(c, w, h, key, v);
+        if (loader_view_apply(v, p->image, p->image_size, size, scratch) != 0) return false;
+        normalize_pixels(l, scratch, size, s->view_images + ((size_t)i * (size_t)c->views + (size_t)k) * plane);
+    }
+    return true;
 }
 
 // Decodes, transforms and tokenizes row i of a slot (the sample `ref`). Returns false when the
-// image is corrupt.
+// image is corrupt. The student's view and a distillation teacher's both come from the one view,
+// so they always match.
 static bool decode_sample(const loader *l, batch_slot *s, int i, sample_ref ref, uint8_t *scratch) {
     const loader_config *c = &l->cfg;
     const payload *p = s->payloads[i];
-    rng r = {rng_mix(rng_mix(rng_mix(rng_mix(c->seed, STREAM_AUGMENT), (uint64_t)l->epoch), 0),
-                     (uint64_t)(s->first_ordinal + i))};
-    image_rect crop = {0};
+    loader_view view;
     if (!c->train) {
         if (image_decode_eval(p->image, p->image_size, &c->preprocess, c->image_size, scratch)) return false;
+        if (c->views > 0 && !decode_views(l, s, i, ref, scratch + 3 * (size_t)c->image_size * (size_t)c->image_size))
+            return false;
     } else {
         int w = 0, h = 0;
         if (image_webp_size(p->image, p->image_size, &w, &h)) return false;
-        crop = random_resized_crop(c, w, h, &r);
-        if (!decode_view(p, crop, c->image_size, scratch)) return false;
+        s->view_index[i] = row_view(l, s, i, ref, w, h, &view);
+        if (loader_view_apply(&view, p->image, p->image_size, c->image_size, scratch)) return false;
     }
     store_pixels(l, scratch, s, i);
-    int t = c->teacher_image_size;  // the teacher's view: the same crop (or evaluation transform) at its size
-    bool teacher_ok = t <= 0 || (c->train ? decode_view(p, crop, t, scratch)
+    int t = c->teacher_image_size;  // the teacher's view: the same view (or evaluation transform) at its size
+    bool teacher_ok = t <= 0 || (c->train ? loader_view_apply(&view, p->image, p->image_size, t, scratch) == 0
                                           : image_decode_eval(p->image, p->image_size, &c->preprocess, t, scratch) == 0);
     if (!teacher_ok) return false;
     if (t > 0) normalize_pixels(l, scratch, t, s->teacher_images + (size_t)i * 3 * (size_t)t * (size_t)t);
@@ -342,6 +354,12 @@ static void move_sample(const loader *l, batch_slot *s, int i, int j) {
     else memcpy(s->images_u8 + j * image, s->images_u8 + i * image, image);
     size_t teacher = 3 * (size_t)l->cfg.teacher_image_size * (size_t)l->cfg.teacher_image_size;
     if (s->teacher_images) memcpy(s->teacher_images + j * teacher, s->teacher_images + i * teacher, teacher * sizeof(float));
+    size_t k = (size_t)l->cfg.views;
+    if (s->view_images) {
+        memcpy(s->view_images + j * k * image, s->view_images + i * k * image, k * image * sizeof(float));
+        memcpy(s->views + j * k, s->views + i * k, k * sizeof(loader_view));
+    }
+    s->view_index[j] = s->view_index[i];
     size_t ctx = (size_t)l->cfg.context_length;
     memcpy(s->tokens + j * ctx, s->tokens + i * ctx, ctx * sizeof(int64_t));
     s->shards[j] = s->shards[i];
@@ -398,6 +416,11 @@ static void slot_init(const loader *l, batch_slot *s) {
     else s->images_u8 = slot_alloc(l, pixels);
     size_t teacher = b * 3 * (size_t)c->teacher_image_size * (size_t)c->teacher_image_size;
     if (teacher) s->teacher_images = slot_alloc(l, teacher * sizeof(float));
+    if (c->views > 0) {
+        s->view_images = slot_alloc(l, pixels * (size_t)c->views * sizeof(float));
+        s->views = xcalloc(b * (size_t)c->views, sizeof(loader_view));
+    }
+    s->view_index = xcalloc(b, sizeof(int32_t));
     s->shards = xcalloc(b, sizeof(int32_t));
     s->indices = xcalloc(b, sizeof(int64_t));
     s->tokens = slot_alloc(l, b * (size_t)c->context_length * sizeof(int64_t));
@@ -409,7 +432,8 @@ static void slot_init(const loader *l, batch_slot *s) {
 static void slot_free(const loader *l, batch_slot *s) {
     free(s->refs), free(s->global), free(s->payloads), free(s->corrupt), free(s->keys), free(s->captions);
     free(s->lines), free(s->n_lines), free(s->row_error);
-    free(s->shards), free(s->indices);
+    free(s->shards), free(s->indices), free(s->views), free(s->view_index);
+    if (s->view_images) l->cfg.allocator.free(s->view_images, l->cfg.allocator.ctx);
     if (s->images) l->cfg.allocator.free(s->images, l->cfg.allocator.ctx);
     if (s->teacher_images) l->cfg.allocator.free(s->teacher_images, l->cfg.allocator.ctx);
     if (s->images_u8) l->cfg.allocator.free(s->images_u8, l->cfg.allocator.ctx);
@@ -548,6 +572,12 @@ static void reset_pipeline(loader *l) {
     l->reader_finished = l->epoch_over = false;
 }
 
+void loader_set_view_source(loader *l, loader_view_source source) {
+    reset_pipeline(l);
+    l->views = source;
+    loader_set_epoch(l, l->epoch);
+}
+
 void loader_set_epoch(loader *l, int64_t epoch) {
     reset_pipeline(l);
     l->epoch = epoch;
@@ -579,6 +609,7 @@ static void fill_batch(loader *l, const batch_slot *s, loader_batch *out) {
         .n = s->n, .index = l->next_index++, .epoch = l->epoch, .images = s->images, .images_u8 = s->images_u8,
         .tokens = s->tokens, .labels = s->labels, .keys = s->keys, .captions = s->captions,
         .teacher_images = s->teacher_images, .shards = s->shards, .indices = s->indices,
+        .view_images = s->view_images, .views = s->views, .view_index = l->views.pick ? s->view_index : NULL,
         .n_corrupt = l->n_skipped, .corrupt = (const char *const *)l->skipped,
     };
     l->stats.batches++;
@@ -692,6 +723,8 @@ static int check_config(const loader_config *c) {
         if (!(c->preprocess.std[i] > 0)) return err_set("loader: std[%d] must be positive", i);
     if (!(c->scale_min > 0 && c->scale_min <= c->scale_max && c->ratio_min > 0 && c->ratio_min <= c->ratio_max))
         return err_set("loader: bad RandomResizedCrop scale or ratio range");
+    if (c->views < 0 || (c->views > 0 && (c->train || c->output != LOADER_OUTPUT_FLOAT)))
+        return err_set("loader: views per sample are for evaluation with float output");
     return 0;
 }
 
@@ -795,7 +828,7 @@ static void init_slots(loader *l) {
     int n_scratch = c->workers > 0 ? c->workers : 1;
     l->scratch = xcalloc((size_t)n_scratch, sizeof(uint8_t *));
     size_t side = (size_t)(c->image_size > c->teacher_image_size ? c->image_size : c->teacher_image_size);
-    for (int i = 0; i < n_scratch; i++) l->scratch[i] = xmalloc(side * side * 3);
+    for (int i = 0; i < n_scratch; i++) l->scratch[i] = xmalloc(side * side * 3 * 2);  // two images (evaluation views)
     l->workers = xcalloc((size_t)n_scratch, sizeof(pthread_t));
     l->spares = xcalloc((size_t)n_scratch, sizeof(shard_cursor));
     for (int i = 0; i < n_scratch; i++) l->spares[i].shard = -1;

@@ -79,6 +79,8 @@ typedef struct {
     const tokenizer *tok;            // NULL: tokens are zeros (captions still returned)
     int context_length;
     int teacher_image_size;          // > 0: also each image's crop at this size (teacher_images), float output only
+    float color_jitter[4];           // ColorJitter (training): brightness, contrast, saturation, hue; 0: off
+    int views;                       // evaluation: also `views` random training views per sample (view_images)
     loader_output output;
     loader_allocator allocator;
 } loader_config;
@@ -96,6 +98,9 @@ typedef struct {
     const char *const *captions;   // (n)
     const int32_t *shards;         // (n) each sample's shard: an index of loader_shard_path()
     const int64_t *indices;        // (n) each sample's position within its shard
+    float *view_images;            // (n, views, 3, H, W) evaluation with cfg.views > 0, else NULL
+    const struct loader_view *views;  // (n, views) their parameters, else NULL
+    const int32_t *view_index;     // (n) training with a view source: the stored view each row shows, else NULL
     int n_corrupt;                 // corrupt samples met to make this batch (replaced, or left out)
     const char *const *corrupt;    // (n_corrupt) "<shard>: sample <i> ('<key>'): <reason>"
 } loader_batch;
@@ -142,5 +147,44 @@ loader_stats loader_get_stats(const loader *l);
 // makes the next batch the one that would have come next. Returns 0 with *bytes malloc'ed.
 int loader_state_save(const loader *l, uint8_t **bytes, size_t *n);
 int loader_state_restore(loader *l, const uint8_t *bytes, size_t n);
+
+// ---- views: the random transform of a training sample ------------------------------------------
+// A training sample's view is one struct of drawn parameters, drawn by loader_view_draw() from a
+// key (the loader mixes it from (seed, epoch, the sample's position in the epoch's stream)) and
+// applied by loader_view_apply(): the student's view and the teacher's (another size) and a stored
+// view of `clipc distill-cache --augmentations K` are the same parameters applied again.
+typedef struct loader_view {
+    image_rect crop;     // RandomResizedCrop's box in the stored image
+    uint8_t order[4];    // ColorJitter's order (torch.randperm(4)): 0 brightness, 1 contrast, 2 saturation, 3 hue
+    float jitter[4];     // their factors (hue: the shift in [-0.5, 0.5]); NAN: that adjustment is off
+} loader_view;
+
+// The view of an image of w x h drawn from key: RandomResizedCrop's box (torchvision's get_params
+// with c's scale and ratio ranges), then, for each ColorJitter range of c that is not 0, a random
+// order and a factor uniform in [max(0, 1 - x), 1 + x] (hue: [-x, x]), as torchvision 0.14's
+// ColorJitter.get_params draws them (with clipc's generator).
+void loader_view_draw(const loader_config *c, int w, int h, uint64_t key, loader_view *out);
+
+// Decodes the view of a WebP image at size x size into rgb (size, size, 3): the crop scaled by
+// libwebp, then the colour adjustments in their order (image/image.h). Returns 0, or -1 with err_msg().
+int loader_view_apply(const loader_view *v, const uint8_t *webp, size_t webp_size, int size, uint8_t *rgb);
+
+// OpenCLIP's --aug-cfg: "key=value ..." (v2.20.0's AugmentationCfg keys, Python literals): scale
+// and ratio (2-tuples), color_jitter (x for brightness, contrast and saturation, or a 3- or 4-tuple
+// adding hue, as timm's create_transform reads it). Fields not given keep c's values. The timm
+// keys (use_timm, interpolation, re_prob, re_count) and unknown keys are refused, naming the key.
+// Returns 0, or -1 with err_msg().
+int loader_aug_cfg_parse(loader_config *c, const char *kwargs);
+
+// Where a training sample's view comes from instead of a fresh draw: pick() returns the number of
+// the stored view of sample (shard, index) chosen by `draw` (a uniform 64-bit number mixed from
+// (seed, epoch, the sample's position in the epoch's stream): resumable exactly) and its parameters.
+typedef struct {
+    int (*pick)(void *ctx, int32_t shard, int64_t index, uint64_t draw, loader_view *out);
+    void *ctx;
+} loader_view_source;
+
+// Sets the view source of a training loader and restarts its current epoch from its first batch.
+void loader_set_view_source(loader *l, loader_view_source source);
 
 #endif

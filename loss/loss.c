@@ -169,6 +169,44 @@ int loss_distill_rows(const tensor *image_features, const tensor *text_features,
     return -1;
 }
 
+// ---- teacher ensembles (MobileCLIP) ---------------------------------------------------------
+
+// The teachers' probabilities of rows [r0, r1) in one direction, averaged after the softmax.
+static tensor *ensemble_probs(const tensor *const *rows, const tensor *const *cols, const tensor *const *scales, int m,
+                              int64_t r0, int64_t r1) {
+    tensor *sum = NULL;
+    for (int i = 0; i < m; i++) {
+        tensor *p = tensor_softmax(row_logits(tensor_detach(rows[i]), tensor_detach(cols[i]), tensor_detach(scales[i]), r0, r1), 1);
+        sum = sum ? tensor_add(sum, p) : p;
+    }
+    return tensor_mul_scalar(sum, 1.0 / m);
+}
+
+tensor *loss_distill_ensemble_rows(const tensor *image_features, const tensor *text_features, const tensor *scale,
+                                   const tensor *const *teacher_image, const tensor *const *teacher_text,
+                                   const tensor *const *teacher_scale, int n_teachers, int64_t row_begin,
+                                   int64_t row_end) {
+    const char *fn = "loss_distill_ensemble_rows";
+    if (check_pair(fn, image_features, text_features, scale) < 0 || check_rows(fn, image_features, row_begin, row_end) < 0)
+        return NULL;
+    if (n_teachers < 1) {
+        err_set("%s: no teacher", fn);
+        return NULL;
+    }
+    for (int i = 0; i < n_teachers; i++)
+        if (check_teacher(fn, image_features, teacher_image[i], teacher_text[i], teacher_scale[i]) < 0) return NULL;
+    int64_t r0 = row_begin, r1 = row_end, n = tensor_size(image_features, 0);
+    tensor_scope_begin();
+    tensor *per_image = tensor_log_softmax(row_logits(image_features, text_features, scale, r0, r1), 1);
+    tensor *per_text = tensor_log_softmax(row_logits(text_features, image_features, scale, r0, r1), 1);
+    tensor *p_image = ensemble_probs(teacher_image, teacher_text, teacher_scale, n_teachers, r0, r1);
+    tensor *p_text = ensemble_probs(teacher_text, teacher_image, teacher_scale, n_teachers, r0, r1);
+    tensor *both = tensor_add(tensor_sum(tensor_mul(p_image, per_image)), tensor_sum(tensor_mul(p_text, per_text)));
+    tensor *loss = tensor_keep(tensor_mul_scalar(both, -1.0 / (2.0 * (double)n)));
+    tensor_scope_end();
+    return loss;
+}
+
 static int check_same_shape(const char *fn, const tensor *student, const tensor *teacher) {
     if (!student || !teacher) return -1;
     if (tensor_ndim(student) == 2 && tensor_ndim(teacher) == 2 && tensor_size(student, 0) == tensor_size(teacher, 0) &&

@@ -67,6 +67,15 @@ int loss_distill_rows(const tensor *image_features, const tensor *text_features,
                       const tensor *teacher_scale, int64_t row_begin, int64_t row_end,
                       loss_distill_terms *out);
 
+// MobileCLIP's ensemble distillation: the distillation term with the probabilities of n_teachers
+// teachers (each its own features and scale, used detached) averaged after the softmax,
+// 1/2 [H(mean_m P_m(image), P_s(image)) + H(mean_m P_m(text), P_s(text))]; the share of rows
+// [row_begin, row_end). One teacher gives loss_distill_rows' distill term. NULL on bad input.
+tensor *loss_distill_ensemble_rows(const tensor *image_features, const tensor *text_features, const tensor *scale,
+                                   const tensor *const *teacher_image, const tensor *const *teacher_text,
+                                   const tensor *const *teacher_scale, int n_teachers, int64_t row_begin,
+                                   int64_t row_end);
+
 // Mean over all elements of (student - teacher)^2, student and teacher both (N, D); the teacher is
 // used detached.
 tensor *loss_feature_mse(const tensor *student, const tensor *teacher);

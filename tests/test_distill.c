@@ -135,7 +135,7 @@ static loader *open_loader(const char *m, const session *s, bool train) {
 // distill_open for the student session s over the loader l; returns 0 or -1 (message kept).
 static int open_distill(distill *d, const session *s, const loader *l, const char *teacher, const char *cache,
                         const char *teacher_config) {
-    distill_options o = {.model = teacher ? teacher_config : NULL, .pretrained = teacher, .cache = cache, .weight = 1,
+    distill_options o = {.model = teacher ? teacher_config : NULL, .pretrained = teacher, .cache = cache, .weight = 1, .contrastive_weight = 1,
                          .feature_weight = 500};
     session_options so = options_of(student_cfg, NULL);
     return distill_open(d, &o, &so, s, l);
@@ -164,7 +164,7 @@ static void test_teacher_is_bit_identical_after_training(void **state) {
     loader *l = open_loader(data, &s, true);
     distill d;
     if (open_distill(&d, &s, l, teacher_a, NULL, teacher_cfg) != 0) fail_msg("%s", err_msg());
-    param_list *teacher = &d.teacher.model->params;
+    param_list *teacher = &d.teachers[0].model->params;
     assert_int_equal(teacher->n_trainable, 0);
     for (int i = 0; i < teacher->n; i++) assert_false(tensor_requires_grad(teacher->items[i].value));
     assert_int_equal(d.proj.n, 2);  // 16 -> 24: projections
@@ -242,7 +242,7 @@ static void test_online_and_stored_agree_on_evaluation_crops(void **state) {
     distill online, stored;
     if (open_distill(&online, &s, l, teacher_a, NULL, teacher_cfg) || open_distill(&stored, &s, l, NULL, cache_a, NULL))
         fail_msg("%s", err_msg());
-    assert_null(stored.teacher.model);
+    assert_null(stored.teachers[0].model);
     float a[8 * 24], b[8 * 24];
     double online_loss = first_batch_loss(&online, &s, l, a), stored_loss = first_batch_loss(&stored, &s, l, b);
     printf("  online %.9g, stored %.9g\n", online_loss, stored_loss);
@@ -292,10 +292,10 @@ static void test_bad_caches_and_teachers_are_refused(void **state) {
     expect_refusal(&s, l, NULL, cache_b, NULL, "stored teacher targets of shard", "data/shard-00001.h5", "No such file", NULL);
     st_writer *w = st_writer_init();
     st_writer_set_metadata(w, "clipc.format", DISTILL_CACHE_FORMAT);
-    st_writer_set_metadata(w, "clipc.version", "2");
+    st_writer_set_metadata(w, "clipc.version", "3");
     assert_int_equal(st_writer_write(w, path), 0);
     st_writer_free(w);
-    expect_refusal(&s, l, NULL, cache_b, NULL, path, "version 2", NULL);
+    expect_refusal(&s, l, NULL, cache_b, NULL, path, "version 3", NULL);
     free(path);
     loader_free(l), loader_free(other);
     session_close(&s);

@@ -2,6 +2,7 @@
 // determinism, resume, global batches independent of the world size (and a position carried
 // from 2 ranks to 1), resampled mixing, transforms, the teacher view and sample positions, and
 // each bad input.
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -763,6 +764,94 @@ static void test_bad_config(void **state) {
     assert_non_null(strstr(err_msg(), "/nonexistent/manifest.json"));
 }
 
+// --aug-cfg: OpenCLIP's keys and literals; the timm keys and unknown keys refused, naming them.
+static void test_aug_cfg(void **state) {
+    (void)state;
+    loader_config c = small_config(dataset, true);
+    assert_int_equal(loader_aug_cfg_parse(&c, "scale=(0.5,1.0)  ratio=[0.8, 1.25] color_jitter=0.4"), 0);
+    assert_float_equal(c.scale_min, 0.5, 1e-6), assert_float_equal(c.scale_max, 1.0, 1e-6);
+    assert_float_equal(c.ratio_min, 0.8, 1e-6), assert_float_equal(c.ratio_max, 1.25, 1e-6);
+    for (int i = 0; i < 3; i++) assert_float_equal(c.color_jitter[i], 0.4, 1e-6);
+    assert_float_equal(c.color_jitter[3], 0, 0);
+    assert_int_equal(loader_aug_cfg_parse(&c, "color_jitter=(0.1, 0.2, 0.3, 0.05)"), 0);
+    assert_float_equal(c.color_jitter[1], 0.2, 1e-6), assert_float_equal(c.color_jitter[3], 0.05, 1e-6);
+    const char *bad[][2] = {
+        {"use_timm=True", "use_timm"}, {"re_prob=0.25", "re_prob"}, {"interpolation=random", "interpolation"},
+        {"scal=(0.5,1)", "did you mean 'scale'"}, {"scale=(1.0,0.5)", "scale=(1.0,0.5)"},
+        {"scale=0.5", "scale=0.5"}, {"color_jitter=(0.1,0.2)", "color_jitter"}, {"color_jitter=(0,0,0,0.7)", "hue"},
+        {"scale", "not key=value"}, {"ratio=(0.5,x)", "ratio"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(loader_aug_cfg_parse(&c, bad[i][0]), -1);
+        if (!strstr(err_msg(), bad[i][1])) fail_msg("'%s': %s", bad[i][0], err_msg());
+    }
+}
+
+// Stored views handed back (a view source over an evaluation loader's K views per sample): each
+// training row is exactly its stored view, the one named by view_index, with the colour jitter
+// applied; the picks follow (seed, epoch, position), and differ between epochs.
+typedef struct {
+    int k;
+    loader_view views[64][3];  // [sample key][view]
+    float *pixels;             // (64, K, 3, S, S)
+} stored_views;
+
+static int pick_stored(void *ctx, int32_t shard, int64_t index, uint64_t draw, loader_view *out) {
+    stored_views *sv = ctx;
+    int key = 0;
+    for (int s = 0; s < shard; s++) key += sizes[s];
+    int k = (int)(draw % (uint64_t)sv->k);
+    *out = sv->views[key + index][k];
+    return k;
+}
+
+static void test_stored_views(void **state) {
+    (void)state;
+    stored_views sv = {.k = 3};
+    loader_config ce = small_config(dataset, false);
+    ce.views = sv.k;
+    assert_int_equal(loader_aug_cfg_parse(&ce, "scale=(0.3,1.0) color_jitter=(0.4,0.4,0.4,0.1)"), 0);
+    size_t plane = 3 * (size_t)ce.image_size * (size_t)ce.image_size;
+    sv.pixels = calloc(64 * (size_t)sv.k * plane, sizeof(float));
+    loader *le = loader_init(&ce);
+    loader_batch b;
+    int seen = 0;
+    while (loader_next(le, &b) == 1)
+        for (int i = 0; i < b.n; i++, seen++) {
+            int key = atoi(b.keys[i] + 1);
+            memcpy(sv.views[key], b.views + (size_t)i * 3, sizeof sv.views[key]);
+            memcpy(sv.pixels + (size_t)key * 3 * plane, b.view_images + (size_t)i * 3 * plane, 3 * plane * sizeof(float));
+            for (int k = 0; k < 3; k++) {
+                const loader_view *v = &sv.views[key][k];
+                assert_true(v->crop.width > 0 && v->crop.height > 0);
+                assert_true(v->jitter[0] >= 0.6f && v->jitter[0] <= 1.4f && fabsf(v->jitter[3]) <= 0.1f);
+            }
+        }
+    assert_int_equal(seen, 51);
+    loader_free(le);
+
+    loader_config c = small_config(dataset, true);
+    c.output = LOADER_OUTPUT_FLOAT, c.workers = 2;
+    loader *l = loader_init(&c);
+    loader_set_view_source(l, (loader_view_source){pick_stored, &sv});
+    int picks[2][64] = {{0}}, counts[3] = {0};
+    for (int epoch = 0; epoch < 2; epoch++) {
+        loader_set_epoch(l, epoch);
+        while (loader_next(l, &b) == 1)
+            for (int i = 0; i < b.n; i++) {
+                int key = atoi(b.keys[i] + 1), k = b.view_index[i];
+                assert_true(k >= 0 && k < 3);
+                picks[epoch][key] = k, counts[k]++;
+                assert_memory_equal(b.images + (size_t)i * plane, sv.pixels + ((size_t)key * 3 + (size_t)k) * plane,
+                                    plane * sizeof(float));
+            }
+    }
+    loader_free(l);
+    assert_true(counts[0] > 0 && counts[1] > 0 && counts[2] > 0);
+    assert_memory_not_equal(picks[0], picks[1], sizeof picks[0]);
+    free(sv.pixels);
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) {
         fprintf(stderr, "usage: test_loader CLIP_VOCAB\n");
@@ -789,6 +878,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_tokenized),
         cmocka_unit_test(test_reader_formats),
         cmocka_unit_test(test_bad_config),
+        cmocka_unit_test(test_aug_cfg),
+        cmocka_unit_test(test_stored_views),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

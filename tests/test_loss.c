@@ -400,6 +400,89 @@ static void test_fixture_reader_errors(void **state) {
     unlink(tmp);
 }
 
+// ---- teacher ensembles ------------------------------------------------------------------------
+
+static tensor *matrix(const double *v, int64_t n, int64_t d, bool leaf) {
+    int64_t shape[2] = {n, d};
+    tensor *t = tensor_from_host(v, shape, 2, TENSOR_F64, false);
+    if (leaf) assert_int_equal(tensor_set_requires_grad(t, true), 0);
+    return t;
+}
+
+// -sum_j p_j log q_j over row i of (n, n) logits, p the teachers' softmaxes averaged (by hand).
+static double row_cross_entropy_by_hand(const double *student, const double *const *teachers, int m, int n, int i) {
+    double zs = 0, h = 0;
+    for (int j = 0; j < n; j++) zs += exp(student[i * n + j]);
+    for (int j = 0; j < n; j++) {
+        double p = 0;
+        for (int k = 0; k < m; k++) {
+            double zt = 0;
+            for (int c = 0; c < n; c++) zt += exp(teachers[k][i * n + c]);
+            p += exp(teachers[k][i * n + j]) / zt / m;
+        }
+        h -= p * (student[i * n + j] - log(zs));
+    }
+    return h;
+}
+
+// s a b^T of (n, d) rows, by hand.
+static void logits_by_hand(const double *a, const double *b, double s, int n, int d, double *out) {
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++) {
+            double dot = 0;
+            for (int k = 0; k < d; k++) dot += a[i * d + k] * b[j * d + k];
+            out[i * n + j] = s * dot;
+        }
+}
+
+// Two teachers, 3 samples of 2-d features: the ensemble term against the formula computed by
+// hand; the shares of [0, 1) and [1, 3) sum to it; one teacher gives loss_distill's distill term
+// (value and gradients).
+static void test_ensemble_distillation(void **state) {
+    (void)state;
+    enum { N = 3, D = 2 };
+    const double I[N * D] = {1, 0, 0.6, 0.8, 0, 1}, T[N * D] = {0.8, 0.6, 0, 1, -0.6, 0.8};
+    const double I1[N * D] = {1, 0, 0, 1, 0.6, -0.8}, T1[N * D] = {1, 0, 0.8, 0.6, 0, 1};
+    const double I2[N * D] = {0.6, 0.8, 1, 0, 0, -1}, T2[N * D] = {0.8, -0.6, 1, 0, 0.6, 0.8};
+    const double s = 2.0, s1 = 3.0, s2 = 1.5;
+    double si[N * N], st[N * N], t1i[N * N], t1t[N * N], t2i[N * N], t2t[N * N];
+    logits_by_hand(I, T, s, N, D, si), logits_by_hand(T, I, s, N, D, st);
+    logits_by_hand(I1, T1, s1, N, D, t1i), logits_by_hand(T1, I1, s1, N, D, t1t);
+    logits_by_hand(I2, T2, s2, N, D, t2i), logits_by_hand(T2, I2, s2, N, D, t2t);
+    const double *by_image[2] = {t1i, t2i}, *by_text[2] = {t1t, t2t};
+    double expect = 0;
+    for (int i = 0; i < N; i++)
+        expect += (row_cross_entropy_by_hand(si, by_image, 2, N, i) + row_cross_entropy_by_hand(st, by_text, 2, N, i)) / (2 * N);
+
+    tensor_scope_begin();
+    tensor *img = matrix(I, N, D, true), *txt = matrix(T, N, D, true), *scale = tensor_scalar(s, TENSOR_F64, TENSOR_CPU);
+    const tensor *ti[2] = {matrix(I1, N, D, false), matrix(I2, N, D, false)};
+    const tensor *tt[2] = {matrix(T1, N, D, false), matrix(T2, N, D, false)};
+    const tensor *ts[2] = {tensor_scalar(s1, TENSOR_F64, TENSOR_CPU), tensor_scalar(s2, TENSOR_F64, TENSOR_CPU)};
+    double whole, a, b;
+    assert_int_equal(tensor_item(loss_distill_ensemble_rows(img, txt, scale, ti, tt, ts, 2, 0, N), &whole), 0);
+    assert_int_equal(tensor_item(loss_distill_ensemble_rows(img, txt, scale, ti, tt, ts, 2, 0, 1), &a), 0);
+    assert_int_equal(tensor_item(loss_distill_ensemble_rows(img, txt, scale, ti, tt, ts, 2, 1, N), &b), 0);
+    printf("  ensemble term %.12f, by hand %.12f\n", whole, expect);
+    assert_true(fabs(whole - expect) < 1e-12);
+    assert_true(fabs(a + b - expect) < 1e-12);
+
+    // One teacher: loss_distill's distill term, value and gradients.
+    tensor *one = loss_distill_ensemble_rows(img, txt, scale, ti, tt, ts, 1, 0, N);
+    assert_int_equal(tensor_backward(one, NULL), 0);
+    tensor *g_img = tensor_grad(img), *g_txt = tensor_grad(txt);
+    tensor_zero_grad(img), tensor_zero_grad(txt);
+    loss_distill_terms terms;
+    assert_int_equal(loss_distill(img, txt, scale, ti[0], tt[0], ts[0], &terms), 0);
+    assert_int_equal(tensor_backward(terms.distill, NULL), 0);
+    assert_close(one, terms.distill, 1e-14, 0, "ensemble of one");
+    assert_close(g_img, tensor_grad(img), 1e-14, 0, "ensemble of one: image gradient");
+    assert_close(g_txt, tensor_grad(txt), 1e-14, 0, "ensemble of one: text gradient");
+    assert_null(loss_distill_ensemble_rows(img, txt, scale, ti, tt, ts, 0, 0, N));
+    assert_non_null(strstr(err_msg(), "no teacher"));
+    tensor_scope_end();
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) {
         fprintf(stderr, "usage: %s FIXTURE_DIR\n", argv[0]);
@@ -419,6 +502,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_feature_rows_sum_to_full_loss),
         cmocka_unit_test(test_bad_shapes_and_ranges_are_errors),
         cmocka_unit_test(test_fixture_reader_errors),
+        cmocka_unit_test(test_ensemble_distillation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -107,14 +107,23 @@ int distill_teacher_encode(const clip_model *teacher, const float *images, const
 
 // ---- building --------------------------------------------------------------------------------
 
+#define VIEW_FLOATS 12
+
+static int set_metadata_number(st_writer *w, const char *key, int64_t value) {
+    char text[32];
+    snprintf(text, sizeof text, "%" PRId64, value);
+    return st_writer_set_metadata(w, key, text);
+}
+
 // The rows of the shards whose samples are still coming, by position in the shard.
 typedef struct {
     const session *teacher;
     const distill_teacher_id *id;
     const distill_cache_build_options *o;
     const loader *l;
-    int dim;
+    int dim, k;             // E, views per sample
     float **image, **text;  // (n_shards) (shard size, E) each once started, NULL otherwise
+    float **view_image, **view_params;  // (n_shards) (shard size K, E) and (shard size K, VIEW_FLOATS) when k > 0
     int next;               // first shard not written yet
 } cache_builder;
 
@@ -123,13 +132,37 @@ static void builder_start(cache_builder *b, int shard) {
     size_t n = (size_t)loader_shard_size(b->l, shard) * (size_t)b->dim;
     b->image[shard] = xcalloc(n ? n : 1, sizeof(float));
     b->text[shard] = xcalloc(n ? n : 1, sizeof(float));
+    if (b->k == 0) return;
+    size_t rows = (size_t)loader_shard_size(b->l, shard) * (size_t)b->k;
+    b->view_image[shard] = xcalloc(rows ? rows * (size_t)b->dim : 1, sizeof(float));
+    b->view_params[shard] = xcalloc(rows ? rows * VIEW_FLOATS : 1, sizeof(float));
 }
 
-static int set_metadata_number(st_writer *w, const char *key, int64_t value) {
-    char text[32];
-    snprintf(text, sizeof text, "%" PRId64, value);
-    return st_writer_set_metadata(w, key, text);
+static void builder_release(cache_builder *b, int shard) {
+    free(b->image[shard]), free(b->text[shard]), free(b->view_image[shard]), free(b->view_params[shard]);
+    b->image[shard] = b->text[shard] = b->view_image[shard] = b->view_params[shard] = NULL;
 }
+
+// A view as a row of VIEW_FLOATS: crop left, top, width, height; order (4); factors (4).
+static void view_to_row(const loader_view *v, float *row) {
+    row[0] = (float)v->crop.left, row[1] = (float)v->crop.top, row[2] = (float)v->crop.width, row[3] = (float)v->crop.height;
+    for (int i = 0; i < 4; i++) row[4 + i] = v->order[i], row[8 + i] = v->jitter[i];
+}
+
+static void view_of_row(const float *row, loader_view *v) {
+    v->crop = (image_rect){(int)row[0], (int)row[1], (int)row[2], (int)row[3]};
+    for (int i = 0; i < 4; i++) v->order[i] = (uint8_t)row[4 + i], v->jitter[i] = row[8 + i];
+}
+
+static int set_metadata_views(st_writer *w, const cache_builder *b) {
+    char seed[32];
+    snprintf(seed, sizeof seed, "%" PRIu64, b->o->seed);
+    return set_metadata_number(w, "views.count", b->k) || st_writer_set_metadata(w, "views.aug_cfg", b->o->aug_cfg ? b->o->aug_cfg : "") ||
+                   st_writer_set_metadata(w, "views.seed", seed)
+               ? -1
+               : 0;
+}
+
 
 static int set_metadata_ids(st_writer *w, const distill_teacher_id *id, const char *shard_path, const shard_identity *si) {
     char text[32], version[16];
@@ -163,12 +196,16 @@ static int write_side_file(cache_builder *b, int shard) {
     if (rc == 0) rc = st_writer_add(w, "image_features", ST_DTYPE_F32, shape, 2, b->image[shard]) ||
                       st_writer_add(w, "text_features", ST_DTYPE_F32, shape, 2, b->text[shard]) ||
                       st_writer_add(w, "teacher.logit_scale", ST_DTYPE_F32, shape, 0, &scale);
+    int64_t view_shape[2] = {si.samples * b->k, b->dim}, params_shape[2] = {si.samples * b->k, VIEW_FLOATS};
+    if (rc == 0) rc = set_metadata_views(w, b);
+    if (rc == 0 && b->k > 0)
+        rc = st_writer_add(w, "view_image_features", ST_DTYPE_F32, view_shape, 2, b->view_image[shard]) ||
+             st_writer_add(w, "views", ST_DTYPE_F32, params_shape, 2, b->view_params[shard]);
     char path[PATH_CAP];
     side_path(b->o->dir, shard_path, path, sizeof path);
     if (rc == 0) rc = st_writer_write(w, path);
     st_writer_free(w);
-    free(b->image[shard]), free(b->text[shard]);
-    b->image[shard] = b->text[shard] = NULL;
+    builder_release(b, shard);
     if (rc == 0 && b->o->on_shard) b->o->on_shard(b->o->ctx, path, si.samples);
     return rc ? -1 : 0;
 }
@@ -178,6 +215,38 @@ static int builder_flush(cache_builder *b, int until) {
     for (; b->next < until; b->next++)
         if (write_side_file(b, b->next) != 0) return -1;
     return 0;
+}
+
+// The teacher's features of the batch's K views of each sample (n K images, at most one batch of
+// them at a time) into their shards' rows, with the views' parameters.
+static int builder_add_views(cache_builder *b, const loader_batch *batch) {
+    int64_t total = (int64_t)batch->n * b->k, chunk = b->o->batch_size > 0 ? b->o->batch_size : 64;
+    size_t pixels = 3 * (size_t)b->teacher->model->cfg.vision.image_size * (size_t)b->teacher->model->cfg.vision.image_size;
+    float *features = xmalloc((size_t)chunk * (size_t)b->dim * sizeof(float));
+    int rc = 0;
+    for (int64_t first = 0; rc == 0 && first < total; first += chunk) {
+        int n = (int)(total - first < chunk ? total - first : chunk);
+        if (b->o->bf16 && tensor_autocast_begin(TENSOR_BF16) != 0) rc = -1;
+        tensor_scope_begin();
+        tensor *ti = NULL;
+        if (rc == 0) {
+            tensor_no_grad_begin();
+            ti = clip_encode_image(b->teacher->model, clip_images_to_device(b->teacher->model, batch->view_images + (size_t)first * pixels, n), true);
+            tensor_no_grad_end();
+        }
+        if (b->o->bf16 && rc == 0) tensor_autocast_end();
+        if (rc == 0) rc = !ti || tensor_to_host(tensor_to_dtype(ti, TENSOR_F32), features, (size_t)n * (size_t)b->dim * sizeof(float));
+        tensor_scope_end();
+        for (int j = 0; rc == 0 && j < n; j++) {
+            int64_t r = first + j, i = r / b->k, k = r % b->k;
+            size_t row = (size_t)batch->indices[i] * (size_t)b->k + (size_t)k;
+            memcpy(b->view_image[batch->shards[i]] + row * (size_t)b->dim, features + (size_t)j * (size_t)b->dim,
+                   (size_t)b->dim * sizeof(float));
+            view_to_row(&batch->views[r], b->view_params[batch->shards[i]] + row * VIEW_FLOATS);
+        }
+    }
+    free(features);
+    return rc ? -1 : 0;
 }
 
 // The teacher's features of one batch into its shards' rows. In evaluation order the shards come
@@ -205,6 +274,7 @@ static int builder_add(cache_builder *b, const loader_batch *batch) {
         if (s > last) last = s;
     }
     free(image), free(text);
+    if (rc == 0 && b->k > 0) rc = builder_add_views(b, batch);
     return rc ? -1 : builder_flush(b, last);
 }
 
@@ -221,21 +291,25 @@ int distill_cache_build(const session *teacher, const distill_teacher_id *id, co
     lc.workers = o->workers;
     lc.tok = teacher->tok;
     lc.context_length = teacher->model->cfg.text.context_length;
+    lc.views = o->views, lc.seed = o->seed;
+    if (o->views < 0) return err_set("--augmentations must be 0 or more, got %d", o->views);
+    if (o->aug_cfg && loader_aug_cfg_parse(&lc, o->aug_cfg) != 0) return -1;
     loader *l = loader_init(&lc);
     if (!l || check_unique_names(l) != 0) {
         loader_free(l);
         return -1;
     }
     int n = loader_num_shards(l);
-    cache_builder b = {.teacher = teacher, .id = id, .o = o, .l = l, .dim = teacher->model->cfg.embed_dim,
-                       .image = xcalloc((size_t)n, sizeof(float *)), .text = xcalloc((size_t)n, sizeof(float *))};
+    cache_builder b = {.teacher = teacher, .id = id, .o = o, .l = l, .dim = teacher->model->cfg.embed_dim, .k = o->views,
+                       .image = xcalloc((size_t)n, sizeof(float *)), .text = xcalloc((size_t)n, sizeof(float *)),
+                       .view_image = xcalloc((size_t)n, sizeof(float *)), .view_params = xcalloc((size_t)n, sizeof(float *))};
     loader_batch batch;
     int rc;
     while ((rc = loader_next(l, &batch)) == 1)
         if ((rc = builder_add(&b, &batch)) != 0) break;
     if (rc == 0) rc = builder_flush(&b, n);
-    for (int i = 0; i < n; i++) free(b.image[i]), free(b.text[i]);
-    free(b.image), free(b.text);
+    for (int i = 0; i < n; i++) builder_release(&b, i);
+    free(b.image), free(b.text), free(b.view_image), free(b.view_params);
     loader_free(l);
     return rc ? -1 : 0;
 }
@@ -243,7 +317,8 @@ int distill_cache_build(const session *teacher, const distill_teacher_id *id, co
 // ---- opening ---------------------------------------------------------------------------------
 
 struct distill_cache {
-    int n_shards, dim;
+    int n_shards, dim, k;            // k: stored views per sample (the first file's)
+    const float **view_image, **views;  // (n_shards) (n K, E) and (n K, VIEW_FLOATS) when k > 0
     st_file **files;                 // (n_shards)
     const float **image, **text;     // (n_shards) rows inside the mapped files
     double logit_scale;
@@ -318,8 +393,9 @@ static int check_format(const st_file *f) {
     if (strcmp(meta(f, "clipc.format"), DISTILL_CACHE_FORMAT) != 0)
         return err_set("%s: not a clipc distillation cache file (no \"clipc.format\": \"" DISTILL_CACHE_FORMAT "\")",
                        st_path(f));
-    if (atoi(meta(f, "clipc.version")) != DISTILL_CACHE_VERSION)
-        return err_set("%s: version %s, this build reads version %d", st_path(f), meta(f, "clipc.version"),
+    int version = atoi(meta(f, "clipc.version"));
+    if (version < 1 || version > DISTILL_CACHE_VERSION)
+        return err_set("%s: version %s, this build reads versions 1 to %d", st_path(f), meta(f, "clipc.version"),
                        DISTILL_CACHE_VERSION);
     return 0;
 }
@@ -329,6 +405,34 @@ static int read_scale(distill_cache *c, const st_file *f) {
     if (!t || t->dtype != ST_DTYPE_F32 || t->numel != 1 || !isfinite(*(const float *)t->data))
         return err_set("%s: 'teacher.logit_scale' is missing, not one F32 or not finite", st_path(f));
     c->logit_scale = *(const float *)t->data;
+    return 0;
+}
+
+// The stored views of a file (version 2; version 1 has none): K as the first file's, the crops
+// inside the image's bounds (non-negative integers), the orders permutations.
+static int read_views(distill_cache *c, const st_file *f, int s, int64_t n) {
+    const char *count = st_metadata(f, "views.count");
+    int k = count ? atoi(count) : 0;
+    if (k < 0) return err_set("%s: views.count %s is negative", st_path(f), count);
+    if (s == 0) c->k = k;
+    if (k != c->k)
+        return err_set("%s: %d stored views per sample, but %s has %d", st_path(f), k, st_path(c->files[0]), c->k);
+    if (k == 0) return 0;
+    int dim = c->dim;
+    if (!(c->view_image[s] = rows_of(f, "view_image_features", n * k, &dim))) return -1;
+    const st_tensor *t = st_find(f, "views");
+    if (!t || t->dtype != ST_DTYPE_F32 || t->ndim != 2 || t->shape[0] != n * k || t->shape[1] != VIEW_FLOATS)
+        return err_set("%s: 'views' is missing or not an F32 (%" PRId64 ", %d) matrix", st_path(f), n * k, VIEW_FLOATS);
+    const float *v = t->data;
+    for (int64_t r = 0; r < n * k; r++) {
+        const float *row = v + r * VIEW_FLOATS;
+        int seen = 0;
+        for (int i = 0; i < 4; i++) seen |= row[4 + i] >= 0 && row[4 + i] < 4 ? 1 << (int)row[4 + i] : 0;
+        for (int i = 0; i < 4; i++)
+            if (!(row[i] >= 0 && row[i] < 1e7f && row[i] == floorf(row[i])) || (i >= 2 && row[i] == 0)) seen = 0;
+        if (seen != 15) return err_set("%s: 'views' row %" PRId64 " is not a view (crop box, order)", st_path(f), r);
+    }
+    c->views[s] = v;
     return 0;
 }
 
@@ -343,7 +447,7 @@ static int open_side_file(distill_cache *c, const char *dir, const loader *l, in
     int64_t n = loader_shard_size(l, s);
     if (!(c->image[s] = rows_of(f, "image_features", n, &c->dim)) || !(c->text[s] = rows_of(f, "text_features", n, &c->dim)))
         return -1;
-    return read_scale(c, f);
+    return read_scale(c, f) || read_views(c, f, s, n) ? -1 : 0;
 }
 
 distill_cache *distill_cache_open(const char *dir, const loader *l, const distill_teacher_id *expect) {
@@ -353,6 +457,8 @@ distill_cache *distill_cache_open(const char *dir, const loader *l, const distil
     c->files = xcalloc((size_t)c->n_shards, sizeof(st_file *));
     c->image = xcalloc((size_t)c->n_shards, sizeof(float *));
     c->text = xcalloc((size_t)c->n_shards, sizeof(float *));
+    c->view_image = xcalloc((size_t)c->n_shards, sizeof(float *));
+    c->views = xcalloc((size_t)c->n_shards, sizeof(float *));
     for (int s = 0; s < c->n_shards; s++)
         if (open_side_file(c, dir, l, s, expect) != 0) {
             distill_cache_close(c);
@@ -364,7 +470,7 @@ distill_cache *distill_cache_open(const char *dir, const loader *l, const distil
 void distill_cache_close(distill_cache *c) {
     if (!c) return;
     for (int s = 0; s < c->n_shards; s++) st_close(c->files[s]);
-    free(c->files), free(c->image), free(c->text);
+    free(c->files), free(c->image), free(c->text), free(c->view_image), free(c->views);
     distill_teacher_id_free(&c->id);
     free(c);
 }
@@ -373,12 +479,42 @@ int distill_cache_dim(const distill_cache *c) { return c->dim; }
 double distill_cache_logit_scale(const distill_cache *c) { return c->logit_scale; }
 const distill_teacher_id *distill_cache_teacher(const distill_cache *c) { return &c->id; }
 
-void distill_cache_rows(const distill_cache *c, const int32_t *shards, const int64_t *indices, int64_t n, float *image,
-                        float *text) {
+void distill_cache_rows(const distill_cache *c, const int32_t *shards, const int64_t *indices, const int32_t *views,
+                        int64_t n, float *image, float *text) {
     size_t row = (size_t)c->dim;
     for (int64_t i = 0; i < n; i++) {
         size_t at = (size_t)indices[i] * row;
-        memcpy(image + (size_t)i * row, c->image[shards[i]] + at, row * sizeof(float));
+        const float *from = c->image[shards[i]] + at;
+        if (views && views[i] >= 0 && c->k > 0) {
+            CLIPC_ASSERT(views[i] < c->k);
+            from = c->view_image[shards[i]] + ((size_t)indices[i] * (size_t)c->k + (size_t)views[i]) * row;
+        }
+        memcpy(image + (size_t)i * row, from, row * sizeof(float));
         memcpy(text + (size_t)i * row, c->text[shards[i]] + at, row * sizeof(float));
     }
+}
+
+int distill_cache_views(const distill_cache *c) { return c->k; }
+
+void distill_cache_view(const distill_cache *c, int32_t shard, int64_t index, int k, loader_view *out) {
+    view_of_row(c->views[shard] + ((size_t)index * (size_t)c->k + (size_t)k) * VIEW_FLOATS, out);
+}
+
+int distill_cache_pick(void *ctx, int32_t shard, int64_t index, uint64_t draw, loader_view *out) {
+    const distill_cache *c = ctx;
+    int k = (int)(((unsigned __int128)draw * (unsigned)c->k) >> 64);
+    distill_cache_view(c, shard, index, k, out);
+    return k;
+}
+
+int distill_cache_same_views(const distill_cache *a, const distill_cache *b) {
+    bool same = a->k == b->k && a->n_shards == b->n_shards;
+    for (int s = 0; same && s < a->n_shards && a->k > 0; s++) {
+        const st_tensor *t = st_find(a->files[s], "views");
+        same = memcmp(a->views[s], b->views[s], (size_t)t->numel * sizeof(float)) == 0;
+    }
+    if (same) return 0;
+    return err_set("%s and %s hold different stored views (%d and %d per sample, or other crops): build the caches of "
+                   "an ensemble with the same --augmentations, --aug-cfg and --seed", st_path(a->files[0]),
+                   st_path(b->files[0]), a->k, b->k);
 }

@@ -9,6 +9,15 @@
 // file name, its CRC-32 and size); the shard's identity (file name, path, sample count, FNV-1a
 // hash of its keys); the image size and context length used.
 //
+// Version 2 adds the stored training views (`--augmentations K`, 0 by default): per sample, K views
+// drawn by the loader (loader_view_draw with --aug-cfg and --seed; keys from the sample's shard,
+// index and view number) and the teacher's features of exactly those views, at its image size:
+//   views                  F32 (n K, 12) row i K + k: crop left, top, width, height; ColorJitter
+//                          order (4); its factors (4, NaN: off)
+//   view_image_features    F32 (n K, E), L2-normalized
+// with metadata views.count (K), views.aug_cfg, views.seed. Version 1 files (no views) still open,
+// as K = 0: evaluation crops only.
+//
 // `clipc train --distill-cache DIR` opens the side files of its training shards and validates
 // each like a shard (format, version, shapes, finite values, the shard's count and keys, one teacher
 // for all files and, when given, the expected teacher), then hands the rows of each batch's samples
@@ -23,7 +32,7 @@
 #include "session/session.h"
 
 #define DISTILL_CACHE_FORMAT "clipc-distill-cache"
-#define DISTILL_CACHE_VERSION 1
+#define DISTILL_CACHE_VERSION 2
 #define DISTILL_CACHE_SUFFIX ".distill.safetensors"
 
 // Who made the targets: the teacher's config and its weights file.
@@ -50,6 +59,9 @@ typedef struct {
     const char *dir;   // where the side files go (created when missing)
     int batch_size, workers;
     bool bf16;         // the teacher runs under bf16 autocast (CUDA)
+    int views;         // K stored training views per sample (0: evaluation crops only)
+    const char *aug_cfg;  // their --aug-cfg ("": the loader's default RandomResizedCrop)
+    uint64_t seed;     // their draws
     void (*on_shard)(void *ctx, const char *path, int64_t samples);  // after each file written; may be NULL
     void *ctx;
 } distill_cache_build_options;
@@ -70,8 +82,18 @@ double distill_cache_logit_scale(const distill_cache *c);   // the teacher's, lo
 const distill_teacher_id *distill_cache_teacher(const distill_cache *c);
 
 // The stored rows of n samples (shards[i], indices[i]: a loader batch's positions) into image and
-// text (n, E), host buffers.
-void distill_cache_rows(const distill_cache *c, const int32_t *shards, const int64_t *indices, int64_t n, float *image,
-                        float *text);
+// text (n, E), host buffers: the image rows of stored view views[i] when views is given,
+// views[i] >= 0 (loader_batch.view_index) and the cache holds views, else of the evaluation crop.
+void distill_cache_rows(const distill_cache *c, const int32_t *shards, const int64_t *indices, const int32_t *views,
+                        int64_t n, float *image, float *text);
+
+int distill_cache_views(const distill_cache *c);  // K stored views per sample (0: none)
+// Stored view k of sample (shard, index) into *out.
+void distill_cache_view(const distill_cache *c, int32_t shard, int64_t index, int k, loader_view *out);
+// A loader_view_source's pick over the stored views (ctx: the cache): view floor(draw K / 2^64).
+int distill_cache_pick(void *ctx, int32_t shard, int64_t index, uint64_t draw, loader_view *out);
+// Whether two caches hold the same views (count and parameters) for every sample; -1 naming both
+// files when not.
+int distill_cache_same_views(const distill_cache *a, const distill_cache *b);
 
 #endif

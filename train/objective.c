@@ -2,6 +2,8 @@
 
 #include "loader/loader.h"
 
+_Static_assert(DISTILL_MAX_FEATURES <= STEP_MAX_FEATURES, "a step must hold every teacher's features");
+
 static int batch_features(void *objective, const void *batch, int64_t begin, int64_t end, tensor **out) {
     const train_objective *o = objective;
     const loader_batch *b = batch;
@@ -32,13 +34,13 @@ static void batch_recomputing(void *objective, bool on) {
 }
 
 step_objective train_objective_step(train_objective *o) {
-    return (step_objective){.n_features = o->distill ? DISTILL_N_FEATURES : 2, .n_trained = 2,
+    return (step_objective){.n_features = o->distill ? distill_n_features(o->distill) : 2, .n_trained = 2,
                             .features = batch_features, .loss_rows = batch_loss_rows,
                             .recomputing = batch_recomputing, .ctx = o};
 }
 
 tensor *train_objective_loss(train_objective *o, const void *batch) {
     const loader_batch *b = batch;
-    tensor *f[DISTILL_N_FEATURES];
+    tensor *f[DISTILL_MAX_FEATURES];
     return batch_features(o, batch, 0, b->n, f) == 0 ? batch_loss_rows(o, f, 0, b->n) : NULL;
 }

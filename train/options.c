@@ -57,6 +57,11 @@ static int make_specs(train_options *o, arg_spec *s) {
         SPEC("distill-cache", ARG_STR, distill_cache, "folder of stored teacher targets ('clipc distill-cache')"),
         SPEC("distill-weight", ARG_FLOAT, distill_weight, "weight of the distillation term (DistillClipLoss)"),
         SPEC("distill-feature-weight", ARG_FLOAT, distill_feature_weight, "weight of the feature MSE term (0: off)"),
+        // distill: teacher ensembles, the contrastive weight, OpenCLIP's --aug-cfg
+        SPEC("distill-logit-scale", ARG_STR, distill_logit_scale, "each teacher's scale exp(logit_scale), 'S1::S2' (default: its own)"),
+        SPEC("contrastive-weight", ARG_FLOAT, contrastive_weight, "weight of the student's contrastive loss when distilling (0: pure distillation)"),
+        SPEC("aug-cfg", ARG_STR, aug_cfg, "training augmentation, OpenCLIP's key=value list: scale='(0.08,1.0)' ratio=... color_jitter=0.4"),
+        // end distill
         SPEC("zeroshot-data", ARG_STR, zeroshot_data, "labelled manifest for zero-shot evaluation"),
         SPEC("zeroshot-frequency", ARG_INT, zeroshot_frequency, "zero-shot evaluation every N epochs (0: off)"),
         SPEC("zeroshot-templates", ARG_STR, zeroshot_templates, "templates file, one per line with {} for the class"),
@@ -100,6 +105,7 @@ static void set_defaults(train_options *o) {
     o->warmup = 10000;
     o->lr_cooldown_power = 1.0;
     o->distill_weight = 1.0;
+    o->contrastive_weight = 1.0;  // distill
     o->workers = 2;
     o->save_frequency = 1;
     o->zeroshot_frequency = 2;
@@ -122,12 +128,36 @@ static char *read_text_file(const char *path) {
     return text;
 }
 
+// distill: OpenCLIP's --aug-cfg takes several words (nargs='*': `--aug-cfg scale='(0.5,1)' color_jitter=0.4`);
+// they are joined with spaces into one value, the argument list copied into args (capacity argc).
+static int join_aug_cfg(int argc, char **argv, char **args) {
+    static char joined[1024];  // the value outlives the parse, as argv does
+    int n = 0;
+    for (int i = 0; i < argc; i++) {
+        args[n++] = argv[i];
+        bool bare = !strcmp(argv[i], "--aug-cfg"), inline_value = !strncmp(argv[i], "--aug-cfg=", 10);
+        if (!bare && !inline_value) continue;
+        joined[0] = '\0';
+        if (inline_value) snprintf(joined, sizeof joined, "%s", argv[i] + 10);
+        for (; i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0; i++) {
+            size_t used = strlen(joined);
+            snprintf(joined + used, sizeof joined - used, "%s%s", used ? " " : "", argv[i + 1]);
+        }
+        if (bare) args[n++] = joined;
+        else args[n - 1] = "--aug-cfg", args[n++] = joined;
+    }
+    return n;
+}
+// end distill
+
 int train_options_parse(train_options *o, int argc, char **argv) {
     set_defaults(o);
     int n = make_specs(o, NULL);
     arg_spec *specs = xcalloc((size_t)n, sizeof(arg_spec));
     make_specs(o, specs);
-    int rc = args_parse(specs, n, argc, argv, NULL, 0, NULL);
+    char **args = xcalloc((size_t)argc + 1, sizeof(char *));
+    int rc = args_parse(specs, n, join_aug_cfg(argc, argv, args), args, NULL, 0, NULL);
+    free(args);
     if (rc == 1) args_print_help(specs, n, "clipc train --train-data MANIFEST [options]");
     if (rc == 0 && o->config) {
         char *text = read_text_file(o->config);

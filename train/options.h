@@ -13,11 +13,13 @@ typedef struct {
     char *logs, *name, *resume, *config, *device, *precision, *lr_scheduler, *on_save_error;
     char *distill_model, *distill_pretrained, *distill_cache;  // train/distill.h
     char *report_to;  // train/report.h
+    char *distill_logit_scale, *aug_cfg;                       // train/distill.h; loader/loader.h (--aug-cfg)
     long batch_size, epochs, epochs_cooldown, train_num_samples, warmup, seed, workers, threads;
     long save_frequency, save_steps, keep_checkpoints, zeroshot_frequency, log_every_n_steps;
     long max_steps, nonfinite_limit, accum_freq, profile_steps, zero;
     double lr, wd, beta1, beta2, eps, grad_clip_norm, lr_cooldown_power, lr_cooldown_end, dist_timeout;
     double distill_weight, distill_feature_weight;
+    double contrastive_weight;  // train/distill.h
     bool dataset_resampled, save_most_recent, lock_image, lock_text, siglip, local_loss, gather_with_grad;
     bool no_tf32, deterministic, dist_debug;
     bool no_overlap_reduce;  // sum the gradients after the backward instead of during it

@@ -26,7 +26,7 @@
 #include "optim/schedule.h"
 #include "param/param.h"
 
-#define STEP_MAX_FEATURES 4
+#define STEP_MAX_FEATURES 10  // distill: 2 + 2 x 4 teachers (train/distill.h)
 #define STEP_BUCKET_ELEMENTS (1 << 23)  // gradients per tensor of the all_reduce (32 MB in fp32)
 
 // The objective of a step, split at the per-sample features.

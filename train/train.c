@@ -194,7 +194,8 @@ static int setup_session(trainer *t) {
 
 static distill_options distill_options_of(const train_options *o) {
     return (distill_options){.model = o->distill_model, .pretrained = o->distill_pretrained, .cache = o->distill_cache,
-                             .weight = o->distill_weight, .feature_weight = o->distill_feature_weight};
+                             .weight = o->distill_weight, .feature_weight = o->distill_feature_weight,
+                             .logit_scale = o->distill_logit_scale, .contrastive_weight = o->contrastive_weight};
 }
 
 // The teacher and/or stored targets (after the training loader, whose shards the cache covers).
@@ -212,6 +213,8 @@ static int setup_distill(trainer *t) {
     if (distill_open(&t->distill, &d, &so, &t->s, t->data) != 0) return -1;
     if (t->distill.proj.n > 0) t->lists[t->n_lists++] = &t->distill.proj;
     t->objective.distill = &t->distill;
+    loader_view_source views;  // distill: stored views replace the loader's draws (before any resume)
+    if (distill_view_source(&t->distill, &views)) loader_set_view_source(t->data, views);
     return 0;
 }
 
@@ -268,6 +271,7 @@ static loader *open_loader(trainer *t, const char *data, bool train, int batch_s
     lc.tok = tok;
     lc.context_length = t->s.cfg.text.context_length;
     lc.rank = dist_rank(t->d), lc.world_size = dist_world_size(t->d);
+    if (train && t->o.aug_cfg && loader_aug_cfg_parse(&lc, t->o.aug_cfg) != 0) return NULL;  // distill: --aug-cfg
     if (train) {
         lc.upsampling_factors = t->o.train_data_upsampling_factors;
         lc.resampled = t->o.dataset_resampled;

@@ -16,13 +16,16 @@
 #   pure_bf16, accum_freq, distill
 #                  --precision pure_bf16, --accum-freq 2 and an online teacher (the first run's
 #                  checkpoint) train with a finite, falling loss
+#   large          ViT-L-14 with --zero 2 and --grad-checkpointing (amp_bf16, batch 32, one rank:
+#                  nothing to shard, the sharded code path all the same) trains 12 finite steps and
+#                  logs its peak GPU memory a step (peak_mem_mb)
 #   bench          ViT-B-32 at batch 256 in amp_bf16 (bench/bench_step): samples/s and MFU, and the
 #                  peak GPU memory (nvidia-smi, sampled while it runs); then fp32 with TF32 and
 #                  amp_bf16 --deterministic, as figures
 #   step_cost      of bench's fp32 and amp_bf16 runs: ms/step, ops and CUDA kernels a step (libtorch's
 #                  profiler); AdamW took libtorch's fused kernel and attention its fused kernels
 # The exit status is 0 only when every assertion held; each failure says what failed, and the last
-# line sums up ("gpu-check: 12 passed, 0 failed"). Every phase has a time limit inside a budget of
+# line sums up ("gpu-check: 13 passed, 0 failed"). Every phase has a time limit inside a budget of
 # GPU_CHECK_BUDGET seconds (default 560), so that one device call of 10 minutes holds the check.
 # Run THERE, from the project root, with .gpu/ carried (docs/gpu.md says how to fill it here):
 #   bash scripts/gpu-check.sh
@@ -229,6 +232,16 @@ assert_distill() {
   loss_falls distill distilled
 }
 
+# ViT-L-14 (428M parameters) with the scale options: every step finite, the peak memory printed.
+assert_large() {
+  train launch --precision amp_bf16 --name large --model ViT-L-14 --max-steps 12 --batch-size 32 --zero 2 \
+    --grad-checkpointing > "$work/large.log" 2>&1 || { tail -n 15 "$work/large.log"; return 1; }
+  local metrics=$work/logs/large/metrics.jsonl
+  if grep '"type":"nonfinite"' "$metrics"; then echo "non-finite steps (above)"; return 1; fi
+  awk -F'[:,}]' '/"type":"train"/ { n++; for (i = 1; i < NF; i++) if ($i == "\"peak_mem_mb\"" && $(i + 1) > m) m = $(i + 1) }
+    END { printf "  ViT-L-14 --zero 2 --grad-checkpointing: %d steps, peak %.0f MiB a step\n", n, m; exit !(n == 12 && m > 0) }' "$metrics"
+}
+
 # bench_step for ViT-B-32 at batch 256 on the GPU (its options follow NAME): the counters of one
 # step, samples/s against OpenCLIP's 850 on an A100, and TFLOP/s as OpenCLIP counts them (3 x
 # 14.78 GFLOP a sample) with their fraction of the GPU's dense bf16 peak (MFU).
@@ -306,6 +319,7 @@ main() {
   check pure_bf16
   check accum_freq
   check distill
+  check large
   check tests
   check bench
   check step_cost

@@ -28,6 +28,7 @@ typedef struct {
     struct {
         int image_size, layers, width, head_width, patch_size;
         double mlp_ratio;
+        double patch_dropout;  // fraction of patch tokens dropped in training (OpenCLIP's PatchDropout)
     } vision;
     struct {
         int context_length, vocab_size, width, heads, layers;

@@ -310,6 +310,19 @@ static int load_state(const st_file *f, adamw *opt, train_position *pos) {
     return 0;
 }
 
+// The run must normalize images as the checkpoint's run did (--image-mean/--image-std are saved in
+// the weights' config): resuming with other values would silently change the data.
+static int check_normalization(const st_file *w, const clip_model *m) {
+    const char *json = st_metadata(w, "clipc.config");
+    clip_config saved;
+    if (!json || clip_config_parse(json, st_path(w), &saved) != 0) return json ? -1 : 0;
+    const float *a = saved.preprocess.mean, *b = saved.preprocess.std, *x = m->cfg.preprocess.mean, *y = m->cfg.preprocess.std;
+    if (!memcmp(a, x, sizeof saved.preprocess.mean) && !memcmp(b, y, sizeof saved.preprocess.std)) return 0;
+    return err_set("%s: trained with image mean %g %g %g and std %g %g %g, but this run normalizes with mean %g %g %g and std "
+                   "%g %g %g: pass the run's --image-mean and --image-std", st_path(w), a[0], a[1], a[2], b[0], b[1], b[2],
+                   x[0], x[1], x[2], y[0], y[1], y[2]);
+}
+
 int checkpoint_load(const char *path, clip_model *m, adamw *opt, train_position *pos) {
     char dir[4096];
     if (checkpoint_folder(path, dir, sizeof dir) != 0) return -1;
@@ -317,6 +330,7 @@ int checkpoint_load(const char *path, clip_model *m, adamw *opt, train_position 
     st_file *w = st_open(wpath), *s = w ? st_open(spath) : NULL;
     int rc = w && s && check_pair(w, s) >= 0 ? 0 : -1;
     if (rc == 0) rc = clip_model_load(m, wpath);
+    if (rc == 0) rc = check_normalization(w, m);
     if (rc == 0) rc = load_state(s, opt, pos);
     st_close(w);
     st_close(s);

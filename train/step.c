@@ -159,7 +159,8 @@ static tensor *loss_and_gradients(const step_config *c, const step_objective *ob
     if (autocast_begin(c) != 0) return NULL;
     tensor *share = obj->loss_rows(obj->ctx, all, first, first + n);
     autocast_end(c);
-    if (!share || tensor_backward(share, loss_seed(c, share)) != 0) return NULL;
+    tensor *seed = share ? loss_seed(c, share) : NULL;
+    if (!share || (c->scaler && !seed) || tensor_backward(share, seed) != 0) return NULL;
     for (int i = 0; i < obj->n_trained; i++)
         if (!(grads[i] = own_gradient(c, all[i], n))) return NULL;
     if (towers_backward(c, obj, batch, n, graph, grads) != 0) return NULL;

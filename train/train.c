@@ -537,6 +537,7 @@ static int log_step(trainer *t, const step_result *r, double batch_time, double 
     cJSON_AddNumberToObject(line, "loss", r->loss);
     cJSON_AddNumberToObject(line, "lr", r->lr);
     cJSON_AddNumberToObject(line, "grad_norm", r->grad_norm);
+    if (r->grad_scale > 0) cJSON_AddNumberToObject(line, "grad_scale", r->grad_scale);  // --precision amp
     if (printed) cJSON_AddNumberToObject(line, "logit_scale", scale);
     cJSON_AddNumberToObject(line, "samples_per_s", sps);
     cJSON_AddNumberToObject(line, "data_time", data_time);

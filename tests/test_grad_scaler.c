@@ -75,7 +75,7 @@ static void toy_init(toy_run *r) {
     r->t.weight = 1;
     r->lists[0] = &r->params;
     adamw_config ac = adamw_config_default();
-    ac.lr = 0.1, ac.weight_decay = 0;
+    ac.lr = 0.1, ac.weight_decay = 0, ac.eps = 1;  // an eps the size of the gradients: AdamW sees their scale
     r->opt = adamw_init(r->lists, 1, ac);
     r->sched = (schedule){.kind = SCHEDULE_CONST, .base_lr = 0.1, .total_steps = 100};
     r->obj = (step_objective){.n_features = 1, .n_trained = 1, .features = toy_features, .loss_rows = toy_loss_rows, .ctx = &r->t};

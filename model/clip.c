@@ -222,7 +222,7 @@ static int lock_groups(clip_model *m, const char *tower, int (*group)(const clip
     for (int i = 0; i < m->params.n; i++) {
         param *p = &m->params.items[i];
         int g = group(m, p->name);
-        if (g == -1) return err_set("%s lock: parameter '%s' belongs to no layer group", tower, p->name);
+        if (g == -1) return err_set("%s lock: parameter '%s' belongs to no layer group of a ViT tower", tower, p->name);
         if (g >= 0 && param_set_frozen(p, g < n_groups - unlocked) != 0) return -1;
     }
     return clip_model_to_device(m, m->device);
@@ -231,12 +231,14 @@ static int lock_groups(clip_model *m, const char *tower, int (*group)(const clip
 int clip_model_lock_image_groups(clip_model *m, int unlocked_groups, bool freeze_bn_stats) {
     (void)freeze_bn_stats;  // a ViT has no BatchNorm (OpenCLIP's VisionTransformer.lock ignores it too)
     if (unlocked_groups < 0) return err_set("image tower lock: %d unlocked groups", unlocked_groups);
+    if (unlocked_groups == 0) return clip_model_lock_image(m);  // any tower
     return lock_groups(m, "image tower", image_group, m->cfg.vision.layers + 2, unlocked_groups);
 }
 
 int clip_model_lock_text_groups(clip_model *m, int unlocked_layers, bool freeze_layer_norm) {
     (void)freeze_layer_norm;  // LayerNorms are frozen with their group, as OpenCLIP's TextTransformer.lock
     if (unlocked_layers < 0) return err_set("text tower lock: %d unlocked layers", unlocked_layers);
+    if (unlocked_layers == 0) return clip_model_lock_text(m);
     return lock_groups(m, "text tower", text_group, m->cfg.text.layers + 2, unlocked_layers);
 }
 

@@ -65,8 +65,10 @@ int clip_model_lock_text(clip_model *m);
 // The same, leaving the last unlocked_groups layer groups of the image tower trainable (OpenCLIP's
 // VisionTransformer.lock; --lock-image-unlocked-groups): [conv1, class_embedding,
 // positional_embedding, ln_pre], each block but the last, [last block, ln_post], [proj]. 0 freezes
-// the whole tower; more than the groups leaves it trainable. freeze_bn_stats (BatchNorm running
-// statistics of the locked groups) concerns ResNet towers only; a ViT has none. Returns 0 or -1.
+// the whole tower (clip_model_lock_image, any tower); more than the groups leaves it trainable; a
+// tower with parameters outside these groups is an error naming one. freeze_bn_stats (BatchNorm
+// running statistics of the locked groups) concerns ResNet towers only; a ViT has none. Returns 0
+// or -1.
 int clip_model_lock_image_groups(clip_model *m, int unlocked_groups, bool freeze_bn_stats);
 // The text tower's counterpart (--lock-text-unlocked-layers, OpenCLIP's TextTransformer lock):
 // groups [token_embedding, positional_embedding], each block but the last, [last block, ln_final],

@@ -203,7 +203,8 @@ static void test_amp_loss_scaler(void **state) {
 }
 
 // --image-mean/--image-std reach the normalization on the device (another loss), are saved with
-// the checkpoint's weights, and resuming without them is refused naming the file.
+// the checkpoint's weights, and resuming without them is refused naming the file;
+// --force-quick-gelu changes the loss too.
 static void test_image_mean_std(void **state) {
     (void)state;
     char out[16384], plain[3][32] = {{0}}, custom[1][32] = {{0}};
@@ -211,6 +212,10 @@ static void test_image_mean_std(void **state) {
         fail_msg("%s", out);
     cli_read_losses(work, "norm", custom, 1), plain_losses(plain);
     assert_string_not_equal(custom[0], plain[0]);
+    char gelu[1][32] = {{0}};  // --force-quick-gelu reaches the towers too
+    if (train(out, sizeof out, "gelu", "--max-steps 1 --save-frequency 0 --force-quick-gelu") != 0) fail_msg("%s", out);
+    cli_read_losses(work, "gelu", gelu, 1);
+    assert_string_not_equal(gelu[0], plain[0]);
     assert_int_equal(cli_run(NULL, 0, "grep -Eq '\"image-std\":.\\[0.25, 0.5, 0.125\\]' %s/logs/norm/params.json", work), 0);
     assert_int_equal(train(out, sizeof out, "norm", "--max-steps 2 --resume latest"), 1);
     if (!strstr(out, "step_1/model.safetensors: trained with image mean 0.5 0.5 0.5 and std 0.25 0.5 0.125")) fail_msg("%s", out);

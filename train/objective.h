@@ -18,9 +18,9 @@ typedef struct {
     float mean[3], std[3];  // the normalization of uint8 images (the loader's)
     distill *distill;       // the teacher's targets and terms; NULL: none
     // Patch dropout (model cfg.vision.patch_dropout > 0, training steps only): the patches that
-    // sample i of this rank's batch of step `step` keeps come from (seed, step, rank, i) alone,
-    // so every recomputation of a micro-batch (--accum-freq, block recompute) drops the same ones
-    // and a resumed run the same as an uninterrupted one.
+    // sample i of rank r's n-sample batch of step `step` keeps come from (seed, step, r * n + i)
+    // alone, so every recomputation of a micro-batch (--accum-freq, block recompute) drops the
+    // same ones, and a resumed run the same as an uninterrupted one.
     uint64_t seed;
     int64_t step;
     int rank;

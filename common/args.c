@@ -68,6 +68,28 @@ static int unknown_option(const arg_spec *specs, int n, const char *name, const 
     return err_set("%sunknown option '%s' (see --help)", where, name);
 }
 
+// "a b c" or "a,b,c" (3 numbers) or "a" (for all three) into out[3].
+static int set_float3(const arg_spec *s, const char *value, const char *where, double *out) {
+    double v[4];
+    int n = 0;
+    const char *p = value;
+    for (;;) {
+        while (*p == ' ' || *p == ',') p++;
+        if (!*p) break;
+        char *end = NULL;
+        errno = 0;
+        double x = strtod(p, &end);
+        if (n == 4 || errno || end == p || !isfinite(x) || (*end && *end != ' ' && *end != ','))
+            return err_set("%soption '%s' expects 3 numbers (or 1 for all three), got '%s'", where, s->name, value);
+        v[n++] = x;
+        p = end;
+    }
+    if (n != 1 && n != 3)
+        return err_set("%soption '%s' expects 3 numbers (or 1 for all three), got %d: '%s'", where, s->name, n, value);
+    for (int i = 0; i < 3; i++) out[i] = v[n == 1 ? 0 : i];
+    return 0;
+}
+
 static int set_value(arg_spec *s, const char *value, const char *where) {
     char *end = NULL;
     errno = 0;
@@ -94,6 +116,8 @@ static int set_value(arg_spec *s, const char *value, const char *where) {
         else if (!strcmp(value, "false") || !strcmp(value, "0")) *(bool *)s->dest = false;
         else return err_set("%soption '%s' expects true or false, got '%s'", where, s->name, value);
         return 0;
+    case ARG_FLOAT3:
+        return set_float3(s, value, where, (double *)s->dest);
     }
     return err_set("%soption '%s' has an unknown type", where, s->name);
 }
@@ -120,9 +144,16 @@ int args_parse(arg_spec *specs, int n_specs, int argc, char **argv, char **posit
         const char *value;
         if (eq) value = eq + 1;
         else if (s->type == ARG_FLAG) value = "true";
+        else if (s->type == ARG_FLOAT3) value = NULL;
         else if (i + 1 < argc) value = argv[++i];
         else return err_set("option '--%s' needs a value", s->name);
-        if (set_value(s, value, "") != 0) return -1;
+        if (!value) {  // ARG_FLOAT3: the numbers that follow, up to the next option
+            char joined[256] = "";
+            while (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0 && strlen(joined) + strlen(argv[i + 1]) + 2 < sizeof joined)
+                strcat(strcat(joined, " "), argv[++i]);
+            if (!joined[0]) return err_set("option '--%s' needs 3 numbers (or 1 for all three)", s->name);
+            if (set_value(s, joined + 1, "") != 0) return -1;
+        } else if (set_value(s, value, "") != 0) return -1;
         s->seen = true;
     }
     if (n_positional) *n_positional = np;
@@ -145,9 +176,15 @@ int args_apply_json(arg_spec *specs, int n_specs, const char *json_text, const c
             break;
         }
         if (s->seen) continue;
-        char buf[64];
+        char buf[256];
         const char *value = NULL;
-        if (cJSON_IsString(item)) value = item->valuestring;
+        if (s->type == ARG_FLOAT3 && cJSON_IsArray(item)) {  // [a, b, c] as "a b c" (set_float3 checks it)
+            buf[0] = '\0';
+            for (cJSON *x = item->child; x; x = x->next)
+                if (cJSON_IsNumber(x)) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "%.17g ", x->valuedouble);
+                else snprintf(buf + strlen(buf), sizeof buf - strlen(buf), "? ");
+            value = buf;
+        } else if (cJSON_IsString(item)) value = item->valuestring;
         else if (cJSON_IsBool(item)) value = cJSON_IsTrue(item) ? "true" : "false";
         else if (cJSON_IsNumber(item)) {
             if (s->type == ARG_INT) snprintf(buf, sizeof buf, "%.0f", item->valuedouble);
@@ -189,6 +226,13 @@ void args_print(const arg_spec *specs, int n_specs, FILE *f, bool json) {
             if (json) cJSON_AddBoolToObject(obj, s->name, *(bool *)s->dest);
             else fprintf(f, "  %-22s %s\n", s->name, *(bool *)s->dest ? "true" : "false");
             break;
+        case ARG_FLOAT3: {
+            const double *v = s->dest;
+            if (json && !isnan(v[0])) cJSON_AddItemToObject(obj, s->name, cJSON_CreateDoubleArray(v, 3));
+            else if (!json && isnan(v[0])) fprintf(f, "  %-22s (none)\n", s->name);
+            else if (!json) fprintf(f, "  %-22s %g %g %g\n", s->name, v[0], v[1], v[2]);
+            break;
+        }
         }
     }
     if (json) {
@@ -217,7 +261,7 @@ void args_print_help(const arg_spec *specs, int n_specs, const char *usage) {
     printf("usage: %s\n\noptions:\n", usage);
     for (int i = 0; i < n_specs; i++) {
         const char *kind = specs[i].type == ARG_INT ? " N" : specs[i].type == ARG_FLOAT ? " X"
-                           : specs[i].type == ARG_STR ? " S" : "";
+                           : specs[i].type == ARG_STR ? " S" : specs[i].type == ARG_FLOAT3 ? " X X X" : "";
         char left[64];
         snprintf(left, sizeof left, "--%s%s", specs[i].name, kind);
         printf("  %-28s %s\n", left, specs[i].help);

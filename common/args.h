@@ -4,7 +4,8 @@
 // destinations from argv, args_apply_json() from a JSON object with the same keys (the
 // `--config FILE` of `clipc train`), and args_print_help() prints the list. An unknown option or
 // key is an error that suggests the nearest valid name. Options take `--name value` or
-// `--name=value`; ARG_FLAG options take no value (`--flag`, or true/false in JSON).
+// `--name=value`; ARG_FLAG options take no value (`--flag`, or true/false in JSON); ARG_FLOAT3
+// options take the numbers that follow (`--image-mean 0.5 0.5 0.5`).
 #ifndef CLIPC_COMMON_ARGS_H
 #define CLIPC_COMMON_ARGS_H
 
@@ -16,6 +17,9 @@ typedef enum {
     ARG_INT,    // long
     ARG_FLOAT,  // double
     ARG_FLAG,   // bool
+    ARG_FLOAT3, // double[3]: `--name a b c`, or one value for all three (OpenCLIP's nargs='+' of
+                // --image-mean); in JSON a number or an array of 1 or 3. NaN in [0]: unset, left
+                // out of args_print's JSON
 } arg_type;
 
 typedef struct {

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "common/rng.h"
 #include "model/safetensors.h"
 #include "model/weights.h"
 
@@ -206,6 +207,69 @@ static int lock_prefix(clip_model *m, bool image) {
 int clip_model_lock_image(clip_model *m) { return lock_prefix(m, true); }
 int clip_model_lock_text(clip_model *m) { return lock_prefix(m, false); }
 
+// ---- partial locks (--lock-image-unlocked-groups, --lock-text-unlocked-layers) ----------------
+
+static bool named(const char *name, const char *prefix) { return strncmp(name, prefix, strlen(prefix)) == 0; }
+
+// The block number of "<blocks>N.<...>", or -1.
+static int block_of(const char *name, const char *blocks) {
+    if (!named(name, blocks)) return -1;
+    char *end = NULL;
+    long i = strtol(name + strlen(blocks), &end, 10);
+    return end && *end == '.' ? (int)i : -1;
+}
+
+// The lock group of an image-tower parameter (OpenCLIP's VisionTransformer.lock: [conv1,
+// class_embedding, positional_embedding, ln_pre], each block but the last, [last block, ln_post],
+// [proj]); -1 for a parameter of no group, -2 for one outside the tower.
+static int image_group(const clip_model *m, const char *name) {
+    int L = m->cfg.vision.layers, b = block_of(name, "visual.transformer.resblocks.");
+    if (!named(name, "visual.")) return -2;
+    if (named(name, "visual.conv1.") || !strcmp(name, "visual.class_embedding") ||
+        !strcmp(name, "visual.positional_embedding") || named(name, "visual.ln_pre.")) return 0;
+    if (b >= 0) return 1 + b;
+    if (named(name, "visual.ln_post.")) return L;
+    return !strcmp(name, "visual.proj") ? L + 1 : -1;
+}
+
+// The same for the text tower (OpenCLIP's TextTransformer lock: [token_embedding,
+// positional_embedding], each block but the last, [last block, ln_final], [text_projection]).
+static int text_group(const clip_model *m, const char *name) {
+    int L = m->cfg.text.layers, b = block_of(name, "transformer.resblocks.");
+    if (named(name, "token_embedding.") || !strcmp(name, "positional_embedding")) return 0;
+    if (b >= 0) return 1 + b;
+    if (named(name, "ln_final.")) return L;
+    return !strcmp(name, "text_projection") ? L + 1 : -2;
+}
+
+// Freezes every parameter of a tower's groups but the last `unlocked` of its n_groups, and repacks
+// (frozen parameters move to the frozen part of the flat buffer).
+static int lock_groups(clip_model *m, const char *tower, int (*group)(const clip_model *, const char *), int n_groups,
+                       int unlocked) {
+    for (int i = 0; i < m->params.n; i++) {
+        param *p = &m->params.items[i];
+        int g = group(m, p->name);
+        if (g == -1) return err_set("%s lock: parameter '%s' belongs to no layer group of a ViT tower", tower, p->name);
+        if (g >= 0 && param_set_frozen(p, g < n_groups - unlocked) != 0) return -1;
+    }
+    return clip_model_to_device(m, m->device);
+}
+
+int clip_model_lock_image_groups(clip_model *m, int unlocked_groups, bool freeze_bn_stats) {
+    if (unlocked_groups < 0) return err_set("image tower lock: %d unlocked groups", unlocked_groups);
+    if (m->resnet) return resnet_lock(m->resnet, &m->params, unlocked_groups, freeze_bn_stats);
+    // A ViT has no BatchNorm: freeze_bn_stats does nothing (OpenCLIP's VisionTransformer.lock ignores it too).
+    if (unlocked_groups == 0) return clip_model_lock_image(m);  // any tower
+    return lock_groups(m, "image tower", image_group, m->cfg.vision.layers + 2, unlocked_groups);
+}
+
+int clip_model_lock_text_groups(clip_model *m, int unlocked_layers, bool freeze_layer_norm) {
+    (void)freeze_layer_norm;  // LayerNorms are frozen with their group, as OpenCLIP's TextTransformer.lock
+    if (unlocked_layers < 0) return err_set("text tower lock: %d unlocked layers", unlocked_layers);
+    if (unlocked_layers == 0) return clip_model_lock_text(m);
+    return lock_groups(m, "text tower", text_group, m->cfg.text.layers + 2, unlocked_layers);
+}
+
 // ---- forward ---------------------------------------------------------------------------------
 
 static tensor *activation(const clip_model *m, const tensor *x) {
@@ -294,7 +358,15 @@ tensor *clip_images_u8_to_device(const clip_model *m, const uint8_t *images, int
     return result;
 }
 
-static tensor *image_features(const clip_model *m, const tensor *images) {
+// Keeps the tokens keep (B, K) int64 of x (B, T, W): (B, K, W).
+static tensor *keep_tokens(const tensor *x, const tensor *keep) {
+    int64_t B = tensor_size(keep, 0), K = tensor_size(keep, 1), W = tensor_size(x, 2);
+    int64_t col[3] = {B, K, 1}, shape[3] = {B, K, W};
+    return tensor_gather(x, 1, tensor_expand(tensor_reshape(keep, col, 3), shape, 3));
+}
+
+// The image tower; keep (B, K) int64 or NULL: the tokens (class token first) kept by patch dropout.
+static tensor *image_features(const clip_model *m, const tensor *images, const tensor *keep) {
     if (m->resnet) return resnet_tower_forward(m->resnet, tensor_to_dtype(images, model_dtype(m)));
     const clip_config *c = &m->cfg;
     int P = c->vision.patch_size, W = c->vision.width;
@@ -308,6 +380,7 @@ static tensor *image_features(const clip_model *m, const tensor *images) {
     tensor *cls = tensor_expand(tensor_reshape(m->class_embedding, one_row, 3), cls_shape, 3);
     const tensor *parts[2] = {cls, x};
     x = tensor_add(tensor_cat(parts, 2, 1), m->visual_pos);  // (B, G*G+1, W)
+    if (keep) x = keep_tokens(x, keep);                       // (B, K, W)
     x = tensor_layer_norm(x, m->ln_pre_w, m->ln_pre_b, LAYER_NORM_EPS);
     int heads = W / c->vision.head_width;
     for (int i = 0; i < c->vision.layers; i++) x = run_block(m, &m->visual_blocks[i], x, heads, false);
@@ -317,7 +390,42 @@ static tensor *image_features(const clip_model *m, const tensor *images) {
 
 tensor *clip_encode_image(const clip_model *m, const tensor *images, bool normalize) {
     if (!images) return NULL;
-    SCOPED_RESULT(normalize ? tensor_l2_normalize(image_features(m, images), -1) : image_features(m, images));
+    SCOPED_RESULT(normalize ? tensor_l2_normalize(image_features(m, images, NULL), -1) : image_features(m, images, NULL));
+}
+
+int64_t clip_patch_dropout_keep(const clip_model *m, const uint64_t *seeds, int64_t B, int64_t *keep) {
+    int64_t G = m->cfg.vision.image_size / m->cfg.vision.patch_size, N = G * G;
+    int64_t K = (int64_t)((double)N * (1.0 - m->cfg.vision.patch_dropout));  // OpenCLIP: max(1, int(N * keep))
+    if (K < 1) K = 1;
+    int64_t *order = xmalloc((size_t)N * sizeof(int64_t));
+    bool *chosen = xmalloc((size_t)N * sizeof(bool));
+    for (int64_t b = 0; b < B; b++) {
+        rng r = {seeds[b]};
+        for (int64_t i = 0; i < N; i++) order[i] = i, chosen[i] = false;
+        for (int64_t i = 0; i < K; i++) {  // the first K of a Fisher-Yates shuffle: a uniform K-subset
+            int64_t j = i + (int64_t)rng_below(&r, (uint64_t)(N - i)), swap = order[i];
+            order[i] = order[j], order[j] = swap;
+            chosen[order[i]] = true;
+        }
+        int64_t *row = keep + b * (K + 1), n = 0;
+        row[n++] = 0;  // the class token
+        for (int64_t t = 0; t < N; t++)
+            if (chosen[t]) row[n++] = t + 1;
+    }
+    free(order);
+    free(chosen);
+    return K + 1;
+}
+
+tensor *clip_encode_image_keep(const clip_model *m, const tensor *images, const int64_t *keep, int64_t K, bool normalize) {
+    if (!images) return NULL;
+    int64_t shape[2] = {tensor_size(images, 0), K};
+    tensor_scope_begin();
+    tensor *idx = tensor_to_device(tensor_from_host(keep, shape, 2, TENSOR_I64, false), m->device, false);
+    tensor *f = image_features(m, images, idx);
+    tensor *result = tensor_keep(normalize ? tensor_l2_normalize(f, -1) : f);
+    tensor_scope_end();
+    return result;
 }
 
 // The text tower on tokens (n, L) whose first EOTs sit at eot (n, int64): (n, E).

@@ -82,6 +82,20 @@ void clip_model_set_bn_sync(const clip_model *m, tensor_reduce_fn reduce, void *
 // Freezes the image (--lock-image) or text (--lock-text) tower and repacks. Returns 0 or -1.
 int clip_model_lock_image(clip_model *m);
 int clip_model_lock_text(clip_model *m);
+// The same, leaving the last unlocked_groups layer groups of the image tower trainable (OpenCLIP's
+// VisionTransformer.lock; --lock-image-unlocked-groups): [conv1, class_embedding,
+// positional_embedding, ln_pre], each block but the last, [last block, ln_post], [proj]. 0 freezes
+// the whole tower (clip_model_lock_image, any tower); more than the groups leaves it trainable; a
+// tower with parameters outside these groups is an error naming one. A ModifiedResNet tower is
+// locked by resnet_lock (OpenCLIP's ModifiedResNet.lock: whole only, unlocked_groups 0, and
+// freeze_bn_stats keeps its BatchNorm running statistics fixed in training); a ViT has no
+// BatchNorm, so freeze_bn_stats does nothing there. Returns 0 or -1.
+int clip_model_lock_image_groups(clip_model *m, int unlocked_groups, bool freeze_bn_stats);
+// The text tower's counterpart (--lock-text-unlocked-layers, OpenCLIP's TextTransformer lock):
+// groups [token_embedding, positional_embedding], each block but the last, [last block, ln_final],
+// [text_projection]. LayerNorms are frozen with their group whatever freeze_layer_norm says, as
+// OpenCLIP's own text tower does (its flag acts on Hugging Face towers only). Returns 0 or -1.
+int clip_model_lock_text_groups(clip_model *m, int unlocked_layers, bool freeze_layer_norm);
 
 // A host batch of normalized images (B, 3, S, S), S = vision.image_size, as a tensor on the
 // model's device.
@@ -97,6 +111,16 @@ tensor *clip_images_u8_to_device(const clip_model *m, const uint8_t *images, int
 // images (B, 3, H, W) float normalized -> features (B, E); L2-normalized when normalize is true.
 // Images of another dtype than the weights' (float32 for bf16 weights) are converted first.
 tensor *clip_encode_image(const clip_model *m, const tensor *images, bool normalize);
+// Patch dropout (OpenCLIP's PatchDropout, in training only; cfg.vision.patch_dropout p > 0): each
+// image keeps K = max(1, floor(N (1 - p))) of its N patch tokens, a uniform random subset drawn
+// from seeds[b] alone (so the same seed drops the same patches in every recomputation), and its
+// class token. Writes B rows of K + 1 token indices (0, the class token, then the kept patches + 1
+// ascending) into keep (room for B * (N + 1)) and returns K + 1.
+int64_t clip_patch_dropout_keep(const clip_model *m, const uint64_t *seeds, int64_t B, int64_t *keep);
+// clip_encode_image on the tokens keep (B, K) (host; clip_patch_dropout_keep) only, after the
+// positional embedding, as OpenCLIP drops them before ln_pre.
+tensor *clip_encode_image_keep(const clip_model *m, const tensor *images, const int64_t *keep, int64_t K, bool normalize);
+
 // tokens (B, C) int64 -> features (B, E). Positions after the last EOT of the batch cannot affect
 // the EOT rows under the causal mask, so the tower runs on the shortest prefix that holds them;
 // finding it costs one host read here.

@@ -62,7 +62,7 @@ static const cfg_key vision_keys[] = {
     VISION(KEY_SIZE, image_size), VISION(KEY_LAYERS, layers), VISION(KEY_INT, width),
     VISION(KEY_INT, head_width), VISION(KEY_FLOAT, mlp_ratio), VISION(KEY_PATCH, patch_size),
     BLOCK_KEYS,
-    FIXED("patch_dropout", "0"), FIXED("attentional_pool", "false"), FIXED("no_ln_pre", "false"),
+    VISION(KEY_FLOAT, patch_dropout), FIXED("attentional_pool", "false"), FIXED("no_ln_pre", "false"),
     FIXED("pos_embed_type", "\"learnable\""), FIXED("pool_type", "\"tok\""),
     FIXED("input_patchnorm", "false"), FIXED("global_average_pool", "false"),
     FIXED("timm_model_name", "null"),
@@ -372,6 +372,8 @@ static int config_validate(const clip_config *cfg, const char *source) {
         check_divisible(source, "text_cfg.width", cfg->text.width, "text_cfg.heads",
                         cfg->text.heads))
         return -1;
+    if (!(cfg->vision.patch_dropout >= 0 && cfg->vision.patch_dropout < 1))
+        return err_set("%s: vision_cfg.patch_dropout: %g is not in [0, 1)", source, cfg->vision.patch_dropout);
     double mlp_width = cfg->vision.width * cfg->vision.mlp_ratio;
     if (!(mlp_width >= 1 && mlp_width <= INT_MAX))
         return err_set("%s: vision_cfg.mlp_ratio: %g gives an MLP width of %g (must be a "
@@ -506,6 +508,7 @@ char *clip_config_to_json(const clip_config *cfg) {
         cJSON_AddNullToObject(v, "patch_size");
     else
         cJSON_AddNumberToObject(v, "patch_size", cfg->vision.patch_size);
+    if (cfg->vision.patch_dropout > 0) cJSON_AddNumberToObject(v, "patch_dropout", cfg->vision.patch_dropout);
     cJSON *t = cJSON_AddObjectToObject(root, "text_cfg");
     cJSON_AddNumberToObject(t, "context_length", cfg->text.context_length);
     cJSON_AddNumberToObject(t, "vocab_size", cfg->text.vocab_size);

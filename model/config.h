@@ -31,6 +31,7 @@ typedef struct {
         // A list of 4 layer counts: a ModifiedResNet tower (model/resnet.h; layers and patch_size
         // are then 0). All 0 for a vision transformer.
         int resnet_layers[4];
+        double patch_dropout;  // fraction of patch tokens dropped in training (OpenCLIP's PatchDropout)
     } vision;
     struct {
         int context_length, vocab_size, width, heads, layers;

@@ -53,6 +53,17 @@ static int open_tokenizer(const session_options *o, session *s) {
     return 0;
 }
 
+// The config as training overrides it; the weights then save the result in their metadata, so
+// evaluating them normalizes as training did.
+static void apply_overrides(const session_options *o, clip_config *cfg) {
+    if (o->force_quick_gelu) cfg->quick_gelu = true;
+    if (o->force_patch_dropout) cfg->vision.patch_dropout = *o->force_patch_dropout;
+    for (int i = 0; i < 3; i++) {
+        if (o->image_mean) cfg->preprocess.mean[i] = (float)o->image_mean[i];
+        if (o->image_std) cfg->preprocess.std[i] = (float)o->image_std[i];
+    }
+}
+
 static int open_model(const session_options *o, session *s) {
     if (model_config(o->model, o->model_configs, o->pretrained, &s->cfg, &s->weights) != 0) return -1;
     if (o->siglip) {
@@ -60,11 +71,14 @@ static int open_model(const session_options *o, session *s) {
         s->cfg.init_logit_bias_set = true;
         s->cfg.init_logit_bias = -10.0;
     }
+    apply_overrides(o, &s->cfg);
     s->model = clip_model_init(&s->cfg, o->seed);
     if (!s->model) return -1;
     if (o->pretrained && clip_model_load(s->model, s->weights.path) != 0) return -1;
-    if (o->lock_image && clip_model_lock_image(s->model) != 0) return -1;
-    if (o->lock_text && clip_model_lock_text(s->model) != 0) return -1;
+    if (o->lock_image && clip_model_lock_image_groups(s->model, o->lock_image_unlocked_groups, o->lock_image_freeze_bn_stats) != 0)
+        return -1;
+    if (o->lock_text && clip_model_lock_text_groups(s->model, o->lock_text_unlocked_layers, o->lock_text_freeze_layer_norm) != 0)
+        return -1;
     return clip_model_to_device(s->model, s->device);
 }
 

@@ -28,6 +28,12 @@ typedef struct {
     uint64_t seed;              // initialisation seed
     bool siglip;                // SigLIP's initial logit scale (ln 10) and bias (-10)
     bool lock_image, lock_text; // freeze a tower (--lock-image, --lock-text)
+    // Training's overrides of the model (clipc train's OpenCLIP flags; zero: none)
+    int lock_image_unlocked_groups, lock_text_unlocked_layers;  // leave a locked tower's last N groups trainable
+    bool lock_image_freeze_bn_stats, lock_text_freeze_layer_norm;
+    bool force_quick_gelu;                 // QuickGELU whatever the config says
+    const double *force_patch_dropout;     // replaces the config's patch_dropout; NULL: keep it
+    const double *image_mean, *image_std;  // (3) replace the config's normalization; NULL: keep it
 } session_options;
 
 typedef struct {

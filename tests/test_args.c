@@ -1,8 +1,11 @@
 // Tests the shared option parser: values, flags, positional arguments, JSON config with flags
 // taking precedence, and nearest-name suggestions for unknown options and keys.
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -80,12 +83,53 @@ static void test_json_flags_override(void **state) {
     assert_non_null(strstr(err_msg(), "c.json: unknown option 'nmae' (did you mean 'name'?)"));
 }
 
+// ARG_FLOAT3: the numbers after the option (up to the next one), or one for all three; in JSON an
+// array or a number; printed back as JSON only when set.
+static void test_float3(void **state) {
+    (void)state;
+    double mean[3] = {NAN, NAN, NAN};
+    long batch = 0;
+    arg_spec s[2] = {{"image-mean", ARG_FLOAT3, mean, "mean", false}, {"batch-size", ARG_INT, &batch, "batch", false}};
+    char *argv[] = {"--image-mean", "0.5", "-0.25", "1e-1", "--batch-size", "4"};
+    assert_int_equal(args_parse(s, 2, 6, argv, NULL, 0, NULL), 0);
+    assert_true(mean[0] == 0.5 && mean[1] == -0.25 && mean[2] == 0.1 && batch == 4);
+    char *one[] = {"--image-mean=0.75"};
+    assert_int_equal(args_parse(s, 2, 1, one, NULL, 0, NULL), 0);
+    assert_true(mean[0] == 0.75 && mean[1] == 0.75 && mean[2] == 0.75);
+    char *two[] = {"--image-mean", "1", "2", "--batch-size", "4"};
+    assert_int_equal(args_parse(s, 2, 5, two, NULL, 0, NULL), -1);
+    assert_non_null(strstr(err_msg(), "'image-mean' expects 3 numbers (or 1 for all three), got 2"));
+    char *none[] = {"--image-mean"};
+    assert_int_equal(args_parse(s, 2, 1, none, NULL, 0, NULL), -1);
+    assert_non_null(strstr(err_msg(), "'--image-mean' needs 3 numbers"));
+    s[0].seen = false;
+    if (args_apply_json(s, 2, "{\"image_mean\": [1, 2, 3]}", "c.json") != 0) fail_msg("%s", err_msg());
+    assert_true(mean[0] == 1 && mean[2] == 3);
+    s[0].seen = false;
+    assert_int_equal(args_apply_json(s, 2, "{\"image_mean\": [1, \"x\", 3]}", "c.json"), -1);
+    assert_non_null(strstr(err_msg(), "c.json: option 'image-mean' expects 3 numbers"));
+    char *text = NULL;
+    size_t len = 0;
+    FILE *f = open_memstream(&text, &len);
+    args_print(s, 2, f, true);
+    fclose(f);
+    assert_non_null(strstr(text, "[1, 2, 3]"));
+    free(text);
+    mean[0] = NAN;  // unset: left out of JSON
+    f = open_memstream(&text, &len);
+    args_print(s, 2, f, true);
+    fclose(f);
+    assert_null(strstr(text, "image-mean"));
+    free(text);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_values),
         cmocka_unit_test(test_unknown_suggests),
         cmocka_unit_test(test_bad_number),
         cmocka_unit_test(test_json_flags_override),
+        cmocka_unit_test(test_float3),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

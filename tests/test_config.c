@@ -41,6 +41,7 @@ static void assert_same_config(const clip_config *a, const clip_config *b) {
     assert_int_equal(a->vision.patch_size, b->vision.patch_size);
     assert_memory_equal(a->vision.resnet_layers, b->vision.resnet_layers, sizeof a->vision.resnet_layers);
     assert_true(a->vision.mlp_ratio == b->vision.mlp_ratio);
+    assert_true(a->vision.patch_dropout == b->vision.patch_dropout);
     assert_int_equal(a->text.context_length, b->text.context_length);
     assert_int_equal(a->text.vocab_size, b->text.vocab_size);
     assert_int_equal(a->text.width, b->text.width);
@@ -289,7 +290,7 @@ static const bad_config bad_configs[] = {
     {WRAP("\"timm_model_name\": \"vit_base_patch16_224\"", ""),
      "x.json: vision_cfg.timm_model_name: unsupported by clipc"},
     {WRAP("\"ls_init_value\": 1e-5", ""), "x.json: vision_cfg.ls_init_value: unsupported"},
-    {WRAP("\"patch_dropout\": 0.5", ""), "x.json: vision_cfg.patch_dropout: unsupported"},
+    {WRAP("\"patch_dropout\": 1", ""), "x.json: vision_cfg.patch_dropout: 1 is not in [0, 1)"},
     {WRAP("\"attentional_pool\": true", ""), "x.json: vision_cfg.attentional_pool: unsupported"},
     {WRAP("\"no_ln_pre\": true", ""), "x.json: vision_cfg.no_ln_pre: unsupported"},
     {WRAP("\"pool_type\": \"avg\"", ""),
@@ -456,6 +457,15 @@ static void test_config_in_safetensors_metadata(void **state) {
     assert_same_config(&c, &back);
 }
 
+// vision_cfg.patch_dropout is read and written back (training drops patches: docs/training.md).
+static void test_patch_dropout(void **state) {
+    (void)state;
+    clip_config c;
+    if (clip_config_parse(WRAP("\"patch_dropout\": 0.5", ""), "x.json", &c)) fail_msg("%s", err_msg());
+    assert_true(c.vision.patch_dropout == 0.5);
+    assert_round_trips(&c);
+}
+
 int main(int argc, char **argv) {
     if (argc != 3) {
         fprintf(stderr, "usage: %s CONFIGS_DIR FIXTURES_DIR\n", argv[0]);
@@ -472,6 +482,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_preprocess_cfg),
         cmocka_unit_test(test_accepted_openclip_keys),
         cmocka_unit_test(test_bad_configs),
+        cmocka_unit_test(test_patch_dropout),
         cmocka_unit_test(test_load_errors),
         cmocka_unit_test(test_find),
         cmocka_unit_test(test_fixture_config),

@@ -266,6 +266,111 @@ static void test_lock_image_freezes_visual_only(void **state) {
     clip_model_free(m);
 }
 
+static bool trainable(clip_model *m, const char *name) {
+    param *p = clip_model_find_param(m, name);
+    if (!p) fail_msg("no parameter %s", name);
+    assert_int_equal(tensor_requires_grad(p->value), !p->frozen);
+    return !p->frozen;
+}
+
+// The flat buffer holds the trainable parameters first: its trainable part is their total size.
+static void assert_packed(const clip_model *m) {
+    int64_t n = 0;
+    for (int i = 0; i < m->params.n; i++)
+        if (!m->params.items[i].frozen) n += tensor_numel(m->params.items[i].value);
+    assert_int_equal(m->params.n_trainable, n);
+}
+
+static clip_model *locked(bool image, int unlocked) {
+    clip_model *m = clip_model_init(&cfg, 1);
+    int rc = image ? clip_model_lock_image_groups(m, unlocked, false) : clip_model_lock_text_groups(m, unlocked, true);
+    if (rc != 0) fail_msg("%s", err_msg());
+    assert_packed(m);
+    return m;
+}
+
+// --lock-image-unlocked-groups and --lock-text-unlocked-layers leave OpenCLIP's last N layer groups
+// of a locked tower trainable, and nothing of the other tower or the logit scale is frozen.
+static void test_lock_groups(void **state) {
+    (void)state;
+    int Lv = cfg.vision.layers, Lt = cfg.text.layers;
+    char v_last[128], v_prev[128], t_last[128], t_prev[128];
+    snprintf(v_last, sizeof v_last, "visual.transformer.resblocks.%d.mlp.c_fc.weight", Lv - 1);
+    snprintf(v_prev, sizeof v_prev, "visual.transformer.resblocks.%d.ln_1.weight", Lv - 2);
+    snprintf(t_last, sizeof t_last, "transformer.resblocks.%d.attn.in_proj_weight", Lt - 1);
+    snprintf(t_prev, sizeof t_prev, "transformer.resblocks.%d.ln_2.bias", Lt - 2);
+    clip_model *m = locked(true, 1);  // [proj]
+    assert_true(trainable(m, "visual.proj") && !trainable(m, "visual.ln_post.weight") && !trainable(m, v_last));
+    assert_true(trainable(m, "text_projection") && trainable(m, t_last) && trainable(m, "logit_scale"));
+    clip_model_free(m);
+    m = locked(true, 2);  // + [last block, ln_post]
+    assert_true(trainable(m, v_last) && trainable(m, "visual.ln_post.bias") && !trainable(m, v_prev));
+    assert_true(!trainable(m, "visual.conv1.weight") && !trainable(m, "visual.class_embedding"));
+    clip_model_free(m);
+    m = locked(true, Lv + 1);  // all but [conv1, class and positional embeddings, ln_pre]
+    assert_true(trainable(m, v_prev) && !trainable(m, "visual.positional_embedding") && !trainable(m, "visual.ln_pre.bias"));
+    clip_model_free(m);
+    m = locked(true, Lv + 2);
+    assert_true(trainable(m, "visual.conv1.weight") && trainable(m, "visual.ln_pre.weight"));
+    clip_model_free(m);
+    m = locked(true, 0);  // the whole tower, as clip_model_lock_image
+    assert_true(!trainable(m, "visual.proj") && trainable(m, "positional_embedding"));
+    clip_model_free(m);
+
+    m = locked(false, 1);  // [text_projection]
+    assert_true(trainable(m, "text_projection") && !trainable(m, "ln_final.weight") && !trainable(m, t_last));
+    assert_true(trainable(m, v_last) && trainable(m, "logit_scale"));
+    clip_model_free(m);
+    m = locked(false, 2);  // + [last block, ln_final]: its LayerNorms too
+    assert_true(trainable(m, t_last) && trainable(m, "ln_final.bias") && !trainable(m, t_prev));
+    assert_true(!trainable(m, "token_embedding.weight") && !trainable(m, "positional_embedding"));
+    clip_model_free(m);
+    m = locked(false, Lt + 2);
+    assert_true(trainable(m, "token_embedding.weight") && trainable(m, "positional_embedding") && trainable(m, t_prev));
+    clip_model_free(m);
+    m = clip_model_init(&cfg, 1);
+    assert_int_equal(clip_model_lock_text_groups(m, -1, false), -1);
+    clip_model_free(m);
+}
+
+// Patch dropout keeps the class token and a uniform subset of K = max(1, floor(N (1 - p))) patches
+// chosen by each sample's seed alone; keeping every token gives clip_encode_image's features.
+static void test_patch_dropout(void **state) {
+    (void)state;
+    clip_config c = cfg;
+    c.vision.patch_dropout = 0.5;
+    clip_model *m = clip_model_init(&c, 1);
+    int64_t G = c.vision.image_size / c.vision.patch_size, N = G * G, K = N / 2;
+    uint64_t seeds[3] = {11, 12, 11};
+    int64_t *keep = malloc(3 * (size_t)(N + 1) * sizeof(int64_t));
+    assert_int_equal(clip_patch_dropout_keep(m, seeds, 3, keep), K + 1);
+    for (int b = 0; b < 3; b++) {
+        const int64_t *row = keep + b * (K + 1);
+        assert_int_equal(row[0], 0);
+        for (int64_t i = 1; i <= K; i++) assert_true(row[i] > row[i - 1] && row[i] <= N);
+    }
+    assert_memory_equal(keep, keep + 2 * (K + 1), (size_t)(K + 1) * sizeof(int64_t));
+    assert_memory_not_equal(keep, keep + (K + 1), (size_t)(K + 1) * sizeof(int64_t));
+    // The features on every token in order equal the tower's; on the kept ones they differ.
+    int64_t S = c.vision.image_size, shape[4] = {2, 3, S, S};
+    tensor_generator *g = tensor_generator_new(5, TENSOR_CPU);
+    tensor *images = tensor_normal(shape, 4, 0, 1, TENSOR_F32, TENSOR_CPU, g);
+    int64_t *all = malloc(2 * (size_t)(N + 1) * sizeof(int64_t));
+    for (int64_t i = 0; i < 2 * (N + 1); i++) all[i] = i % (N + 1);
+    tensor *full = clip_encode_image(m, images, true), *same = clip_encode_image_keep(m, images, all, N + 1, true);
+    tensor *dropped = clip_encode_image_keep(m, images, keep, K + 1, true);
+    double same_diff = 0, dropped_diff = 0;
+    assert_int_equal(tensor_item(tensor_norm(tensor_sub(full, same)), &same_diff), 0);
+    assert_int_equal(tensor_item(tensor_norm(tensor_sub(full, dropped)), &dropped_diff), 0);
+    assert_true(same_diff < 1e-6 && dropped_diff > 1e-3);
+    c.vision.patch_dropout = 0.999;  // at least one patch stays
+    clip_model *few = clip_model_init(&c, 1);
+    assert_int_equal(clip_patch_dropout_keep(few, seeds, 1, keep), 2);
+    tensor_generator_free(g);
+    free(keep), free(all);
+    clip_model_free(m), clip_model_free(few);
+}
+
 // uint8 images normalized on the device give exactly OpenCLIP's (x / 255 - mean) / std in float32,
 // as the loader's float output does.
 static void test_uint8_images_normalized_on_device(void **state) {
@@ -400,6 +505,8 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_text_groups),
         cmocka_unit_test(test_openclip_initialisation),
         cmocka_unit_test(test_lock_image_freezes_visual_only),
+        cmocka_unit_test(test_lock_groups),
+        cmocka_unit_test(test_patch_dropout),
         cmocka_unit_test(test_uint8_images_normalized_on_device),
         cmocka_unit_test(test_bf16_weights),
         cmocka_unit_test(test_grad_checkpointing),

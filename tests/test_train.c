@@ -142,7 +142,8 @@ static double first_loss(const char *name) {
 static void test_precision_modes(void **state) {
     (void)state;
     char out[16384];
-    if (train(out, sizeof out, "p-fp32", "--max-steps 1 --save-frequency 0") != 0) fail_msg("%s", out);
+    char out_fp32[16384];
+    if (train(out_fp32, sizeof out_fp32, "p-fp32", "--max-steps 1 --save-frequency 0") != 0) fail_msg("%s", out_fp32);
     if (train(out, sizeof out, "p-amp", "--max-steps 1 --save-frequency 0 --precision amp_bf16") != 0) fail_msg("%s", out);
     if (train(out, sizeof out, "p-pure", "--max-steps 1 --save-steps 1 --precision pure_bf16") != 0) fail_msg("%s", out);
     double fp32 = first_loss("p-fp32"), amp = first_loss("p-amp"), pure = first_loss("p-pure");
@@ -153,10 +154,125 @@ static void test_precision_modes(void **state) {
     assert_non_null(strstr(out, "resumed from"));
     assert_int_equal(train(out, sizeof out, "p-bad", "--precision bf16"), 2);
     assert_non_null(strstr(out, "use amp_bf16 (autocast) or pure_bf16"));
-    assert_int_equal(train(out, sizeof out, "p-bad", "--precision amp"), 2);
-    assert_non_null(strstr(out, "float16 training"));
+    assert_int_equal(train(out, sizeof out, "p-bad", "--precision fp16"), 2);
+    assert_non_null(strstr(out, "small gradients underflow"));
+    // Without --precision the CPU trains in fp32 and the start line says why.
+    assert_non_null(strstr(out_fp32, "precision fp32 (default on the CPU)"));
     assert_int_equal(train(out, sizeof out, "p-bad", "--precision fp64"), 2);
-    assert_non_null(strstr(out, "must be fp32, amp_bf16 or pure_bf16, got 'fp64'"));
+    assert_non_null(strstr(out, "must be fp32, amp_bf16, pure_bf16 or amp, got 'fp64'"));
+}
+
+// The losses of the first 3 steps of the common run in fp32 (run once, for the tests that compare
+// with it).
+static void plain_losses(char losses[3][32]) {
+    static bool done;
+    char out[16384];
+    if (!done && train(out, sizeof out, "plain", "--max-steps 3 --save-frequency 0") != 0) fail_msg("%s", out);
+    done = true;
+    assert_int_equal(cli_read_losses(work, "plain", losses, 3), 3);
+}
+
+// Whether metrics.jsonl of run holds a line matching the extended regular expression.
+static bool logged(const char *run, const char *regex) {
+    return cli_run(NULL, 0, "grep -Eq '%s' %s/logs/%s/metrics.jsonl", regex, work, run) == 0;
+}
+
+// --precision amp on the CPU: float32 compute with the loss scaler. An initial scale near float32's
+// largest (the test hook) makes steps 1 and 2 overflow: skipped, the scale halved each time, and
+// not bad steps (--nonfinite-limit 1 would stop the run). The scale is saved and restored on resume.
+static void test_amp_loss_scaler(void **state) {
+    (void)state;
+    char out[16384];
+    setenv("CLIPC_TEST_GRAD_SCALE", "3e38", 1);
+    int rc = train(out, sizeof out, "amp", "--precision amp --max-steps 2 --save-steps 2 --nonfinite-limit 1");
+    unsetenv("CLIPC_TEST_GRAD_SCALE");
+    if (rc != 0) fail_msg("%s", out);
+    assert_non_null(strstr(out, "precision amp (float16 autocast needs a CUDA GPU"));
+    assert_true(logged("amp", "grad_scaler_skip.*\"step\":1,.*\"scale\":3e\\+38,\"next_scale\":1.5e\\+38"));
+    assert_true(logged("amp", "grad_scaler_skip.*\"step\":2,.*\"scale\":1.5e\\+38,\"next_scale\":7.5e\\+37"));
+    assert_true(exists("amp", "step_2/state.safetensors"));
+    if (train(out, sizeof out, "amp", "--precision amp --max-steps 3 --resume latest") != 0) fail_msg("%s", out);
+    assert_true(logged("amp", "\"step\":3,.*\"(grad_)?scale\":7.5e\\+37"));
+    // At the default scale (2^16, a power of two: scaling and unscaling are exact) the CPU's amp
+    // trains as fp32, bit for bit.
+    char amp[3][32] = {{0}}, fp32[3][32] = {{0}};
+    if (train(out, sizeof out, "amp-2^16", "--precision amp --max-steps 3 --save-frequency 0") != 0) fail_msg("%s", out);
+    assert_int_equal(cli_read_losses(work, "amp-2^16", amp, 3), 3);
+    plain_losses(fp32);
+    for (int i = 0; i < 3; i++) assert_string_equal(amp[i], fp32[i]);
+    assert_true(logged("amp-2^16", "\"step\":3,.*\"grad_scale\":65536"));
+}
+
+// --image-mean/--image-std reach the normalization on the device (another loss), are saved with
+// the checkpoint's weights, and resuming without them is refused naming the file;
+// --force-quick-gelu changes the loss too.
+static void test_image_mean_std(void **state) {
+    (void)state;
+    char out[16384], plain[3][32] = {{0}}, custom[1][32] = {{0}};
+    if (train(out, sizeof out, "norm", "--max-steps 1 --save-steps 1 --image-mean 0.5 --image-std 0.25 0.5 0.125") != 0)
+        fail_msg("%s", out);
+    cli_read_losses(work, "norm", custom, 1), plain_losses(plain);
+    assert_string_not_equal(custom[0], plain[0]);
+    char gelu[1][32] = {{0}};  // --force-quick-gelu reaches the towers too
+    if (train(out, sizeof out, "gelu", "--max-steps 1 --save-frequency 0 --force-quick-gelu") != 0) fail_msg("%s", out);
+    cli_read_losses(work, "gelu", gelu, 1);
+    assert_string_not_equal(gelu[0], plain[0]);
+    assert_int_equal(cli_run(NULL, 0, "grep -Eq '\"image-std\":.\\[0.25, 0.5, 0.125\\]' %s/logs/norm/params.json", work), 0);
+    assert_int_equal(train(out, sizeof out, "norm", "--max-steps 2 --resume latest"), 1);
+    if (!strstr(out, "step_1/model.safetensors: trained with image mean 0.5 0.5 0.5 and std 0.25 0.5 0.125")) fail_msg("%s", out);
+    if (train(out, sizeof out, "norm", "--max-steps 2 --resume latest --image-mean 0.5 --image-std 0.25 0.5 0.125") != 0)
+        fail_msg("%s", out);
+}
+
+// --force-patch-dropout: the patches a sample drops depend on (seed, step, sample) alone, so two
+// micro-batches (--accum-freq 2, each recomputed with the graph) give the losses of one batch,
+// step 2 included (it follows step 1's gradients); the losses differ from training without it.
+static void test_patch_dropout_accum(void **state) {
+    (void)state;
+    char out[16384], one[2][32] = {{0}}, two[2][32] = {{0}}, none[3][32] = {{0}};
+    if (train(out, sizeof out, "pd-1", "--max-steps 2 --save-frequency 0 --force-patch-dropout 0.5") != 0) fail_msg("%s", out);
+    if (train(out, sizeof out, "pd-2", "--max-steps 2 --save-frequency 0 --force-patch-dropout 0.5 --batch-size 16 --accum-freq 2") != 0)
+        fail_msg("%s", out);
+    assert_int_equal(cli_read_losses(work, "pd-1", one, 2), 2);
+    assert_int_equal(cli_read_losses(work, "pd-2", two, 2), 2);
+    plain_losses(none);
+    for (int i = 0; i < 2; i++) {
+        double a = strtod(one[i], NULL), b = strtod(two[i], NULL), c = strtod(none[i], NULL);
+        printf("  step %d: dropout %s, dropout in 2 micro-batches %s, none %s\n", i + 1, one[i], two[i], none[i]);
+        assert_true(fabs(a - b) < 1e-5 * fabs(a) && fabs(a - c) > 1e-4 * fabs(a));
+    }
+}
+
+// --val-frequency 2 over 3 epochs validates after epochs 2 and 3 (the last); validation runs
+// without patch dropout (with --lr 0 the weights never change: the same loss as without it).
+// --delete-previous-checkpoint leaves the newest epoch checkpoint (and the step ones).
+static void test_val_frequency_and_delete_previous(void **state) {
+    (void)state;
+    char out[16384], dir[512], flags[1024];
+    snprintf(dir, sizeof dir, "%s/val-data", work);
+    cli_run(NULL, 0, "mkdir -p %s", dir);
+    const int sizes[] = {64};
+    char *val = testutil_make_dataset(dir, sizes, 1, 28, 28, true, -1, 0);
+    const char *common = "--lr 0 --epochs 3 --train-num-samples 32 --val-frequency 2 --delete-previous-checkpoint --save-steps 1";
+    snprintf(flags, sizeof flags, "%s --val-data %s --force-patch-dropout 0.5", common, val);
+    if (train(out, sizeof out, "val-pd", flags) != 0) fail_msg("%s", out);
+    snprintf(flags, sizeof flags, "%s --val-data %s", common, val);
+    if (train(out, sizeof out, "val", flags) != 0) fail_msg("%s", out);
+    assert_false(logged("val", "\"type\":\"val\",\"step\":1,"));
+    assert_true(logged("val", "\"type\":\"val\",\"step\":2,") && logged("val", "\"type\":\"val\",\"step\":3,"));
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "grep '\"type\":\"val\"' %s/logs/val/metrics.jsonl | sed 's/.*\"loss\"://' > %s/v1 && "
+             "grep '\"type\":\"val\"' %s/logs/val-pd/metrics.jsonl | sed 's/.*\"loss\"://' > %s/v2 && cmp %s/v1 %s/v2",
+             work, work, work, work, work, work);
+    assert_int_equal(cli_run(out, sizeof out, "%s", cmd), 0);
+    char a[1][32] = {{0}}, b[1][32] = {{0}};  // while training dropped patches
+    cli_read_losses(work, "val", a, 1), cli_read_losses(work, "val-pd", b, 1);
+    assert_string_not_equal(a[0], b[0]);
+    assert_true(exists("val", "epoch_3/model.safetensors"));
+    assert_false(exists("val", "epoch_2"));
+    assert_false(exists("val", "epoch_1"));
+    assert_true(exists("val", "step_1/model.safetensors") && exists("val", "step_2/model.safetensors"));
+    free(val);
 }
 
 // --keep-checkpoints keeps the newest numbered checkpoints; --save-most-recent adds epoch_latest;
@@ -276,6 +392,10 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_precision_modes),
         cmocka_unit_test(test_grad_checkpointing),
         cmocka_unit_test(test_vit_b16_step),
+        cmocka_unit_test(test_amp_loss_scaler),
+        cmocka_unit_test(test_image_mean_std),
+        cmocka_unit_test(test_patch_dropout_accum),
+        cmocka_unit_test(test_val_frequency_and_delete_previous),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -143,6 +143,9 @@ static int save_state(const char *path, const char *step, const adamw *opt, cons
     if (rc == 0) rc = st_writer_add(w, "train.step", ST_DTYPE_I64, scalar_shape, 0, &pos->step);
     if (rc == 0) rc = st_writer_add(w, "train.epoch", ST_DTYPE_I64, scalar_shape, 0, &pos->epoch);
     if (rc == 0) rc = st_writer_add(w, "train.loader_state", ST_DTYPE_U8, loader_shape, 1, pos->loader_state);
+    int64_t scaler_shape[1] = {2};
+    double scaler[2] = {pos->scaler ? pos->scaler->scale : 0, pos->scaler ? (double)pos->scaler->growth_tracker : 0};
+    if (rc == 0 && pos->scaler) rc = st_writer_add(w, "train.grad_scaler", ST_DTYPE_F64, scaler_shape, 1, scaler);
     if (rc == 0) rc = st_writer_set_metadata(w, "clipc.step", step);
     if (rc == 0) rc = st_writer_write(w, path);
     for (int i = 0; i < n; i++) free(buffers[i]);
@@ -265,6 +268,20 @@ static int load_extra(const st_file *f, param_list *extra) {
     return 0;
 }
 
+// The loss scaler's state when the run has a scaler and the file one (a checkpoint of another
+// precision leaves the scaler at its start, as OpenCLIP does).
+static int load_scaler(const st_file *f, grad_scaler *scaler) {
+    const st_tensor *t = st_find(f, "train.grad_scaler");
+    if (!scaler || !t) return 0;
+    double v[2] = {0, -1};
+    if (t->dtype == ST_DTYPE_F64 && t->numel == 2) memcpy(v, t->data, sizeof v);
+    if (!(v[0] > 0) || !(v[1] >= 0))
+        return err_set("%s: malformed 'train.grad_scaler' (F64 scale > 0, growth tracker >= 0)", st_path(f));
+    scaler->scale = v[0];
+    scaler->growth_tracker = (int64_t)v[1];
+    return 0;
+}
+
 static int load_state(const st_file *f, adamw *opt, train_position *pos) {
     pos->step = read_i64(f, "train.step");
     pos->epoch = read_i64(f, "train.epoch");
@@ -286,10 +303,24 @@ static int load_state(const st_file *f, adamw *opt, train_position *pos) {
         return err_set("%s: holds %d optimizer entries, the model's optimizer has %d (another model or frozen towers?)",
                        st_path(f), found, expected);
     if (load_extra(f, pos->extra) != 0) return -1;
+    if (load_scaler(f, pos->scaler) != 0) return -1;
     pos->loader_state_size = ls->nbytes;
     pos->loader_state = xmalloc(ls->nbytes ? ls->nbytes : 1);
     memcpy(pos->loader_state, ls->data, ls->nbytes);
     return 0;
+}
+
+// The run must normalize images as the checkpoint's run did (--image-mean/--image-std are saved in
+// the weights' config): resuming with other values would silently change the data.
+static int check_normalization(const st_file *w, const clip_model *m) {
+    const char *json = st_metadata(w, "clipc.config");
+    clip_config saved;
+    if (!json || clip_config_parse(json, st_path(w), &saved) != 0) return json ? -1 : 0;
+    const float *a = saved.preprocess.mean, *b = saved.preprocess.std, *x = m->cfg.preprocess.mean, *y = m->cfg.preprocess.std;
+    if (!memcmp(a, x, sizeof saved.preprocess.mean) && !memcmp(b, y, sizeof saved.preprocess.std)) return 0;
+    return err_set("%s: trained with image mean %g %g %g and std %g %g %g, but this run normalizes with mean %g %g %g and std "
+                   "%g %g %g: pass the run's --image-mean and --image-std", st_path(w), a[0], a[1], a[2], b[0], b[1], b[2],
+                   x[0], x[1], x[2], y[0], y[1], y[2]);
 }
 
 int checkpoint_load(const char *path, clip_model *m, adamw *opt, train_position *pos) {
@@ -299,6 +330,7 @@ int checkpoint_load(const char *path, clip_model *m, adamw *opt, train_position 
     st_file *w = st_open(wpath), *s = w ? st_open(spath) : NULL;
     int rc = w && s && check_pair(w, s) >= 0 ? 0 : -1;
     if (rc == 0) rc = clip_model_load(m, wpath);
+    if (rc == 0) rc = check_normalization(w, m);
     if (rc == 0) rc = load_state(s, opt, pos);
     st_close(w);
     st_close(s);
@@ -383,6 +415,17 @@ void checkpoint_prune(const char *dir, int keep) {
     for (int i = 0; i < n; i++) {
         if (list[i].step < 0) continue;
         if (++usable > keep) delete_checkpoint(dir, list[i].name);
+    }
+    free(list);
+}
+
+void checkpoint_delete_previous_epochs(const char *dir, int64_t epoch) {
+    entry *list = NULL;
+    int n = list_checkpoints(dir, true, &list, NULL);
+    for (int i = 0; i < n; i++) {
+        char *end = NULL;
+        long long e = strncmp(list[i].name, "epoch_", 6) ? -1 : strtoll(list[i].name + 6, &end, 10);
+        if (e >= 0 && end && !*end && e < epoch) delete_checkpoint(dir, list[i].name);
     }
     free(list);
 }

@@ -7,7 +7,8 @@
 //   state.safetensors  the optimizer moments and step counts, the training step and epoch, the
 //                      data loader's position ("train.loader_state", U8) and the values of any
 //                      trainable parameters outside the model ("param.<name>", e.g. the
-//                      distillation projections), with the step in the metadata.
+//                      distillation projections), the loss scaler's state ("train.grad_scaler")
+//                      under --precision amp, with the step in the metadata.
 // Both files are written into a hidden folder ".tmp-<name>-<pid>" and synced; one rename then
 // makes the folder <name> (an existing <name> is swapped out with renameat2(RENAME_EXCHANGE), then
 // deleted), so a checkpoint is visible only once complete. Hidden leftovers of killed runs are
@@ -21,6 +22,7 @@
 
 #include "model/clip.h"
 #include "optim/adamw.h"
+#include "optim/grad_scaler.h"
 
 #define CHECKPOINT_WEIGHTS "model.safetensors"
 #define CHECKPOINT_STATE "state.safetensors"
@@ -31,6 +33,8 @@ typedef struct {
     uint8_t *loader_state;   // loader_state_save() bytes (malloc'ed)
     size_t loader_state_size;
     param_list *extra;       // parameters outside the model, saved and loaded by name; NULL: none
+    grad_scaler *scaler;     // the loss scaler (--precision amp), saved as "train.grad_scaler" (F64:
+                             // scale, growth tracker) and restored when the file holds one; NULL: none
 } train_position;
 
 // Saves the checkpoint <dir>/<name>/, replacing one of that name. On failure (full disk,
@@ -68,5 +72,10 @@ int checkpoint_find_latest(const char *dir, char *out, size_t cap, checkpoint_sk
 // ones (keep <= 0: none). A checkpoint that fails the check is never counted, so the newest usable
 // one always stays.
 void checkpoint_prune(const char *dir, int keep);
+
+// --delete-previous-checkpoint: called once epoch_<epoch> is written (durable), deletes the older
+// epoch_N of dir (N < epoch), OpenCLIP's deletion of epoch N-1's file made safe: nothing is deleted
+// before a newer epoch checkpoint exists. step_N and epoch_latest stay (--keep-checkpoints prunes).
+void checkpoint_delete_previous_epochs(const char *dir, int64_t epoch);
 
 #endif

@@ -17,6 +17,13 @@ typedef struct {
     loss_kind loss;
     float mean[3], std[3];  // the normalization of uint8 images (the loader's)
     distill *distill;       // the teacher's targets and terms; NULL: none
+    // Patch dropout (model cfg.vision.patch_dropout > 0, training steps only): the patches that
+    // sample i of rank r's n-sample batch of step `step` keeps come from (seed, step, r * n + i)
+    // alone, so every recomputation of a micro-batch (--accum-freq, block recompute) drops the
+    // same ones, and a resumed run the same as an uninterrupted one.
+    uint64_t seed;
+    int64_t step;
+    int rank;
 } train_objective;
 
 // The step objective over loader batches (loader/loader.h); o must outlive it.

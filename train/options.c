@@ -1,5 +1,6 @@
 #include "train/options.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,7 +19,8 @@ static int make_specs(train_options *o, arg_spec *s) {
         SPEC("vocab", ARG_STR, vocab, "BPE merges file (default: $CLIPC_VOCAB)"),
         SPEC("train-data", ARG_STR, train_data, "training manifest(s), '::'-separated"),
         SPEC("train-data-upsampling-factors", ARG_STR, train_data_upsampling_factors, "source weights 'a::b' (resampled)"),
-        SPEC("val-data", ARG_STR, val_data, "validation manifest: contrastive loss after each epoch"),
+        SPEC("val-data", ARG_STR, val_data, "validation manifest: contrastive loss after every --val-frequency epochs"),
+        SPEC("val-frequency", ARG_INT, val_frequency, "--val-data: validation every N epochs, and after the last"),
         SPEC("dataset-resampled", ARG_FLAG, dataset_resampled, "draw shards with replacement"),
         SPEC("train-num-samples", ARG_INT, train_num_samples, "samples per epoch (0: the whole set)"),
         SPEC("batch-size", ARG_INT, batch_size, "samples per step"),
@@ -35,7 +37,7 @@ static int make_specs(train_options *o, arg_spec *s) {
         SPEC("lr-cooldown-power", ARG_FLOAT, lr_cooldown_power, "const-cooldown: decay power"),
         SPEC("lr-cooldown-end", ARG_FLOAT, lr_cooldown_end, "const-cooldown: final learning rate"),
         SPEC("grad-clip-norm", ARG_FLOAT, grad_clip_norm, "clip gradients to this global L2 norm (0: off)"),
-        SPEC("precision", ARG_STR, precision, "fp32, amp_bf16 (bf16 autocast) or pure_bf16 (bf16 weights)"),
+        SPEC("precision", ARG_STR, precision, "fp32, amp_bf16 (bf16 autocast), pure_bf16 (bf16 weights) or amp (float16 autocast with loss scaling); default: amp_bf16 on a GPU that computes in bf16, else fp32"),
         SPEC("no-tf32", ARG_FLAG, no_tf32, "full float32 matrix products on GPU (default: TF32, as OpenCLIP)"),
         SPEC("deterministic", ARG_FLAG, deterministic, "GPU: deterministic algorithms only (bit-reproducible, slower)"),
         SPEC("device", ARG_STR, device, "cpu, cuda or cuda:N (default: cuda when a GPU is present; under a launcher each rank uses GPU LOCAL_RANK)"),
@@ -49,8 +51,16 @@ static int make_specs(train_options *o, arg_spec *s) {
         SPEC("workers", ARG_INT, workers, "data loading threads"),
         SPEC("seed", ARG_INT, seed, "random seed"),
         SPEC("lock-image", ARG_FLAG, lock_image, "freeze the image tower"),
+        SPEC("lock-image-unlocked-groups", ARG_INT, lock_image_unlocked_groups, "--lock-image: leave the last N layer groups trainable (ViT: [conv1, class and positional embeddings, ln_pre], each block but the last, [last block, ln_post], [proj])"),
+        SPEC("lock-image-freeze-bn-stats", ARG_FLAG, lock_image_freeze_bn_stats, "--lock-image: freeze BatchNorm running statistics of locked groups (ResNet towers)"),
         SPEC("lock-text", ARG_FLAG, lock_text, "freeze the text tower"),
         SPEC("use-bn-sync", ARG_FLAG, use_bn_sync, "ResNet towers: BatchNorm statistics of the global batch over the ranks (SyncBatchNorm)"),
+        SPEC("lock-text-unlocked-layers", ARG_INT, lock_text_unlocked_layers, "--lock-text: leave the last N groups trainable ([token and positional embeddings], each block but the last, [last block, ln_final], [text_projection])"),
+        SPEC("lock-text-freeze-layer-norm", ARG_FLAG, lock_text_freeze_layer_norm, "--lock-text: accepted for OpenCLIP; LayerNorms of locked groups are always frozen, as OpenCLIP's own text tower does"),
+        SPEC("force-quick-gelu", ARG_FLAG, force_quick_gelu, "use QuickGELU whatever the model config says"),
+        SPEC("force-patch-dropout", ARG_FLOAT, force_patch_dropout, "fraction of image patches dropped in training, replacing the config's patch_dropout (0: none)"),
+        SPEC("image-mean", ARG_FLOAT3, image_mean, "image normalization mean per channel (default: the model config's)"),
+        SPEC("image-std", ARG_FLOAT3, image_std, "image normalization std per channel (default: the model config's)"),
         SPEC("siglip", ARG_FLAG, siglip, "sigmoid loss (logit scale 10, bias -10)"),
         SPEC("distill-model", ARG_STR, distill_model, "teacher config for distillation (default: its weights' metadata)"),
         SPEC("distill-pretrained", ARG_STR, distill_pretrained, "teacher weights: a frozen teacher runs on each batch"),
@@ -72,6 +82,7 @@ static int make_specs(train_options *o, arg_spec *s) {
         SPEC("save-steps", ARG_INT, save_steps, "also checkpoint every N steps (0: off)"),
         SPEC("save-most-recent", ARG_FLAG, save_most_recent, "also keep epoch_latest, overwritten each time"),
         SPEC("keep-checkpoints", ARG_INT, keep_checkpoints, "keep only the newest N numbered checkpoints (0: all)"),
+        SPEC("delete-previous-checkpoint", ARG_FLAG, delete_previous_checkpoint, "delete the previous epoch checkpoint once a new one is written (step_N and epoch_latest stay)"),
         SPEC("on-save-error", ARG_STR, on_save_error, "a checkpoint that cannot be written: stop or continue"),
         SPEC("resume", ARG_STR, resume, "checkpoint to continue from, or 'latest'"),
         SPEC("log-every-n-steps", ARG_INT, log_every_n_steps, "progress line every N steps"),
@@ -91,7 +102,6 @@ static void set_defaults(train_options *o) {
     o->model = "ViT-B-32";
     o->vocab = getenv("CLIPC_VOCAB");
     o->logs = "./logs";
-    o->precision = "fp32";
     o->lr_scheduler = "cosine";
     o->on_save_error = "stop";
     o->zeroshot_templates = NULL;
@@ -113,6 +123,9 @@ static void set_defaults(train_options *o) {
     o->nonfinite_limit = 5;
     o->accum_freq = 1;
     o->dist_timeout = 600;
+    o->val_frequency = 1;
+    o->force_patch_dropout = -1;
+    o->image_mean[0] = o->image_std[0] = NAN;
 }
 
 static char *read_text_file(const char *path) {
@@ -150,6 +163,24 @@ static int join_aug_cfg(int argc, char **argv, char **args) {
 }
 // end distill
 
+// The flags of train_options' "OpenCLIP's remaining" block.
+static int check_openclip_flags(const train_options *o) {
+    if (o->lock_image_unlocked_groups < 0)
+        return err_set("--lock-image-unlocked-groups must be 0 or more, got %ld", o->lock_image_unlocked_groups);
+    if (o->lock_text_unlocked_layers < 0)
+        return err_set("--lock-text-unlocked-layers must be 0 or more, got %ld", o->lock_text_unlocked_layers);
+    if ((o->lock_image_unlocked_groups || o->lock_image_freeze_bn_stats) && !o->lock_image)
+        return err_set("--lock-image-unlocked-groups and --lock-image-freeze-bn-stats need --lock-image");
+    if ((o->lock_text_unlocked_layers || o->lock_text_freeze_layer_norm) && !o->lock_text)
+        return err_set("--lock-text-unlocked-layers and --lock-text-freeze-layer-norm need --lock-text");
+    if (o->force_patch_dropout != -1 && !(o->force_patch_dropout >= 0 && o->force_patch_dropout < 1))
+        return err_set("--force-patch-dropout must be in [0, 1), got %g", o->force_patch_dropout);
+    for (int i = 0; i < 3 && !isnan(o->image_std[0]); i++)
+        if (!(o->image_std[i] > 0)) return err_set("--image-std must be positive, got %g", o->image_std[i]);
+    if (o->val_frequency < 1) return err_set("--val-frequency must be 1 or more, got %ld", o->val_frequency);
+    return 0;
+}
+
 int train_options_parse(train_options *o, int argc, char **argv) {
     set_defaults(o);
     int n = make_specs(o, NULL);
@@ -178,8 +209,9 @@ int train_options_parse(train_options *o, int argc, char **argv) {
     if (o->profile_steps < 0) return err_set("--profile-steps must be 0 or more, got %ld", o->profile_steps);
     report_targets report;
     if (report_parse_targets(o->report_to, &report) != 0) return -1;
+    if (check_openclip_flags(o) != 0) return -1;
     train_precision p;
-    return train_precision_parse(o->precision, &p);
+    return o->precision ? train_precision_parse(o->precision, &p) : 0;
 }
 
 int train_precision_parse(const char *name, train_precision *out) {
@@ -189,9 +221,12 @@ int train_precision_parse(const char *name, train_precision *out) {
     else if (!strcmp(name, "bf16"))
         return err_set("--precision bf16 (OpenCLIP's OpenAI-style half weights, LayerNorms kept in float32) is not "
                        "supported: use amp_bf16 (autocast) or pure_bf16 (all weights bf16)");
-    else if (!strcmp(name, "amp") || !strcmp(name, "fp16") || !strcmp(name, "pure_fp16"))
-        return err_set("--precision %s: float16 training (with loss scaling) is not supported: use amp_bf16", name);
-    else return err_set("--precision must be fp32, amp_bf16 or pure_bf16, got '%s'", name);
+    else if (!strcmp(name, "amp") || !strcmp(name, "amp_fp16")) *out = TRAIN_PRECISION_AMP;
+    else if (!strcmp(name, "fp16") || !strcmp(name, "pure_fp16"))
+        return err_set("--precision %s (OpenCLIP's float16 weights, gradients and optimizer state, without loss scaling "
+                       "or float32 master weights) is not supported: small gradients underflow and updates round away; "
+                       "use amp (float16 autocast with loss scaling) or amp_bf16", name);
+    else return err_set("--precision must be fp32, amp_bf16, pure_bf16 or amp, got '%s'", name);
     return 0;
 }
 

@@ -25,6 +25,11 @@ typedef struct {
     bool no_overlap_reduce;  // sum the gradients after the backward instead of during it
     bool use_bn_sync;  // ModifiedResNet towers: SyncBatchNorm over the ranks
     bool grad_checkpointing;  // model/clip.h: recompute the residual blocks in the backward
+    // OpenCLIP's remaining model and run flags (docs/training.md)
+    long lock_image_unlocked_groups, lock_text_unlocked_layers, val_frequency;
+    bool lock_image_freeze_bn_stats, lock_text_freeze_layer_norm, force_quick_gelu, delete_previous_checkpoint;
+    double force_patch_dropout;        // < 0: the config's patch_dropout
+    double image_mean[3], image_std[3];  // NaN in [0]: the model config's
 } train_options;
 
 // --precision, with OpenCLIP's names and meanings.
@@ -32,10 +37,13 @@ typedef enum {
     TRAIN_PRECISION_FP32,       // float32 weights and compute (TF32 matrix products on GPU unless --no-tf32)
     TRAIN_PRECISION_AMP_BF16,   // bf16 autocast over float32 master weights ("amp_bfloat16" too)
     TRAIN_PRECISION_PURE_BF16,  // bf16 weights, gradients, optimizer moments and compute
+    TRAIN_PRECISION_AMP,        // float16 autocast over float32 weights with a dynamic loss scaler
+                                // (optim/grad_scaler.h), OpenCLIP's amp ("amp_fp16" too); on the
+                                // CPU, which has no float16 autocast, float32 compute with the scaler
 } train_precision;
 
-// Parses a --precision value; the other names OpenCLIP knows (amp, fp16, bf16, pure_fp16) are
-// refused with the reason. Returns 0 or -1 with a message.
+// Parses a --precision value; the other names OpenCLIP knows (fp16, bf16, pure_fp16) are refused
+// with the reason. Returns 0 or -1 with a message.
 int train_precision_parse(const char *name, train_precision *out);
 
 // Parses argv (after "train") and the --config file. Returns 0, 1 for --help (printed), or -1

@@ -19,11 +19,20 @@ static int zero_grads(const step_config *c) {
     return 0;
 }
 
+static int autocast_begin(const step_config *c) {
+    if (c->autocast_bf16) return tensor_autocast_begin(TENSOR_BF16);
+    return c->autocast_f16 ? tensor_autocast_begin(TENSOR_F16) : 0;
+}
+
+static void autocast_end(const step_config *c) {
+    if (c->autocast_bf16 || c->autocast_f16) tensor_autocast_end();
+}
+
 static int run_features(const step_config *c, const step_objective *obj, const void *batch, int64_t begin,
                         int64_t end, tensor **out) {
-    if (c->autocast_bf16 && tensor_autocast_begin(TENSOR_BF16) != 0) return -1;
+    if (autocast_begin(c) != 0) return -1;
     int rc = obj->features(obj->ctx, batch, begin, end, out);
-    if (c->autocast_bf16) tensor_autocast_end();
+    autocast_end(c);
     return rc;
 }
 
@@ -169,6 +178,29 @@ static int towers_backward(const step_config *c, const step_objective *obj, cons
     return 0;
 }
 
+// ---- loss scaling (--precision amp: optim/grad_scaler.h) ----
+
+// The gradient the loss's backward starts from: the scale (NULL: 1, no scaler).
+static tensor *loss_seed(const step_config *c, const tensor *share) {
+    return c->scaler ? tensor_scalar(c->scaler->scale, tensor_get_dtype(share), tensor_get_device(share)) : NULL;
+}
+
+// After the read of (loss, scaled norm): an overflow skips the step and lowers the scale; a finite
+// step has its gradients and norm unscaled before clipping and the update.
+static int scaler_after_read(const step_config *c, tensor **norm, step_result *out) {
+    grad_scaler *s = c->scaler;
+    double scale = s->scale;
+    out->grad_scale = scale;
+    out->grad_norm /= scale;
+    out->overflow = isfinite(out->loss) && !out->finite;
+    grad_scaler_update(s, !out->finite);
+    if (!out->finite) return 0;
+    *norm = tensor_mul_scalar(*norm, 1.0 / scale);
+    return *norm ? grad_scaler_unscale(s, c->lists, c->n_lists) : -1;
+}
+
+// ---- end of loss scaling ----
+
 // The loss of the global batch (fp32, one element) and all gradients, summed over the ranks into
 // the lists' gradient buffers (through r while the backward runs, when there is one).
 static tensor *loss_and_gradients(const step_config *c, const step_objective *obj, const void *batch, int64_t n,
@@ -176,11 +208,12 @@ static tensor *loss_and_gradients(const step_config *c, const step_objective *ob
     tensor *graph[STEP_MAX_FEATURES], *all[STEP_MAX_FEATURES], *grads[STEP_MAX_FEATURES];
     if (global_features(c, obj, batch, n, graph, all) != 0) return NULL;
     int64_t first = rank(c) * n, one = 1;
-    if (c->autocast_bf16 && tensor_autocast_begin(TENSOR_BF16) != 0) return NULL;
+    if (autocast_begin(c) != 0) return NULL;
     tensor *share = obj->loss_rows(obj->ctx, all, first, first + n);
-    if (c->autocast_bf16) tensor_autocast_end();
+    autocast_end(c);
     overlap_count(r, true);  // the loss's own parameters (the logit scale) get their gradient here
-    if (!share || tensor_backward(share, NULL) != 0) return NULL;
+    tensor *seed = share ? loss_seed(c, share) : NULL;
+    if (!share || (c->scaler && !seed) || tensor_backward(share, seed) != 0) return NULL;
     for (int i = 0; i < obj->n_trained; i++)
         if (!(grads[i] = own_gradient(c, all[i], n))) return NULL;
     if (obj->recomputing) obj->recomputing(obj->ctx, true);  // K > 1: the micro-batches' second pass
@@ -222,6 +255,7 @@ int step_run(const step_config *c, int64_t step, const step_objective *obj, cons
     if (K < 1 || n % K != 0)
         return err_set("step: %lld samples do not split into %d micro-batches (--accum-freq)", (long long)n, K);
     tensor_counters start = tensor_counters_get();
+    out->overflow = false, out->grad_scale = 0;
     out->lr = schedule_lr(c->sched, step);
     adamw_set_lr(c->opt, out->lr);
     if (zero_grads(c) != 0) return -1;
@@ -235,6 +269,7 @@ int step_run(const step_config *c, int64_t step, const step_objective *obj, cons
     if (rc == 0 && r) rc = reducer_times(r, &out->comm_s, &out->comm_exposed_s);  // after the host read (NCCL)
     reducer_free(r);  // before the scope's end: its bucket views are in it
     if (rc == 0) rc = ready_to_update(c);
+    if (rc == 0 && c->scaler) rc = scaler_after_read(c, &norm, out);
     tensor_counters read = tensor_counters_get();
     if (rc == 0 && out->finite) rc = update(c, norm);
     tensor_scope_end();

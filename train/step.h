@@ -23,6 +23,7 @@
 
 #include "distributed/dist.h"
 #include "optim/adamw.h"
+#include "optim/grad_scaler.h"
 #include "optim/schedule.h"
 #include "param/param.h"
 
@@ -65,6 +66,12 @@ typedef struct {
     int zero;                  // ZeRO stage (train/zero.h): 1 opt is sharded (adamw_init_range over
                                // zero_shard_ranges) and the updated shards are all-gathered; 2 also
                                // reduce-scatters the gradients. 0 or one rank: none
+    // float16 mixed precision (--precision amp): features and loss under float16 autocast (CUDA;
+    // the CPU computes float32), the loss's backward seeded with the scaler's scale, gradients
+    // unscaled before clipping; a finite loss with non-finite gradients is an overflow: the update
+    // is skipped (result overflow) and the scaler updated. NULL: no scaling.
+    bool autocast_f16;
+    grad_scaler *scaler;
 } step_config;
 
 typedef struct {
@@ -72,6 +79,8 @@ typedef struct {
     double loss;       // the loss of the global batch
     double grad_norm;  // the global gradient norm before clipping
     double lr;         // the learning rate used
+    bool overflow;     // with a scaler: the scaled gradients overflowed (not a bad step; update skipped)
+    double grad_scale; // with a scaler: the scale of this step's backward (grad_norm is unscaled)
     // What each part issued (shim/tensor.h; ops only while tensor_count_ops is on):
     tensor_counters forward_backward;  // zeroing, forward, loss, backward, the norm and the host read
     tensor_counters update;            // clipping, AdamW and the clamp

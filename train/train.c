@@ -28,6 +28,7 @@
 #include "eval/zeroshot.h"
 #include "loss/loss.h"
 #include "optim/adamw.h"
+#include "optim/grad_scaler.h"
 #include "optim/schedule.h"
 #include "session/session.h"
 #include "train/checkpoint.h"
@@ -65,6 +66,8 @@ typedef struct {
     int nonfinite_run;        // non-finite losses in a row
     double comm_time;         // seconds the last step spent in collectives (on this rank)
     int64_t peak_mem;         // bytes at the peak of the last step on this rank's device (-1: unknown)
+    const char *precision_why;  // how --precision was chosen (the start line says it)
+    grad_scaler scaler;       // --precision amp's loss scaler (optim/grad_scaler.h)
 } trainer;
 
 static double now_s(void) {
@@ -152,11 +155,33 @@ static int setup_run_dir(trainer *t) {
     return t->metrics ? setup_report(t) : -1;
 }
 
+// Without --precision: amp_bf16 on a GPU that computes in bf16 (OpenCLIP's mixed precision by
+// default), fp32 on the CPU or another GPU.
+static void default_precision(trainer *t) {
+    bool gpu = t->s.device.type == TENSOR_DEVICE_CUDA;
+    if (t->o.precision) t->precision_why = "--precision";
+    else if (gpu && tensor_bf16_supported(t->s.device))
+        t->o.precision = "amp_bf16", t->precision_why = "default on a GPU that computes in bf16";
+    else t->o.precision = "fp32", t->precision_why = gpu ? "default: this GPU does not compute in bf16" : "default on the CPU";
+}
+
+// --precision amp: the loss scaler; float16 autocast needs CUDA, so the CPU computes in float32
+// with the scaler (a check of it). CLIPC_TEST_GRAD_SCALE (a test hook) sets its initial scale.
+static void setup_scaler(trainer *t) {
+    t->scaler = grad_scaler_default();
+    const char *v = getenv("CLIPC_TEST_GRAD_SCALE");
+    if (v && atof(v) > 0) t->scaler.scale = atof(v);
+    if (t->s.device.type != TENSOR_DEVICE_CUDA)
+        t->precision_why = "float16 autocast needs a CUDA GPU: the CPU computes float32, with the loss scaler";
+}
+
 // TF32 on a GPU unless --no-tf32; bf16 weights for pure_bf16 (before the optimizer takes them).
 static int setup_precision(trainer *t) {
     const train_options *o = &t->o;
+    default_precision(t);
     if (train_precision_parse(o->precision, &t->precision) != 0) return -1;
-    if (t->precision != TRAIN_PRECISION_FP32 && !tensor_bf16_supported(t->s.device))
+    if (t->precision == TRAIN_PRECISION_AMP) setup_scaler(t);
+    if ((t->precision == TRAIN_PRECISION_AMP_BF16 || t->precision == TRAIN_PRECISION_PURE_BF16) && !tensor_bf16_supported(t->s.device))
         return err_set("--precision %s: this GPU cannot compute in bf16; use fp32", o->precision);
     if (t->s.device.type == TENSOR_DEVICE_CUDA) tensor_set_tf32(!o->no_tf32);
     return t->precision == TRAIN_PRECISION_PURE_BF16 ? clip_model_to_dtype(t->model, TENSOR_BF16) : 0;
@@ -164,6 +189,18 @@ static int setup_precision(trainer *t) {
 
 // --use-bn-sync: the sum over the ranks of a ResNet tower's BatchNorm statistics (model/resnet.h).
 static int bn_sync_reduce(void *group, tensor *x) { return dist_all_reduce(group, &x, 1); }
+
+// OpenCLIP's model flags: partial tower locks, QuickGELU, patch dropout, normalization.
+static void set_model_overrides(const train_options *o, session_options *so) {
+    so->lock_image_unlocked_groups = (int)o->lock_image_unlocked_groups;
+    so->lock_image_freeze_bn_stats = o->lock_image_freeze_bn_stats;
+    so->lock_text_unlocked_layers = (int)o->lock_text_unlocked_layers;
+    so->lock_text_freeze_layer_norm = o->lock_text_freeze_layer_norm;
+    so->force_quick_gelu = o->force_quick_gelu;
+    so->force_patch_dropout = o->force_patch_dropout >= 0 ? &o->force_patch_dropout : NULL;
+    so->image_mean = isnan(o->image_mean[0]) ? NULL : o->image_mean;
+    so->image_std = isnan(o->image_std[0]) ? NULL : o->image_std;
+}
 
 static int setup_session(trainer *t) {
     const train_options *o = &t->o;
@@ -179,6 +216,7 @@ static int setup_session(trainer *t) {
     session_options so = {.model = o->model, .model_configs = o->model_configs, .pretrained = o->pretrained,
                           .vocab = o->vocab, .device = device, .threads = threads, .seed = (uint64_t)o->seed,
                           .siglip = o->siglip, .lock_image = o->lock_image, .lock_text = o->lock_text};
+    set_model_overrides(o, &so);
     if (o->deterministic && tensor_set_deterministic(true) != 0) return -1;
     if (session_open(&so, &t->s) != 0) return -1;
     t->model = t->s.model;
@@ -187,7 +225,8 @@ static int setup_session(trainer *t) {
     // weights read elsewhere may not).
     tensor *weights[1] = {t->model->params.data};
     if (world > 1 && dist_broadcast(t->d, weights, 1, 0) != 0) return -1;
-    t->objective = (train_objective){.model = t->model, .loss = o->siglip ? LOSS_KIND_SIGLIP : LOSS_KIND_CLIP};
+    t->objective = (train_objective){.model = t->model, .loss = o->siglip ? LOSS_KIND_SIGLIP : LOSS_KIND_CLIP,
+                                     .seed = (uint64_t)o->seed, .rank = dist_rank(t->d)};
     if (o->use_bn_sync && world > 1) clip_model_set_bn_sync(t->model, bn_sync_reduce, t->d);
     return setup_precision(t);
 }
@@ -306,6 +345,8 @@ static int find_latest(const trainer *t, char *path, size_t cap) {
     return rc;
 }
 
+static grad_scaler *run_scaler(trainer *t) { return t->precision == TRAIN_PRECISION_AMP ? &t->scaler : NULL; }
+
 // Every rank loads the checkpoint the lead rank picked ("" when there is none yet).
 static int resume(trainer *t) {
     char path[4096] = "";
@@ -316,7 +357,7 @@ static int resume(trainer *t) {
     if (rc == 1) path[0] = '\0';
     if (share_text(t, path, sizeof path) != 0) return -1;
     if (!path[0]) return 0;
-    train_position pos = {.extra = t->n_lists > 1 ? t->lists[1] : NULL};
+    train_position pos = {.extra = t->n_lists > 1 ? t->lists[1] : NULL, .scaler = run_scaler(t)};
     rc = checkpoint_load(path, t->model, t->optim, &pos);
     if (rc == 0) rc = loader_state_restore(t->data, pos.loader_state, pos.loader_state_size);
     if (rc == 0) {
@@ -347,7 +388,8 @@ static void test_save_delay(void) {
 // The lead rank's part of save_checkpoint (opt: the whole optimizer state).
 static int write_checkpoint(trainer *t, const char *name, const adamw *opt) {
     test_save_delay();
-    train_position pos = {.step = t->step, .epoch = t->epoch, .extra = t->n_lists > 1 ? t->lists[1] : NULL};
+    train_position pos = {.step = t->step, .epoch = t->epoch, .extra = t->n_lists > 1 ? t->lists[1] : NULL,
+                          .scaler = run_scaler(t)};
     if (loader_state_save(t->data, &pos.loader_state, &pos.loader_state_size) != 0) return -1;
     int rc = checkpoint_save(t->ckpt_dir, name, t->model, opt, &pos);
     free(pos.loader_state);
@@ -359,6 +401,8 @@ static int write_checkpoint(trainer *t, const char *name, const adamw *opt) {
         return log_line(t, line, true);
     }
     if (rc == 0 && strcmp(name, "epoch_latest") != 0) checkpoint_prune(t->ckpt_dir, (int)t->o.keep_checkpoints);
+    if (rc == 0 && t->o.delete_previous_checkpoint && !strncmp(name, "epoch_", 6) && strcmp(name, "epoch_latest") != 0)
+        checkpoint_delete_previous_epochs(t->ckpt_dir, t->epoch);
     return rc;
 }
 
@@ -468,11 +512,12 @@ static int run_validation(trainer *t) {
     int64_t n = 0;
     loader_batch b;
     int rc;
-    bool amp = t->precision == TRAIN_PRECISION_AMP_BF16;
+    bool amp = t->precision == TRAIN_PRECISION_AMP_BF16 || t->precision == TRAIN_PRECISION_AMP;
+    tensor_dtype amp_dtype = t->precision == TRAIN_PRECISION_AMP ? TENSOR_F16 : TENSOR_BF16;
     tensor_no_grad_begin();
     while ((rc = loader_next(l, &b)) == 1) {
         double value = 0;
-        if (amp && (rc = tensor_autocast_begin(TENSOR_BF16)) != 0) break;
+        if (amp && (rc = tensor_autocast_begin(amp_dtype)) != 0) break;
         tensor_scope_begin();
         tensor *loss = train_objective_loss(&t->objective, &b);
         if (amp) tensor_autocast_end();
@@ -503,7 +548,9 @@ static int train_step(trainer *t, const loader_batch *b, step_result *r) {
                       .grad_clip_norm = t->o.grad_clip_norm, .logit_scale = t->model->logit_scale,
                       .autocast_bf16 = t->precision == TRAIN_PRECISION_AMP_BF16,
                       .accum_freq = (int)t->o.accum_freq, .dist = t->d, .overlap_reduce = !t->o.no_overlap_reduce,
-                      .zero = (int)t->o.zero};
+                      .zero = (int)t->o.zero,
+                      .autocast_f16 = t->precision == TRAIN_PRECISION_AMP, .scaler = run_scaler(t)};
+    t->objective.step = t->step;
     step_objective obj = train_objective_step(&t->objective);
     dist_set_step(t->d, t->step);
     double comm_before = dist_comm_seconds(t->d);
@@ -534,6 +581,7 @@ static int log_step(trainer *t, const step_result *r, double batch_time, double 
     cJSON_AddNumberToObject(line, "loss", r->loss);
     cJSON_AddNumberToObject(line, "lr", r->lr);
     cJSON_AddNumberToObject(line, "grad_norm", r->grad_norm);
+    if (r->grad_scale > 0) cJSON_AddNumberToObject(line, "grad_scale", r->grad_scale);  // --precision amp
     if (printed) cJSON_AddNumberToObject(line, "logit_scale", scale);
     cJSON_AddNumberToObject(line, "samples_per_s", sps);
     cJSON_AddNumberToObject(line, "data_time", data_time);
@@ -578,6 +626,18 @@ static int note_nonfinite(trainer *t, const step_result *r) {
                    "are from before; try a lower --lr or --grad-clip-norm", t->nonfinite_run, t->step, t->ckpt_dir);
 }
 
+// --precision amp: a step whose scaled gradients overflowed was skipped and the scale lowered, as
+// PyTorch's GradScaler does; not a bad step (the non-finite streak neither grows nor ends).
+static int note_overflow(trainer *t, const step_result *r) {
+    cJSON *line = metrics_line("grad_scaler_skip", t->step, t->epoch);
+    cJSON_AddNumberToObject(line, "scale", r->grad_scale);
+    cJSON_AddNumberToObject(line, "next_scale", t->scaler.scale);
+    if (t->lead && t->scaler.scale < 1)
+        fprintf(stderr, "clipc train: step %" PRId64 ": gradients overflowed even at loss scale %g: step skipped\n", t->step,
+                r->grad_scale);
+    return log_line(t, line, true);
+}
+
 // Names the corrupt samples the loader replaced in this batch (loader/loader.h's global rule;
 // each rank its own rows; the lead rank's in metrics.jsonl).
 static int log_corrupt(trainer *t, const loader_batch *b) {
@@ -610,7 +670,7 @@ static int finish_epoch(trainer *t) {
         if (save_checkpoint(t, stem) != 0) return -1;
     }
     if (t->o.save_most_recent && save_checkpoint(t, "epoch_latest") != 0) return -1;
-    if (t->o.val_data && run_validation(t) != 0) return -1;
+    if (t->o.val_data && (t->epoch % t->o.val_frequency == 0 || last) && run_validation(t) != 0) return -1;
     if (t->o.zeroshot_data && t->o.zeroshot_frequency > 0 && (t->epoch % t->o.zeroshot_frequency == 0 || last))
         return run_zeroshot(t);
     return 0;
@@ -670,7 +730,9 @@ static int train_loop(trainer *t) {
         if (train_step(t, &b, &r) != 0) return -1;
         t->step++;
         steps_run++;
-        if (!r.finite) {
+        if (r.overflow) {
+            if (note_overflow(t, &r) != 0) return -1;
+        } else if (!r.finite) {
             if (note_nonfinite(t, &r) != 0) return -1;
         } else {
             t->nonfinite_run = 0;
@@ -701,8 +763,8 @@ static void print_start(const trainer *t) {
     printf("clipc train: %s on %d rank%s (%s), device %s%s, batch %lld per rank", t->s.cfg.name, world, world == 1 ? "" : "s",
            dist_backend_label(t->d), device, world > 1 ? " on rank 0" : "", (long long)rank_batch(t));
     if (t->o.accum_freq > 1) printf(" (%ld micro-batches of %ld)", t->o.accum_freq, t->o.batch_size);
-    printf(", %lld global, precision %s, AdamW state %lld bytes per rank", (long long)global_batch(t), t->o.precision,
-           (long long)adamw_state_bytes(t->optim));
+    printf(", %lld global, precision %s (%s), AdamW state %lld bytes per rank", (long long)global_batch(t), t->o.precision,
+           t->precision_why, (long long)adamw_state_bytes(t->optim));
     if (t->o.zero > 0) printf(zero_sharded(t) ? " (--zero %ld)" : " (--zero %ld: one rank, nothing to shard)", t->o.zero);
     printf("\n");
     fflush(stdout);

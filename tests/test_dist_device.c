@@ -1,6 +1,6 @@
 // Tests every collective (distributed/dist.h over shim/dist.h) at world size 1 on a device, in
-// float32, bfloat16 and uint8: all_reduce of several tensors of different shapes, all_gather,
-// reduce_scatter, broadcast, barrier and synchronize leave the values exact, and each is counted;
+// float32, bfloat16 and uint8: all_reduce of several tensors of different shapes, the started
+// (asynchronous) sums to every rank and to one root (reduce), all_gather, reduce_scatter, broadcast, barrier and synchronize leave the values exact, and each is counted;
 // then control messages made on the host (dist_all_reduce_f64, dist_broadcast_text,
 // dist_broadcast_i64, dist_all_agree) travel through the group's device. DEVICE cpu (CTest) takes
 // Gloo; cuda (scripts/gpu-check.sh) takes NCCL, the backend a GPU run uses, which no CPU test
@@ -80,6 +80,23 @@ static void test_all_reduce(void **state) {
         expect_values(t[1], 2, dtype_names[i]);
         tensor_free(t[0]);
         tensor_free(t[1]);
+    }
+}
+
+// The asynchronous sums the overlapped gradient reduction starts from the backward's hooks
+// (distributed/reducer.h): to every rank (all_reduce) and to one root (reduce), waited for together.
+static void test_started_sums(void **state) {
+    (void)state;
+    for (int i = 0; i < n_dtypes; i++) {
+        int64_t s1[1] = {5}, s2[2] = {2, 3};
+        tensor *all[1] = {make(s1, 1, dtypes[i], 7)}, *to_root[1] = {make(s2, 2, dtypes[i], 8)};
+        if (dist_start_sum(group, all, 1, DIST_ALL_RANKS) != 0 || dist_start_sum(group, to_root, 1, 0) != 0 ||
+            dist_wait_sums(group) != 0 || dist_synchronize(group) != 0)
+            fail_msg("started sums %s: %s", dtype_names[i], err_msg());
+        expect_values(all[0], 7, dtype_names[i]);
+        expect_values(to_root[0], 8, dtype_names[i]);
+        tensor_free(all[0]);
+        tensor_free(to_root[0]);
     }
 }
 
@@ -177,8 +194,9 @@ int main(int argc, char **argv) {
     }
     n_dtypes = device.type == TENSOR_DEVICE_CUDA ? 3 : 2;
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_all_reduce),           cmocka_unit_test(test_all_gather_reduce_scatter),
-        cmocka_unit_test(test_broadcast_barrier),    cmocka_unit_test(test_host_control_message),
+        cmocka_unit_test(test_all_reduce),        cmocka_unit_test(test_started_sums),
+        cmocka_unit_test(test_all_gather_reduce_scatter), cmocka_unit_test(test_broadcast_barrier),
+        cmocka_unit_test(test_host_control_message),
         cmocka_unit_test(test_counted),
     };
     return cmocka_run_group_tests(tests, join, leave);

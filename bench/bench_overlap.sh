@@ -12,18 +12,9 @@
 #        BENCH_DIR (default /tmp/clipc-bench-train), MASTER_PORT (default 29600 + pid mod 1000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-source bench/lib.sh  # median, metrics_after
+source bench/lib.sh  # median, metrics_after, train_bench_env
 model=${1:-clip-tiny} batch=${2:-64} steps=${3:-12} rounds=${4:-2}
-build=${BUILD:-build}
-vocab=${CLIPC_VOCAB:-../shared/clip/bpe_simple_vocab_16e6.txt.gz}
-work=${BENCH_DIR:-/tmp/clipc-bench-train}
-port=${MASTER_PORT:-$((29600 + $$ % 1000))}
-clipc=$build/cli/clipc
-[ -x "$clipc" ] || { echo "build clipc first: cmake --build $build --target clipc" >&2; exit 1; }
-mkdir -p "$work/logs"
-[ -f "$work/fm-train/manifest.json" ] ||
-  $clipc shards --fashion-mnist /usr/share/datasets/fashion-mnist --split train --out "$work/fm-train" >/dev/null
-warm=$(( steps / 4 > 1 ? steps / 4 : 1 ))
+train_bench_env "$steps"
 tag=bench-overlap-$model-$batch-$$
 
 # run NAME EXTRA...: one 2-rank training run; its stdout goes to $work/logs/NAME.out.

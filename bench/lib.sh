@@ -9,6 +9,7 @@
 #                               the stubs and OpenCLIP, OC_EXTRA_CONFIGS with clip-tiny, SCRIPTS_DIR),
 #                               PYTHON (default /usr/bin/python3, Debian's python3-torch), 2 threads
 #                               and OMP_WAIT_POLICY=passive (OpenCLIP's faster setting here)
+#   train_bench_env STEPS       the multi-rank training benchmarks' setup (below)
 # Env: CLIPC_SHARED_DIR (default ../shared), OPENCLIP_SRC, OPENCLIP_BENCH, PYTHON.
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'; }
@@ -34,4 +35,20 @@ openclip_env() {
   "$PYTHON" -c 'import torch' 2>/dev/null ||
     { echo "$PYTHON has no torch: CLIPC_SETUP_BENCH=1 bash scripts/setup.sh" >&2; return 1; }
   source "$bench/env.sh"
+}
+
+# train_bench_env STEPS: what the multi-rank training benchmarks (bench_dist.sh, bench_overlap.sh)
+# set up alike: build, vocab, work, port and clipc (which must be built), Fashion-MNIST's training
+# split as shards in $work/fm-train, $work/logs, and warm (the first steps, left out of the medians).
+train_bench_env() {
+  build=${BUILD:-build}
+  vocab=${CLIPC_VOCAB:-../shared/clip/bpe_simple_vocab_16e6.txt.gz}
+  work=${BENCH_DIR:-/tmp/clipc-bench-train}
+  port=${MASTER_PORT:-$((29600 + $$ % 1000))}
+  clipc=$build/cli/clipc
+  [ -x "$clipc" ] || { echo "build clipc first: cmake --build $build --target clipc" >&2; exit 1; }
+  mkdir -p "$work/logs"
+  [ -f "$work/fm-train/manifest.json" ] ||
+    $clipc shards --fashion-mnist /usr/share/datasets/fashion-mnist --split train --out "$work/fm-train" >/dev/null
+  warm=$(( $1 / 4 > 1 ? $1 / 4 : 1 ))
 }

@@ -24,6 +24,7 @@
 #include "cli_run.h"
 #include "common/error.h"
 #include "data_testutil.h"
+#include "distill_testutil.h"
 #include "model/safetensors.h"
 #include "train/checkpoint.h"
 #include "train/distill.h"
@@ -43,11 +44,7 @@ static const char TEACHER[] =
     "\"patch_size\": 8}, \"text_cfg\": {\"context_length\": 20, \"vocab_size\": %d, \"width\": 48, \"heads\": 2, "
     "\"layers\": 2}}";
 
-static char *write_text(const char *name, const char *text) {
-    char *path = testutil_path(work, name);
-    assert_int_equal(testutil_write_file(path, text, strlen(text)), 0);
-    return path;
-}
+static char *write_text(const char *name, const char *text) { return distill_test_write_text(work, name, text); }
 
 static char *make_data(const char *sub, int first_key) {
     char *dir = testutil_path(work, sub);
@@ -59,35 +56,21 @@ static char *make_data(const char *sub, int first_key) {
 }
 
 static char *make_teacher(const char *config, const char *name, uint64_t seed) {
-    clip_config cfg;
-    assert_int_equal(clip_config_load(config, &cfg), 0);
-    clip_model *m = clip_model_init(&cfg, seed);
-    char *path = testutil_path(work, name);
-    assert_int_equal(clip_model_save(m, path, NULL), 0);
-    clip_model_free(m);
-    return path;
+    return distill_test_make_teacher(work, config, name, seed);
 }
 
 static session_options options_of(const char *model, const char *weights) {
-    return (session_options){.model = model, .pretrained = weights, .vocab = vocab, .device = "cpu", .threads = 1,
-                             .seed = 5};
+    return distill_test_options(model, weights, vocab);
 }
 
 static void open_session(const char *model, const char *weights, session *s) {
-    session_options so = options_of(model, weights);
-    if (session_open(&so, s) != 0) fail_msg("%s", err_msg());
+    distill_test_open_session(model, weights, vocab, s);
 }
 
 static char *build_cache(const char *teacher, const char *dir_name) {
-    session s;
-    open_session(teacher_cfg, teacher, &s);
-    distill_teacher_id id;
-    assert_int_equal(distill_teacher_id_init(&id, &s.cfg, teacher), 0);
     char *dir = testutil_path(work, dir_name);
     distill_cache_build_options o = {.data = data, .dir = dir, .batch_size = 5, .workers = 1};
-    if (distill_cache_build(&s, &id, &o) != 0) fail_msg("%s", err_msg());
-    distill_teacher_id_free(&id);
-    session_close(&s);
+    distill_test_build_cache(teacher_cfg, teacher, vocab, &o);
     return dir;
 }
 

@@ -25,6 +25,7 @@
 #include "model/safetensors.h"
 #include "train/step.h"
 #include "fixture.h"
+#include "replay_objective.h"
 
 static const char *fixture_dir;
 static char step_path[1024];
@@ -58,30 +59,6 @@ static void expect_tensor(const char *key, const tensor *got, double atol, doubl
     double max_abs, diff = fixture_max_diff(step_path, key, got, &max_abs);
     if (!(diff <= atol + rtol * max_abs))
         fail_msg("%s differs from OpenCLIP by %.3g (tolerance %.3g): %s", key, diff, atol + rtol * max_abs, err_msg());
-}
-
-typedef struct {
-    clip_model *model;
-    tensor *images, *tokens;
-} replay;
-
-static int batch_features(void *ctx, const void *batch, int64_t begin, int64_t end, tensor **out) {
-    const replay *r = ctx;
-    const tensor *order = tensor_slice(batch, 0, begin, end);
-    out[0] = clip_encode_image(r->model, tensor_index_select(r->images, 0, order), true);
-    out[1] = clip_encode_text(r->model, tensor_index_select(r->tokens, 0, order), true);
-    return out[0] && out[1] ? 0 : -1;
-}
-
-static tensor *batch_loss_rows(void *ctx, tensor *const *all, int64_t row_begin, int64_t row_end) {
-    const replay *r = ctx;
-    return loss_contrastive_rows(LOSS_KIND_CLIP, all[0], all[1], tensor_exp(r->model->logit_scale), NULL, row_begin,
-                                 row_end);
-}
-
-static void batch_recomputing(void *ctx, bool on) {
-    const replay *r = ctx;
-    clip_model_set_update_stats(r->model, !on);
 }
 
 static void replay_init(replay *r) {
@@ -128,8 +105,7 @@ static void expect_statistics(const char *run, const clip_model *m) {
 static void steps(int accum_freq) {
     replay r;
     replay_init(&r);
-    step_objective obj = {.n_features = 2, .n_trained = 2, .features = batch_features, .loss_rows = batch_loss_rows,
-                          .recomputing = batch_recomputing, .ctx = &r};
+    step_objective obj = replay_objective(&r);
     param_list *lists[1] = {&r.model->params};
     adamw *opt = adamw_init(lists, 1, (adamw_config){.lr = number(hyper, "lr"), .beta1 = number(hyper, "beta1"),
                                                         .beta2 = number(hyper, "beta2"), .eps = number(hyper, "eps"),

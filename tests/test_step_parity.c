@@ -27,6 +27,7 @@
 #include "optim/grad.h"
 #include "train/step.h"
 #include "fixture.h"
+#include "replay_objective.h"
 
 static const char *fixture_dir;
 static char step_path[1024];
@@ -105,26 +106,6 @@ static void expect_scalar(const step_fixture *fx, const char *kind, const char *
 }
 
 // ---- the replayed run ----------------------------------------------------------------------------
-
-typedef struct {
-    clip_model *model;
-    tensor *images, *tokens;  // (N, 3, S, S), (N, C): inputs.safetensors
-} replay;
-
-// The objective: features of the batch's samples [begin, end) in the step's order, ClipLoss rows.
-static int batch_features(void *ctx, const void *batch, int64_t begin, int64_t end, tensor **out) {
-    const replay *r = ctx;
-    const tensor *order = tensor_slice(batch, 0, begin, end);
-    out[0] = clip_encode_image(r->model, tensor_index_select(r->images, 0, order), true);
-    out[1] = clip_encode_text(r->model, tensor_index_select(r->tokens, 0, order), true);
-    return out[0] && out[1] ? 0 : -1;
-}
-
-static tensor *batch_loss_rows(void *ctx, tensor *const *all, int64_t row_begin, int64_t row_end) {
-    const replay *r = ctx;
-    return loss_contrastive_rows(LOSS_KIND_CLIP, all[0], all[1], tensor_exp(r->model->logit_scale), NULL, row_begin,
-                                 row_end);
-}
 
 static void replay_init(replay *r) {
     char path[1024];
@@ -228,12 +209,11 @@ static void expect_moments(const step_fixture *fx, const adamw *opt) {
 // The four steps with the batch split into accum_freq micro-batches (1: none): the loss over the
 // global batch is exact, so every split must match OpenCLIP's unsplit steps.
 static void four_training_steps(int accum_freq) {
-    step_objective obj = {.n_features = 2, .n_trained = 2, .features = batch_features, .loss_rows = batch_loss_rows};
     step_fixture fx;
     read_fixture(&fx);
     replay r;
     replay_init(&r);
-    obj.ctx = &r;
+    step_objective obj = replay_objective(&r);
     adamw *opt = make_optimizer(&fx, &r);
     schedule sched = {.kind = SCHEDULE_COSINE, .base_lr = fx.lr, .warmup_steps = fx.warmup, .total_steps = fx.total_steps};
     assert_int_equal(schedule_check(&sched), 0);
@@ -280,12 +260,11 @@ static void test_four_training_steps_accumulated(void **state) {
 
 // One step from a logit scale just outside [0, ln 100]: the update, then the clamp.
 static void clamp_run(const char *run) {
-    step_objective obj = {.n_features = 2, .n_trained = 2, .features = batch_features, .loss_rows = batch_loss_rows};
     step_fixture fx;
     read_fixture(&fx);
     replay r;
     replay_init(&r);
-    obj.ctx = &r;
+    step_objective obj = replay_objective(&r);
     char name[64];
     snprintf(name, sizeof name, "%s.logit_scale_init", run);
     assert_int_equal(tensor_fill_(r.model->logit_scale, ref_value(name)), 0);

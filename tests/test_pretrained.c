@@ -154,6 +154,13 @@ static void assert_error(const char *config, const char *pretrained, const char 
         fail_msg("unexpected message: %s", msg);
 }
 
+// A torch.save zip file, name, holding n bytes of pickle: refused with message.
+static void expect_pickle_error(const char *name, const char *bytes, size_t n, const char *message) {
+    const char *path = tmpdir_path(name);
+    assert_int_equal(torch_file_write_pickle(path, bytes, n), 0);
+    assert_error(config_b32, path, path, message);
+}
+
 static void test_formats_load_as_safetensors(void **state) {
     (void)state;
     assert_loads(config_b32, st_path, false);
@@ -259,16 +266,10 @@ static void test_bad_files(void **state) {
 
     // pickles libtorch's unpickler cannot step through: one cut inside an opcode's argument, one
     // without its STOP, one with an opcode Python's pickle never writes
-    const char *cut_pickle = tmpdir_path("cut_pickle.bin");
     const char cp[] = "\x80\x02}q\x00X\x09\x00\x00\x00" "0.wei";
-    assert_int_equal(torch_file_write_pickle(cut_pickle, cp, sizeof cp - 1), 0);
-    assert_error(config_b32, cut_pickle, cut_pickle, "pickle opcode 0x58 at offset 5 runs past the end");
-    const char *no_stop = tmpdir_path("no_stop.bin");
-    assert_int_equal(torch_file_write_pickle(no_stop, "\x80\x02}q\x00", 5), 0);
-    assert_error(config_b32, no_stop, no_stop, "no STOP opcode in its 5 bytes");
-    const char *unknown = tmpdir_path("unknown.bin");
-    assert_int_equal(torch_file_write_pickle(unknown, "\x80\x02}\xf0.", 5), 0);
-    assert_error(config_b32, unknown, unknown, "pickle opcode 0xf0 at offset 3 is not one");
+    expect_pickle_error("cut_pickle.bin", cp, sizeof cp - 1, "pickle opcode 0x58 at offset 5 runs past the end");
+    expect_pickle_error("no_stop.bin", "\x80\x02}q\x00", 5, "no STOP opcode in its 5 bytes");
+    expect_pickle_error("unknown.bin", "\x80\x02}\xf0.", 5, "pickle opcode 0xf0 at offset 3 is not one");
 
     // the legacy format: a pickle stream (protocol 2) starting with torch.save's magic number
     const char *legacy = tmpdir_path("legacy.pt");
@@ -280,27 +281,20 @@ static void test_bad_files(void **state) {
 // model.state_dict(), and a one-element list (APPEND), as Python's pickle module writes them.
 static void test_python_pickles(void **state) {
     (void)state;
-    const char *ordered = tmpdir_path("ordered.bin");
     const char od[] = "\x80\x02" "ccollections\nOrderedDict\nq\x00)Rq\x01(X\x01\x00\x00\x00" "aq\x02K\x01"
                       "X\x01\x00\x00\x00" "bq\x03K\x02u}q\x04X\x09\x00\x00\x00_metadatah\x00)Rsb.";
-    assert_int_equal(torch_file_write_pickle(ordered, od, sizeof od - 1), 0);
-    assert_error(config_b32, ordered, ordered, "'a' is a Int, not a tensor");  // read as a dict
-    const char *appended = tmpdir_path("append.pt");
+    expect_pickle_error("ordered.bin", od, sizeof od - 1, "'a' is a Int, not a tensor");  // read as a dict
     const char ap[] = "\x80\x02}q\x00X\x01\x00\x00\x00pq\x01]q\x02K\x01" "as.";
-    assert_int_equal(torch_file_write_pickle(appended, ap, sizeof ap - 1), 0);
-    assert_error(config_b32, appended, appended, "'p' is a GenericList, not a tensor");
+    expect_pickle_error("append.pt", ap, sizeof ap - 1, "'p' is a GenericList, not a tensor");
 
     // what the rewrite cannot keep true is refused: the OrderedDict class as a value, and a GET of
     // an object memoized inside a dropped _metadata state (the string '_metadata', memo 3)
-    const char *as_value = tmpdir_path("class.bin");
     const char cv[] = "\x80\x02}(X\x01\x00\x00\x00" "accollections\nOrderedDict\nu.";
-    assert_int_equal(torch_file_write_pickle(as_value, cv, sizeof cv - 1), 0);
-    assert_error(config_b32, as_value, as_value, "offset 35 uses collections.OrderedDict other than as OrderedDict()");
-    const char *reused = tmpdir_path("reused.bin");
+    expect_pickle_error("class.bin", cv, sizeof cv - 1,
+                        "offset 35 uses collections.OrderedDict other than as OrderedDict()");
     const char ru[] = "\x80\x02(ccollections\nOrderedDict\nq\x00)Rq\x01}q\x02X\x09\x00\x00\x00_metadataq\x03"
                       "h\x00)Rq\x04sbh\x03t.";
-    assert_int_equal(torch_file_write_pickle(reused, ru, sizeof ru - 1), 0);
-    assert_error(config_b32, reused, reused, "reads an object of a dropped OrderedDict _metadata");
+    expect_pickle_error("reused.bin", ru, sizeof ru - 1, "reads an object of a dropped OrderedDict _metadata");
 }
 
 // The files tests/data/make_torch_pickles.py wrote with Python's torch.save: a state dict
